@@ -1,0 +1,31 @@
+"""The typer application and what every command shares: consoles and one-line errors."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="reglab",
+    help="A laboratory for neural-network regularization: train, compare over seeds, explain.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+# Errors that are the user's input, not a bug: reported in one line, exit code 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)
+
+
+def main() -> None:
+    """Console-script entry point: run the app and turn input errors into one line on stderr."""
+    try:
+        app()
+    except USER_ERRORS as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+        sys.exit(2)

@@ -1,0 +1,40 @@
+"""`reglab datasets` and `reglab models`: what is registered, and what is available here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from reglab.cli.app import app, console
+
+
+@app.command()
+def datasets(
+    data_dir: Annotated[Path | None, typer.Option(help="directory searched first for data files")] = None,
+) -> None:
+    """List every data set, whether it is available here, where it was found, and its size."""
+    from reglab.data import dataset_status
+
+    table = Table(title="data sets")
+    for column in ("name", "available", "where", "size", "description"):
+        table.add_column(column)
+    for s in dataset_status(data_dir):
+        table.add_row(s.name, "[green]yes[/]" if s.available else "[red]no[/]", s.location or "—",
+                      s.size or "—", s.description)
+    console.print(table)
+
+
+@app.command()
+def models() -> None:
+    """List every model with its options."""
+    from reglab.models import available_models
+
+    table = Table(title="models")
+    for column in ("name", "description", "options"):
+        table.add_column(column)
+    for m in available_models():
+        table.add_row(m.name, m.description, ", ".join(m.options))
+    console.print(table)

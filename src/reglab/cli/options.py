@@ -1,0 +1,42 @@
+"""Building a RunConfig from command-line options: `--config`, named flags, then `--set` overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reglab.config import ConfigError, RunConfig, apply_overrides, parse_value, read_toml
+
+# flag name -> dotted config path
+FLAG_PATHS = {
+    "dataset": "data.name", "data_dir": "data.data_dir", "train_subset": "data.train_subset",
+    "model": "model.name", "norm": "model.norm",
+    "optimizer": "optim.name", "lr": "optim.lr", "weight_decay": "optim.weight_decay",
+    "schedule": "optim.schedule.name", "warmup": "optim.schedule.warmup_epochs",
+    "l1": "regularize.l1", "l2": "regularize.l2", "dropout": "regularize.dropout.p",
+    "stochastic_depth": "regularize.stochastic_depth.rate", "ema": "regularize.ema",
+    "label_smoothing": "regularize.label_smoothing", "mixup": "regularize.mixup",
+    "cutmix": "regularize.cutmix", "sam": "regularize.sam_rho", "grad_clip": "regularize.grad_clip",
+    "patience": "regularize.early_stopping.patience", "val_split": "data.val_split",
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "loss": "train.loss",
+    "objective": "train.objective", "device": "train.device", "amp": "train.amp",
+    "compile": "train.compile", "seed": "seed",
+}
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+    """``["optim.lr=0.1", "model.options.widths=[64, 64]"]`` -> ``{"optim.lr": 0.1, ...}``."""
+    out = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def build_run_config(config: Path | None, flags: dict[str, Any], assignments: list[str]) -> RunConfig:
+    base = read_toml(config) if config else {}
+    overrides = {FLAG_PATHS[name]: value for name, value in flags.items() if value is not None}
+    overrides.update(parse_assignments(assignments))
+    return RunConfig.from_dict(apply_overrides(base, overrides))

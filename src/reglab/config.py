@@ -1,0 +1,280 @@
+"""Run configuration: typed, validated at the boundary, saved with every result.
+
+A `RunConfig` is pure data. It has five sections — `data`, `model`, `optim`, `regularize`,
+`train` — plus the one integer `seed` that fixes data order, initialisation and every random mask.
+Unknown keys fail loudly (``extra="forbid"``) and every error names the dotted field that is wrong:
+
+    >>> RunConfig.from_dict({"regularize": {"dropout": {"p": 1.5}}})
+    ConfigError: regularize.dropout.p: Input should be less than 1 (got 1.5)
+
+Conventions (see docs/regularizers.md):
+  * dropout ``p`` is the probability of *dropping* a unit (PyTorch's meaning);
+  * ``l2 = λ`` adds ``(λ/2)·Σw²`` to the loss (gradient ``λ·w``), so SGD with ``l2=λ`` equals SGD
+    with ``weight_decay=λ``; under Adam they differ and AdamW is the decoupled form;
+  * stochastic depth ``rate`` is the drop probability of the *last* block, ``1 − p_L``.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field (one line)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+# --------------------------------------------------------------------------------------------- data
+class AugmentConfig(_Section):
+    """Batched on-device augmentation of image batches."""
+
+    crop_padding: int = Field(0, ge=0, description="random crop after zero-padding by this many pixels (0: off)")
+    flip: bool = Field(False, description="random horizontal flip with probability 1/2")
+
+
+class DataConfig(_Section):
+    """Which data set, which part of it, and how it is prepared."""
+
+    name: str = Field("mnist1d", description="registered data set name (`reglab datasets` lists them)")
+    data_dir: Path | None = Field(None, description="directory searched first for data files")
+    download: bool = Field(False, description="fetch official files when absent (needs network)")
+    train_subset: int | None = Field(None, gt=0, description="keep the first N training samples")
+    test_subset: int | None = Field(None, gt=0, description="keep the first N test samples")
+    val_split: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of training samples held out")
+    split_seed: int = Field(0, ge=0, description="seed of the validation split (fixed across run seeds)")
+    normalize: bool = Field(True, description="standardise inputs with training-split statistics")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    options: dict[str, Any] = Field(default_factory=dict, description="data-set specific options")
+
+
+# -------------------------------------------------------------------------------------------- model
+class ModelConfig(_Section):
+    """Which architecture; `options` are passed to its registered builder (see `reglab models`)."""
+
+    name: str = Field("mlp", description="registered model name")
+    norm: Literal["none", "batch", "layer"] | None = Field(
+        None, description="normalisation layers; None = the model's default"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="builder keyword arguments")
+
+
+# -------------------------------------------------------------------------------------------- optim
+class ScheduleConfig(_Section):
+    """Learning-rate schedule; warm-up is linear over the first `warmup_epochs` epochs."""
+
+    name: Literal["constant", "step", "cosine", "plateau"] = "constant"
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    step_size: int = Field(10, gt=0, description="step: epochs between decays")
+    gamma: float = Field(0.1, gt=0.0, le=1.0, description="step/plateau: decay factor")
+    patience: int = Field(3, ge=0, description="plateau: epochs without improvement before decay")
+    min_lr: float = Field(0.0, ge=0.0, description="cosine/plateau: floor of the learning rate")
+
+
+class OptimConfig(_Section):
+    """Optimiser from `torch.optim`; `weight_decay` is coupled for SGD/RMSProp/Adam, decoupled for AdamW."""
+
+    name: Literal["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="momentum/nesterov/rmsprop momentum")
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0.0)
+    alpha: float = Field(0.99, gt=0.0, lt=1.0, description="rmsprop smoothing constant")
+    weight_decay: float = Field(0.0, ge=0.0, description="optimizer weight decay (decoupled only for adamw)")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+
+    @model_validator(mode="after")
+    def _betas_in_range(self) -> OptimConfig:
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1) (got {self.betas})")
+        return self
+
+
+# --------------------------------------------------------------------------------------- regularize
+class DropoutConfig(_Section):
+    """Dropout with drop probability `p` and inverted scaling, at the model's dropout sites."""
+
+    p: float = Field(0.0, ge=0.0, lt=1.0, description="probability of dropping a unit")
+    layers: list[int] | None = Field(None, description="indices of the dropout sites to use; None = all")
+
+
+class StochasticDepthConfig(_Section):
+    """Stochastic depth (Huang et al. 2016): residual blocks skipped at random while training.
+
+    Survival of block l of L under the linear rule: p_l = 1 − (l/L)(1 − p_L), with `rate` = 1 − p_L.
+    """
+
+    rate: float = Field(0.0, ge=0.0, lt=1.0, description="drop probability of the last block, 1 − p_L")
+    rule: Literal["linear", "constant"] = "linear"
+    mode: Literal["row", "batch"] = Field("row", description="row: per sample; batch: whole batch")
+    scaling: Literal["inverted", "test"] = Field(
+        "inverted", description="inverted: divide by p_l in training; test: multiply by p_l at test time"
+    )
+    blocks: list[int] | None = Field(None, description="0-based indices of droppable blocks; None = all")
+
+
+class DropBlockConfig(_Section):
+    """DropBlock (Ghiasi et al. 2018) for conv feature maps."""
+
+    p: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of activations dropped")
+    block_size: int = Field(3, gt=0)
+
+
+class EarlyStoppingConfig(_Section):
+    patience: int = Field(0, ge=0, description="epochs without improvement before stopping (0: off)")
+    monitor: Literal["val_loss", "val_acc", "test_loss", "test_acc"] = "val_loss"
+    restore_best: bool = True
+
+
+class RegularizeConfig(_Section):
+    """Every regularizer of a run, in one declarative place."""
+
+    l1: float = Field(0.0, ge=0.0, description="adds l1·Σ|w| to the loss")
+    l2: float = Field(0.0, ge=0.0, description="adds (l2/2)·Σw² to the loss (gradient l2·w)")
+    penalize: Literal["weights", "all"] = Field(
+        "weights", description="weights: Linear/Conv weights only; all: every parameter"
+    )
+    dropout: DropoutConfig = Field(default_factory=DropoutConfig)
+    stochastic_depth: StochasticDepthConfig = Field(default_factory=StochasticDepthConfig)
+    dropblock: DropBlockConfig = Field(default_factory=DropBlockConfig)
+    ema: float | None = Field(None, gt=0.0, lt=1.0, description="decay of a weight EMA used for evaluation")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    mixup: float = Field(0.0, ge=0.0, description="Beta(α, α) of mixup (0: off)")
+    cutmix: float = Field(0.0, ge=0.0, description="Beta(α, α) of cutmix (0: off)")
+    grad_clip: float | None = Field(None, gt=0.0, description="clip the global gradient norm to this value")
+    sam_rho: float = Field(0.0, ge=0.0, description="sharpness-aware minimisation radius ρ (0: off)")
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+
+
+# -------------------------------------------------------------------------------------------- train
+Objective = Literal["drop", "rs", "rs+r1", "rs+r2", "drop-r2", "drop-r1"]
+
+
+class TrainConfig(_Section):
+    """How long and how the loop runs."""
+
+    epochs: int = Field(10, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps")
+    batch_size: int = Field(128, ge=0, description="0: full-batch gradient descent")
+    loss: Literal["ce", "mse"] = Field(
+        "ce", description="ce: cross-entropy; mse: ½‖f(x) − y‖² summed over outputs, averaged over samples"
+    )
+    objective: Objective = Field(
+        "drop", description="drop: ordinary training; others: the dropout-theory objectives (reglab.theory)"
+    )
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps")
+    amp: bool = Field(False, description="bf16 autocast on CUDA")
+    compile: bool = Field(False, description="torch.compile the model on CUDA")
+    channels_last: bool = Field(False, description="channels-last memory format for conv nets on CUDA")
+    eval_batch_size: int = Field(2048, gt=0)
+    eval_train_samples: int = Field(
+        10_000, ge=0, description="evaluate (eval mode) on this many training samples per epoch (0: off)"
+    )
+    checkpoint_every: int = Field(1, ge=0, description="epochs between checkpoints (0: never)")
+
+
+class RunConfig(_Section):
+    """One training run: everything needed to reproduce it bit for bit on CPU."""
+
+    seed: int = Field(0, ge=0)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    regularize: RegularizeConfig = Field(default_factory=RegularizeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        es = self.regularize.early_stopping
+        if es.patience and es.monitor.startswith("val") and self.data.val_split == 0:
+            raise ValueError("regularize.early_stopping.monitor uses the validation split; set data.val_split > 0")
+        if self.regularize.mixup and self.regularize.cutmix:
+            raise ValueError("regularize.mixup and regularize.cutmix are exclusive; choose one")
+        return self
+
+    # ------------------------------------------------------------------ construction and export
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return validate(cls, data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> RunConfig:
+        return cls.from_dict(read_toml(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def override(self, overrides: dict[str, Any]) -> RunConfig:
+        """A new config with dotted-path overrides applied, e.g. ``{"optim.lr": 0.1}``."""
+        return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides))
+
+
+# ------------------------------------------------------------------------------------ helpers
+def validate(model: type[BaseModel], data: dict[str, Any], prefix: str = ""):
+    """Validate `data` as `model`, turning pydantic's report into a one-line `ConfigError`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, prefix)) from None
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in (*([prefix] if prefix else []), *first["loc"]))
+    msg = first["msg"].removeprefix("Value error, ")
+    got = "" if first["type"] in ("value_error", "missing") else f" (got {first.get('input')!r})"
+    more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
+    return f"{loc}: {msg}{got}{more}" if loc else f"{msg}{got}{more}"
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+
+
+def parse_value(text: str) -> Any:
+    """Parse a command-line value as a TOML scalar/array, falling back to a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a deep copy of `data` with ``{"a.b.c": value}`` overrides merged in."""
+    out = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"{dotted}: '{key}' is a value, not a section")
+            node = child
+        node[leaf] = value
+    return out
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge `update` into a copy of `base` (tables merge, values replace)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

@@ -1,0 +1,95 @@
+"""Optimizer and learning-rate schedule factory (all from `torch.optim`).
+
+Weight decay is applied to the same parameter mask as the loss penalties (Linear/Conv weights by
+default). It is *coupled* (added to the gradient, like an L2 penalty) for SGD, RMSProp and Adam
+and *decoupled* for AdamW (Loshchilov & Hutter 2019): under Adam the coupled form is rescaled by
+the adaptive denominator, so Adam + L2 and AdamW are different optimizers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from reglab.config import ConfigError, OptimConfig, RegularizeConfig
+from reglab.regularize.penalties import penalized_parameters
+
+
+def parameter_groups(model: nn.Module, optim: OptimConfig, reg: RegularizeConfig) -> list[dict]:
+    decayed = {id(p) for p in penalized_parameters(model, reg.penalize)}
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if id(p) in decayed], "weight_decay": optim.weight_decay},
+        {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, optim: OptimConfig, reg: RegularizeConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, optim, reg)
+    on_cuda = next(model.parameters()).is_cuda
+    fused = {"fused": True} if on_cuda else {}
+    name = optim.name
+    if name in ("sgd", "momentum", "nesterov"):
+        momentum = 0.0 if name == "sgd" else optim.momentum
+        return torch.optim.SGD(groups, lr=optim.lr, momentum=momentum, nesterov=name == "nesterov", **fused)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=optim.lr, alpha=optim.alpha, eps=optim.eps)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps, **fused)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps, **fused)
+    raise ConfigError(f"optim.name: unknown optimizer {name!r}")
+
+
+def lr_factor(step: int, *, optim: OptimConfig, steps_per_epoch: int, total_steps: int) -> float:
+    """Multiplier of the base learning rate after `step` optimizer steps (warm-up × schedule)."""
+    sched = optim.schedule
+    warmup = sched.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return (step + 1) / warmup
+    floor = sched.min_lr / optim.lr
+    if sched.name == "step":
+        return sched.gamma ** (step // (sched.step_size * steps_per_epoch))
+    if sched.name == "cosine":
+        progress = min(1.0, (step - warmup) / max(1.0, total_steps - warmup))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+class Schedule:
+    """Per-step schedule (`LambdaLR`) plus, for ``plateau``, a per-epoch `ReduceLROnPlateau`."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, optim: OptimConfig, *, steps_per_epoch: int,
+                 total_steps: int):
+        if optim.schedule.name == "plateau" and optim.schedule.warmup_epochs:
+            raise ConfigError("optim.schedule.warmup_epochs: warm-up is not supported with the plateau schedule")
+        self.per_step = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: lr_factor(step, optim=optim, steps_per_epoch=steps_per_epoch, total_steps=total_steps),
+        )
+        self.plateau = None
+        if optim.schedule.name == "plateau":
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, factor=optim.schedule.gamma, patience=optim.schedule.patience,
+                min_lr=optim.schedule.min_lr,
+            )
+
+    def step(self) -> None:
+        if self.plateau is None:
+            self.per_step.step()
+
+    def epoch_end(self, monitored_loss: float) -> None:
+        if self.plateau is not None:
+            self.plateau.step(monitored_loss)
+
+    def state_dict(self) -> dict:
+        return {"per_step": self.per_step.state_dict(),
+                "plateau": self.plateau.state_dict() if self.plateau else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.per_step.load_state_dict(state["per_step"])
+        if self.plateau is not None:
+            self.plateau.load_state_dict(state["plateau"])

@@ -1,0 +1,334 @@
+"""The one training loop every reglab run goes through, so that the regularizer is the only difference.
+
+Read top to bottom: `Trainer.__init__` builds data, model, optimizer, schedule and regularizers
+from a `RunConfig`; `fit` runs epochs of `_train_epoch` + `_evaluate`, appends each epoch's metrics
+to the run directory, checkpoints, and stops on divergence, early stopping or the step budget.
+
+Determinism: ``torch.manual_seed(seed)`` right before the model is built fixes initialisation and
+every dropout / stochastic-depth mask; a separate generator on the training device, seeded with the
+same integer, fixes data order, augmentation and mixing partners. Both states are checkpointed, so
+a resumed run ends bit-identical (CPU) to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from reglab.config import RunConfig
+from reglab.data import TensorData, augment_images, batch_indices, load_dataset
+from reglab.models import build_model
+from reglab.regularize.early_stopping import EarlyStopping
+from reglab.regularize.ema import build_ema
+from reglab.regularize.mixing import cutmix, mixup
+from reglab.regularize.optim import Schedule, build_optimizer
+from reglab.regularize.penalties import Penalty, penalized_parameters
+from reglab.regularize.sam import sam_gradients
+from reglab.train import rundir
+from reglab.train.losses import correct, make_criterion
+
+EpochCallback = Callable[[int, nn.Module, dict], dict | None]
+"""Called after each epoch with (epoch, evaluated model, metrics); a returned dict joins the metrics."""
+
+
+@dataclass
+class RunResult:
+    status: str  # "done" or "diverged"
+    epochs: list[dict]
+    final: dict
+    best: dict
+    seconds: float
+    num_params: int
+    device: str
+    diverged_epoch: int | None = None
+    stopped_epoch: int | None = None
+    config: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if torch.backends.mps.is_available() else torch.device("cpu")
+    return torch.device(name)
+
+
+_DATA_CACHE: dict[tuple[str, str], TensorData] = {}
+
+
+def cached_dataset(cfg: RunConfig, device: torch.device) -> TensorData:
+    """Load a data set once per process and device; runs of a study share the tensors read-only."""
+    key = (cfg.data.model_dump_json(), str(device))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = load_dataset(cfg.data, device=device)
+    return _DATA_CACHE[key]
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, *, data: TensorData | None = None):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.train.device)
+        self.data = data if data is not None else cached_dataset(cfg, self.device)
+        reg, train = cfg.regularize, cfg.train
+
+        torch.manual_seed(cfg.seed)  # init and every random mask
+        self.model = build_model(cfg.model, input_shape=self.data.input_shape,
+                                 num_outputs=self.data.num_outputs, reg=reg).to(self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)  # data order, augmentation
+        on_cuda = self.device.type == "cuda"
+        if train.channels_last and on_cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if train.compile and on_cuda else self.model
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if train.amp and on_cuda \
+            else contextlib.nullcontext
+
+        n = self.data.x_train.shape[0]
+        self.batch_size = n if train.batch_size == 0 else min(train.batch_size, n)
+        self.steps_per_epoch = math.ceil(n / self.batch_size)
+        total_steps = min(train.max_steps or math.inf, train.epochs * self.steps_per_epoch)
+        self.optimizer = build_optimizer(self.model, cfg.optim, reg)
+        self.schedule = Schedule(self.optimizer, cfg.optim, steps_per_epoch=self.steps_per_epoch,
+                                 total_steps=int(total_steps))
+        self.penalty = Penalty(penalized_parameters(self.model, reg.penalize), l1=reg.l1, l2=reg.l2)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.ema = build_ema(self.model, reg.ema) if reg.ema else None
+        self.stopper = EarlyStopping(reg.early_stopping)
+        self.train_criterion = make_criterion(train.loss, self.data.num_classes,
+                                              label_smoothing=reg.label_smoothing)
+        self.eval_criterion = make_criterion(train.loss, self.data.num_classes)
+        self.epoch, self.step = 0, 0
+
+    # ------------------------------------------------------------------------------- evaluation
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """The model whose metrics are reported: the weight EMA when enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        model = self.evaluated_model
+        was_training = model.training
+        model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct_sum = torch.zeros((), device=self.device, dtype=torch.long)
+        for start in range(0, x.shape[0], self.cfg.train.eval_batch_size):
+            xb, yb = x[start:start + self.cfg.train.eval_batch_size], y[start:start + self.cfg.train.eval_batch_size]
+            with self.autocast():
+                out = model(xb).float()
+            loss_sum += self.eval_criterion(out, yb) * xb.shape[0]
+            if self.data.num_classes is not None:
+                correct_sum += correct(out, yb)
+        model.train(was_training)
+        result = {"loss": (loss_sum / x.shape[0]).item()}
+        if self.data.num_classes is not None:
+            result["acc"] = correct_sum.item() / x.shape[0]
+        return result
+
+    # --------------------------------------------------------------------------------- training
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean training loss of a batch (with mixing and the theory objectives) and its output."""
+        reg, objective = self.cfg.regularize, self.cfg.train.objective
+        if objective != "drop":
+            from reglab.theory.dropout import objective_loss
+
+            lr = self.optimizer.param_groups[0]["lr"]
+            return objective_loss(objective, self.forward, x, y, lr=lr, loss_fn=self.train_criterion), None
+        if reg.mixup or reg.cutmix:
+            mix = mixup if reg.mixup else cutmix
+            x, y_partner, lam = mix(x, y, reg.mixup or reg.cutmix, self.generator)
+            out = self.forward(x).float()
+            loss = lam * self.train_criterion(out, y) + (1 - lam) * self.train_criterion(out, y_partner)
+            return loss, out
+        out = self.forward(x).float()
+        return self.train_criterion(out, y), out
+
+    def _objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        with self.autocast():
+            loss, out = self._loss(x, y)
+        total = loss + self.penalty() if self.penalty.active else loss
+        return total, loss, out
+
+    def _train_epoch(self) -> dict[str, float]:
+        data, cfg = self.data, self.cfg
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct_sum = torch.zeros((), device=self.device, dtype=torch.long)
+        grad_norm_sum = torch.zeros((), device=self.device)
+        seen = steps = 0
+        for idx in batch_indices(data.x_train.shape[0], self.batch_size, self.generator):
+            x, y = data.x_train[idx], data.y_train[idx]
+            if cfg.data.augment.crop_padding or cfg.data.augment.flip:
+                x = augment_images(x, cfg.data.augment, self.generator)
+            if cfg.train.channels_last and x.dim() == 4 and self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+
+            total, loss, out = self._objective(x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if cfg.regularize.sam_rho:
+                sam_gradients(self.params, lambda x=x, y=y: self._objective(x, y)[0], cfg.regularize.sam_rho)
+            if cfg.regularize.grad_clip:
+                grad_norm = nn.utils.clip_grad_norm_(self.params, cfg.regularize.grad_clip)
+            else:
+                grad_norm = nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+            self.optimizer.step()
+            self.schedule.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+
+            loss_sum += loss.detach() * idx.shape[0]
+            if out is not None and data.num_classes is not None:
+                correct_sum += correct(out.detach(), y)
+            grad_norm_sum += grad_norm
+            seen += idx.shape[0]
+            steps += 1
+            self.step += 1
+            if cfg.train.max_steps and self.step >= cfg.train.max_steps:
+                break
+        metrics = {"train_loss": (loss_sum / seen).item(), "grad_norm": (grad_norm_sum / steps).item()}
+        if data.num_classes is not None and cfg.train.objective == "drop" and not (
+            cfg.regularize.mixup or cfg.regularize.cutmix
+        ):
+            metrics["train_acc"] = correct_sum.item() / seen
+        return metrics
+
+    def run_epoch(self) -> dict:
+        """Train one epoch, evaluate, and return the epoch's metrics record."""
+        start = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.epoch += 1
+        train_metrics = self._train_epoch()
+        metrics = {"epoch": self.epoch, "step": self.step, **train_metrics}
+        data, n_eval = self.data, self.cfg.train.eval_train_samples
+        if n_eval:
+            for k, v in self.evaluate(data.x_train[:n_eval], data.y_train[:n_eval]).items():
+                metrics[f"train_eval_{k}"] = v
+        if data.x_val is not None:
+            metrics.update({f"val_{k}": v for k, v in self.evaluate(data.x_val, data.y_val).items()})
+        metrics.update({f"test_{k}": v for k, v in self.evaluate(data.x_test, data.y_test).items()})
+        metrics["lr"] = lr
+        monitored = metrics.get("val_loss", metrics.get("train_eval_loss", metrics["train_loss"]))
+        if math.isfinite(monitored):
+            self.schedule.epoch_end(monitored)
+        metrics["seconds"] = time.perf_counter() - start
+        return metrics
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        rng = {"cpu": torch.get_rng_state(), "data": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "epoch": self.epoch, "step": self.step, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "stopper": self.stopper.state_dict(), "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.stopper.load_state_dict(state["stopper"])
+        torch.set_rng_state(state["rng"]["cpu"].cpu())
+        self.generator.set_state(state["rng"]["data"].cpu())
+        if "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
+
+    # ------------------------------------------------------------------------------------- fit
+    def fit(self, run_dir: str | Path | None = None, *, callbacks: Iterable[EpochCallback] = (),
+            resume: bool = True) -> RunResult:
+        """Train for the configured budget; with `run_dir`, log every epoch there and resume from it."""
+        cfg, callbacks = self.cfg, list(callbacks)
+        run_dir = Path(run_dir) if run_dir is not None else None
+        epochs: list[dict] = []
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            rundir.write_json_atomic(run_dir / "config.json", cfg.to_dict())
+            checkpoint = run_dir / "checkpoint.pt"
+            if resume and checkpoint.exists():
+                self.load_state_dict(rundir.load_checkpoint(checkpoint, self.device))
+                epochs = rundir.read_metrics(run_dir / "metrics.jsonl", up_to_epoch=self.epoch)
+            rundir.rewrite_metrics(run_dir / "metrics.jsonl", epochs)
+
+        status, diverged_epoch, stopped_epoch = "done", None, None
+        start = time.perf_counter() - sum(e["seconds"] for e in epochs)
+        while self.epoch < cfg.train.epochs and not (cfg.train.max_steps and self.step >= cfg.train.max_steps):
+            metrics = self.run_epoch()
+            for callback in callbacks:
+                metrics.update(callback(self.epoch, self.evaluated_model, metrics) or {})
+            epochs.append(metrics)
+            if run_dir is not None:
+                rundir.append_metrics(run_dir / "metrics.jsonl", metrics)
+            if not (math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["test_loss"])):
+                status, diverged_epoch = "diverged", self.epoch
+                break
+            stop = self.stopper.enabled and self.stopper.update(self.epoch, metrics, self.evaluated_model)
+            if run_dir is not None and cfg.train.checkpoint_every and (
+                self.epoch % cfg.train.checkpoint_every == 0 or stop
+            ):
+                rundir.save_atomic(self.state_dict(), run_dir / "checkpoint.pt")
+            if stop:
+                stopped_epoch = self.epoch
+                break
+
+        final = dict(epochs[-1])
+        if self.stopper.enabled and self.stopper.cfg.restore_best and self.stopper.best_state is not None:
+            self.stopper.restore(self.evaluated_model)
+            final = dict(epochs[self.stopper.best_epoch - 1])
+        result = RunResult(
+            status=status, epochs=epochs, final=final, best=best_epoch(epochs),
+            seconds=time.perf_counter() - start, num_params=sum(p.numel() for p in self.params),
+            device=str(self.device), diverged_epoch=diverged_epoch, stopped_epoch=stopped_epoch,
+            config=cfg.to_dict(),
+        )
+        if run_dir is not None:
+            if status == "done":
+                rundir.save_atomic(self.evaluated_model.state_dict(), run_dir / "model.pt")
+            rundir.write_json_atomic(run_dir / "summary.json", result.to_dict() | {"epochs": None})
+        return result
+
+
+def best_epoch(epochs: list[dict]) -> dict:
+    """The epoch with the best test accuracy (classification) or lowest test loss (regression)."""
+    finite = [e for e in epochs if math.isfinite(e["test_loss"])]
+    if not finite:
+        return {}
+    key = "test_acc" if "test_acc" in finite[0] else "test_loss"
+    chosen = (max if key == "test_acc" else min)(finite, key=lambda e: e[key])
+    return {"epoch": chosen["epoch"], "test_loss": chosen["test_loss"], **(
+        {"test_acc": chosen["test_acc"]} if key == "test_acc" else {})}
+
+
+def train_run(cfg: RunConfig, *, run_dir: str | Path | None = None, callbacks: Iterable[EpochCallback] = (),
+              resume: bool = True, data: TensorData | None = None) -> RunResult:
+    """Train one run described by `cfg` (the library's main entry point)."""
+    return Trainer(cfg, data=data).fit(run_dir, callbacks=callbacks, resume=resume)
+
+
+def load_trained(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, nn.Module, TensorData]:
+    """Rebuild a finished run's config, evaluated model (weights only) and data, for analysis."""
+    run_dir = Path(run_dir)
+    cfg = RunConfig.from_dict(rundir.read_config(run_dir)).override({"train.device": device})
+    data = cached_dataset(cfg, torch.device(device))
+    model = build_model(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs,
+                        reg=cfg.regularize).to(device)
+    weights = run_dir / "model.pt"
+    if weights.exists():
+        model.load_state_dict(rundir.load_checkpoint(weights, device))
+    else:
+        model.load_state_dict(rundir.load_checkpoint(run_dir / "checkpoint.pt", device)["model"])
+    return cfg, model.eval(), data
