@@ -9,7 +9,8 @@ if "$py" -c "import torch" 2>/dev/null; then
   echo "torch $("$py" -c 'import torch; print(torch.__version__)') already installed"
 elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   "$py" -m pip install -q "torch==$version"
-elif "$py" -m pip install -q --no-index "torch==$version" 2>/dev/null; then
+elif "$py" -m pip install -q --no-index --no-deps "torch==$version" 2>/dev/null; then
+  "$py" -m pip install -q "torch==$version"  # its dependencies; torch itself is already satisfied
   echo "installed torch $version (CPU) from a local wheel"
 else
   "$py" -m pip install -q "torch==$version" --index-url https://download.pytorch.org/whl/cpu \

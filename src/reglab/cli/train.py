@@ -80,5 +80,5 @@ def train(
     for e in result.epochs:
         table.add_row(str(e["epoch"]), *(f"{e[k]:.4g}" if e[k] is not None else "—" for k in keys))
     console.print(table)
-    status = "[red]diverged at epoch %d[/]" % result.diverged_epoch if result.status == "diverged" else "done"
+    status = f"[red]diverged at epoch {result.diverged_epoch}[/]" if result.status == "diverged" else "done"
     console.print(f"status: {status}; {result.num_params:,} parameters; {result.seconds:.1f} s")

@@ -4,6 +4,13 @@ Weight decay is applied to the same parameter mask as the loss penalties (Linear
 default). It is *coupled* (added to the gradient, like an L2 penalty) for SGD, RMSProp and Adam
 and *decoupled* for AdamW (Loshchilov & Hutter 2019): under Adam the coupled form is rescaled by
 the adaptive denominator, so Adam + L2 and AdamW are different optimizers.
+
+Schedules (factor of the base lr after `step` optimizer steps, W = warm-up steps, T = total):
+  warm-up (Goyal et al. 2017)      min(1, (step + 1) / W) for step < W
+  step                             gamma ** (step // (step_size · steps_per_epoch)), counted from 0
+  cosine (Loshchilov & Hutter 2017) f + (1 − f)·½(1 + cos(π·min(1, (step − W)/(T − W)))), f = min_lr/lr
+  plateau                          `ReduceLROnPlateau` once per epoch: × gamma after more than
+                                   `patience` epochs without improvement (torch's convention)
 """
 
 from __future__ import annotations
@@ -34,9 +41,11 @@ def build_optimizer(model: nn.Module, optim: OptimConfig, reg: RegularizeConfig)
     name = optim.name
     if name in ("sgd", "momentum", "nesterov"):
         momentum = 0.0 if name == "sgd" else optim.momentum
+        if name == "nesterov" and momentum == 0:
+            raise ConfigError("optim.momentum: Nesterov momentum needs optim.momentum > 0")
         return torch.optim.SGD(groups, lr=optim.lr, momentum=momentum, nesterov=name == "nesterov", **fused)
     if name == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=optim.lr, alpha=optim.alpha, eps=optim.eps)
+        return torch.optim.RMSprop(groups, lr=optim.lr, alpha=optim.alpha, eps=optim.eps)  # no momentum
     if name == "adam":
         return torch.optim.Adam(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps, **fused)
     if name == "adamw":
@@ -49,7 +58,7 @@ def lr_factor(step: int, *, optim: OptimConfig, steps_per_epoch: int, total_step
     sched = optim.schedule
     warmup = sched.warmup_epochs * steps_per_epoch
     if step < warmup:
-        return (step + 1) / warmup
+        return min(1.0, (step + 1) / warmup)
     floor = sched.min_lr / optim.lr
     if sched.name == "step":
         return sched.gamma ** (step // (sched.step_size * steps_per_epoch))
@@ -65,11 +74,15 @@ class Schedule:
     def __init__(self, optimizer: torch.optim.Optimizer, optim: OptimConfig, *, steps_per_epoch: int,
                  total_steps: int):
         if optim.schedule.name == "plateau" and optim.schedule.warmup_epochs:
-            raise ConfigError("optim.schedule.warmup_epochs: warm-up is not supported with the plateau schedule")
-        self.per_step = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: lr_factor(step, optim=optim, steps_per_epoch=steps_per_epoch, total_steps=total_steps),
-        )
+            raise ConfigError("optim.schedule.warmup_epochs: warm-up is not supported with the plateau "
+                              "schedule")
+        if optim.schedule.name == "plateau" and optim.schedule.gamma >= 1.0:
+            raise ConfigError("optim.schedule.gamma: the plateau schedule needs gamma < 1")
+        if optim.schedule.min_lr > optim.lr:
+            raise ConfigError(f"optim.schedule.min_lr: must not exceed optim.lr={optim.lr} "
+                              f"(got {optim.schedule.min_lr})")
+        self.per_step = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
+            step, optim=optim, steps_per_epoch=steps_per_epoch, total_steps=total_steps))
         self.plateau = None
         if optim.schedule.name == "plateau":
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(

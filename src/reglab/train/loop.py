@@ -176,7 +176,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             if cfg.regularize.sam_rho:
-                sam_gradients(self.params, lambda x=x, y=y: self._objective(x, y)[0], cfg.regularize.sam_rho)
+                sam_gradients(self.params, lambda x=x, y=y: self._objective(x, y)[0], cfg.regularize.sam_rho,
+                              model=self.model)
             if cfg.regularize.grad_clip:
                 grad_norm = nn.utils.clip_grad_norm_(self.params, cfg.regularize.grad_clip)
             else:
@@ -264,9 +265,10 @@ class Trainer:
                 epochs = rundir.read_metrics(run_dir / "metrics.jsonl", up_to_epoch=self.epoch)
             rundir.rewrite_metrics(run_dir / "metrics.jsonl", epochs)
 
-        status, diverged_epoch, stopped_epoch = "done", None, None
+        status, diverged_epoch, stopped_epoch = "done", None, self.stopper.stopped_epoch
         start = time.perf_counter() - sum(e["seconds"] for e in epochs)
-        while self.epoch < cfg.train.epochs and not (cfg.train.max_steps and self.step >= cfg.train.max_steps):
+        while (self.epoch < cfg.train.epochs and not self.stopper.stopped
+               and not (cfg.train.max_steps and self.step >= cfg.train.max_steps)):
             metrics = self.run_epoch()
             for callback in callbacks:
                 metrics.update(callback(self.epoch, self.evaluated_model, metrics) or {})

@@ -1,0 +1,1 @@
+"""Benchmarks: reglab against the plain PyTorch loop a user would write, run alternately in one process."""

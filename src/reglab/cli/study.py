@@ -1,0 +1,105 @@
+"""`reglab compare`, `reglab report`, `reglab export`, `reglab presets`: multi-seed studies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from reglab.cli.app import app, console, err_console
+
+Arg, Opt = typer.Argument, typer.Option
+
+
+def print_table(table: Table) -> None:
+    """Print a wide table; off a terminal (logs, pipes) use 200 columns rather than rich's 80."""
+    (console if console.is_terminal else Console(width=max(console.width, 200))).print(table)
+
+
+def default_workers() -> int:
+    """Two worker processes where there are at least two cores, else one."""
+    from reglab.study.executors import usable_cores
+
+    return 2 if usable_cores() >= 2 else 1
+
+
+@app.command()
+def compare(
+    source: Annotated[str, Arg(help="preset name (see `reglab presets`) or study TOML file")] = "quickstart",
+    seeds: Annotated[int | None, Opt(help="run seeds 0..N-1 instead of the spec's seeds")] = None,
+    out: Annotated[Path | None, Opt(help="study directory [default: studies/<name>]")] = None,
+    device: Annotated[str | None, Opt(help="override every run's device: auto|cpu|cuda|cuda:N")] = None,
+    workers: Annotated[int | None, Opt(help="parallel runs [default: 2 with ≥ 2 cores, else 1]")] = None,
+    executor: Annotated[str, Opt(help="executor: local (more may be registered)")] = "local",
+    epochs: Annotated[int | None, Opt(help="override every arm's number of epochs")] = None,
+    force: Annotated[bool, Opt(help="adopt a changed spec: keep runs whose config is unchanged, "
+                                    "re-run changed ones, delete removed ones")] = False,
+) -> None:
+    """Run (or resume) a study: every arm over every seed, then print the table and write the report."""
+    from reglab.report import summary_table
+    from reglab.study import load_spec, make_executor, run_study
+    from reglab.study.spec import arm_slug
+
+    spec = load_spec(source, seeds=seeds, epochs=epochs)
+    out = out or Path("studies") / arm_slug(spec.name)
+    runner = make_executor(executor, workers=workers or default_workers(), device=device)
+    result = run_study(spec, out, executor=runner, force=force, progress=True)
+    paths = result.write_report()
+    print_table(summary_table(result))
+    done = (f"ran {len(result.executed)} runs, kept {len(result.skipped)} finished ones, "
+            f"{result.seconds:.1f} s")
+    console.print(f"{done}\nreport: {escape(str(paths['html']))}\n"
+                  f"markdown: {escape(str(paths['markdown']))}  csv: {escape(str(paths['summary']))}",
+                  highlight=False)
+    failed = result.runs[result.runs["status"] == "failed"]
+    if len(failed):
+        for _, run in failed.iterrows():
+            err_console.print(f"[red]{escape(run['run_id'])} failed:[/] {escape(str(run['error']))}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    study_dir: Annotated[Path, Arg(help="study directory written by `reglab compare`")],
+    out: Annotated[Path | None, Opt(help="report directory [default: STUDY_DIR/report]")] = None,
+) -> None:
+    """Rewrite a study's report (HTML, Markdown, CSV) from its store, e.g. of an interrupted study."""
+    from reglab.report import summary_table, write_report
+    from reglab.study import load_study
+
+    study = load_study(study_dir)
+    paths = write_report(study, out)
+    print_table(summary_table(study))
+    console.print(f"report: {escape(str(paths['html']))}", highlight=False)
+
+
+@app.command()
+def export(
+    study_dir: Annotated[Path, Arg(help="study directory written by `reglab compare`")],
+    out: Annotated[Path | None, Opt(help="CSV file [default: STUDY_DIR/<table>.csv]")] = None,
+    table: Annotated[str, Opt(help="runs (one row per run) | epochs | summary | stability")] = "runs",
+) -> None:
+    """Write one table of a study as CSV."""
+    from reglab.report import export_csv
+
+    path = export_csv(study_dir, out or study_dir / f"{table}.csv", table)
+    console.print(escape(str(path)), highlight=False)
+
+
+@app.command()
+def presets() -> None:
+    """List the studies shipped with reglab (`reglab compare <name>`)."""
+    from reglab.presets import preset_names, read_preset
+
+    listing = Table(title="presets")
+    for column in ("name", "arms", "seeds", "description"):
+        listing.add_column(column)
+    for name in preset_names():
+        spec = read_preset(name)
+        listing.add_row(name, escape(", ".join(spec.get("arms", {}))), str(spec.get("seeds", "")),
+                        escape(spec.get("description", "")))
+    console.print(listing)

@@ -1,0 +1,88 @@
+"""`mnist` and `fashion-mnist`: the official IDX files, 60,000 training and 10,000 test 28×28 images.
+
+Each search folder (see `reglab.data.paths`) must hold all four files, each raw or gzipped:
+``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
+``t10k-labels-idx1-ubyte`` (``.gz``). Debian's ``dataset-fashion-mnist`` installs the gzipped four in
+``/usr/share/datasets/fashion-mnist/``. Images become ``(N, 1, 28, 28)`` float32 in [0, 1] (bytes / 255).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reglab.data.base import CorruptDataError, TensorData
+from reglab.data.download import download_official
+from reglab.data.idx import IMAGES, LABELS, read_idx, read_idx_header
+from reglab.data.paths import cache_dir, find, human_size, not_found
+from reglab.data.registry import Found, register_dataset
+
+SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+STEMS = [stem for pair in SPLITS.values() for stem in pair]
+NUM_CLASSES = 10
+
+
+def idx_files(folder: Path) -> dict[str, Path] | None:
+    """The four IDX files in `folder` by stem (raw preferred over .gz), or None if any is missing."""
+    files = {}
+    for stem in STEMS:
+        path = next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+        if path is None:
+            return None
+        files[stem] = path
+    return files
+
+
+def _read_split(images: Path, labels: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = read_idx(images, IMAGES), read_idx(labels, LABELS)
+    if len(x) != len(y):
+        raise CorruptDataError(f"{labels}: {len(y)} labels for the {len(x)} images of {images}")
+    if y.size and y.max() >= NUM_CLASSES:
+        raise CorruptDataError(f"{labels}: label {y.max()} outside 0..{NUM_CLASSES - 1}")
+    pixels = x.astype(np.float32)[:, None]  # (N, 1, rows, cols)
+    pixels /= 255
+    return torch.from_numpy(pixels), torch.from_numpy(y.astype(np.int64))
+
+
+def _load(name: str, data_dir: Path | None, download: bool, how: str) -> TensorData:
+    files = find(name, data_dir, idx_files)
+    if files is None and download:
+        files = idx_files(download_official(name, cache_dir(name)))
+    if files is None:
+        raise not_found(name, data_dir, [f"{s}[.gz]" for s in STEMS], how)
+    x_train, y_train = _read_split(*(files[s] for s in SPLITS["train"]))
+    x_test, y_test = _read_split(*(files[s] for s in SPLITS["test"]))
+    return TensorData(name, x_train, y_train, x_test, y_test, num_classes=NUM_CLASSES)
+
+
+def _probe(name: str):
+    def probe(data_dir: Path | None) -> Found | None:
+        files = find(name, data_dir, idx_files)
+        if files is None:
+            return None
+        n_train, n_test = (read_idx_header(files[SPLITS[s][1]], LABELS)[0] for s in ("train", "test"))
+        size = human_size(sum(p.stat().st_size for p in files.values()))
+        return Found(str(files[STEMS[0]].parent), f"{n_train} train / {n_test} test, {size}")
+
+    return probe
+
+
+def _how(name: str, extra: str = "") -> str:
+    return (f"Set data.download=true to fetch the official files (SHA-256 checked) into {cache_dir(name)}, "
+            f"or copy them into one of those folders{extra}.")
+
+
+@register_dataset("mnist", description="MNIST handwritten digits: 60k/10k 28×28 grey, 10 classes (IDX files)",
+                  probe=_probe("mnist"))
+def load_mnist(*, data_dir: Path | None, download: bool) -> TensorData:
+    return _load("mnist", data_dir, download, _how("mnist"))
+
+
+@register_dataset("fashion-mnist", description="Fashion-MNIST (Zalando): 60k/10k 28×28 grey, 10 classes "
+                  "(IDX files; Debian package dataset-fashion-mnist)", probe=_probe("fashion-mnist"))
+def load_fashion_mnist(*, data_dir: Path | None, download: bool) -> TensorData:
+    how = _how("fashion-mnist", ", or install the Debian package (apt install dataset-fashion-mnist)")
+    return _load("fashion-mnist", data_dir, download, how)

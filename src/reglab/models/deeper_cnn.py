@@ -1,0 +1,97 @@
+"""`deeper_cnn`: the "seed-000" network of the seed-variance study.
+
+A VGG-style plain CNN (Simonyan & Zisserman 2015) made residual with projection shortcuts (He et al.
+2016, *Deep residual learning*, option B) so that every conv block — the first one included, whose
+input has 1 or 3 channels and output 64 — can be skipped by stochastic depth (Huang et al. 2016):
+
+    conv block i (residual=True):  y = proj(x) + body(x),   body = conv3×3 → [norm] → ReLU,
+                                                            proj = conv1×1 → [norm]
+    then [DropBlock] → MaxPool 2×2;   with residual=False the block is just body(x).
+
+Then Flatten → (Linear → ReLU → [Dropout]) per `fc_widths` → Linear classifier. Norm (default batch)
+is used in the conv blocks only. Dropout site i: after the activation of hidden FC layer i; DropBlock
+(if p > 0) after every conv block. Residual blocks: conv1, conv2, … (stochastic-depth indices 0, 1, …).
+Works for any (C, H, W) with H, W ≥ 2^len(channels), e.g. 1×28×28 and 3×32×32.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from reglab.config import ConfigError, DropBlockConfig, DropoutConfig, StochasticDepthConfig
+from reglab.models.common import (
+    ZooModel,
+    conv_norm,
+    dropblock_layer,
+    dropout_layer,
+    gates,
+    image_input,
+    seq,
+    site_probabilities,
+)
+from reglab.models.registry import register_model
+from reglab.regularize.stochastic_depth import Residual, shortcut_error, survival_probabilities
+
+
+class DeeperCNN(ZooModel):
+    """Conv blocks (optionally residual) → FC layers → classifier."""
+
+
+def conv_block(c_in: int, c_out: int, norm: str) -> nn.Sequential:
+    """conv3×3 (stride 1, padding 1) → [norm] → ReLU: (N, c_in, H, W) -> (N, c_out, H, W)."""
+    return nn.Sequential(*seq(nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm == "none"),
+                              conv_norm(norm, c_out), nn.ReLU()))
+
+
+def projection(c_in: int, c_out: int, norm: str, stride: int = 1) -> nn.Sequential:
+    """conv1×1 → [norm]: the shortcut of a block whose channels (or resolution) change."""
+    return nn.Sequential(*seq(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=norm == "none"),
+                              conv_norm(norm, c_out)))
+
+
+@register_model("deeper_cnn", description="3 conv blocks 64/128/256 (+ projection shortcuts) → FC 512 → out",
+                residual=True, dropout_sites="after each hidden FC activation", dropblock=True)
+def build_deeper_cnn(*, input_shape: tuple[int, ...], num_outputs: int, norm: str, dropout: DropoutConfig,
+                     stochastic_depth: StochasticDepthConfig, dropblock: DropBlockConfig,
+                     channels: tuple[int, ...] = (64, 128, 256), fc_widths: tuple[int, ...] = (512,),
+                     residual: bool = True) -> DeeperCNN:
+    (c, h, w), prep = image_input(input_shape, "deeper_cnn")
+    n = len(channels)
+    if n == 0 or min(h, w) < 2 ** n:
+        raise ConfigError(f"model.options.channels: {n} conv blocks (each halving H, W) need an input of at "
+                          f"least {2 ** n}×{2 ** n} (got {h}×{w})")
+    if not residual:
+        probs = survival_probabilities(n, stochastic_depth)
+        for i, p in enumerate(probs):
+            if p < 1.0:
+                c_in = c if i == 0 else channels[i - 1]
+                hw = (h // 2 ** i, w // 2 ** i)
+                raise shortcut_error(f"conv{i + 1}", (c_in, *hw), (channels[i], *hw),
+                                     hint="set model.options.residual = true")
+    block_gates = gates(n, stochastic_depth) if residual else [None] * n
+
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    if prep is not None:
+        layers["unflatten"] = prep  # (N, H, W) -> (N, 1, H, W)
+    c_in = c
+    for i, (c_out, gate) in enumerate(zip(channels, block_gates, strict=True), start=1):
+        body = conv_block(c_in, c_out, norm)  # (N, c_in, H, W) -> (N, c_out, H, W)
+        layers[f"conv{i}"] = Residual(body, projection(c_in, c_out, norm), gate=gate, name=f"conv{i}") \
+            if residual else body
+        if (db := dropblock_layer(dropblock)) is not None:
+            layers[f"dropblock{i}"] = db
+        layers[f"pool{i}"] = nn.MaxPool2d(2)  # (N, c_out, H, W) -> (N, c_out, H/2, W/2)
+        c_in, h, w = c_out, h // 2, w // 2
+    layers["flatten"] = nn.Flatten()  # (N, C, H, W) -> (N, C·H·W)
+    d_in = c_in * h * w
+    for i, (width, p) in enumerate(zip(fc_widths, site_probabilities(dropout, len(fc_widths)), strict=True),
+                                   start=1):
+        layers[f"fc{i}"] = nn.Linear(d_in, width)  # (N, d_in) -> (N, width)
+        layers[f"relu_fc{i}"] = nn.ReLU()
+        if (drop := dropout_layer(p)) is not None:
+            layers[f"dropout{i}"] = drop
+        d_in = width
+    layers["classifier"] = nn.Linear(d_in, num_outputs)  # (N, d_in) -> (N, num_outputs)
+    return DeeperCNN(layers)

@@ -1,0 +1,123 @@
+"""Reports of a study: terminal table, Markdown, CSV and one self-contained HTML file.
+
+    <study>/report/report.html     tables with intervals and verdicts, figures, spec, environment
+    <study>/report/report.md       the same tables in Markdown, figures linked
+    <study>/report/summary.csv     per (arm, metric): n, mean, std, CI, Δ, bootstrap CI, p, verdict
+    <study>/report/runs.csv        one row per run;  epochs.csv: one row per run and epoch
+    <study>/report/stability.csv   per arm: diverged, fluctuation, seed spread
+    <study>/report/figures/        <name>.png and the numbers behind it, <name>.csv
+"""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+from rich.table import Table
+
+from reglab.report import html
+from reglab.report.environment import environment
+from reglab.report.figures import all_figures
+from reglab.report.tables import (
+    compact_rows,
+    headline_rows,
+    markdown_table,
+    metric_rows,
+    run_rows,
+    stability_rows,
+)
+from reglab.report.terminal import rich_table
+from reglab.study.results import Study, load_study
+from reglab.study.stats import ALPHA, METRIC_BY_COLUMN
+
+NOTES = (f"Means are over finished runs; diverged runs are counted, not averaged. 95% CI: Student t. "
+         f"Δ: mean(arm) − mean(baseline), bootstrap percentile CI. Verdict: Welch's t-test at α = {ALPHA}.")
+STABILITY_NOTE = ("Fluctuation: mean |L_t − L_{t−1}| of the test loss over the epochs t of the last half "
+                  "of training. Seed spread: mean over epochs of the across-seed std of the test curve. "
+                  "See docs/studies.md.")
+TABLES = ("runs", "epochs", "summary", "stability")
+
+
+def _as_study(study: Study | str | Path) -> Study:
+    return study if isinstance(study, Study) else load_study(study)
+
+
+def _meta(study: Study) -> str:
+    counts = study.runs["status"].value_counts().to_dict() if len(study.runs) else {}
+    status = ", ".join(f"{v} {k}" for k, v in counts.items())
+    return (f"baseline: {study.baseline} · seeds: {study.spec.seed_list} · {len(study.arms)} arms · "
+            f"{len(study.runs)} runs ({status})")
+
+
+def summary_table(study: Study | str | Path) -> Table:
+    """The headline table as a rich `Table` (what `reglab compare` prints)."""
+    study = _as_study(study)
+    rows = compact_rows(headline_rows(study, study.summary(), study.stability()))
+    return rich_table(rows, title=f"{study.spec.name} — {_meta(study)}", caption=NOTES)
+
+
+def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs") -> Path:
+    """Write one table of a study as CSV: runs, epochs, summary or stability."""
+    if table not in TABLES:
+        raise ValueError(f"table: unknown {table!r} (tables: {', '.join(TABLES)})")
+    study = _as_study(study)
+    frame = {"runs": lambda: study.runs, "epochs": lambda: study.epochs, "summary": study.summary,
+             "stability": study.stability}[table]()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write every report file (default `<study>/report/`); returns their paths by kind."""
+    study = _as_study(study)
+    out = Path(out_dir) if out_dir is not None else study.path / "report"
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    summary, stability = study.summary(), study.stability()
+    paths = {"html": out / "report.html", "markdown": out / "report.md", "figures": out / "figures"}
+    for name, frame in (("summary", summary), ("runs", study.runs), ("epochs", study.epochs),
+                        ("stability", stability)):
+        paths[name] = out / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+
+    figures = []
+    for fig in all_figures(study):
+        png = fig.png()
+        (out / "figures" / f"{fig.name}.png").write_bytes(png)
+        fig.numbers.to_csv(out / "figures" / f"{fig.name}.csv", index=False)
+        figures.append((fig, png))
+
+    headline = headline_rows(study, summary, stability)
+    metrics = list(dict.fromkeys(summary["metric"])) if len(summary) else []
+    per_metric = [(METRIC_BY_COLUMN[m].label, metric_rows(study, summary, m)) for m in metrics]
+    devices = sorted({d for d in study.runs.get("device", []) if isinstance(d, str)})
+    env = environment(devices)
+
+    sections = [
+        ("Summary", html.table(headline) + f'<p class="note">{escape(NOTES)}</p>'),
+        ("Figures", "".join(html.figure(f, png) for f, png in figures)),
+        ("Every metric", "".join(f"<h3>{escape(label)}</h3>{html.table(rows)}"
+                                 for label, rows in per_metric)),
+        ("Stability", html.table(stability_rows(stability))
+         + f'<p class="note">{escape(STABILITY_NOTE)}</p>'),
+        ("Runs", html.table(run_rows(study))),
+        ("Study spec", html.code_block(study.spec.to_dict())),
+        ("Environment", html.key_values(env)),
+    ]
+    paths["html"].write_text(html.page(name=study.spec.name, description=study.spec.description,
+                                       meta=_meta(study), sections=sections))
+
+    md = [f"# Study: {study.spec.name}\n", study.spec.description, f"\n{_meta(study)}\n", "## Summary\n",
+          markdown_table(headline), f"\n{NOTES}\n", "## Figures\n",
+          *(f"![{f.title}](figures/{f.name}.png)\n\n{f.caption}\n" for f, _ in figures)]
+    for label, rows in per_metric:
+        md += [f"### {label}\n", markdown_table(rows)]
+    md += ["## Stability\n", markdown_table(stability_rows(stability)), f"\n{STABILITY_NOTE}\n",
+           "## Runs\n", markdown_table(run_rows(study)), "## Environment\n",
+           markdown_table([{"key": k, "value": v} for k, v in env.items()])]
+    paths["markdown"].write_text("\n".join(md))
+    return paths
+
+
+__all__ = ["TABLES", "export_csv", "summary_table", "write_report"]

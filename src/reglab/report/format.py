@@ -1,0 +1,58 @@
+"""Number formatting shared by every report: accuracies in %, differences in percentage points (pp)."""
+
+from __future__ import annotations
+
+import math
+
+
+def is_acc(metric: str) -> bool:
+    return metric.endswith("_acc") or metric == "gap_acc" or metric.startswith("spread_test_acc")
+
+
+def _ok(x: object) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+def value(metric: str, x: float) -> str:
+    if not _ok(x):
+        return "—"
+    return f"{100 * x:.2f}%" if is_acc(metric) else f"{x:.4g}"
+
+
+def spread(metric: str, x: float) -> str:
+    if not _ok(x):
+        return "—"
+    return f"{100 * x:.2f}" if is_acc(metric) else f"{x:.3g}"
+
+
+def mean_std(metric: str, mean: float, std: float, n: int) -> str:
+    """``71.30% ± 1.20 (n=3)``; the std is in the mean's unit (pp for accuracies)."""
+    if not _ok(mean):
+        return f"— (n={n})"
+    return f"{value(metric, mean)} ± {spread(metric, std)} (n={n})"
+
+
+def interval(metric: str, low: float, high: float) -> str:
+    if not (_ok(low) and _ok(high)):
+        return "—"
+    return f"[{value(metric, low)}, {value(metric, high)}]"
+
+
+def diff(metric: str, x: float) -> str:
+    if not _ok(x):
+        return "—"
+    return f"{100 * x:+.2f} pp" if is_acc(metric) else f"{x:+.4g}"
+
+
+def diff_interval(metric: str, low: float, high: float) -> str:
+    if not (_ok(low) and _ok(high)):
+        return "—"
+    if is_acc(metric):
+        return f"[{100 * low:+.2f}, {100 * high:+.2f}]"
+    return f"[{low:+.3g}, {high:+.3g}]"
+
+
+def p_value(p: float) -> str:
+    if not _ok(p):
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"

@@ -1,0 +1,117 @@
+"""The report's tables as rows of display strings, shared by the terminal, Markdown and HTML renderers.
+
+Means are over finished runs only; n is printed next to every mean ± std, and diverged runs are
+counted in their own column.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reglab.report import format as fmt
+from reglab.study.results import Study
+from reglab.study.stats import METRIC_BY_COLUMN
+
+Rows = list[dict[str, str]]
+
+
+def primary_metric(summary: pd.DataFrame) -> str:
+    """The headline metric: final test accuracy, or final test loss for regression."""
+    metrics = set(summary["metric"]) if len(summary) else set()
+    return "final_test_acc" if "final_test_acc" in metrics else "final_test_loss"
+
+
+def _row(summary: pd.DataFrame, arm: str, metric: str) -> pd.Series | None:
+    found = summary[(summary["arm"] == arm) & (summary["metric"] == metric)]
+    return found.iloc[0] if len(found) else None
+
+
+def _diverged(row: pd.Series) -> str:
+    text = f"{row['diverged']}/{row['runs']} diverged" if row["diverged"] else "none"
+    return text + (f" (+{row['unfinished']} unfinished)" if row["unfinished"] else "")
+
+
+def headline_rows(study: Study, summary: pd.DataFrame, stability: pd.DataFrame) -> Rows:
+    """One row per arm: the primary metric with interval, difference, p, verdict, gap and stability."""
+    metric = primary_metric(summary)
+    label = METRIC_BY_COLUMN[metric].label
+    rows = []
+    for arm in study.arms:
+        r, st = _row(summary, arm, metric), stability[stability["arm"] == arm].iloc[0]
+        if r is None:
+            continue
+        gap = _row(summary, arm, "gap_acc")
+        rows.append({
+            "arm": arm, f"{label} (mean ± std)": fmt.mean_std(metric, r["mean"], r["std"], r["n"]),
+            "95% CI": fmt.interval(metric, r["ci_low"], r["ci_high"]),
+            "Δ vs baseline [bootstrap 95% CI]": "baseline" if arm == study.baseline else
+            f"{fmt.diff(metric, r['diff'])} {fmt.diff_interval(metric, r['diff_low'], r['diff_high'])}"
+            .replace("— —", "—"),
+            "p (Welch)": fmt.p_value(r["p_value"]), "verdict": r["verdict"],
+            "gap acc (train − test)": fmt.mean_std("gap_acc", gap["mean"], gap["std"], gap["n"])
+            if gap is not None else "—",
+            "fluctuation": fmt.value("fluctuation", st["fluctuation_mean"]),
+            "seed spread (acc)": fmt.spread("spread_test_acc", st["spread_test_acc"]),
+            "diverged": _diverged(r),
+        })
+    return rows
+
+
+def compact_rows(headline: Rows) -> Rows:
+    """The headline rows for a terminal: without the mean's interval and the seed spread."""
+    drop = ("95% CI", "seed spread (acc)")
+    return [{k: v for k, v in row.items() if k not in drop} for row in headline]
+
+
+def metric_rows(study: Study, summary: pd.DataFrame, metric: str) -> Rows:
+    """The full comparison table of one metric."""
+    rows = []
+    for arm in study.arms:
+        r = _row(summary, arm, metric)
+        if r is None:
+            continue
+        rows.append({
+            "arm": arm, "n": f"{r['n']}/{r['runs']}",
+            "mean ± std": fmt.mean_std(metric, r["mean"], r["std"], r["n"]),
+            "95% CI": fmt.interval(metric, r["ci_low"], r["ci_high"]),
+            "Δ vs baseline": fmt.diff(metric, r["diff"]) if arm != study.baseline else "baseline",
+            "Δ 95% CI (bootstrap)": fmt.diff_interval(metric, r["diff_low"], r["diff_high"]),
+            "t": f"{r['t']:.3g}" if pd.notna(r["t"]) else "—", "p (Welch)": fmt.p_value(r["p_value"]),
+            "verdict": r["verdict"], "diverged": _diverged(r),
+        })
+    return rows
+
+
+def stability_rows(stability: pd.DataFrame) -> Rows:
+    return [{
+        "arm": s["arm"], "finished / runs": f"{s['n']}/{s['runs']}",
+        "diverged": f"{s['diverged']}/{s['runs']}",
+        "fluctuation (mean ± std)": fmt.mean_std("fluctuation", s["fluctuation_mean"], s["fluctuation_std"],
+                                                 s["n"]),
+        "seed spread, test acc (pp)": fmt.spread("spread_test_acc", s["spread_test_acc"]),
+        "seed spread, test loss": fmt.spread("spread_test_loss", s["spread_test_loss"]),
+    } for _, s in stability.iterrows()]
+
+
+def run_rows(study: Study) -> Rows:
+    rows = []
+    for _, r in study.runs.iterrows():
+        rows.append({
+            "run": r["run_id"], "arm": r["arm"], "seed": str(r["seed"]), "status": r["status"],
+            "epochs": str(r["epochs"]), "final test acc": fmt.value("final_test_acc", r["final_test_acc"]),
+            "final test loss": fmt.value("final_test_loss", r["final_test_loss"]),
+            "seconds": f"{r['seconds']:.1f}" if pd.notna(r["seconds"]) else "—",
+            "note": (f"diverged at epoch {int(r['diverged_epoch'])}" if pd.notna(r["diverged_epoch"]) else "")
+            or (r["error"] or ""),
+        })
+    return rows
+
+
+def markdown_table(rows: Rows) -> str:
+    if not rows:
+        return "_(no rows)_\n"
+    def cells(values) -> str:  # escape what Markdown would read as table syntax or inline HTML
+        return "| " + " | ".join(str(v).replace("|", "\\|").replace("<", "\\<") for v in values) + " |"
+
+    header = list(rows[0])
+    return "\n".join([cells(header), cells(["---"] * len(header)), *(cells(r.values()) for r in rows)]) + "\n"

@@ -1,0 +1,208 @@
+"""Executors: how the runs of a study are carried out (in-process, a process pool, later packed GPU, Ray).
+
+An executor receives `RunTask`s and reports through `RunEvents`, always from the driver process;
+the events object (the study runner) is the only writer of the study store. An executor never
+skips or reorders results: every task ends in exactly one `finished` or `failed` call, unless the
+driver itself is interrupted, in which case the next run of the study resumes the task.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import multiprocessing
+import os
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from reglab.config import RunConfig
+from reglab.train.loop import RunResult
+
+
+@dataclass(frozen=True)
+class RunTask:
+    run_id: str
+    arm: str
+    seed: int
+    config: RunConfig
+    run_dir: Path
+
+
+class RunEvents(Protocol):
+    """Implemented by the study runner; called by executors from the driver process only."""
+
+    def started(self, task: RunTask) -> None: ...
+    def epoch(self, task: RunTask, metrics: dict) -> None: ...  # progress only
+    def finished(self, task: RunTask, result: RunResult) -> None: ...
+    def failed(self, task: RunTask, error: str) -> None: ...
+
+
+class Executor(Protocol):
+    def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None: ...
+
+
+def one_line(err: BaseException) -> str:
+    """``ExceptionType: message`` on one line (for the store and the report)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def with_device(task: RunTask, device: str | None) -> RunTask:
+    if device is None or task.config.train.device == device:
+        return task
+    config = task.config.override({"train.device": device})
+    return RunTask(task.run_id, task.arm, task.seed, config, task.run_dir)
+
+
+def run_task(task: RunTask, on_epoch: Callable[[dict], None]) -> RunResult:
+    """Train one task into its run directory; resumes from a checkpoint left there."""
+    from reglab.train import train_run
+
+    def callback(_epoch: int, _model: object, metrics: dict) -> None:  # progress only: adds no metrics
+        on_epoch(dict(metrics))
+
+    return train_run(task.config, run_dir=task.run_dir, callbacks=[callback])
+
+
+# ------------------------------------------------------------------------------------------ local
+class LocalExecutor:
+    """Runs tasks on this machine: in-process one after another, or in `workers` spawned processes.
+
+    Each worker process uses ``max(1, cores // workers)`` torch threads. An exception inside a run
+    becomes `failed` with a one-line error and the study goes on; a diverged run is a result.
+    `device` (e.g. "cpu") overrides every task's ``train.device``.
+    """
+
+    def __init__(self, workers: int = 1, *, device: str | None = None):
+        if workers < 1:
+            raise ValueError(f"workers: must be at least 1 (got {workers})")
+        self.workers, self.device = workers, device
+
+    def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
+        tasks = [with_device(t, self.device) for t in tasks]
+        if self.workers == 1 or len(tasks) <= 1:
+            self._serial(tasks, events)
+        else:
+            self._pool(tasks, events)
+
+    @staticmethod
+    def _serial(tasks: Sequence[RunTask], events: RunEvents) -> None:
+        for task in tasks:
+            events.started(task)
+            try:
+                result = run_task(task, lambda metrics, task=task: events.epoch(task, metrics))
+            except Exception as err:  # one bad run must not end the study
+                events.failed(task, one_line(err))
+            else:
+                events.finished(task, result)
+
+    def _pool(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        messages = ctx.Queue()
+        threads = max(1, usable_cores() // self.workers)
+        started: set[str] = set()
+        by_id = {t.run_id: t for t in tasks}
+        pending_ids = set(by_id)  # tasks whose result has not arrived: their epoch messages count
+
+        def drain(timeout: float = 0.0) -> None:
+            while True:
+                try:
+                    kind, run_id, payload = messages.get(timeout=timeout)
+                except queue.Empty:
+                    return
+                timeout = 0.0
+                task = by_id[run_id]
+                if kind == "started" and run_id not in started:
+                    started.add(run_id)
+                    events.started(task)
+                elif kind == "epoch" and run_id in pending_ids:
+                    events.epoch(task, payload)
+
+        with cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                    initargs=(threads, messages, os.getpid())) as pool:
+            futures = {pool.submit(_worker_run, t): t for t in tasks}
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+                    drain()
+                    for future in done:
+                        task = futures[future]
+                        if task.run_id not in started:
+                            started.add(task.run_id)
+                            events.started(task)
+                        pending_ids.discard(task.run_id)
+                        try:
+                            ok, value = future.result()
+                        except Exception as err:  # e.g. a worker killed by the OS
+                            ok, value = False, one_line(err)
+                        if ok:
+                            events.finished(task, value)
+                        else:
+                            events.failed(task, value)
+            except BaseException:  # e.g. Ctrl-C: do not wait for queued runs
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            finally:
+                drain()
+
+
+_MESSAGES: Any = None
+
+
+def _init_worker(threads: int, messages: Any, parent_pid: int) -> None:
+    import torch
+
+    global _MESSAGES
+    _MESSAGES = messages
+    torch.set_num_threads(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A worker must not outlive its driver: a resumed study would write into the same run dir."""
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def _worker_run(task: RunTask) -> tuple[bool, Any]:
+    _MESSAGES.put(("started", task.run_id, None))
+    try:
+        return True, run_task(task, lambda metrics: _MESSAGES.put(("epoch", task.run_id, metrics)))
+    except Exception as err:
+        traceback.print_exc()
+        return False, one_line(err)
+
+
+# --------------------------------------------------------------------------------------- registry
+ExecutorFactory = Callable[..., Executor]
+EXECUTORS: dict[str, ExecutorFactory | str] = {"local": LocalExecutor}
+"""Executor factories by name; a value may be ``"module:attr"`` to import lazily. Factories take
+keyword options ``workers`` and ``device`` (either may be None = the executor's default)."""
+
+
+def register_executor(name: str, factory: ExecutorFactory | str) -> None:
+    EXECUTORS[name] = factory
+
+
+def make_executor(name: str = "local", **options: Any) -> Executor:
+    """Build a registered executor, dropping options given as None."""
+    if name not in EXECUTORS:
+        raise ValueError(f"executor: unknown {name!r} (executors: {', '.join(EXECUTORS)})")
+    factory = EXECUTORS[name]
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory(**{k: v for k, v in options.items() if v is not None})

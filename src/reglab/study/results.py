@@ -1,0 +1,101 @@
+"""Reading a study back: `load_study(dir)` gives its spec and two pandas tables.
+
+    study.runs     one row per run: run_id, arm, seed, status, final_* / best_* metrics, gap_acc,
+                   gap_loss, fluctuation, seconds, epochs, diverged_epoch, error, …
+    study.epochs   one row per run and epoch: run_id, arm, seed, status + the trainer's metrics
+
+Reads only the store and the run directories; never writes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from reglab.study.spec import StudySpec
+from reglab.study.stability import fluctuation, stability_table
+from reglab.study.stats import ALPHA, summarize
+from reglab.study.store import RunRow, StudyStore
+from reglab.train.rundir import read_metrics
+
+
+def _num(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def run_record(row: RunRow, epochs: list[dict]) -> dict:
+    """One row of `Study.runs` from the store row and the run's per-epoch metrics."""
+    summary = row.summary or {}
+    final, best = summary.get("final") or {}, summary.get("best") or {}
+    record = {"run_id": row.run_id, "arm": row.arm, "seed": row.seed, "status": row.status,
+              "epochs": len(epochs), "seconds": row.seconds if row.seconds is not None else math.nan}
+    for key in ("train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc",
+                "test_loss", "test_acc"):
+        record[f"final_{key}"] = _num(final.get(key))
+    record["best_test_acc"] = _num(best.get("test_acc"))
+    record["best_test_loss"] = _num(best.get("test_loss"))
+    record["best_epoch"] = best.get("epoch")
+    record["gap_acc"] = record["final_train_eval_acc"] - record["final_test_acc"]
+    record["gap_loss"] = record["final_test_loss"] - record["final_train_eval_loss"]
+    record["fluctuation"] = fluctuation([_num(e.get("test_loss")) for e in epochs]) \
+        if row.status == "done" else math.nan
+    record.update(diverged_epoch=summary.get("diverged_epoch"), stopped_epoch=summary.get("stopped_epoch"),
+                  num_params=summary.get("num_params"), device=summary.get("device"),
+                  attempts=row.attempts, started=row.started, finished=row.finished, error=row.error)
+    return record
+
+
+@dataclass
+class Study:
+    """A study directory read back: spec, per-run and per-epoch tables, and the analyses on them."""
+
+    path: Path
+    spec: StudySpec
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+
+    @property
+    def arms(self) -> list[str]:
+        return list(self.spec.arms)
+
+    @property
+    def baseline(self) -> str:
+        return self.spec.baseline
+
+    def summary(self, alpha: float = ALPHA) -> pd.DataFrame:
+        """Per (arm, metric): n, mean ± std, 95% CI, difference to the baseline, Welch p, verdict."""
+        return summarize(self.runs, self.arms, self.baseline, alpha=alpha)
+
+    def stability(self) -> pd.DataFrame:
+        """Per arm: diverged runs, epoch-to-epoch fluctuation and seed-to-seed spread."""
+        return stability_table(self.runs, self.epochs, self.arms)
+
+
+_NO_RUN = RunRow("", "", 0, 0, "pending", {}, "", 0, None, None, None, None, None)
+
+
+def read_study(path: Path) -> tuple[StudySpec, pd.DataFrame, pd.DataFrame]:
+    """The spec and the runs / epochs tables of a study directory."""
+    with StudyStore(path, create=False) as store:
+        spec_data, rows = store.spec(), store.runs()
+    if spec_data is None:
+        raise FileNotFoundError(f"{path}: the study has no spec yet")
+    records, epoch_rows = [], []
+    for row in rows:
+        epochs = read_metrics(path / "runs" / row.run_id / "metrics.jsonl")
+        records.append(run_record(row, epochs))
+        keys = {"run_id": row.run_id, "arm": row.arm, "seed": row.seed, "status": row.status}
+        epoch_rows += [{**keys, **e} for e in epochs]
+    runs = pd.DataFrame(records) if records else pd.DataFrame(columns=list(run_record(_NO_RUN, [])))
+    table = pd.DataFrame(epoch_rows) if epoch_rows else pd.DataFrame(columns=["run_id", "arm", "seed"])
+    return StudySpec.from_dict(spec_data), runs, table
+
+
+def load_study(path: str | Path) -> Study:
+    """Read a study directory written by `run_study` / `reglab compare`."""
+    path = Path(path)
+    spec, runs, epochs = read_study(path)
+    return Study(path, spec, runs, epochs)

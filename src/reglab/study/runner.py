@@ -1,0 +1,158 @@
+"""Running a study: plan arm × seed runs, reconcile them with the store, execute what is left.
+
+Re-running a study resumes it: finished runs (done / diverged) are kept, every other run
+(pending, running when the driver was killed, failed) is executed again and continues from its
+last checkpoint. A spec that differs from the stored one is refused unless `force=True`, which
+adopts the new spec: runs whose resolved config is unchanged are kept, runs whose config changed
+are re-run from scratch, and runs that are no longer in the spec are deleted (row and directory).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reglab.config import ConfigError
+from reglab.study.executors import Executor, LocalExecutor, RunTask
+from reglab.study.progress import StudyProgress
+from reglab.study.results import Study, read_study
+from reglab.study.spec import StudySpec, content_hash, load_spec, run_id
+from reglab.study.store import FINISHED, StudyStore
+from reglab.train.loop import RunResult
+
+
+@dataclass
+class StudyResult(Study):
+    """The study as loaded after running, plus what this invocation did."""
+
+    executed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def write_report(self, out_dir: str | Path | None = None) -> dict[str, Path]:
+        """Write the HTML / Markdown / CSV report (default `<study>/report/`); returns the paths."""
+        from reglab.report import write_report
+
+        return write_report(self, out_dir)
+
+
+def plan(spec: StudySpec, out_dir: Path) -> list[RunTask]:
+    """Every run of the study, seed-major (all arms of seed 0 first) so partial results stay paired."""
+    return [RunTask(run_id(arm, seed), arm, seed, spec.arm_config(arm, seed),
+                    out_dir / "runs" / run_id(arm, seed)) for seed in spec.seed_list for arm in spec.arms]
+
+
+def _changes(old: dict, new: dict) -> str:
+    keys = [k for k in ("name", "description", "seeds", "baseline", "base") if old.get(k) != new.get(k)]
+    old_arms, new_arms = old.get("arms", {}), new.get("arms", {})
+    keys += [f"arms.{a}" for a in {**old_arms, **new_arms} if old_arms.get(a) != new_arms.get(a)]
+    return ", ".join(keys) or "defaults of the run config"
+
+
+def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force: bool) -> list[RunTask]:
+    """Bring the store in line with `spec` and return the tasks still to run."""
+    old, rows = store.spec(), {r.run_id: r for r in store.runs()}
+    hashes = {t.run_id: content_hash(t.config.to_dict()) for t in tasks}
+    changed = [i for i, row in rows.items() if i in hashes and row.config_hash != hashes[i]]
+    stale = set(rows) - set(hashes)
+    if not force and old is not None and store.meta("spec_hash") != spec.spec_hash:
+        raise ConfigError(f"{store.out_dir}: the study spec changed since it was started "
+                          f"({_changes(old, spec.to_dict())}); use --force (force=True) to re-run "
+                          "the changed runs, or another --out")
+    if not force and (changed or stale):
+        raise ConfigError(f"{store.out_dir}: the resolved configs of {len(changed) + len(stale)} runs "
+                          "changed (reglab's defaults changed?); use --force (force=True) to re-run them")
+    for run in stale:
+        store.delete_run(run)
+        shutil.rmtree(store.run_dir(run), ignore_errors=True)
+    store.set_spec(spec.to_dict(), spec.spec_hash)
+    todo = []
+    for position, task in enumerate(tasks):
+        row = rows.get(task.run_id)
+        if row is None or task.run_id in changed:
+            shutil.rmtree(task.run_dir, ignore_errors=True)
+            store.add_run(task.run_id, task.arm, task.seed, position, task.config.to_dict(),
+                          hashes[task.run_id])
+        elif row.position != position or row.arm != task.arm:
+            store.set_position(task.run_id, task.arm, position)
+        if row is not None and task.run_id not in changed and row.status in FINISHED:
+            if (task.run_dir / "summary.json").exists():
+                continue
+            store.mark_pending(task.run_id)  # its directory was lost: train again
+        todo.append(task)
+    return todo
+
+
+@contextmanager
+def study_lock(out_dir: Path) -> Iterator[None]:
+    """One driver per study directory (released by the OS if the driver dies)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{out_dir}: another reglab process is running this study") from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class StoreEvents:
+    """The `RunEvents` of a study: records every event in the store and shows progress."""
+
+    def __init__(self, store: StudyStore, progress: StudyProgress):
+        self.store, self.progress = store, progress
+        self.executed: list[str] = []
+
+    def started(self, task: RunTask) -> None:
+        self.store.mark_running(task.run_id)
+        self.progress.started(task)
+
+    def epoch(self, task: RunTask, metrics: dict) -> None:
+        self.progress.epoch(task, metrics)
+
+    def finished(self, task: RunTask, result: RunResult) -> None:
+        summary = {k: v for k, v in result.to_dict().items() if k not in ("epochs", "config")}
+        self.store.mark_finished(task.run_id, result.status, result.seconds, summary)
+        self.executed.append(task.run_id)
+        self.progress.finished(task, result)
+
+    def failed(self, task: RunTask, error: str) -> None:
+        self.store.mark_failed(task.run_id, error)
+        self.executed.append(task.run_id)
+        self.progress.failed(task, error)
+
+
+def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Executor | None = None,
+              force: bool = False, progress: bool = True) -> StudyResult:
+    """Run (or resume) a study into `out_dir` and return its results.
+
+    `spec`: a `StudySpec`, a preset name or a TOML path. `executor`: default `LocalExecutor()`.
+    """
+    start = time.perf_counter()
+    spec, out_dir = load_spec(spec), Path(out_dir)
+    tasks = plan(spec, out_dir)
+    with study_lock(out_dir), StudyStore(out_dir) as store:
+        todo = reconcile(store, spec, tasks, force=force)
+        todo_ids = {t.run_id for t in todo}
+        arms = {arm: [(t.run_id, t.config.train.epochs) for t in tasks if t.arm == arm] for arm in spec.arms}
+        with StudyProgress(arms, enabled=progress) as display:
+            for task in tasks:
+                if task.run_id not in todo_ids:
+                    display.skipped(task.run_id)
+            events = StoreEvents(store, display)
+            (executor or LocalExecutor()).execute(todo, events)
+    spec, runs, epochs = read_study(out_dir)
+    skipped = [t.run_id for t in tasks if t.run_id not in todo_ids]
+    return StudyResult(out_dir, spec, runs, epochs, executed=events.executed, skipped=skipped,
+                       seconds=time.perf_counter() - start)

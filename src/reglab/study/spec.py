@@ -1,0 +1,188 @@
+"""Study specs: a base run, named arms of overrides, seeds and a baseline — validated before anything runs.
+
+    name = "quickstart"
+    seeds = 3                      # or [0, 1, 7]
+    baseline = "baseline"
+    [base]                         # a RunConfig table
+    model.name = "mlp"
+    [arms.baseline]                # an empty arm is the base itself
+    [arms.dropout]                 # overrides, deep-merged into the base
+    regularize.dropout.p = 0.2
+
+Every arm's resolved `RunConfig` is built and validated at load time; errors name the field,
+e.g. ``arms.dropout.regularize.dropout.p: Input should be less than 1 (got 1.5)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, read_toml, validate
+
+
+class StudySpec(BaseModel):
+    """A study: `base` run config, `arms` of overrides deep-merged into it, `seeds`, `baseline` arm."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="study name (default output directory studies/<name>)")
+    description: str = ""
+    base: dict[str, Any] = Field(default_factory=dict, description="a RunConfig table shared by every arm")
+    arms: dict[str, dict[str, Any]] = Field(min_length=1, description="arm name -> overrides of `base`")
+    seeds: int | list[int] = Field(3, description="N (seeds 0..N-1) or an explicit list")
+    baseline: str | None = Field(None, description="the arm the others are compared with (default: first)")
+
+    _configs: dict[str, RunConfig] = PrivateAttr(default_factory=dict)
+
+    @field_validator("seeds")
+    @classmethod
+    def _check_seeds(cls, seeds: int | list[int]) -> int | list[int]:
+        if isinstance(seeds, int) and seeds < 1:
+            raise ValueError(f"needs at least one seed (got {seeds})")
+        if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
+            raise ValueError(f"must be distinct non-negative integers (got {seeds})")
+        return seeds
+
+    @model_validator(mode="after")
+    def _resolve(self) -> StudySpec:
+        if self.baseline is None:
+            self.baseline = next(iter(self.arms))
+        elif self.baseline not in self.arms:
+            raise ValueError(f"baseline: {self.baseline!r} is not an arm (arms: {', '.join(self.arms)})")
+        for where, table in (("base", self.base), *((f"arms.{a}", t) for a, t in self.arms.items())):
+            if "seed" in table:
+                raise ValueError(f"{where}.seed: a study sets seeds with `seeds`, not in a run config")
+        slugs: dict[str, str] = {}
+        for arm in self.arms:
+            if (other := slugs.setdefault(arm_slug(arm), arm)) != arm:
+                raise ValueError(f"arms: {arm!r} and {other!r} map to the same run directory name")
+        validate(RunConfig, self.base, prefix="base")
+        self._configs = {arm: validate(RunConfig, deep_merge(self.base, table), prefix=f"arms.{arm}")
+                         for arm, table in self.arms.items()}
+        for arm, cfg in self._configs.items():
+            check_registered(cfg, prefix=f"arms.{arm}")
+        return self
+
+    # ------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudySpec:
+        """Validate a spec, raising a one-line `ConfigError` that names the field."""
+        return validate(cls, data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> StudySpec:
+        return cls.from_dict(read_toml(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    # ---------------------------------------------------------------------------------- queries
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def arm_config(self, arm: str, seed: int) -> RunConfig:
+        """The resolved, validated run config of one arm and seed."""
+        return self._configs[arm].model_copy(update={"seed": seed}, deep=True)
+
+    @property
+    def spec_hash(self) -> str:
+        return content_hash(self.to_dict())
+
+    # -------------------------------------------------------------------------------- changes
+    def with_seeds(self, seeds: int | list[int]) -> StudySpec:
+        return StudySpec.from_dict({**self.to_dict(), "seeds": seeds})
+
+    def override(self, overrides: dict[str, Any]) -> StudySpec:
+        """Apply dotted run-config overrides (e.g. ``{"train.epochs": 1}``) to the base and every arm."""
+        data = self.to_dict()
+        data["base"] = apply_overrides(data["base"], overrides)
+        for arm, table in data["arms"].items():
+            for dotted, value in overrides.items():
+                if _has_path(table, dotted):
+                    data["arms"][arm] = apply_overrides(data["arms"][arm], {dotted: value})
+        return StudySpec.from_dict(data)
+
+
+def check_registered(cfg: RunConfig, *, prefix: str) -> None:
+    """What can be checked without loading data: data-set and model names, model option names,
+    norm, and whether stochastic depth / DropBlock have blocks / feature maps to act on."""
+    import inspect
+
+    from reglab.data import get_dataset_info
+    from reglab.models import get_model_info
+    from reglab.models.registry import RESERVED
+
+    try:
+        get_dataset_info(cfg.data.name)
+        info = get_model_info(cfg.model.name)
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}.{err}") from None
+    accepted = [k for k in inspect.signature(info.builder).parameters if k not in RESERVED]
+    unknown = [k for k in cfg.model.options if k not in accepted]
+    problems = [
+        (bool(unknown), f"model.options.{unknown[0] if unknown else ''}: unknown option for {info.name!r} "
+                        f"(accepted: {', '.join(accepted) or 'none'})"),
+        (cfg.model.norm is not None and cfg.model.norm not in info.norms,
+         f"model.norm: {cfg.model.norm!r} is not supported by {info.name!r} "
+         f"(supported: {', '.join(info.norms)})"),
+        (cfg.regularize.stochastic_depth.rate > 0 and not info.residual,
+         f"regularize.stochastic_depth.rate: model {info.name!r} has no residual blocks (rate must be 0)"),
+        (cfg.regularize.dropblock.p > 0 and not info.dropblock,
+         f"regularize.dropblock.p: model {info.name!r} has no convolutional feature maps (p must be 0)"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise ConfigError(f"{prefix}.{message}")
+
+
+def arm_slug(arm: str) -> str:
+    """A file-system-safe form of an arm name, used in run ids and directory names."""
+    slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", arm).strip("_.")
+    return slug or "arm"
+
+
+def run_id(arm: str, seed: int) -> str:
+    return f"{arm_slug(arm)}__s{seed}"
+
+
+def content_hash(data: Any) -> str:
+    """A short stable hash of JSON-serialisable data (keys sorted)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _has_path(table: dict[str, Any], dotted: str) -> bool:
+    node: Any = table
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def load_spec(source: str | Path | StudySpec, *, seeds: int | list[int] | None = None,
+              epochs: int | None = None) -> StudySpec:
+    """A spec from a preset name, a TOML file or a `StudySpec`, with optional `seeds`/`epochs` overrides."""
+    if isinstance(source, StudySpec):
+        spec = source
+    elif str(source).endswith(".toml") or Path(source).is_file():
+        spec = StudySpec.from_toml(source)
+    else:
+        from reglab.presets import preset_names, read_preset
+
+        if str(source) not in preset_names():
+            raise ConfigError(f"{source!r} is neither a TOML file nor a preset "
+                              f"(presets: {', '.join(preset_names())})")
+        spec = StudySpec.from_dict(read_preset(str(source)))
+    if seeds is not None:
+        spec = spec.with_seeds(seeds)
+    if epochs is not None:
+        spec = spec.override({"train.epochs": epochs})
+    return spec

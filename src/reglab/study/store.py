@@ -1,0 +1,150 @@
+"""The study store: a SQLite index (`<out>/study.db`) beside one trainer run directory per run.
+
+    <out>/study.db                 spec (JSON + hash) and one row per run (status, times, error, summary)
+    <out>/runs/<arm>__s<seed>/     the trainer's run directory (config.json, metrics.jsonl, summary.json,
+                                   checkpoint.pt, model.pt)
+
+Only the driver process writes the database (WAL journal, one short transaction per update);
+readers (`load_study`, reports) only select. Run status: pending -> running -> done | diverged | failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reglab.train.rundir import clean_json
+
+DB_NAME = "study.db"
+FINISHED = ("done", "diverged")
+STATUSES = ("pending", "running", *FINISHED, "failed")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      TEXT PRIMARY KEY,
+    arm         TEXT NOT NULL,
+    seed        INTEGER NOT NULL,
+    position    INTEGER NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN {STATUSES!r}),
+    config      TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    started     TEXT,
+    finished    TEXT,
+    seconds     REAL,
+    error       TEXT,
+    summary     TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    arm: str
+    seed: int
+    position: int
+    status: str
+    config: dict
+    config_hash: str
+    attempts: int
+    started: str | None
+    finished: str | None
+    seconds: float | None
+    error: str | None
+    summary: dict | None
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class StudyStore:
+    """Read and write the index of one study directory (use as a context manager)."""
+
+    def __init__(self, out_dir: str | Path, *, create: bool = True):
+        self.out_dir = Path(out_dir)
+        path = self.out_dir / DB_NAME
+        if not create and not path.exists():
+            raise FileNotFoundError(f"{self.out_dir}: no {DB_NAME}; is it a reglab study directory?")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        if create:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(_SCHEMA)
+
+    def __enter__(self) -> StudyStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.out_dir / "runs" / run_id
+
+    def _write(self, sql: str, params: tuple = ()) -> None:
+        with self.conn:  # one short transaction
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(sql, params)
+
+    # ------------------------------------------------------------------------------------ spec
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def spec(self) -> dict | None:
+        text = self.meta("spec")
+        return json.loads(text) if text else None
+
+    def set_spec(self, spec: dict, spec_hash: str) -> None:
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for key, value in (("spec", json.dumps(spec)), ("spec_hash", spec_hash), ("updated", now())):
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (now(),))
+
+    # ------------------------------------------------------------------------------------ runs
+    def runs(self) -> list[RunRow]:
+        rows = self.conn.execute("SELECT * FROM runs ORDER BY position").fetchall()
+        return [RunRow(**{**dict(r), "config": json.loads(r["config"]),
+                          "summary": json.loads(r["summary"]) if r["summary"] else None}) for r in rows]
+
+    def add_run(self, run_id: str, arm: str, seed: int, position: int, config: dict,
+                config_hash: str) -> None:
+        """Insert a pending run, or reset an existing one to pending with a new config."""
+        self._write("INSERT OR REPLACE INTO runs (run_id, arm, seed, position, status, config, config_hash) "
+                    "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                    (run_id, arm, seed, position, json.dumps(config), config_hash))
+
+    def set_position(self, run_id: str, arm: str, position: int) -> None:
+        self._write("UPDATE runs SET arm = ?, position = ? WHERE run_id = ?", (arm, position, run_id))
+
+    def delete_run(self, run_id: str) -> None:
+        self._write("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+    def mark_pending(self, run_id: str) -> None:
+        self._write("UPDATE runs SET status = 'pending', summary = NULL WHERE run_id = ?", (run_id,))
+
+    def mark_running(self, run_id: str) -> None:
+        self._write("UPDATE runs SET status = 'running', started = ?, finished = NULL, error = NULL, "
+                    "attempts = attempts + 1 WHERE run_id = ?", (now(), run_id))
+
+    def mark_finished(self, run_id: str, status: str, seconds: float, summary: dict[str, Any]) -> None:
+        if status not in FINISHED:
+            raise ValueError(f"status: expected one of {FINISHED} (got {status!r})")
+        self._write("UPDATE runs SET status = ?, finished = ?, seconds = ?, error = NULL, summary = ? "
+                    "WHERE run_id = ?", (status, now(), seconds, json.dumps(clean_json(summary)), run_id))
+
+    def mark_failed(self, run_id: str, error: str) -> None:
+        self._write("UPDATE runs SET status = 'failed', finished = ?, error = ? WHERE run_id = ?",
+                    (now(), error, run_id))

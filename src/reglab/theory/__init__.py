@@ -1,0 +1,71 @@
+"""The theory of why dropout works, and the tools to look: Zhang & Xu, *Implicit regularization of
+dropout* (arXiv:2207.05952, IEEE TPAMI 2024).
+
+* `dropout`      — explicit regularizer R1, implicit (learning-rate) regularizer R2, objectives L1–L4;
+* `condensation` — neuron features, cosine similarity, effective ratio, an epoch tracker;
+* `landscape`    — filter-normalized directions, 1-D / 2-D loss slices, interpolation (Li et al. 2018);
+* `hessian`      — Hessian-vector products, top eigenvalue, trace (sharpness);
+* `plots`        — figures of all the above (matplotlib is imported only when a plot is first asked for).
+
+Dropout ``p`` is the drop probability everywhere; the theory's keep probability is q = 1 − p.
+"""
+
+from reglab.theory.condensation import (
+    CondensationTracker,
+    NeuronFeatures,
+    cosine_similarity_matrix,
+    effective_ratio,
+    effective_ratio_exact,
+    neuron_features,
+    neuron_weights,
+)
+from reglab.theory.dropout import (
+    OBJECTIVES,
+    dropout_disabled,
+    dropout_mode,
+    dropout_r1,
+    dropout_r2,
+    objective_loss,
+)
+from reglab.theory.hessian import hessian_top_eigenvalue, hessian_trace, hessian_vector_product
+from reglab.theory.landscape import (
+    filter_normalized_direction,
+    interpolate,
+    loss_along_direction,
+    loss_surface,
+)
+
+_PLOTS = ("plot_cosine_similarity", "plot_effective_ratio", "plot_landscape_1d", "plot_landscape_2d",
+          "plot_neuron_features")
+
+
+def __getattr__(name: str):  # lazy plots: the trainer imports this package and needs no matplotlib
+    if name in _PLOTS:
+        from reglab.theory import plots
+
+        return getattr(plots, name)
+    raise AttributeError(f"module 'reglab.theory' has no attribute {name!r}")
+
+
+__all__ = [*_PLOTS,
+    "OBJECTIVES",
+    "CondensationTracker",
+    "NeuronFeatures",
+    "cosine_similarity_matrix",
+    "dropout_disabled",
+    "dropout_mode",
+    "dropout_r1",
+    "dropout_r2",
+    "effective_ratio",
+    "effective_ratio_exact",
+    "filter_normalized_direction",
+    "hessian_top_eigenvalue",
+    "hessian_trace",
+    "hessian_vector_product",
+    "interpolate",
+    "loss_along_direction",
+    "loss_surface",
+    "neuron_features",
+    "neuron_weights",
+    "objective_loss",
+]

@@ -1,0 +1,68 @@
+"""mixup and CutMix: lam in [0, 1], the convex combination, and the exact pasted area."""
+
+import pytest
+import torch
+
+from reglab.regularize.mixing import cutmix, mixup
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids oversubscribing the shared CPU (10× faster here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _batch(shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    n = shape[0]
+    x = torch.arange(n, dtype=torch.float32).view(n, *[1] * (len(shape) - 1)).expand(shape).clone()
+    return x, torch.arange(n)  # sample i is filled with the value i; its label is i
+
+
+def test_mixup_is_the_convex_combination():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 3, 5, 5), torch.arange(16)
+    for alpha in (0.2, 1.0, 4.0):
+        mixed, y_perm, lam = mixup(x, y, alpha, gen)
+        assert 0.0 <= lam <= 1.0
+        assert sorted(y_perm.tolist()) == list(range(16))  # a permutation of the batch
+        torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[y_perm], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(32, 3, 17, 12), (32, 1, 40), (32, 40)])
+def test_cutmix_pasted_fraction_is_exactly_one_minus_lam(shape):
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    x, y = _batch(shape)
+    spatial = shape[-2] * shape[-1] if len(shape) == 4 else shape[-1]
+    channels = shape[1] if len(shape) >= 3 else 1
+    lams = []
+    for _ in range(30):
+        mixed, y_perm, lam = cutmix(x, y, 1.0, gen)
+        assert 0.0 <= lam <= 1.0
+        moved = y_perm != y
+        changed = (mixed != x).flatten(1).sum(1).double()  # pasted cells per sample
+        # exact: (1 − lam)·area is the whole number of pasted cells (up to float64 representation)
+        assert torch.all((changed[moved] - (1.0 - lam) * spatial * channels).abs() < 1e-9)
+        assert torch.all(changed[~moved] == 0)  # a sample paired with itself is unchanged
+        # pasted cells hold the partner's values, the rest the sample's own
+        partner = y_perm.float().view(-1, *[1] * (len(shape) - 1))
+        assert torch.all((mixed == x) | (mixed == partner))
+        lams.append(lam)
+    assert len(set(lams)) > 10 and min(lams) < 0.5 < max(lams)  # lam really is random
+
+
+def test_mixing_is_reproducible_and_rejects_bad_input():
+    x, y = _batch((8, 1, 6, 6))
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        runs.append(cutmix(x, y, 0.5, torch.Generator().manual_seed(3)))
+    assert torch.equal(runs[0][0], runs[1][0]) and runs[0][2] == runs[1][2]
+    with pytest.raises(ValueError, match="cutmix"):
+        cutmix(torch.zeros(8), y, 1.0, torch.Generator())
+    with pytest.raises(ValueError, match="α > 0"):
+        mixup(x, y, 0.0, torch.Generator())

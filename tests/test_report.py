@@ -1,0 +1,111 @@
+"""Reports: one self-contained, escaped HTML file, Markdown, CSV, and the numbers behind every figure."""
+
+import base64
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from reglab.cli import app
+from reglab.report import export_csv, summary_table, write_report
+from reglab.study import StudySpec, load_study, run_study
+
+ARM = "<b>x</b>"
+SPEC = {
+    "name": "esc<script>alert(1)</script>", "description": "weights & <i>biases</i>", "seeds": 2,
+    "base": {"data": {"name": "mnist1d", "train_subset": 256, "test_subset": 256},
+             "model": {"name": "mlp", "options": {"widths": [16]}}, "optim": {"name": "momentum", "lr": 0.05},
+             "train": {"epochs": 3, "batch_size": 64, "device": "cpu", "eval_train_samples": 128}},
+    "arms": {"base": {}, ARM: {"regularize": {"dropout": {"p": 0.2}}},
+             "boom": {"optim": {"name": "sgd", "lr": 1e3}}},  # diverges
+}
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    run_study(StudySpec.from_dict(SPEC), out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(study_dir):
+    return write_report(study_dir)
+
+
+def test_html_is_self_contained_and_escaped(report):
+    text = report["html"].read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert "<script" not in text.lower()  # no scripts at all, and the study name is escaped
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)  # nothing fetched
+    assert "@import" not in text and "url(" not in text
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(images) == 4 and all(base64.b64decode(i).startswith(b"\x89PNG\r\n\x1a\n") for i in images)
+    assert "&lt;b&gt;x&lt;/b&gt;" in text and ARM not in text
+    assert "weights &amp; &lt;i&gt;biases&lt;/i&gt;" in text
+    for arm in ("base", "boom"):
+        assert f"<td>{arm}</td>" in text
+    assert "2/2 diverged" in text and "needs ≥ 2 seeds" in text and "Welch" in text
+    for section in ("Summary", "Figures", "Stability", "Runs", "Study spec", "Environment"):
+        assert f"<h2>{section}</h2>" in text
+    assert "torch" in text and "python" in text
+
+
+def test_markdown_csv_and_figure_numbers(report, study_dir):
+    md = report["markdown"].read_text()
+    assert "\\<b>x\\</b>" in md and "| arm |" in md and "![Training curves](figures/curves.png)" in md
+    summary = pd.read_csv(report["summary"])
+    assert {"arm", "metric", "n", "mean", "std", "ci_low", "ci_high", "diff", "diff_low", "diff_high",
+            "p_value", "verdict", "diverged"} <= set(summary.columns)
+    assert set(summary["arm"]) == {"base", ARM, "boom"}
+    runs = pd.read_csv(report["runs"])
+    assert len(runs) == 6 and len(pd.read_csv(report["epochs"])) == 2 * 3 + 2 * 3 + int(runs.loc[
+        runs["arm"] == "boom", "epochs"].sum())
+    for name in ("curves", "final", "gap", "stability"):
+        assert (report["figures"] / f"{name}.png").stat().st_size > 1000
+        assert len(pd.read_csv(report["figures"] / f"{name}.csv")) > 0
+    final = pd.read_csv(report["figures"] / "final.csv")
+    study = load_study(study_dir)
+    done = study.runs[study.runs["status"] == "done"]
+    assert sorted(final["final_test_acc"]) == pytest.approx(sorted(done["final_test_acc"]))
+    curves = pd.read_csv(report["figures"] / "curves.csv")
+    base_acc = study.epochs[(study.epochs["arm"] == "base") & (study.epochs["epoch"] == 3)]["test_acc"]
+    row = curves.query("arm == 'base' and metric == 'test_acc' and epoch == 3").iloc[0]
+    assert row["mean"] == pytest.approx(base_acc.mean()) and row["std"] == pytest.approx(base_acc.std(ddof=1))
+    assert summary_table(study).row_count == 3
+
+
+def test_export_and_report_commands(study_dir, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(study_dir), "--out", str(tmp_path / "r.csv")])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(tmp_path / "r.csv")["run_id"].is_unique
+    result = runner.invoke(app, ["export", str(study_dir), "--table", "summary",
+                                 "--out", str(tmp_path / "s.csv")])
+    assert result.exit_code == 0 and "verdict" in pd.read_csv(tmp_path / "s.csv")
+    with pytest.raises(ValueError, match="table: unknown 'nope'"):
+        export_csv(study_dir, tmp_path / "x.csv", "nope")
+    result = runner.invoke(app, ["report", str(study_dir), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "rep" / "report.html").exists() and "report:" in result.output
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_html_renders_in_headless_chromium_without_console_errors(report, tmp_path):
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+         "--window-size=1280,2400", f"--screenshot={shot}", report["html"].as_uri()],
+        capture_output=True, text=True, timeout=90)
+    assert shot.exists() and shot.stat().st_size > 20_000, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console
+    failed = [line for line in proc.stderr.splitlines() if "net::ERR" in line or "Failed to load" in line]
+    assert failed == [], failed

@@ -1,0 +1,96 @@
+"""Study specs: TOML and Python give the same validated spec; every error names its field."""
+
+import pytest
+
+from reglab.config import ConfigError
+from reglab.presets import preset_names, preset_text
+from reglab.study import StudySpec, load_spec
+from reglab.study.spec import arm_slug, run_id
+
+TOML = """
+name = "tiny"
+description = "a test"
+seeds = [0, 2]
+baseline = "base"
+[base]
+data = { name = "mnist1d", train_subset = 256 }
+model.options.widths = [16]
+train.epochs = 3
+[arms.base]
+[arms.dropout]
+regularize.dropout.p = 0.2
+train.epochs = 4
+"""
+
+
+def test_toml_and_python_give_the_same_spec(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(TOML)
+    spec = load_spec(path)
+    same = StudySpec(
+        name="tiny", description="a test", seeds=[0, 2], baseline="base",
+        base={"data": {"name": "mnist1d", "train_subset": 256}, "model": {"options": {"widths": [16]}},
+              "train": {"epochs": 3}},
+        arms={"base": {}, "dropout": {"regularize": {"dropout": {"p": 0.2}}, "train": {"epochs": 4}}},
+    )
+    assert spec.spec_hash == same.spec_hash
+    cfg = spec.arm_config("dropout", 2)
+    assert cfg.seed == 2 and cfg.regularize.dropout.p == 0.2 and cfg.train.epochs == 4
+    assert cfg.data.train_subset == 256 and cfg.model.options == {"widths": [16]}  # deep-merged
+    assert spec.arm_config("base", 0).regularize.dropout.p == 0.0
+    assert spec.seed_list == [0, 2] and load_spec(path, seeds=3).seed_list == [0, 1, 2]
+    short = load_spec(path, epochs=1)  # base and every arm that sets it
+    assert {short.arm_config(a, 0).train.epochs for a in short.arms} == {1}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"arms": {"base": {}, "dropout": {"regularize": {"dropout": {"p": 1.5}}}}},
+     "arms.dropout.regularize.dropout.p: Input should be less than 1 (got 1.5)"),
+    ({"baseline": "foo"}, "baseline: 'foo' is not an arm (arms: base, dropout)"),
+    ({"base": {"optim": {"lr": -1}}}, "base.optim.lr: Input should be greater than 0 (got -1)"),
+    ({"arms": {"a": {"optim": {"nme": "sgd"}}}}, "arms.a.optim.nme: Extra inputs are not permitted"),
+    ({"arms": {"a": {"regularize": {"mixup": 1.0, "cutmix": 1.0}}}}, "arms.a: regularize.mixup and"),
+    ({"arms": {"a": {"regularize": {"stochastic_depth": {"rate": 0.2}}}}},
+     "arms.a.regularize.stochastic_depth.rate: model 'mlp' has no residual blocks"),
+    ({"arms": {"a": {"model": {"options": {"width": [3]}}}}}, "arms.a.model.options.width: unknown option"),
+    ({"arms": {"a": {"data": {"name": "nope"}}}}, "arms.a.data.name: unknown data set 'nope'"),
+    ({"arms": {"a": {"model": {"name": "nope"}}}}, "arms.a.model.name: unknown model 'nope'"),
+    ({"arms": {"a": {"seed": 1}}}, "arms.a.seed: a study sets seeds with `seeds`"),
+    ({"arms": {"a b": {}, "a_b": {}}}, "arms: 'a_b' and 'a b' map to the same run directory name"),
+    ({"seeds": 0}, "seeds: needs at least one seed"),
+    ({"seeds": [1, 1]}, "seeds: must be distinct"),
+    ({"arms": {}}, "arms: Dictionary should have at least 1 item"),
+    ({"bogus": 1}, "bogus: Extra inputs are not permitted"),
+])
+def test_errors_name_the_field(change, message):
+    data = {"name": "t", "arms": {"base": {}, "dropout": {}}, **change}
+    with pytest.raises(ConfigError) as err:
+        StudySpec.from_dict(data)
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_source_lists_presets():
+    with pytest.raises(ConfigError, match="neither a TOML file nor a preset.*quickstart"):
+        load_spec("no-such-study")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_spec("missing.toml")
+
+
+def test_every_preset_loads_and_validates():
+    assert {"quickstart", "seed000", "l2-vs-weight-decay", "norm-and-ema"} <= set(preset_names())
+    for name in preset_names():
+        spec = load_spec(name)
+        assert spec.name == name and spec.baseline in spec.arms and len(spec.seed_list) >= 3
+        assert preset_text(name).lstrip().startswith("#")  # each preset explains itself
+    seed000 = load_spec("seed000")
+    sd = seed000.arm_config("Stochastic depth conv1 p=0.2", 0).regularize.stochastic_depth
+    assert (sd.rate, sd.rule, sd.blocks) == (0.2, "constant", [0])
+    assert seed000.arm_config("Dropout 0.3 (FC layers)", 0).regularize.dropout.p == 0.3
+    assert seed000.arm_config("Weight decay 0.001", 0).optim.weight_decay == 0.001
+
+
+def test_run_ids_are_safe_directory_names():
+    assert run_id("<b>x</b>", 3) == "b_x_b__s3"
+    assert arm_slug("Weight decay 0.001") == "Weight_decay_0.001"
+    assert arm_slug("../..") == "arm"

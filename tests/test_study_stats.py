@@ -1,0 +1,103 @@
+"""Statistics and stability against scipy/numpy computed independently on known samples."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from reglab.study.stability import fluctuation, seed_spread
+from reglab.study.stats import bootstrap_diff, compare, describe, summarize, verdict
+
+A = [0.712, 0.705, 0.720, 0.709, 0.716]
+B = [0.650, 0.662, 0.655, 0.648, 0.659]
+
+
+def test_describe_matches_numpy_and_student_t():
+    s = describe(A)
+    x = np.array(A)
+    assert s.n == 5 and s.mean == pytest.approx(x.mean()) and s.std == pytest.approx(x.std(ddof=1))
+    low, high = stats.t.interval(0.95, df=4, loc=x.mean(), scale=stats.sem(x))
+    assert (s.ci_low, s.ci_high) == pytest.approx((low, high))
+    # hand value: t_{0.975, 4} = 2.776445
+    assert s.ci_high - s.mean == pytest.approx(2.776445 * x.std(ddof=1) / math.sqrt(5), rel=1e-5)
+
+
+def test_describe_small_samples_and_nan():
+    assert describe([]).n == 0 and math.isnan(describe([]).mean)
+    one = describe([0.5])
+    assert one.n == 1 and one.mean == 0.5 and math.isnan(one.std) and math.isnan(one.ci_low)
+    assert describe([1.0, float("nan"), 3.0]).n == 2
+
+
+def test_clearly_different_means_are_better_or_worse():
+    c = compare(A, B, higher_is_better=True)
+    ref = stats.ttest_ind(A, B, equal_var=False)
+    assert c.p_value == pytest.approx(ref.pvalue) and c.t == pytest.approx(ref.statistic)
+    assert c.diff == pytest.approx(np.mean(A) - np.mean(B)) and c.p_value < 1e-5
+    assert c.verdict == "better"
+    assert c.diff_low < c.diff < c.diff_high and c.diff_low > 0  # the bootstrap interval excludes 0
+    assert compare(B, A, higher_is_better=True).verdict == "worse"
+    assert compare(A, B, higher_is_better=False).verdict == "worse"  # e.g. a loss
+
+
+def test_identical_distributions_are_not_distinguishable():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.7, 0.01, 3), rng.normal(0.7, 0.01, 3)
+    c = compare(a, b)
+    assert c.p_value == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue) and c.p_value > 0.05
+    assert c.verdict == "not distinguishable at n=3 seeds"
+    same = compare([0.7, 0.7, 0.7], [0.7, 0.7, 0.7])
+    assert same.diff == 0 and same.verdict == "not distinguishable at n=3 seeds"
+
+
+def test_verdict_rules():
+    assert verdict(0.01, 0.02, 1, 3) == "needs ≥ 2 seeds"
+    assert verdict(0.01, 0.02, 3, 3) == "better"
+    assert verdict(0.01, -0.02, 3, 3) == "worse"
+    assert verdict(0.2, 0.02, 3, 2) == "not distinguishable at n=3 vs 2 seeds"
+    assert verdict(math.nan, 0.0, 3, 3) == "not distinguishable at n=3 seeds"
+    assert compare([0.9], [0.5, 0.6]).verdict == "needs ≥ 2 seeds"
+
+
+def test_bootstrap_interval_against_a_direct_resampling():
+    low, high = bootstrap_diff(A, B, resamples=4000, seed=1)
+    rng = np.random.default_rng(1)
+    a, b = np.array(A), np.array(B)
+    d = a[rng.integers(0, 5, (4000, 5))].mean(1) - b[rng.integers(0, 5, (4000, 5))].mean(1)
+    assert (low, high) == pytest.approx(tuple(np.percentile(d, [2.5, 97.5])))
+
+
+def test_summarize_excludes_diverged_runs_and_counts_them():
+    runs = pd.DataFrame({
+        "arm": ["base"] * 3 + ["x"] * 3,
+        "status": ["done", "done", "done", "done", "done", "diverged"],
+        "final_test_acc": [0.70, 0.71, 0.72, 0.80, 0.81, math.nan],
+    })
+    table = summarize(runs, ["base", "x"], "base")
+    x = table[(table["arm"] == "x") & (table["metric"] == "final_test_acc")].iloc[0]
+    assert x["n"] == 2 and x["runs"] == 3 and x["diverged"] == 1
+    assert x["mean"] == pytest.approx(0.805)
+    welch = stats.ttest_ind([0.80, 0.81], [0.70, 0.71, 0.72], equal_var=False)
+    assert x["p_value"] == pytest.approx(welch.pvalue)
+    assert x["verdict"] == "better"
+    assert table[table["arm"] == "base"].iloc[0]["verdict"] == "baseline"
+    assert set(table["metric"]) == {"final_test_acc"}  # metrics without values are left out
+
+
+def test_fluctuation_is_mean_abs_difference_over_the_last_half():
+    losses = [2.0, 1.0, 0.8, 0.7, 0.75, 0.6, 0.65, 0.6, 0.62, 0.58]  # T = 10: epochs t = 6..10
+    expected = np.mean([abs(0.6 - 0.75), abs(0.65 - 0.6), abs(0.6 - 0.65), abs(0.62 - 0.6), abs(0.58 - 0.62)])
+    assert fluctuation(losses) == pytest.approx(expected)
+    assert fluctuation([1.0, 0.5]) == pytest.approx(0.5)
+    assert fluctuation([1.0, 0.5, 0.7]) == pytest.approx(np.mean([0.5, 0.2]))  # t = 2, 3
+    assert math.isnan(fluctuation([1.0]))
+
+
+def test_seed_spread_is_mean_over_epochs_of_across_seed_std():
+    curves = np.array([[0.5, 0.6, 0.7], [0.52, 0.63, 0.69], [0.49, 0.61, 0.74]])  # seeds × epochs
+    epochs = pd.DataFrame([{"seed": s, "epoch": t + 1, "test_acc": curves[s, t]}
+                           for s in range(3) for t in range(3)])
+    assert seed_spread(epochs) == pytest.approx(curves.std(axis=0, ddof=1).mean())
+    assert math.isnan(seed_spread(epochs[epochs["seed"] == 0]))

@@ -1,0 +1,124 @@
+"""Filter-normalized directions, batched 1-D / 2-D loss slices vs a slow loop, interpolation endpoints."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reglab.theory import filter_normalized_direction, interpolate, loss_along_direction, loss_surface
+
+
+def mse(out, y):
+    return 0.5 * (out - y).pow(2).sum(1).mean()
+
+
+def bn_mlp(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    model.train()
+    with torch.no_grad():  # non-trivial running statistics
+        for _ in range(3):
+            model(torch.randn(32, 4) * 2 + 1)
+    return model
+
+
+def cnn() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 9, 3))
+
+
+def slow_loss(model, dirs_and_coeffs, loss_fn, x, y):
+    """Reference: copy the model, move its parameters in place, evaluate in eval mode."""
+    moved = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for i, p in enumerate(moved.parameters()):
+            for d, c in dirs_and_coeffs:
+                p.add_(c * d[i])
+        return loss_fn(moved(x), y).item()
+
+
+@pytest.mark.parametrize("make", [lambda: bn_mlp(0), cnn])
+def test_filter_normalized_direction_has_the_model_filter_norms(make):
+    model = make()
+    g = torch.Generator().manual_seed(0)
+    direction = filter_normalized_direction(model, g)
+    assert len(direction) == len(list(model.parameters()))
+    for d, p in zip(direction, model.parameters(), strict=True):
+        assert d.shape == p.shape
+        if p.dim() <= 1:
+            assert torch.equal(d, torch.zeros_like(p))
+        else:
+            torch.testing.assert_close(d.flatten(1).norm(dim=1), p.detach().flatten(1).norm(dim=1))
+            assert not torch.allclose(d, p)
+    g = torch.Generator().manual_seed(0)
+    with_bias = filter_normalized_direction(model, g, include_bias_and_norm=True)
+    for d, p in zip(with_bias, model.parameters(), strict=True):
+        if p.dim() <= 1:
+            torch.testing.assert_close(d, p.detach())
+
+
+def test_loss_along_direction_at_zero_and_against_loop():
+    model = bn_mlp(0)
+    x, y = torch.randn(16, 4), torch.randn(16, 3)
+    d = filter_normalized_direction(model, torch.Generator().manual_seed(1))
+    alphas = torch.linspace(-1, 1, 9)
+    losses = loss_along_direction(model, d, mse, x, y, alphas, chunk_size=4)
+    assert model.training  # mode restored
+    with torch.no_grad():
+        base = mse(copy.deepcopy(model).eval()(x), y)
+    torch.testing.assert_close(losses[4], base)
+    expected = torch.tensor([slow_loss(model, [(d, a)], mse, x, y) for a in alphas.tolist()])
+    torch.testing.assert_close(losses, expected)
+
+
+def test_loss_surface_matches_slow_loop():
+    model = cnn()
+    x, y = torch.randn(6, 2, 5, 5), torch.randint(0, 3, (6,))
+    g = torch.Generator().manual_seed(2)
+    d1, d2 = filter_normalized_direction(model, g), filter_normalized_direction(model, g)
+    alphas, betas = torch.linspace(-1, 1, 5), torch.linspace(-0.5, 0.5, 3)
+    surface = loss_surface(model, d1, d2, F.cross_entropy, x, y, alphas, betas, chunk_size=4)
+    assert surface.shape == (5, 3)
+    expected = torch.tensor([[slow_loss(model, [(d1, a), (d2, b)], F.cross_entropy, x, y)
+                              for b in betas.tolist()] for a in alphas.tolist()])
+    torch.testing.assert_close(surface, expected)
+
+
+def test_interpolate_endpoints_and_bn_statistics():
+    a, b = bn_mlp(0).eval(), bn_mlp(1).eval()
+    x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
+    result = interpolate(a, b, F.cross_entropy, x, y)
+    assert result["bn_statistics"] == "interpolated"
+    assert len(result["alphas"]) == 41 and result["alphas"][10] == 0 and result["alphas"][30] == 1
+    with torch.no_grad():
+        for model, i in ((a, 10), (b, 30)):
+            assert result["losses"][i].item() == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-6)
+            acc = (model(x).argmax(1) == y).double().mean().item()
+            assert result["accs"][i].item() == pytest.approx(acc)
+
+    batches = [torch.randn(10, 4) for _ in range(3)]
+    loader = [(xb, None) for xb in batches]
+    recomputed = interpolate(a, b, F.cross_entropy, x, y, [0.0, 0.5, 1.0], bn_loader=loader)
+    assert recomputed["bn_statistics"] == "recomputed"
+    reference = copy.deepcopy(a)  # update_bn's recipe on a dropout-free copy
+    reference[3] = nn.Identity()
+    torch.optim.swa_utils.update_bn(batches, reference)
+    with torch.no_grad():
+        expected = F.cross_entropy(reference.eval()(x), y).item()
+    assert recomputed["losses"][0].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_interpolate_regression_without_bn():
+    torch.manual_seed(0)
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    x, y = torch.randn(5, 3), torch.randn(5, 2)
+    result = interpolate(a, b, mse, x, y, alphas=[0.0, 0.5, 1.0])
+    assert result["bn_statistics"] is None and "accs" not in result
+    mid = nn.Linear(3, 2)
+    with torch.no_grad():
+        mid.weight.copy_((a.weight + b.weight) / 2)
+        mid.bias.copy_((a.bias + b.bias) / 2)
+        assert result["losses"][1].item() == pytest.approx(mse(mid(x), y).item(), rel=1e-6)
+        assert result["losses"][2].item() == pytest.approx(mse(b(x), y).item(), rel=1e-6)

@@ -1,0 +1,103 @@
+"""The shared trainer: seed determinism, checkpoint resume, divergence, step budget, full batch.
+
+Tiny runs on CPU: mnist1d, a one-hidden-layer MLP of width 16, 256 training samples.
+"""
+
+import json
+
+import pytest
+import torch
+
+from reglab.config import RunConfig
+from reglab.train import Trainer, train_run
+from reglab.train.losses import make_criterion
+from reglab.train.rundir import load_checkpoint
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids oversubscribing the shared CPU (10× faster here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**overrides) -> RunConfig:
+    base = {
+        "seed": 0,
+        "data": {"name": "mnist1d", "train_subset": 256, "test_subset": 256},
+        "model": {"name": "mlp", "options": {"widths": [16]}},
+        "optim": {"name": "momentum", "lr": 0.05},
+        "train": {"epochs": 3, "batch_size": 64, "device": "cpu", "eval_train_samples": 128},
+    }
+    return RunConfig.from_dict(base).override(overrides)
+
+
+def _without_seconds(epochs: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k != "seconds"} for e in epochs]
+
+
+def _equal_states(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# stochastic pieces that must replay exactly: dropout masks, mixing partners and lam, EMA
+STOCHASTIC = {"regularize.dropout.p": 0.2, "regularize.mixup": 0.4, "regularize.ema": 0.9}
+
+
+def test_same_seed_same_metrics():
+    a, b = train_run(tiny(**STOCHASTIC)), train_run(tiny(**STOCHASTIC))
+    assert a.status == b.status == "done" and len(a.epochs) == 3
+    assert _without_seconds(a.epochs) == _without_seconds(b.epochs)
+    c = train_run(tiny(seed=1, **STOCHASTIC))
+    assert _without_seconds(c.epochs) != _without_seconds(a.epochs)
+
+
+def test_resume_from_checkpoint_is_bit_identical(tmp_path):
+    straight = train_run(tiny(**STOCHASTIC), run_dir=tmp_path / "a")
+    first = train_run(tiny(**{**STOCHASTIC, "train.epochs": 1}), run_dir=tmp_path / "b")
+    assert len(first.epochs) == 1
+    resumed = train_run(tiny(**STOCHASTIC), run_dir=tmp_path / "b")
+    assert _without_seconds(resumed.epochs) == _without_seconds(straight.epochs)
+    assert _without_seconds([resumed.final]) == _without_seconds([straight.final])
+    weights_a, weights_b = (load_checkpoint(tmp_path / d / "model.pt") for d in "ab")
+    assert _equal_states(weights_a, weights_b)
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_divergence_is_marked(tmp_path):
+    result = train_run(tiny(**{"optim.name": "sgd", "optim.lr": 1e8, "train.loss": "mse", "train.epochs": 5}),
+                       run_dir=tmp_path)
+    assert result.status == "diverged" and result.diverged_epoch == len(result.epochs) < 5
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["epoch"] == result.diverged_epoch
+    assert record["train_loss"] is None or record["test_loss"] is None  # non-finite -> null
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged" and not (tmp_path / "model.pt").exists()
+
+
+def test_max_steps_budget():
+    result = train_run(tiny(**{"train.epochs": 10, "train.max_steps": 6}))  # 4 steps per epoch
+    assert [e["step"] for e in result.epochs] == [4, 6] and result.status == "done"
+
+
+def test_full_batch_is_gradient_descent():
+    cfg = tiny(**{"optim.name": "sgd", "optim.lr": 0.5, "train.batch_size": 0, "train.epochs": 1})
+    trainer = Trainer(cfg)
+    model, data = trainer.model, trainer.data
+    criterion = make_criterion("ce", data.num_classes)
+    criterion(model(data.x_train), data.y_train).backward()
+    expected = {n: p.detach() - 0.5 * p.grad for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    result = trainer.fit()
+    assert [e["step"] for e in result.epochs] == [1]
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), expected[name], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("batch_size", [0, 10_000])
+def test_full_batch_step_count(batch_size):
+    result = train_run(tiny(**{"train.batch_size": batch_size, "train.epochs": 2}))
+    assert [e["step"] for e in result.epochs] == [1, 2]
