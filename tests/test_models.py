@@ -20,13 +20,14 @@ from reglab.regularize.stochastic_depth import Residual, StochasticDepth
 # tiny configurations: (name, per-sample input shape, options)
 TINY = {
     "mlp": ((12,), {"widths": [16, 8]}),
+    "resmlp": ((12,), {"width": 8, "blocks": 3}),
     "deeper_cnn": ((1, 12, 12), {"channels": [4, 8, 8], "fc_widths": [16]}),
     "resnet20": ((3, 8, 8), {"width": 0.25}),
     "resnet18": ((3, 8, 8), {"width": 0.0625}),
     "vgg9": ((3, 8, 8), {"width": 0.125}),
     "transformer": ((10,), {"depth": 2, "d_model": 8, "heads": 2, "mlp_ratio": 2.0}),
 }
-RESIDUAL_BLOCKS = {"mlp": 0, "deeper_cnn": 3, "resnet20": 9, "resnet18": 8, "vgg9": 0, "transformer": 4}
+RESIDUAL_BLOCKS = {"mlp": 0, "resmlp": 3, "deeper_cnn": 3, "resnet20": 9, "resnet18": 8, "vgg9": 0, "transformer": 4}
 
 
 def reg(**sections) -> RegularizeConfig:
@@ -271,7 +272,7 @@ def test_models_run_under_vmap_with_different_masks(name):
     sections = {"dropout": {"p": 0.3}}
     if RESIDUAL_BLOCKS[name]:
         sections["stochastic_depth"] = {"rate": 0.5}
-    if name not in ("mlp", "transformer"):
+    if name not in ("mlp", "resmlp", "transformer"):
         sections["dropblock"] = {"p": 0.1}
     model = build(name, **sections).train()  # BatchNorm included: its buffers are stacked too
     params, buffers = stack_module_state([copy.deepcopy(model) for _ in range(3)])

@@ -3,6 +3,7 @@
 Registered models (`reglab models` lists them with their options):
 
 * `mlp`         — fully connected network, the dropout-theory model (plain nn.Sequential);
+* `resmlp`      — residual MLP for vector data (stochastic depth on MNIST-1D);
 * `deeper_cnn`  — the seed study's 3-block CNN, residual by projection shortcuts;
 * `resnet20`    — CIFAR ResNet-20 (He et al. 2016);
 * `resnet18`    — ResNet-18, CIFAR variant;
@@ -16,7 +17,7 @@ under ``torch.func.vmap(..., randomness="different")`` over stacked copies (Batc
 mode too, when its buffers are stacked with the parameters: ``torch.func.stack_module_state``).
 """
 
-from reglab.models import deeper_cnn, mlp, resnet, transformer, vgg  # noqa: F401  (registration)
+from reglab.models import deeper_cnn, mlp, resmlp, resnet, transformer, vgg  # noqa: F401  (registration)
 from reglab.models.common import ZooModel
 from reglab.models.registry import ModelInfo, available_models, build_model, get_model_info, register_model
 
