@@ -109,3 +109,22 @@ def test_html_renders_in_headless_chromium_without_console_errors(report, tmp_pa
     assert console == [], console
     failed = [line for line in proc.stderr.splitlines() if "net::ERR" in line or "Failed to load" in line]
     assert failed == [], failed
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_every_figure_decodes_in_headless_chromium(report, tmp_path):
+    # a copy of the (script-free) report with a probe that records, after load, how many images decoded
+    html = report["html"].read_text()
+    probe = ("<script>addEventListener('load',()=>{const ok=[...document.images].filter("
+             "i=>i.complete&&i.naturalWidth>0).length;document.body.dataset.images=document.images.length+':'+ok})"
+             "</script></body>")
+    page = tmp_path / "probe.html"
+    page.write_text(html.replace("</body>", probe))
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=90)
+    found = re.search(r'data-images="(\d+):(\d+)"', proc.stdout)
+    assert found, proc.stderr[-2000:]
+    total, decoded = map(int, found.groups())
+    assert total == html.count("<img") >= 4 and decoded == total
