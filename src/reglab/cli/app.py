@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(
     name="reglab",
@@ -16,6 +17,13 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+
+def print_table(table: Table) -> None:
+    """Print a wide table; off a terminal (logs, pipes) use 200 columns rather than rich's 80."""
+    (console if console.is_terminal else Console(width=max(console.width, 200))).print(table)
+
 
 # Errors that are the user's input, not a bug: reported in one line, exit code 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)

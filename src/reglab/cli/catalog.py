@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from reglab.cli.app import app, console
+from reglab.cli.app import app, print_table
 
 
 @app.command()
@@ -24,7 +24,7 @@ def datasets(
     for s in dataset_status(data_dir):
         table.add_row(s.name, "[green]yes[/]" if s.available else "[red]no[/]", s.location or "—",
                       s.size or "—", s.description)
-    console.print(table)
+    print_table(table)
 
 
 @app.command()
@@ -37,4 +37,4 @@ def models() -> None:
         table.add_column(column)
     for m in available_models():
         table.add_row(m.name, m.description, ", ".join(m.options))
-    console.print(table)
+    print_table(table)
