@@ -1,6 +1,6 @@
 """Single-run throughput: reglab's trainer vs the reference loop, alternated in one process.
 
-    python -m bench.single --device cpu --samples 4096
+    python -m bench.single --device cpu             # first 1024 samples (CPU default)
     python -m bench.single --device cuda            # full Fashion-MNIST, bf16 + compile
 
 Prints samples/s of each and the ratio reglab / reference (median over repeats). Only the training
@@ -40,10 +40,13 @@ def main() -> None:
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--model", default="deeper_cnn")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--samples", type=int, default=None, help="first N training samples (default: all)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="first N training samples (default: all on CUDA, 1024 otherwise)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--eager", action="store_true", help="on CUDA: no bf16/compile/channels-last")
     args = parser.parse_args()
+    if args.samples is None and not args.device.startswith("cuda"):
+        args.samples = 1024
 
     cfg = run_config(args)
     device = torch.device(args.device)

@@ -178,6 +178,9 @@ class TrainConfig(_Section):
         10_000, ge=0, description="evaluate (eval mode) on this many training samples per epoch (0: off)"
     )
     checkpoint_every: int = Field(1, ge=0, description="epochs between checkpoints (0: never)")
+    track_condensation: bool = Field(
+        False, description="log effective_ratio/<first Linear/Conv layer> each epoch (reglab.theory)"
+    )
 
 
 class RunConfig(_Section):

@@ -1,7 +1,8 @@
 """Command-line interface: `reglab <command>`; each command lives in its own module."""
 
+import reglab.cli.reproduce  # noqa: F401  (register command: reproduce)
 import reglab.cli.study  # noqa: F401  (register commands: compare, report, export, presets)
-from reglab.cli import catalog, train  # noqa: F401  (register commands)
+from reglab.cli import analyze, catalog, sweep, train  # noqa: F401  (register commands)
 from reglab.cli.app import app, main
 
 __all__ = ["app", "main"]

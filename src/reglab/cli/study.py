@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,6 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from reglab.cli.app import app, console, err_console
+
+if TYPE_CHECKING:
+    from reglab.study import Executor, StudySpec
 
 Arg, Opt = typer.Argument, typer.Option
 
@@ -27,6 +30,28 @@ def default_workers() -> int:
     return 2 if usable_cores() >= 2 else 1
 
 
+# options of the ray executor, shared by `reglab compare` and `reglab sweep`
+Address = Annotated[str | None, Opt(help="ray: the cluster to join, auto or HOST:PORT [default: start a local Ray]")]
+CpusPerRun = Annotated[float | None, Opt(help="ray: CPUs each run declares [default: 1]")]
+GpusPerRun = Annotated[float | None, Opt(help="ray: GPUs each run declares; fractions share a GPU, e.g. 0.25 "
+                                              "[default: 0]")]
+
+
+def executor_choice(executor: str, pack: str) -> tuple[str, dict]:
+    """`--executor` and `--pack` as an executor name and its extra options: packing replaces `local`."""
+    from reglab.study.packed import parse_pack
+
+    try:
+        size = parse_pack(pack)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--pack") from None
+    if executor == "local" and size != "off":
+        return "packed", {"pack": size}
+    if isinstance(size, int):
+        raise typer.BadParameter(f"packing needs --executor local (got {executor!r})", param_hint="--pack")
+    return executor, {}
+
+
 @app.command()
 def compare(
     source: Annotated[str, Arg(help="preset name (see `reglab presets`) or study TOML file")] = "quickstart",
@@ -34,20 +59,36 @@ def compare(
     out: Annotated[Path | None, Opt(help="study directory [default: studies/<name>]")] = None,
     device: Annotated[str | None, Opt(help="override every run's device: auto|cpu|cuda|cuda:N")] = None,
     workers: Annotated[int | None, Opt(help="parallel runs [default: 2 with ≥ 2 cores, else 1]")] = None,
-    executor: Annotated[str, Opt(help="executor: local (more may be registered)")] = "local",
+    executor: Annotated[str, Opt(help="executor: local or ray (more may be registered)")] = "local",
+    address: Address = None,
+    cpus_per_run: CpusPerRun = None,
+    gpus_per_run: GpusPerRun = None,
+    pack: Annotated[str, Opt(metavar="auto|off|K", help="local executor: train up to K runs of one architecture "
+                             "together on one device; auto: on CUDA, as many as fit in memory")] = "auto",
     epochs: Annotated[int | None, Opt(help="override every arm's number of epochs")] = None,
     force: Annotated[bool, Opt(help="adopt a changed spec: keep runs whose config is unchanged, "
                                     "re-run changed ones, delete removed ones")] = False,
 ) -> None:
     """Run (or resume) a study: every arm over every seed, then print the table and write the report."""
-    from reglab.report import summary_table
-    from reglab.study import load_spec, make_executor, run_study
-    from reglab.study.spec import arm_slug
+    from reglab.study import load_spec, make_executor
 
     spec = load_spec(source, seeds=seeds, epochs=epochs)
-    out = out or Path("studies") / arm_slug(spec.name)
-    runner = make_executor(executor, workers=workers or default_workers(), device=device)
-    result = run_study(spec, out, executor=runner, force=force, progress=True)
+    name, options = executor_choice(executor, pack)
+    runner = make_executor(name, workers=workers or (default_workers() if executor == "local" else None),
+                           device=device, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                           **options)
+    run_and_report(spec, out, runner, force=force)
+
+
+def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force: bool) -> None:
+    """Run (or resume) `spec` into `out` [studies/<name>], write the report, print the table; exit 1 if a
+    run failed."""
+    from reglab.report import summary_table
+    from reglab.study import run_study
+    from reglab.study.spec import arm_slug
+
+    result = run_study(spec, out or Path("studies") / arm_slug(spec.name), executor=runner, force=force,
+                       progress=True)
     paths = result.write_report()
     print_table(summary_table(result))
     done = (f"ran {len(result.executed)} runs, kept {len(result.skipped)} finished ones, "

@@ -155,8 +155,34 @@ def stability_figure(study: Study) -> FigureData:
                       "standard deviation of the test-accuracy curve, averaged over epochs.", fig, stability)
 
 
+def effective_ratio_figure(study: Study) -> FigureData:
+    """Effective ratio per epoch (`train.track_condensation`), one panel per tracked layer."""
+    epochs, colors = _finished_epochs(study), _colors(study.arms)
+    columns = sorted(c for c in epochs.columns if c.startswith("effective_ratio/"))
+    fig = Figure(figsize=(max(5.5, 4.5 * len(columns)), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(columns), squeeze=False).ravel()
+    tables = []
+    for ax, column in zip(axes, columns, strict=True):
+        stats = curve_stats(epochs.dropna(subset=[column]), column)
+        tables.append(stats)
+        for arm in study.arms:
+            _band(ax, stats, arm, colors[arm], _label(study, arm))
+        ax.set(title=f"effective ratio, layer {column.removeprefix('effective_ratio/')}", xlabel="epoch",
+               ylim=(0, 1.05))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    caption = ("Condensation of the layer's neurons (train.track_condensation): the fewest of their own "
+               "directions that every neuron has cosine similarity > 0.95 with, over the number of neurons "
+               "(greedy cover, docs/theory.md); lower is more condensed. Mean ± std over seeds.")
+    return FigureData("effective_ratio", "Effective ratio per epoch", caption, fig,
+                      pd.concat(tables, ignore_index=True))
+
+
 def all_figures(study: Study) -> list[FigureData]:
     """Every figure that the study's metrics allow (accuracy figures only for classification)."""
     has_acc = "final_test_acc" in study.runs and study.runs["final_test_acc"].notna().any()
     figures = [curves_figure(study), final_figure(study, "final_test_acc" if has_acc else "final_test_loss")]
-    return figures + [gap_figure(study), stability_figure(study)]
+    figures += [gap_figure(study), stability_figure(study)]
+    if any(c.startswith("effective_ratio/") for c in _finished_epochs(study).columns):
+        figures.append(effective_ratio_figure(study))
+    return figures

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import importlib
+import inspect
 import multiprocessing
 import os
 import queue
@@ -188,9 +189,11 @@ def _worker_run(task: RunTask) -> tuple[bool, Any]:
 
 # --------------------------------------------------------------------------------------- registry
 ExecutorFactory = Callable[..., Executor]
-EXECUTORS: dict[str, ExecutorFactory | str] = {"local": LocalExecutor}
+EXECUTORS: dict[str, ExecutorFactory | str] = {"local": LocalExecutor,
+                                                "ray": "reglab.study.ray_executor:RayExecutor",
+                                                "packed": "reglab.study.packed:PackedExecutor"}
 """Executor factories by name; a value may be ``"module:attr"`` to import lazily. Factories take
-keyword options ``workers`` and ``device`` (either may be None = the executor's default)."""
+keyword options ``workers`` and ``device``, and may take more (e.g. Ray's ``address``)."""
 
 
 def register_executor(name: str, factory: ExecutorFactory | str) -> None:
@@ -198,11 +201,16 @@ def register_executor(name: str, factory: ExecutorFactory | str) -> None:
 
 
 def make_executor(name: str = "local", **options: Any) -> Executor:
-    """Build a registered executor, dropping options given as None."""
+    """Build a registered executor, dropping options given as None; refuses options it does not take."""
     if name not in EXECUTORS:
         raise ValueError(f"executor: unknown {name!r} (executors: {', '.join(EXECUTORS)})")
     factory = EXECUTORS[name]
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module), attr)
-    return factory(**{k: v for k, v in options.items() if v is not None})
+    options = {k: v for k, v in options.items() if v is not None}
+    accepted = inspect.signature(factory).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    if unknown := [k for k in options if k not in accepted and not takes_any]:
+        raise ValueError(f"executor {name}: does not take {unknown[0]} (it takes: {', '.join(accepted)})")
+    return factory(**options)

@@ -208,7 +208,11 @@ class Trainer:
         start = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
         self.epoch += 1
-        train_metrics = self._train_epoch()
+        return self.close_epoch(self._train_epoch(), lr=lr, start=start)
+
+    def close_epoch(self, train_metrics: dict[str, float], *, lr: float, start: float) -> dict:
+        """Evaluate after an epoch's training (epoch counter already advanced) and return its record;
+        the packed executor trains K runs together and then closes each run's epoch with this."""
         metrics = {"epoch": self.epoch, "step": self.step, **train_metrics}
         data, n_eval = self.data, self.cfg.train.eval_train_samples
         if n_eval:
@@ -254,6 +258,10 @@ class Trainer:
             resume: bool = True) -> RunResult:
         """Train for the configured budget; with `run_dir`, log every epoch there and resume from it."""
         cfg, callbacks = self.cfg, list(callbacks)
+        if cfg.train.track_condensation:
+            from reglab.theory.condensation import CondensationTracker
+
+            callbacks.insert(0, CondensationTracker())
         run_dir = Path(run_dir) if run_dir is not None else None
         epochs: list[dict] = []
         if run_dir is not None:
@@ -321,16 +329,19 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path | None = None, callbacks: I
     return Trainer(cfg, data=data).fit(run_dir, callbacks=callbacks, resume=resume)
 
 
-def load_trained(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, nn.Module, TensorData]:
-    """Rebuild a finished run's config, evaluated model (weights only) and data, for analysis."""
+def load_trained(run_dir: str | Path, *, device: str = "cpu", weights: str | Path | None = None
+                 ) -> tuple[RunConfig, nn.Module, TensorData]:
+    """Rebuild a finished run's config, evaluated model (weights only) and data, for analysis.
+
+    `weights`: a model.pt or checkpoint.pt to load instead of the run's own (model.pt, else checkpoint.pt).
+    """
     run_dir = Path(run_dir)
     cfg = RunConfig.from_dict(rundir.read_config(run_dir)).override({"train.device": device})
     data = cached_dataset(cfg, torch.device(device))
     model = build_model(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs,
                         reg=cfg.regularize).to(device)
-    weights = run_dir / "model.pt"
-    if weights.exists():
-        model.load_state_dict(rundir.load_checkpoint(weights, device))
-    else:
-        model.load_state_dict(rundir.load_checkpoint(run_dir / "checkpoint.pt", device)["model"])
+    if weights is None:
+        weights = run_dir / "model.pt" if (run_dir / "model.pt").exists() else run_dir / "checkpoint.pt"
+    state = rundir.load_checkpoint(Path(weights), device)
+    model.load_state_dict(state["model"] if "optimizer" in state else state)  # checkpoint or bare weights
     return cfg, model.eval(), data

@@ -1,0 +1,43 @@
+"""`reglab reproduce <name> [--quick]`: re-run an experiment of the dropout-theory paper (docs/reproduce.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from reglab.cli.app import app, console, print_table
+
+Arg, Opt = typer.Argument, typer.Option
+
+
+@app.command()
+def reproduce(
+    name: Annotated[str | None, Arg(help="reproduction to run (see --list)")] = None,
+    quick: Annotated[bool, Opt(help="small version, well under a minute on a CPU")] = False,
+    out: Annotated[Path | None, Opt(help="output directory [default: reproductions/<name>]")] = None,
+    device: Annotated[str, Opt(help="training device: cpu|cuda|cuda:N|auto")] = "cpu",
+    data_dir: Annotated[Path | None, Opt(help="directory searched first for data files")] = None,
+    list_: Annotated[bool, Opt("--list", help="list the reproductions and exit")] = False,
+) -> None:
+    """Run a reproduction: figures, results.json, report.html and a measured-vs-reported table."""
+    from reglab.reproduce import Settings, presets, run
+    from reglab.reproduce.output import claims_table
+
+    if list_ or name is None:
+        listing = Table(title="reproductions (reglab reproduce <name> [--quick])")
+        for column in ("name", "source", "what"):
+            listing.add_column(column)
+        for p in presets():
+            listing.add_row(p.name, escape(p.where), escape(p.title))
+        print_table(listing)
+        return
+    out = out or Path("reproductions") / name
+    data = run(name, Settings(quick=quick, device=device, data_dir=data_dir), out)
+    print_table(claims_table(data))
+    for note in data["notes"]:
+        console.print(f"· {escape(note)}", highlight=False)
+    console.print(f"report: {escape(str(out / 'report.html'))}", highlight=False)

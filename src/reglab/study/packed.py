@@ -1,0 +1,139 @@
+"""The packed executor: a study's runs that share an architecture trained K at a time on one device.
+
+Runs are grouped by `reglab.train.packed.pack_key` (same data, model, model regularizers and
+budget; seed, the whole `optim` section and the per-run regularizers may differ) and each group is
+cut into packs of at most K runs, trained by `PackedTrainer`. A run that cannot be packed
+(`packing_blocker`: SAM, early stopping, theory objectives, compile, condensation tracking), that
+resumes from a checkpoint, or that ends up alone, goes to the `LocalExecutor` unchanged.
+
+``pack="auto"`` packs only on CUDA, with K as large as the free memory allows by `estimate_run_bytes`
+(on CPU a pack is not faster than one run after another; see docs/performance.md). ``pack=K``
+forces packs of at most K runs on any device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from reglab.models import build_model
+from reglab.study.executors import LocalExecutor, RunEvents, RunTask, one_line, with_device
+from reglab.train.loop import RunResult, Trainer, cached_dataset, resolve_device
+from reglab.train.packed import PackedTrainer, pack_key, packing_blocker
+
+MEMORY_FRACTION = 0.8
+"""Share of the free device memory that auto packing plans to fill."""
+
+
+def parse_pack(value: str | int) -> str | int:
+    """``"auto"``, ``"off"`` or a positive pack size, from the command line or Python."""
+    if value in ("auto", "off"):
+        return value
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1 or str(value).strip() != str(size):
+        raise ValueError(f"pack: expected auto, off or a positive integer (got {value!r})")
+    return size
+
+
+def estimate_run_bytes(model: nn.Module, batch: torch.Tensor) -> int:
+    """Rough training memory of one packed run: its parameters five times (weights, stacked copy,
+    gradient, two optimizer moments) plus twice every leaf module's output on `batch` (activations
+    kept for backward and their gradients)."""
+    outputs = []
+
+    def hook(_module: nn.Module, _inputs: object, out: object) -> None:
+        if isinstance(out, torch.Tensor):
+            outputs.append(out.numel() * out.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if next(m.children(), None) is None]
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 5 * params + 2 * sum(outputs)
+
+
+def auto_pack_size(task: RunTask) -> int:
+    """Largest pack of runs like `task` that fits the free CUDA memory; 1 off CUDA."""
+    device = resolve_device(task.config.train.device)
+    if device.type != "cuda":
+        return 1
+    cfg = task.config
+    data = cached_dataset(cfg, device)
+    model = build_model(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs,
+                        reg=cfg.regularize).to(device)
+    batch = data.x_train[:cfg.train.batch_size or data.x_train.shape[0]]
+    per_run = estimate_run_bytes(model, batch)
+    free, _total = torch.cuda.mem_get_info(device)
+    return max(1, int(MEMORY_FRACTION * free) // per_run)
+
+
+def plan_packs(tasks: Sequence[RunTask], pack: str | int) -> tuple[list[list[RunTask]], list[RunTask]]:
+    """Split `tasks` into packs of ≥ 2 runs and the runs that train alone, keeping the plan's order."""
+    if pack == "off":
+        return [], list(tasks)
+    groups: dict[str, list[RunTask]] = {}
+    alone = []
+    for task in tasks:
+        if packing_blocker(task.config) or (task.run_dir / "checkpoint.pt").exists():
+            alone.append(task)
+        else:
+            groups.setdefault(pack_key(task.config), []).append(task)
+    packs = []
+    for group in groups.values():
+        size = pack if isinstance(pack, int) else auto_pack_size(group[0]) if len(group) > 1 else 1
+        for start in range(0, len(group), size):
+            chunk = group[start:start + size]
+            if len(chunk) > 1:
+                packs.append(chunk)
+            else:
+                alone.extend(chunk)
+    solo = {t.run_id for t in alone}
+    return packs, [t for t in tasks if t.run_id in solo]
+
+
+class PackedExecutor:
+    """Trains packs with `PackedTrainer` in this process, then the remaining runs with `LocalExecutor`.
+
+    `workers` and `device` are the `LocalExecutor` options (`device` also applies to the packs);
+    `pack` is ``"auto"``, ``"off"`` or the largest pack size.
+    """
+
+    def __init__(self, workers: int = 1, *, device: str | None = None, pack: str | int = "auto"):
+        self.pack = parse_pack(pack)
+        self.device = device
+        self.local = LocalExecutor(workers, device=device)
+
+    def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
+        packs, alone = plan_packs([with_device(t, self.device) for t in tasks], self.pack)
+        for pack in packs:
+            train_pack(pack, events)
+        self.local.execute(alone, events)
+
+
+def train_pack(tasks: Sequence[RunTask], events: RunEvents) -> None:
+    """Train one pack; an error ends every run of the pack still going as failed (a re-run resumes them)."""
+    ended: set[int] = set()
+
+    def on_result(i: int, result: RunResult) -> None:
+        ended.add(i)
+        events.finished(tasks[i], result)
+
+    for task in tasks:
+        events.started(task)
+    try:
+        trainer = PackedTrainer([Trainer(t.config) for t in tasks])
+        trainer.fit([t.run_dir for t in tasks], on_epoch=lambda i, metrics: events.epoch(tasks[i], dict(metrics)),
+                    on_result=on_result)
+    except Exception as err:  # one bad pack must not end the study
+        for i, task in enumerate(tasks):
+            if i not in ended:
+                events.failed(task, one_line(err))

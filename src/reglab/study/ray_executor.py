@@ -1,0 +1,164 @@
+"""`RayExecutor`: every run of a study is a Ray task, on this machine or on a Ray cluster.
+
+The driver submits the tasks, collects their results with `ray.wait` and their per-epoch progress
+from a small mailbox actor, and alone calls the `RunEvents` (so alone writes the study store).
+A worker process that dies mid-run (killed, node lost) has its task retried up to `max_retries`
+times; the retry resumes from the run's last checkpoint in its run directory, which is why a study on
+several nodes needs its directory on a filesystem they all share (a node that does not see it fails
+its runs). An exception inside a run is not retried: it becomes `failed` with a one-line error and
+the study goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from reglab.config import ConfigError
+from reglab.study import executors
+from reglab.study.executors import RunEvents, RunTask, one_line, usable_cores, with_device
+
+POLL_SECONDS = 0.2
+
+
+def import_ray() -> Any:
+    """The `ray` module, or a one-line error saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("executor ray: needs the ray package: pip install 'reglab[ray]'") from None
+    return ray
+
+
+class Mailbox:
+    """A Ray actor holding progress messages from the tasks until the driver takes them."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str, Any]] = []
+
+    def put(self, item: tuple[str, str, Any]) -> None:
+        self.items.append(item)
+
+    def take(self) -> list[tuple[str, str, Any]]:
+        items, self.items = self.items, []
+        return items
+
+
+def run_remote(task: RunTask, mailbox: Any, threads: int) -> tuple[bool, Any]:
+    """The body of a Ray task: train one run, reporting progress to `mailbox` (runs on a worker)."""
+    import ray
+    import torch
+
+    torch.set_num_threads(threads)
+    ray.get(mailbox.put.remote(("started", task.run_id, None)))
+    if not task.run_dir.parent.is_dir():  # the driver created it: this node does not share the study's disk
+        return False, (f"run_dir: {task.run_dir.parent} does not exist on node {socket.gethostname()}; "
+                       "a study on several nodes needs its directory on a shared filesystem")
+
+    def report(metrics: dict) -> None:
+        ray.get(mailbox.put.remote(("epoch", task.run_id, metrics)))
+
+    try:
+        return True, executors.run_task(task, report)
+    except Exception as err:  # an application error: recorded as failed, never retried
+        return False, one_line(err)
+
+
+class RayExecutor:
+    """Runs each task as a Ray task declaring `cpus_per_run` CPUs and `gpus_per_run` GPUs (may be fractional).
+
+    `address`: a running cluster ("auto" or "HOST:PORT"); without it a local Ray is
+    started with this machine's cores and stopped afterwards. `workers`: at most that many runs in
+    flight (default: as many as the cluster's resources allow). `device` overrides every task's
+    ``train.device``. `runtime_env` is passed to `ray.init` (e.g. ``{"env_vars": {...}}``).
+    """
+
+    def __init__(self, workers: int | None = None, *, device: str | None = None, address: str | None = None,
+                 cpus_per_run: float = 1.0, gpus_per_run: float = 0.0, max_retries: int = 3,
+                 runtime_env: dict[str, Any] | None = None):
+        import_ray()
+        checks = [("workers", workers, workers is None or workers >= 1, "at least 1"),
+                  ("cpus_per_run", cpus_per_run, cpus_per_run > 0, "positive"),
+                  ("gpus_per_run", gpus_per_run, gpus_per_run >= 0, "0 or more"),
+                  ("max_retries", max_retries, max_retries >= 0, "0 or more")]
+        for name, value, ok, wanted in checks:
+            if not ok:
+                raise ConfigError(f"{name}: must be {wanted} (got {value})")
+        if gpus_per_run > 1 and gpus_per_run != int(gpus_per_run):
+            raise ConfigError(f"gpus_per_run: above 1 must be a whole number (got {gpus_per_run})")
+        self.workers, self.device, self.address = workers, device, address
+        self.cpus_per_run, self.gpus_per_run = cpus_per_run, gpus_per_run
+        self.max_retries, self.runtime_env = max_retries, runtime_env
+
+    def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
+        if not tasks:
+            return
+        ray = import_ray()
+        owner = not ray.is_initialized()
+        if owner:
+            self._connect(ray)
+        try:
+            self._run(ray, [with_device(t, self.device) for t in tasks], events)
+        finally:
+            if owner:
+                ray.shutdown()
+
+    def _connect(self, ray: Any) -> None:
+        options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True,
+                                   "runtime_env": self.runtime_env}
+        if self.address is None:  # "local": a new Ray of our own, even where another one runs
+            options |= {"num_cpus": usable_cores(), "include_dashboard": False}
+        try:
+            ray.init(address=self.address or "local", **options)
+        except ConnectionError as err:
+            raise ConfigError(f"address: cannot connect to Ray at {self.address!r} ({one_line(err)})") from None
+
+    def _run(self, ray: Any, tasks: list[RunTask], events: RunEvents) -> None:
+        remote = ray.remote(run_remote).options(
+            num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=self.max_retries,
+            retry_exceptions=False)
+        mailbox = ray.remote(num_cpus=0)(Mailbox).remote()
+        threads = max(1, int(self.cpus_per_run))
+        queued, in_flight = list(reversed(tasks)), {}
+        by_id, started, done_ids = {t.run_id: t for t in tasks}, set(), set()
+        limit = self.workers or len(tasks)
+
+        def drain() -> None:
+            for kind, run_id, payload in ray.get(mailbox.take.remote()):
+                if kind == "started" and run_id not in started:
+                    started.add(run_id)
+                    events.started(by_id[run_id])
+                elif kind == "epoch" and run_id not in done_ids:
+                    events.epoch(by_id[run_id], payload)
+
+        try:
+            while queued or in_flight:
+                while queued and len(in_flight) < limit:
+                    task = queued.pop()
+                    # absolute, so that a worker whatever its working directory trains into the same place
+                    shipped = replace(task, run_dir=task.run_dir.absolute())
+                    shipped.run_dir.parent.mkdir(parents=True, exist_ok=True)
+                    in_flight[remote.remote(shipped, mailbox, threads)] = task
+                ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=POLL_SECONDS)
+                drain()
+                for ref in ready:
+                    task = in_flight.pop(ref)
+                    done_ids.add(task.run_id)
+                    if task.run_id not in started:
+                        started.add(task.run_id)
+                        events.started(task)
+                    try:
+                        ok, value = ray.get(ref)
+                    except Exception as err:  # the worker died more often than max_retries allows
+                        ok, value = False, one_line(err)
+                    if ok:
+                        events.finished(task, value)
+                    else:
+                        events.failed(task, value)
+        except BaseException:  # e.g. Ctrl-C: stop the runs still in flight
+            for ref in in_flight:
+                ray.cancel(ref, force=True)
+            raise

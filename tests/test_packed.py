@@ -1,0 +1,204 @@
+"""Packed training: a run trained in a pack equals the same run trained alone.
+
+Exact up to float rounding (atol 1e-5) where no global randomness is involved: a vmapped matrix
+product sums in a different order than the solo one, so bit equality is not promised. Dropout masks
+are checked in distribution. Tiny runs on CPU: mnist1d (256 training samples), small MLPs.
+"""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from reglab.cli.app import app
+from reglab.config import RunConfig
+from reglab.data import TensorData
+from reglab.study import StudySpec, make_executor, run_study
+from reglab.study.packed import PackedExecutor, estimate_run_bytes, parse_pack, plan_packs
+from reglab.study.runner import plan
+from reglab.train.loop import Trainer
+from reglab.train.packed import PackedTrainer, pack_key, packing_blocker
+
+BASE = {
+    "data": {"name": "mnist1d", "train_subset": 256, "test_subset": 128},
+    "model": {"name": "mlp", "options": {"widths": [32, 16]}},
+    "optim": {"name": "momentum", "lr": 0.05},
+    "train": {"epochs": 2, "batch_size": 64, "device": "cpu", "eval_train_samples": 64},
+}
+
+
+def config(seed: int = 0, **overrides) -> RunConfig:
+    return RunConfig.from_dict({"seed": seed, **BASE}).override(overrides)
+
+
+def assert_same_run(solo: Trainer, packed: Trainer, solo_epochs: list[dict], packed_epochs: list[dict]) -> None:
+    for a, b in zip(solo_epochs, packed_epochs, strict=True):
+        for key in ("train_loss", "grad_norm", "test_loss", "test_acc", "step", "lr"):
+            assert b[key] == pytest.approx(a[key], abs=1e-5), key
+    for (name, a), (_, b) in zip(solo.model.state_dict().items(), packed.model.state_dict().items(), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=0, msg=name)
+
+
+def test_packed_runs_equal_solo_runs_with_their_own_optimizers_and_penalties():
+    configs = [
+        config(0),
+        config(1, **{"optim.name": "adam", "optim.lr": 3e-3, "regularize.label_smoothing": 0.1}),
+        config(2, **{"optim.name": "adamw", "optim.lr": 1e-3, "optim.weight_decay": 0.1,
+                     "regularize.grad_clip": 0.5}),
+        config(3, **{"optim.lr": 0.2, "regularize.l2": 1e-3, "optim.schedule.name": "cosine"}),
+    ]
+    solo = [Trainer(c) for c in configs]
+    solo_results = [t.fit() for t in solo]
+    packed = [Trainer(c) for c in configs]
+    packed_results = PackedTrainer(packed).fit()
+    for s, p, rs, rp in zip(solo, packed, solo_results, packed_results, strict=True):
+        assert rp.status == "done" and len(rp.epochs) == 2
+        assert_same_run(s, p, rs.epochs, rp.epochs)
+    finals = [r.final["train_loss"] for r in packed_results]
+    assert len(set(finals)) == len(finals)  # the runs really differ from one another
+
+
+def test_packed_conv_nets_with_augmentation_equal_solo_runs():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 1, 12, 12, generator=g), torch.randint(0, 3, (96,), generator=g)
+    data = TensorData("images", x[:64], y[:64], x[64:], y[64:], num_classes=3)
+    cnn = {"model.name": "deeper_cnn", "model.norm": "batch", "train.batch_size": 16,
+           "model.options": {"channels": [4, 8, 8], "fc_widths": [16]},
+           "data.augment": {"crop_padding": 2, "flip": True}}
+    configs = [config(0, **cnn), config(1, **cnn, **{"optim.lr": 0.01})]
+    solo = [Trainer(c, data=data) for c in configs]
+    solo_epochs = [t.fit().epochs for t in solo]
+    packed = [Trainer(c, data=data) for c in configs]
+    for s, p, es, rp in zip(solo, packed, solo_epochs, PackedTrainer(packed).fit(), strict=True):
+        assert_same_run(s, p, es, rp.epochs)
+
+
+def test_batchnorm_statistics_are_kept_per_run():
+    configs = [config(seed, **{"model.norm": "batch"}) for seed in (0, 1)]
+    solo = [Trainer(c) for c in configs]
+    solo_epochs = [t.fit().epochs for t in solo]
+    packed = [Trainer(c) for c in configs]
+    packed_epochs = [r.epochs for r in PackedTrainer(packed).fit()]
+    for s, p, es, ep in zip(solo, packed, solo_epochs, packed_epochs, strict=True):
+        assert_same_run(s, p, es, ep)
+    means = [dict(t.model.named_buffers())["1.running_mean"] for t in packed]
+    assert not torch.allclose(means[0], means[1])
+    assert int(dict(packed[0].model.named_buffers())["1.num_batches_tracked"]) == 2 * 4  # 2 epochs × 4 batches
+
+
+def test_weight_ema_and_mixup_runs_share_a_pack():
+    configs = [config(0, **{"model.norm": "batch", "regularize.ema": 0.9}),
+               config(1, **{"model.norm": "batch", "regularize.mixup": 0.4})]
+    solo = Trainer(configs[0])
+    solo_epochs = solo.fit().epochs
+    packed = [Trainer(c) for c in configs]
+    results = PackedTrainer(packed).fit()
+    assert_same_run(solo, packed[0], solo_epochs, results[0].epochs)  # EMA weights and averaged BN statistics
+    for a, b in zip(solo.ema.module.state_dict().values(), packed[0].ema.module.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+    assert "train_acc" not in results[1].final and results[1].status == "done"  # as Trainer reports mixup runs
+
+
+def test_dropout_masks_are_drawn_per_run_at_the_solo_rate():
+    cfg = config(0, **{"model.options.widths": [32], "regularize.dropout.p": 0.5, "train.epochs": 1})
+    twins = PackedTrainer([Trainer(cfg) for _ in range(2)]).fit()  # same init and data order: only masks differ
+    assert twins[0].final["train_loss"] != twins[1].final["train_loss"]
+
+    k = 400  # one hidden layer, dropout before the output layer: the output is linear in the mask
+    pack = PackedTrainer([Trainer(cfg) for _ in range(2)])  # no buffers: its forward takes any number of runs
+    model, x = pack.trainers[0].model.train(), pack.trainers[0].data.x_test[:8]
+    params = {name: p.detach().expand(k, *p.shape) for name, p in model.named_parameters()}
+    with torch.no_grad():
+        packed = pack.forward(params, pack.buffers, x.expand(k, *x.shape))
+        solo = torch.stack([model(x) for _ in range(k)])
+        expected = model.eval()(x)
+    assert (packed.mean(0) - expected).abs().max() < 4 * packed.std(0).max() / k ** 0.5  # inverted dropout
+    ratio = packed.std(0) / solo.std(0)
+    assert ratio.min() > 0.8 and ratio.max() < 1.25  # same mask distribution as solo training
+
+
+def test_a_diverging_run_ends_alone_while_the_pack_goes_on(tmp_path):
+    configs = [config(0), config(1, **{"optim.name": "sgd", "optim.lr": 1e6}), config(2)]
+    dirs = [tmp_path / f"run{i}" for i in range(3)]
+    ended = []
+    packed = [Trainer(c) for c in configs]
+    results = PackedTrainer(packed).fit(dirs, on_result=lambda i, result: ended.append((i, result.status)))
+    assert ended == [(1, "diverged"), (0, "done"), (2, "done")]
+    assert results[1].diverged_epoch == 1 and not (dirs[1] / "model.pt").exists()
+    solo = Trainer(configs[2])
+    assert_same_run(solo, packed[2], solo.fit().epochs, results[2].epochs)  # untouched by its diverged neighbour
+
+
+def test_packed_run_directories_match_what_trainer_fit_writes(tmp_path):
+    packed = PackedTrainer([Trainer(config(s)) for s in (0, 1)])
+    results = packed.fit([tmp_path / "a", tmp_path / "b"])
+    Trainer(config(1)).fit(tmp_path / "solo")
+    for name in ("config.json", "metrics.jsonl", "summary.json", "model.pt", "checkpoint.pt"):
+        assert (tmp_path / "b" / name).exists(), name
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    solo_lines = (tmp_path / "solo" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x).keys() for x in lines] == [json.loads(x).keys() for x in solo_lines]
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["final"]["epoch"] == 2 == results[1].final["epoch"]
+
+
+def test_what_can_share_a_pack():
+    assert pack_key(config(0)) == pack_key(config(5, **{"optim.name": "adam", "optim.lr": 0.3,
+                                                        "regularize.l2": 0.1, "regularize.mixup": 0.2}))
+    assert pack_key(config(0)) != pack_key(config(0, **{"regularize.dropout.p": 0.1}))
+    assert pack_key(config(0)) != pack_key(config(0, **{"train.batch_size": 32}))
+    assert packing_blocker(config(0)) is None
+    assert packing_blocker(config(0, **{"regularize.sam_rho": 0.05})) == "regularize.sam_rho"
+    with pytest.raises(ValueError, match="regularize.sam_rho: run with seed 1 cannot be trained packed"):
+        PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"regularize.sam_rho": 0.05}))])
+    with pytest.raises(ValueError, match="differ in data, model or training budget"):
+        PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"regularize.dropout.p": 0.1}))])
+
+
+def tiny_spec(arms: dict, seeds: int = 3) -> StudySpec:
+    return StudySpec.from_dict({"name": "tiny", "seeds": seeds, "base": BASE, "arms": arms})
+
+
+def test_plan_packs_groups_by_architecture_and_keeps_the_rest_in_plan_order(tmp_path):
+    spec = tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}},
+                      "drop": {"regularize": {"dropout": {"p": 0.2}}}, "sam": {"regularize": {"sam_rho": 0.05}}})
+    tasks = plan(spec, tmp_path)
+    packs, alone = plan_packs(tasks, 4)
+    assert [[t.run_id for t in p] for p in packs] == [
+        ["base__s0", "wd__s0", "base__s1", "wd__s1"], ["base__s2", "wd__s2"], ["drop__s0", "drop__s1", "drop__s2"]]
+    assert [t.run_id for t in alone] == ["sam__s0", "sam__s1", "sam__s2"]
+    assert plan_packs(tasks, "auto") == ([], tasks)  # CPU: nothing is packed
+    assert plan_packs(tasks, "off") == ([], tasks)
+    (tasks[0].run_dir).mkdir(parents=True)
+    (tasks[0].run_dir / "checkpoint.pt").touch()  # a run to resume trains alone
+    assert plan_packs(tasks, 2)[1][0].run_id == "base__s0"
+
+
+def test_packed_executor_runs_a_study_with_fallback_runs(tmp_path):
+    spec = tiny_spec({"base": {}, "sam": {"regularize": {"sam_rho": 0.05}}}, seeds=2).override({"train.epochs": 1})
+    result = run_study(spec, tmp_path / "packed", executor=PackedExecutor(pack=2), progress=False)
+    alone = run_study(spec, tmp_path / "solo", progress=False)
+    packed_runs, solo_runs = (r.runs.set_index("run_id") for r in (result, alone))
+    assert (packed_runs["status"] == "done").all() and len(packed_runs) == 4
+    assert packed_runs.loc["sam__s1", "final_test_loss"] == solo_runs.loc["sam__s1", "final_test_loss"]
+    assert packed_runs.loc["base__s1", "final_test_loss"] == pytest.approx(
+        solo_runs.loc["base__s1", "final_test_loss"], abs=1e-5)
+
+
+def test_pack_option_parsing_and_registration():
+    assert parse_pack("auto") == "auto" and parse_pack("off") == "off" and parse_pack("3") == 3
+    for bad in ("0", "-2", "1.5", "many"):
+        with pytest.raises(ValueError, match=f"pack: expected auto, off or a positive integer \\(got '{bad}'\\)"):
+            parse_pack(bad)
+    assert isinstance(make_executor("packed", workers=1, device="cpu", pack=2), PackedExecutor)
+    out = CliRunner().invoke(app, ["compare", "quickstart", "--pack", "zero"])
+    assert out.exit_code == 2 and "positive integer" in out.output
+
+
+def test_memory_estimate_grows_with_the_batch():
+    model = torch.nn.Sequential(torch.nn.Linear(10, 20), torch.nn.ReLU(), torch.nn.Linear(20, 3))
+    params = 4 * (10 * 20 + 20 + 20 * 3 + 3)
+    small, large = (estimate_run_bytes(model, torch.randn(n, 10)) for n in (1, 101))
+    assert small == 5 * params + 2 * 4 * (20 + 20 + 3)
+    assert large - small == 2 * 4 * 100 * (20 + 20 + 3)

@@ -1,0 +1,239 @@
+"""The Ray executor on a real two-node Ray cluster on 127.0.0.1 (head + one worker node, 1 CPU each).
+
+A study run on the cluster stores exactly what the same study run in-process stores (CPU, one torch
+thread on both sides: bit-identical metrics); a worker process SIGKILLed mid-run is retried, resumes
+from its checkpoint, and every run is in the store exactly once. The cluster is started with
+``ray start --block`` subprocesses, stopped by signalling them (their Ray processes share their fate),
+so nothing else on the machine is touched. About a minute on 2 busy cores, much of it Ray start-up.
+"""
+
+import importlib.util
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from reglab.cli import app
+from reglab.cli.app import main
+from reglab.config import ConfigError
+from reglab.study import LocalExecutor, StudySpec, make_executor, run_study
+from reglab.study.runner import StoreEvents
+
+pytestmark = pytest.mark.ray
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray: pip install 'reglab[ray]'")
+
+EPOCHS = 3
+SPEC = StudySpec.from_dict({
+    "name": "ray", "seeds": 2,
+    "base": {"data": {"name": "mnist1d", "train_subset": 256, "test_subset": 256},
+             "model": {"name": "mlp", "options": {"widths": [16]}}, "optim": {"name": "momentum", "lr": 0.05},
+             "train": {"epochs": EPOCHS, "batch_size": 64, "device": "cpu", "eval_train_samples": 128}},
+    "arms": {"base": {}, "dropout": {"regularize": {"dropout": {"p": 0.2}}},
+             "broken": {"model": {"options": {"widths": [-1]}}}},  # fails when the model is built
+})
+VICTIM = "dropout__s1"  # the run whose worker is killed in its second epoch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head and a worker node, each a `ray start --block` process; yields the head's address."""
+    import ray
+
+    logs, port = tmp_path_factory.mktemp("ray"), free_port()
+    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # a local test cluster
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1"]
+    nodes = [("head", [ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={logs}",
+                       f"--ray-client-server-port={free_port()}", *common]),
+             ("worker", [ray_cli, "start", f"--address={address}", *common])]
+    procs = []
+    try:
+        for name, command in nodes:
+            with open(logs / f"{name}.log", "w") as log:
+                procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
+            if name == "head":
+                wait_for(lambda: port_open(port), f"the Ray head (log: {logs / 'head.log'})")
+        ray.init(address=address, logging_level="WARNING")
+        try:
+            wait_for(lambda: sum(n["Alive"] for n in ray.nodes()) == 2, f"two Ray nodes (logs: {logs})")
+        finally:
+            ray.shutdown()
+        yield address
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The study run in-process with one torch thread (as each Ray run uses with one CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_study(SPEC, tmp_path_factory.mktemp("local"), executor=LocalExecutor(), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def progress(monkeypatch) -> list[tuple[str, int]]:
+    """(run id, epoch) of every progress event the driver received."""
+    seen: list[tuple[str, int]] = []
+    plain = StoreEvents.epoch
+
+    def record(self, task, metrics):
+        seen.append((task.run_id, metrics["epoch"]))
+        plain(self, task, metrics)
+
+    monkeypatch.setattr(StoreEvents, "epoch", record)
+    return seen
+
+
+def store_rows(out: Path) -> list[dict]:
+    conn = sqlite3.connect(out / "study.db")
+    conn.row_factory = sqlite3.Row
+    rows = [dict(r) for r in conn.execute("SELECT * FROM runs")]
+    conn.close()
+    return rows
+
+
+def metrics(study) -> list[dict]:
+    epochs = study.epochs.drop(columns=[c for c in study.epochs if "seconds" in c])
+    return epochs.sort_values(["run_id", "epoch"]).to_dict("records")
+
+
+def assert_same_study(result, reference) -> None:
+    """Every run once, with the reference's status, error and per-epoch metrics (bit for bit)."""
+    rows = store_rows(result.path)
+    assert sorted(r["run_id"] for r in rows) == sorted(reference.runs["run_id"])
+    assert all(r["attempts"] == 1 for r in rows)
+    columns = ["run_id", "status", "error", "final_test_acc", "final_test_loss"]
+    ours = result.runs[columns].sort_values("run_id").fillna("").to_dict("records")
+    assert ours == reference.runs[columns].sort_values("run_id").fillna("").to_dict("records")
+    assert metrics(result) == metrics(reference)
+
+
+@needs_ray
+def test_a_study_on_the_cluster_equals_the_study_run_locally(cluster, reference, progress, tmp_path):
+    from reglab.study.ray_executor import RayExecutor
+
+    result = run_study(SPEC, tmp_path, executor=RayExecutor(address=cluster), progress=False)
+    status = dict(zip(result.runs["run_id"], result.runs["status"], strict=True))
+    assert status == {f"{arm}__s{s}": "failed" if arm == "broken" else "done"
+                      for arm in SPEC.arms for s in (0, 1)}
+    assert "widths must be positive" in result.runs.set_index("run_id").loc["broken__s0", "error"]
+    assert_same_study(result, reference)
+    trained = [f"{arm}__s{s}" for arm in ("base", "dropout") for s in (0, 1)]
+    assert sorted(progress) == sorted((run, e) for run in trained for e in range(1, EPOCHS + 1))
+
+
+def killer_hook(marker: Path):
+    """A Ray worker setup hook: the worker training VICTIM SIGKILLs itself in epoch 2, once."""
+
+    def hook() -> None:
+        import reglab.study.executors as executors
+
+        plain = executors.run_task
+
+        def dying(task, on_epoch):
+            def report(metrics):
+                on_epoch(metrics)
+                if task.run_id == VICTIM and metrics["epoch"] == 2 and not marker.exists():
+                    marker.write_text(str(os.getpid()))
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            return plain(task, report)
+
+        executors.run_task = dying
+
+    return hook
+
+
+@needs_ray
+def test_a_killed_worker_is_retried_and_its_run_resumes(cluster, reference, progress, tmp_path):
+    from reglab.study.ray_executor import RayExecutor
+
+    marker = tmp_path / "killed"
+    executor = RayExecutor(address=cluster, runtime_env={"worker_process_setup_hook": killer_hook(marker)})
+    result = run_study(SPEC, tmp_path / "study", executor=executor, progress=False)
+    assert marker.exists()  # the worker did die mid-run
+    assert_same_study(result, reference)  # none lost, none duplicated, metrics as if never killed
+    # epoch 2 was reported, then the worker died before its checkpoint; the retry resumed after epoch 1
+    assert [e for run, e in progress if run == VICTIM] == [1, 2, 2, 3]
+
+
+@needs_ray
+def test_sweep_on_the_cluster_from_the_command_line(cluster, tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text('name = "tiny"\nseeds = 1\n[base]\ndata = { name = "mnist1d", train_subset = 256, '
+                    'test_subset = 256 }\nmodel.options.widths = [16]\ntrain = { epochs = 1, batch_size = 64, '
+                    'device = "cpu", eval_train_samples = 128 }\n[arms.base]\n')
+    args = ["sweep", str(path), "--param", "dropout=0.0,0.2", "--out", str(tmp_path / "out"), "--executor", "ray",
+            "--address", cluster, "--cpus-per-run", "1", "--gpus-per-run", "0", "--workers", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = store_rows(tmp_path / "out")
+    assert sorted((r["run_id"], r["status"]) for r in rows) == [("dropout_0.0__s0", "done"),
+                                                                  ("dropout_0.2__s0", "done")]
+
+
+def test_without_ray_the_executor_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
+    message = "executor ray: needs the ray package: pip install 'reglab[ray]'"
+    with pytest.raises(ConfigError) as err:
+        make_executor("ray")
+    assert str(err.value) == message
+    monkeypatch.setattr(sys, "argv", ["reglab", "compare", "--executor", "ray"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2 and capsys.readouterr().err.strip() == f"error: {message}"
+
+
+@needs_ray
+def test_executor_options_are_checked():
+    from reglab.study.ray_executor import RayExecutor
+
+    ray = make_executor("ray", address="auto", cpus_per_run=2, gpus_per_run=0.25, workers=None)
+    assert isinstance(ray, RayExecutor) and (ray.address, ray.cpus_per_run, ray.gpus_per_run) == ("auto", 2, 0.25)
+    with pytest.raises(ValueError, match=r"^executor local: does not take address \(it takes: workers, device\)$"):
+        make_executor("local", address="auto")
+    with pytest.raises(ConfigError, match=r"^gpus_per_run: must be 0 or more \(got -1\)$"):
+        RayExecutor(gpus_per_run=-1)
+    with pytest.raises(ConfigError, match=r"^gpus_per_run: above 1 must be a whole number \(got 1.5\)$"):
+        RayExecutor(gpus_per_run=1.5)
+    with pytest.raises(ConfigError, match=r"^workers: must be at least 1 \(got 0\)$"):
+        RayExecutor(workers=0)

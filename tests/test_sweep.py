@@ -1,0 +1,99 @@
+"""Sweeps: `--param` syntax, the grid of arms, the swept spec, and `reglab sweep` end to end."""
+
+import pytest
+from typer.testing import CliRunner
+
+from reglab.cli import app
+from reglab.config import ConfigError
+from reglab.study import StudySpec, load_study
+from reglab.study.sweep import grid, parse_param, sweep_spec
+
+BASE = {
+    "data": {"name": "mnist1d", "train_subset": 256, "test_subset": 256},
+    "model": {"name": "mlp", "options": {"widths": [16]}},
+    "optim": {"name": "momentum", "lr": 0.05},
+    "train": {"epochs": 2, "batch_size": 64, "device": "cpu", "eval_train_samples": 128},
+}
+
+
+@pytest.mark.parametrize(("text", "path", "values"), [
+    ("dropout=0.0:0.6:7", "regularize.dropout.p", (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)),
+    ("l2=log:1e-5:1e-2:4", "regularize.l2", (1e-5, 1e-4, 1e-3, 1e-2)),
+    ("wd = 0.1,0.01", "optim.weight_decay", (0.1, 0.01)),
+    ("lr=0.5", "optim.lr", (0.5,)),
+    ("train.epochs=2:10:5", "train.epochs", (2, 4, 6, 8, 10)),  # whole steps stay integers
+    ("train.epochs=0:1:3", "train.epochs", (0.0, 0.5, 1.0)),
+    ("optim.name=sgd,adamw", "optim.name", ("sgd", "adamw")),
+    ("stochastic_depth=0:0.2:2", "regularize.stochastic_depth.rate", (0.0, 0.2)),
+    ("label_smoothing=0.1,0.2", "regularize.label_smoothing", (0.1, 0.2)),
+    ("ema=0.9,0.99", "regularize.ema", (0.9, 0.99)),
+    ("l1=1e-4", "regularize.l1", (1e-4,)),
+])
+def test_param_values(text, path, values):
+    param = parse_param(text)
+    assert param.path == path and param.values == values
+    assert all(type(v) is type(w) for v, w in zip(param.values, values, strict=True))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("dropout", r"--param 'dropout': expected NAME=VALUES"),
+    ("=0.1", r"expected NAME=VALUES"),
+    ("dropuot=0.1", r"--param 'dropuot=0.1': unknown name 'dropuot' \(short names: dropout, "),
+    ("dropout=0:1", r"--param 'dropout=0:1': a range is a:b:n or log:a:b:n"),
+    ("dropout=0:1:1", r"number of values must be an integer of at least 2 \(got 1\)"),
+    ("dropout=0:1:2.5", r"integer of at least 2 \(got 2.5\)"),
+    ("l2=log:0:1e-2:3", r"--param 'l2=log:0:1e-2:3': log ranges need a > 0 and b > 0"),
+    ("dropout=x:1:3", r"'x' is not a number"),
+    ("lr=0.1,,0.2", r"--param 'lr=0.1,,0.2': empty value in the comma list"),
+])
+def test_bad_params_are_one_line_errors(text, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        parse_param(text)
+    assert "\n" not in str(err.value)
+
+
+def test_grid_is_the_product_named_by_the_params():
+    arms = grid([parse_param("dropout=0:0.2:2"), parse_param("l2=log:1e-5:1e-3:2")])
+    assert arms == {
+        "dropout=0.0,l2=1e-05": {"regularize": {"dropout": {"p": 0.0}, "l2": 1e-05}},
+        "dropout=0.0,l2=0.001": {"regularize": {"dropout": {"p": 0.0}, "l2": 0.001}},
+        "dropout=0.2,l2=1e-05": {"regularize": {"dropout": {"p": 0.2}, "l2": 1e-05}},
+        "dropout=0.2,l2=0.001": {"regularize": {"dropout": {"p": 0.2}, "l2": 0.001}},
+    }
+    with pytest.raises(ConfigError, match=r"--param weight_decay: optim.weight_decay is swept twice"):
+        grid([parse_param("wd=0.1"), parse_param("weight_decay=0.2")])
+
+
+def test_sweep_spec_replaces_the_arms_and_keeps_the_baseline_config():
+    spec = StudySpec.from_dict({"name": "tiny", "seeds": 2, "base": BASE, "baseline": "ema",
+                                "arms": {"plain": {}, "ema": {"regularize": {"ema": 0.9}}}})
+    swept = sweep_spec(spec, [parse_param("dropout=0.1,0.3")])
+    assert swept.name == "tiny sweep" and swept.seed_list == [0, 1]
+    assert list(swept.arms) == ["dropout=0.1", "dropout=0.3"] and swept.baseline == "dropout=0.1"
+    config = swept.arm_config("dropout=0.3", 1)
+    assert config.regularize.dropout.p == 0.3 and config.regularize.ema == 0.9  # the baseline arm is the base
+    assert config.model.options["widths"] == [16] and config.seed == 1
+    with pytest.raises(ConfigError, match=r"arms.dropout=1.5.regularize.dropout.p: Input should be less than 1"):
+        sweep_spec(spec, [parse_param("dropout=0.5,1.5")])
+    with pytest.raises(ConfigError, match="needs at least one parameter"):
+        sweep_spec(spec, [])
+
+
+def test_sweep_cli_runs_the_grid_on_the_local_executor(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text('name = "tiny"\nseeds = 1\n[base]\ndata = { name = "mnist1d", train_subset = 256, '
+                    'test_subset = 256 }\nmodel.options.widths = [16]\ntrain = { epochs = 2, batch_size = 64, '
+                    'device = "cpu", eval_train_samples = 128 }\n[arms.base]\n')
+    out = tmp_path / "out"
+    args = ["sweep", str(path), "--param", "dropout=0:0.2:2", "--param", "lr=0.01,0.1", "--out", str(out),
+            "--workers", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "ran 4 runs" in result.output.replace("\n", " ")
+    study = load_study(out)
+    assert study.arms == ["dropout=0.0,lr=0.01", "dropout=0.0,lr=0.1", "dropout=0.2,lr=0.01", "dropout=0.2,lr=0.1"]
+    assert (study.runs["status"] == "done").all() and len(study.epochs) == 4 * 2
+    assert (out / "report" / "report.html").exists()
+
+    bad = CliRunner().invoke(app, ["sweep", str(path), "--param", "dropout=0:1", "--out", str(out)])
+    assert bad.exit_code != 0 and "a range is a:b:n" in str(bad.exception)
