@@ -4,20 +4,12 @@ import json
 import sys
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from reglab.cli import app, main
 from reglab.config import ConfigError, RegularizeConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscribing the shared CPU (10× faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = ["train", "--dataset", "mnist1d", "--model", "mlp", "--epochs", "1", "--device", "cpu",

@@ -11,14 +11,7 @@ from reglab.regularize.early_stopping import EarlyStopping
 from reglab.train import Trainer
 from reglab.train.rundir import load_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscribing the shared CPU (10× faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_patience_and_restore_unit():

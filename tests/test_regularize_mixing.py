@@ -5,14 +5,7 @@ import torch
 
 from reglab.regularize.mixing import cutmix, mixup
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscribing the shared CPU (10× faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:

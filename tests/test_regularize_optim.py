@@ -9,14 +9,7 @@ from torch import nn
 from reglab.config import ConfigError, OptimConfig, RegularizeConfig
 from reglab.regularize.optim import Schedule, build_optimizer, lr_factor
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscribing the shared CPU (10× faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _optim(**schedule) -> OptimConfig:

@@ -15,14 +15,7 @@ from reglab.config import ConfigError, OptimConfig, RegularizeConfig, RunConfig
 from reglab.regularize.optim import build_optimizer, parameter_groups
 from reglab.regularize.penalties import Penalty, penalized_parameters
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscribing the shared CPU (10× faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 POW2 = 2.0**-7  # λ·w exact in binary floating point

@@ -9,14 +9,7 @@ from torch import nn
 from reglab.regularize.sam import sam_gradients
 from reglab.train.losses import make_criterion
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscribing the shared CPU (10× faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sam_gradient_on_quadratic_matches_closed_form():
