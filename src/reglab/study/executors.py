@@ -75,6 +75,25 @@ def run_task(task: RunTask, on_epoch: Callable[[dict], None]) -> RunResult:
     return train_run(task.config, run_dir=task.run_dir, callbacks=[callback])
 
 
+def deliver(events: RunEvents, task: RunTask, started: set[str], outcome: Callable[[], tuple[bool, Any]]) -> None:
+    """Report a task's end: `started` first if it never arrived, then `finished` or `failed`.
+
+    `outcome()` returns ``(True, RunResult)`` or ``(False, one-line error)``; if it raises (the
+    worker died), the run failed with that error.
+    """
+    if task.run_id not in started:
+        started.add(task.run_id)
+        events.started(task)
+    try:
+        ok, value = outcome()
+    except Exception as err:
+        ok, value = False, one_line(err)
+    if ok:
+        events.finished(task, value)
+    else:
+        events.failed(task, value)
+
+
 # ------------------------------------------------------------------------------------------ local
 class LocalExecutor:
     """Runs tasks on this machine: in-process one after another, or in `workers` spawned processes.
@@ -139,18 +158,8 @@ class LocalExecutor:
                     drain()
                     for future in done:
                         task = futures[future]
-                        if task.run_id not in started:
-                            started.add(task.run_id)
-                            events.started(task)
                         pending_ids.discard(task.run_id)
-                        try:
-                            ok, value = future.result()
-                        except Exception as err:  # e.g. a worker killed by the OS
-                            ok, value = False, one_line(err)
-                        if ok:
-                            events.finished(task, value)
-                        else:
-                            events.failed(task, value)
+                        deliver(events, task, started, future.result)  # raises e.g. for a killed worker
             except BaseException:  # e.g. Ctrl-C: do not wait for queued runs
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise

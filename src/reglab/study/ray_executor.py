@@ -19,7 +19,7 @@ from typing import Any
 
 from reglab.config import ConfigError
 from reglab.study import executors
-from reglab.study.executors import RunEvents, RunTask, one_line, usable_cores, with_device
+from reglab.study.executors import RunEvents, RunTask, deliver, one_line, usable_cores, with_device
 
 POLL_SECONDS = 0.2
 
@@ -147,17 +147,8 @@ class RayExecutor:
                 for ref in ready:
                     task = in_flight.pop(ref)
                     done_ids.add(task.run_id)
-                    if task.run_id not in started:
-                        started.add(task.run_id)
-                        events.started(task)
-                    try:
-                        ok, value = ray.get(ref)
-                    except Exception as err:  # the worker died more often than max_retries allows
-                        ok, value = False, one_line(err)
-                    if ok:
-                        events.finished(task, value)
-                    else:
-                        events.failed(task, value)
+                    # ray.get raises when the worker died more often than max_retries allows
+                    deliver(events, task, started, lambda ref=ref: ray.get(ref))
         except BaseException:  # e.g. Ctrl-C: stop the runs still in flight
             for ref in in_flight:
                 ray.cancel(ref, force=True)
