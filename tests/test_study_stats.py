@@ -32,14 +32,14 @@ def test_describe_small_samples_and_nan():
 
 
 def test_clearly_different_means_are_better_or_worse():
-    c = compare(A, B, higher_is_better=True)
+    c = compare(A, B)
     ref = stats.ttest_ind(A, B, equal_var=False)
-    assert c.p_value == pytest.approx(ref.pvalue) and c.t == pytest.approx(ref.statistic)
+    assert c.test == "Welch t" and c.p_value == pytest.approx(ref.pvalue) and c.t == pytest.approx(ref.statistic)
     assert c.diff == pytest.approx(np.mean(A) - np.mean(B)) and c.p_value < 1e-5
-    assert c.verdict == "better"
+    assert verdict(c.p_value, c.diff, 5, 5) == "better (p_holm=<0.001)"
     assert c.diff_low < c.diff < c.diff_high and c.diff_low > 0  # the bootstrap interval excludes 0
-    assert compare(B, A, higher_is_better=True).verdict == "worse"
-    assert compare(A, B, higher_is_better=False).verdict == "worse"  # e.g. a loss
+    assert verdict(c.p_value, -c.diff, 5, 5).startswith("worse")
+    assert verdict(c.p_value, c.diff, 5, 5, higher_is_better=False).startswith("worse")  # e.g. a loss
 
 
 def test_identical_distributions_are_not_distinguishable():
@@ -47,18 +47,20 @@ def test_identical_distributions_are_not_distinguishable():
     a, b = rng.normal(0.7, 0.01, 3), rng.normal(0.7, 0.01, 3)
     c = compare(a, b)
     assert c.p_value == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue) and c.p_value > 0.05
-    assert c.verdict == "not distinguishable at n=3 seeds"
+    assert verdict(c.p_value, c.diff, 3, 3).startswith("not distinguishable at n=3 seeds (p_holm=")
     same = compare([0.7, 0.7, 0.7], [0.7, 0.7, 0.7])
-    assert same.diff == 0 and same.verdict == "not distinguishable at n=3 seeds"
+    assert same.diff == 0 and verdict(same.p_value, same.diff, 3, 3) == "not distinguishable at n=3 seeds (p_holm=1)"
 
 
 def test_verdict_rules():
     assert verdict(0.01, 0.02, 1, 3) == "needs ≥ 2 seeds"
-    assert verdict(0.01, 0.02, 3, 3) == "better"
-    assert verdict(0.01, -0.02, 3, 3) == "worse"
-    assert verdict(0.2, 0.02, 3, 2) == "not distinguishable at n=3 vs 2 seeds"
-    assert verdict(math.nan, 0.0, 3, 3) == "not distinguishable at n=3 seeds"
-    assert compare([0.9], [0.5, 0.6]).verdict == "needs ≥ 2 seeds"
+    assert verdict(0.01, 0.02, 3, 3) == "better (p_holm=0.01)"
+    assert verdict(0.01, -0.02, 3, 3, correction="bh") == "worse (p_bh=0.01)"
+    assert verdict(0.2, 0.02, 3, 2) == "not distinguishable at n=3 vs 2 seeds (p_holm=0.2)"
+    assert verdict(math.nan, 0.0, 3, 3) == "not distinguishable at n=3 seeds (p_holm=—)"
+    assert verdict(0.08, 0.02, 3, 3, interval=(0.001, 0.03)) == (
+        "not distinguishable at n=3 seeds (p_holm=0.08 ≥ α=0.05, although the bootstrap interval excludes 0)")
+    assert compare([0.9], [0.5, 0.6]).test == "—"
 
 
 def test_bootstrap_interval_against_a_direct_resampling():
@@ -80,8 +82,9 @@ def test_summarize_excludes_diverged_runs_and_counts_them():
     assert x["n"] == 2 and x["runs"] == 3 and x["diverged"] == 1
     assert x["mean"] == pytest.approx(0.805)
     welch = stats.ttest_ind([0.80, 0.81], [0.70, 0.71, 0.72], equal_var=False)
-    assert x["p_value"] == pytest.approx(welch.pvalue)
-    assert x["verdict"] == "better"
+    assert x["p_value"] == pytest.approx(welch.pvalue) and x["test"] == "Welch t"  # no seeds: not paired
+    assert x["p_adjusted"] == pytest.approx(welch.pvalue)  # one arm: Holm leaves p alone
+    assert x["verdict"].startswith("better (p_holm=")
     assert table[table["arm"] == "base"].iloc[0]["verdict"] == "baseline"
     assert set(table["metric"]) == {"final_test_acc"}  # metrics without values are left out
 

@@ -28,10 +28,16 @@ from reglab.report.tables import (
 )
 from reglab.report.terminal import rich_table
 from reglab.study.results import Study, load_study
-from reglab.study.stats import ALPHA, METRIC_BY_COLUMN
+from reglab.study.stats import ALPHA, CORRECTION_NAMES, METRIC_BY_COLUMN
 
-NOTES = (f"Means are over finished runs; diverged runs are counted, not averaged. 95% CI: Student t. "
-         f"Δ: mean(arm) − mean(baseline), bootstrap percentile CI. Verdict: Welch's t-test at α = {ALPHA}.")
+
+def notes(correction: str) -> str:
+    """The summary table's footnote: what each column is and which test decides the verdict."""
+    return ("Means are over finished runs; diverged runs are counted, not averaged. 95% CI: Student t. "
+            "Δ: mean(arm) − mean(baseline) with a bootstrap percentile CI (paired: resampling seeds). "
+            "Test: paired t when the arm and the baseline finished on the same seeds, else Welch's t. "
+            f"Verdict: the t-test's p adjusted across the arms by {CORRECTION_NAMES[correction]} "
+            f"(p_{correction}), at α = {ALPHA}. See docs/studies.md.")
 STABILITY_NOTE = ("Fluctuation: mean |L_t − L_{t−1}| of the test loss over the epochs t of the last half "
                   "of training. Seed spread: mean over epochs of the across-seed std of the test curve. "
                   "See docs/studies.md.")
@@ -53,7 +59,8 @@ def summary_table(study: Study | str | Path) -> Table:
     """The headline table as a rich `Table` (what `reglab compare` prints)."""
     study = _as_study(study)
     rows = compact_rows(headline_rows(study, study.summary(), study.stability()))
-    return rich_table(rows, title=f"{study.spec.name} — {_meta(study)}", caption=NOTES)
+    return rich_table(rows, title=f"{study.spec.name} — {_meta(study)}",
+                      caption=notes(study.spec.analysis.correction))
 
 
 def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs") -> Path:
@@ -94,8 +101,9 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     devices = sorted({d for d in study.runs.get("device", []) if isinstance(d, str)})
     env = environment(devices)
 
+    note = notes(study.spec.analysis.correction)
     sections = [
-        ("Summary", html.table(headline) + f'<p class="note">{escape(NOTES)}</p>'),
+        ("Summary", html.table(headline) + f'<p class="note">{escape(note)}</p>'),
         ("Figures", "".join(html.figure(f, png) for f, png in figures)),
         ("Every metric", "".join(f"<h3>{escape(label)}</h3>{html.table(rows)}"
                                  for label, rows in per_metric)),
@@ -109,7 +117,7 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
                                        meta=_meta(study), sections=sections))
 
     md = [f"# Study: {study.spec.name}\n", study.spec.description, f"\n{_meta(study)}\n", "## Summary\n",
-          markdown_table(headline), f"\n{NOTES}\n", "## Figures\n",
+          markdown_table(headline), f"\n{note}\n", "## Figures\n",
           *(f"![{f.title}](figures/{f.name}.png)\n\n{f.caption}\n" for f, _ in figures)]
     for label, rows in per_metric:
         md += [f"### {label}\n", markdown_table(rows)]

@@ -44,7 +44,8 @@ def table(rows: Rows) -> str:
         for key, value in row.items():
             cls = ""
             if key == "verdict":
-                cls = f' class="{value if value in ("better", "worse") else "muted"}"'
+                word = str(value).split(" ", 1)[0]
+                cls = f' class="{word if word in ("better", "worse") else "muted"}"'
             cells.append(f"<td{cls}>{escape(str(value))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'

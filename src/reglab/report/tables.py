@@ -47,7 +47,7 @@ def headline_rows(study: Study, summary: pd.DataFrame, stability: pd.DataFrame) 
             "Δ vs baseline [bootstrap 95% CI]": "baseline" if arm == study.baseline else
             f"{fmt.diff(metric, r['diff'])} {fmt.diff_interval(metric, r['diff_low'], r['diff_high'])}"
             .replace("— —", "—"),
-            "p (Welch)": fmt.p_value(r["p_value"]), "verdict": r["verdict"],
+            "test": r["test"], f"p ({r['correction']})": fmt.p_value(r["p_adjusted"]), "verdict": r["verdict"],
             "gap acc (train − test)": fmt.mean_std("gap_acc", gap["mean"], gap["std"], gap["n"])
             if gap is not None else "—",
             "fluctuation": fmt.value("fluctuation", st["fluctuation_mean"]),
@@ -76,7 +76,8 @@ def metric_rows(study: Study, summary: pd.DataFrame, metric: str) -> Rows:
             "95% CI": fmt.interval(metric, r["ci_low"], r["ci_high"]),
             "Δ vs baseline": fmt.diff(metric, r["diff"]) if arm != study.baseline else "baseline",
             "Δ 95% CI (bootstrap)": fmt.diff_interval(metric, r["diff_low"], r["diff_high"]),
-            "t": f"{r['t']:.3g}" if pd.notna(r["t"]) else "—", "p (Welch)": fmt.p_value(r["p_value"]),
+            "test": r["test"], "t": f"{r['t']:.3g}" if pd.notna(r["t"]) else "—", "p": fmt.p_value(r["p_value"]),
+            "p Wilcoxon": fmt.p_value(r["p_wilcoxon"]), f"p ({r['correction']})": fmt.p_value(r["p_adjusted"]),
             "verdict": r["verdict"], "diverged": _diverged(r),
         })
     return rows

@@ -16,6 +16,6 @@ def rich_table(rows: Rows, title: str = "", caption: str = "") -> Table:
         table.add_column(escape(key), justify="left" if i == 0 or key == "verdict" else "right",
                          overflow="fold", min_width=12 if key == "verdict" else None)
     for row in rows:
-        table.add_row(*(f"[{VERDICT_STYLE.get(v, 'dim')}]{escape(v)}[/]" if k == "verdict" else escape(str(v))
-                        for k, v in row.items()))
+        table.add_row(*(f"[{VERDICT_STYLE.get(v.split(' ', 1)[0], 'dim')}]{escape(v)}[/]" if k == "verdict"
+                        else escape(str(v)) for k, v in row.items()))
     return table

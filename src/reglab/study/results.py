@@ -66,8 +66,10 @@ class Study:
         return self.spec.baseline
 
     def summary(self, alpha: float = ALPHA) -> pd.DataFrame:
-        """Per (arm, metric): n, mean ± std, 95% CI, difference to the baseline, Welch p, verdict."""
-        return summarize(self.runs, self.arms, self.baseline, alpha=alpha)
+        """Per (arm, metric): n, mean ± std, 95% CI, difference to the baseline, paired or Welch test,
+        p adjusted across arms (the spec's `analysis.correction`), verdict."""
+        return summarize(self.runs, self.arms, self.baseline, alpha=alpha,
+                         correction=self.spec.analysis.correction)
 
     def stability(self) -> pd.DataFrame:
         """Per arm: diverged runs, epoch-to-epoch fluctuation and seed-to-seed spread."""

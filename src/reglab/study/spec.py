@@ -8,6 +8,9 @@
     [arms.baseline]                # an empty arm is the base itself
     [arms.dropout]                 # overrides, deep-merged into the base
     regularize.dropout.p = 0.2
+    [analysis]                     # how the report compares (changing it re-runs nothing)
+    correction = "holm"            # or "bh"
+    target = { test_acc = 0.9 }    # time-to-target
 
 Every arm's resolved `RunConfig` is built and validated at load time; errors name the field,
 e.g. ``arms.dropout.regularize.dropout.p: Input should be less than 1 (got 1.5)``.
@@ -19,11 +22,29 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, read_toml, validate
+
+
+class AnalysisSpec(BaseModel):
+    """How a study is compared; not part of any run, so changing it never re-runs anything."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    correction: Literal["holm", "bh"] = Field(
+        "holm", description="multiple-comparison correction across the arms vs the baseline")
+    target: dict[str, float] = Field(
+        default_factory=dict, description="time-to-target: an epoch metric and its target, e.g. test_acc = 0.9")
+
+    @field_validator("target")
+    @classmethod
+    def _one_target(cls, target: dict[str, float]) -> dict[str, float]:
+        if len(target) > 1:
+            raise ValueError(f"one metric at a time (got {', '.join(target)})")
+        return target
 
 
 class StudySpec(BaseModel):
@@ -37,6 +58,7 @@ class StudySpec(BaseModel):
     arms: dict[str, dict[str, Any]] = Field(min_length=1, description="arm name -> overrides of `base`")
     seeds: int | list[int] = Field(3, description="N (seeds 0..N-1) or an explicit list")
     baseline: str | None = Field(None, description="the arm the others are compared with (default: first)")
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="how the report compares")
 
     _configs: dict[str, RunConfig] = PrivateAttr(default_factory=dict)
 
@@ -93,11 +115,18 @@ class StudySpec(BaseModel):
 
     @property
     def spec_hash(self) -> str:
-        return content_hash(self.to_dict())
+        """Hash of what decides the runs (`analysis` is left out: it changes no run)."""
+        return content_hash({k: v for k, v in self.to_dict().items() if k != "analysis"})
 
     # -------------------------------------------------------------------------------- changes
     def with_seeds(self, seeds: int | list[int]) -> StudySpec:
         return StudySpec.from_dict({**self.to_dict(), "seeds": seeds})
+
+    def with_analysis(self, *, correction: str | None = None, target: dict[str, float] | None = None) -> StudySpec:
+        """The spec with its `analysis` settings replaced where given."""
+        analysis = self.analysis.model_dump()
+        analysis.update({k: v for k, v in (("correction", correction), ("target", target)) if v is not None})
+        return StudySpec.from_dict({**self.to_dict(), "analysis": analysis})
 
     def override(self, overrides: dict[str, Any]) -> StudySpec:
         """Apply dotted run-config overrides (e.g. ``{"train.epochs": 1}``) to the base and every arm."""

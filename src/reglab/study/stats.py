@@ -1,10 +1,22 @@
-"""Statistics over seeds: mean ± std with n, Student-t intervals, Welch's t-test and a bootstrap
-interval of the difference to the baseline, and a plain verdict.
+"""Statistics over seeds: mean ± std with n, Student-t intervals, paired or Welch comparisons with the
+baseline, a correction for comparing many arms, and a plain verdict.
 
 Only runs that finished (status "done") enter the numbers; diverged runs are counted and reported
-beside them. With n seeds per arm, the verdict at α = 0.05 is "better" / "worse" when Welch's test
-rejects equal means, otherwise "not distinguishable at n=<n> seeds"; below 2 seeds per arm there is
-no test ("needs ≥ 2 seeds").
+beside them.
+
+* **Paired** (the arm and the baseline finished on exactly the same seeds, n ≥ 2): the unit is the
+  per-seed difference d_s = x_s − b_s (same initialisation and data order). Paired t-test
+  (`scipy.stats.ttest_rel`), Wilcoxon signed-rank test (`scipy.stats.wilcoxon`, reported beside it)
+  and a bootstrap interval that resamples seeds, i.e. the d_s.
+* **Welch** otherwise: Welch's unequal-variance t-test and a bootstrap interval that resamples each
+  group on its own.
+* **Many arms**: the t-test p-values of the arms against the baseline (one family per metric) are
+  adjusted by Holm's step-down method (default; controls the family-wise error rate) or by
+  Benjamini–Hochberg (controls the false discovery rate).
+
+The verdict at α = 0.05 is "better" / "worse" when the *adjusted* p is below α, otherwise
+"not distinguishable at n=<n> seeds"; each verdict names the adjusted p it rests on. Below 2 seeds per
+arm there is no test ("needs ≥ 2 seeds").
 """
 
 from __future__ import annotations
@@ -13,12 +25,16 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 ALPHA = 0.05
+Correction = Literal["holm", "bh"]
+CORRECTIONS: tuple[str, ...] = ("holm", "bh")
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "none"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,7 @@ METRICS = (
     Metric("gap_acc", "gap acc (train − test)", False),
     Metric("gap_loss", "gap loss (test − train)", False),
     Metric("fluctuation", "fluctuation |Δ test loss|", False),
+    Metric("macro_f1", "macro F1 (test)", True),
 )
 METRIC_BY_COLUMN = {m.column: m for m in METRICS}
 
@@ -52,11 +69,13 @@ class Summary:
 @dataclass(frozen=True)
 class Comparison:
     diff: float  # mean(arm) − mean(baseline)
-    diff_low: float  # bootstrap percentile interval of the difference
+    diff_low: float  # bootstrap percentile interval of the difference (paired: of the mean d_s)
     diff_high: float
+    test: str  # "paired t", "Welch t" or "—"
     t: float
-    p_value: float  # Welch's t-test, two-sided
-    verdict: str
+    p_value: float  # the t-test's two-sided p, unadjusted
+    p_wilcoxon: float  # Wilcoxon signed-rank (paired only), unadjusted
+    n_pairs: int  # seeds in common when paired, else 0
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
@@ -78,6 +97,12 @@ def describe(values: Sequence[float], *, confidence: float = 0.95) -> Summary:
     return Summary(n, mean, std, mean - half, mean + half)
 
 
+def _percentile(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_diff(a: Sequence[float], b: Sequence[float], *, resamples: int = 10_000,
                    confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of mean(a) − mean(b), resampling each group independently."""
@@ -87,63 +112,166 @@ def bootstrap_diff(a: Sequence[float], b: Sequence[float], *, resamples: int = 1
     rng = np.random.default_rng(seed)
     diffs = a[rng.integers(0, len(a), (resamples, len(a)))].mean(1) \
         - b[rng.integers(0, len(b), (resamples, len(b)))].mean(1)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(diffs, [tail, 100 - tail])
-    return float(low), float(high)
+    return _percentile(diffs, confidence)
 
 
-def verdict(p_value: float, diff: float, n_arm: int, n_base: int, *, higher_is_better: bool = True,
-            alpha: float = ALPHA) -> str:
-    """"better" / "worse" when p < α, else "not distinguishable at n=… seeds"; needs 2 seeds per arm."""
-    if n_arm < 2 or n_base < 2:
-        return "needs ≥ 2 seeds"
-    if math.isfinite(p_value) and p_value < alpha and diff != 0:
-        return "better" if (diff > 0) == higher_is_better else "worse"
-    n = f"{n_arm}" if n_arm == n_base else f"{n_arm} vs {n_base}"
-    return f"not distinguishable at n={n} seeds"
+def paired_bootstrap(d: Sequence[float], *, resamples: int = 10_000, confidence: float = 0.95,
+                     seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean per-seed difference, resampling seeds (the d_s)."""
+    d = _finite(d)
+    if len(d) < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    return _percentile(d[rng.integers(0, len(d), (resamples, len(d)))].mean(1), confidence)
 
 
-def compare(arm: Sequence[float], baseline: Sequence[float], *, higher_is_better: bool = True,
-            alpha: float = ALPHA, resamples: int = 10_000, seed: int = 0) -> Comparison:
-    """Difference of means to the baseline with Welch's t-test and a bootstrap interval."""
-    a, b = _finite(arm), _finite(baseline)
+def adjust_p(p_values: Sequence[float], method: str = "holm") -> np.ndarray:
+    """Adjusted p-values for a family of tests; NaN entries stay NaN and are not counted.
+
+    holm: Holm (1979) step-down, p_(i) ↦ max_{j ≤ i} min(1, (m − j + 1) p_(j)).
+    bh:   Benjamini & Hochberg (1995) via `scipy.stats.false_discovery_control`.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full_like(p, math.nan)
+    ok = np.isfinite(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    if method == "bh":
+        out[ok] = stats.false_discovery_control(p[ok], method="bh")
+    elif method == "holm":
+        order = np.argsort(p[ok])
+        scaled = np.minimum(1.0, (m - np.arange(m)) * p[ok][order])
+        adjusted = np.empty(m)
+        adjusted[order] = np.maximum.accumulate(scaled)
+        out[ok] = adjusted
+    else:
+        raise ValueError(f"correction: unknown {method!r} (choose from {', '.join(CORRECTIONS)})")
+    return out
+
+
+def _quiet(test, *args, **kwargs) -> tuple[float, float]:
+    """(statistic, p) of a scipy test; NaN where the test is undefined (e.g. all differences zero)."""
+    with warnings.catch_warnings():  # nearly identical samples: scipy warns, the result stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            result = test(*args, **kwargs)
+        except ValueError:
+            return math.nan, math.nan
+    return float(result.statistic), float(result.pvalue)
+
+
+def paired_values(arm: pd.Series, baseline: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """(arm, baseline) values aligned by seed when both have finite values on exactly the same seeds."""
+    a, b = arm[np.isfinite(arm.astype(float))], baseline[np.isfinite(baseline.astype(float))]
+    if len(a) < 2 or a.index.has_duplicates or b.index.has_duplicates or set(a.index) != set(b.index):
+        return None
+    order = sorted(a.index)
+    return a.loc[order].to_numpy(float), b.loc[order].to_numpy(float)
+
+
+def compare(arm: Sequence[float] | pd.Series, baseline: Sequence[float] | pd.Series, *, paired: bool | None = None,
+            resamples: int = 10_000, seed: int = 0) -> Comparison:
+    """Difference of means to the baseline, its bootstrap interval and an (unadjusted) t-test.
+
+    Pass `pd.Series` indexed by seed to pair automatically (when both cover the same seeds); with
+    plain sequences, `paired=True` pairs them position by position. Otherwise Welch.
+    """
+    pairs = None
+    if isinstance(arm, pd.Series) and isinstance(baseline, pd.Series) and paired is not False:
+        pairs = paired_values(arm, baseline)
+    elif paired:
+        a, b = np.asarray(arm, dtype=float), np.asarray(baseline, dtype=float)
+        if len(a) != len(b):
+            raise ValueError(f"paired: the samples differ in length ({len(a)} vs {len(b)})")
+        keep = np.isfinite(a) & np.isfinite(b)
+        pairs = (a[keep], b[keep]) if keep.sum() >= 2 else None
+    if pairs is not None:
+        a, b = pairs
+        d = a - b
+        t, p = _quiet(stats.ttest_rel, a, b)
+        _, p_w = _quiet(stats.wilcoxon, d) if np.any(d != 0) else (math.nan, 1.0)
+        low, high = paired_bootstrap(d, resamples=resamples, seed=seed)
+        return Comparison(float(d.mean()), low, high, "paired t", t, p, p_w, len(d))
+    a, b = _finite(np.asarray(arm, dtype=float)), _finite(np.asarray(baseline, dtype=float))
     diff = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
     t = p = math.nan
+    test = "—"
     if len(a) >= 2 and len(b) >= 2:
-        with warnings.catch_warnings():  # nearly identical samples: scipy warns, the result stands
-            warnings.simplefilter("ignore", RuntimeWarning)
-            result = stats.ttest_ind(a, b, equal_var=False)
-        t, p = float(result.statistic), float(result.pvalue)
+        t, p = _quiet(stats.ttest_ind, a, b, equal_var=False)
+        test = "Welch t"
     low, high = bootstrap_diff(a, b, resamples=resamples, seed=seed)
-    return Comparison(diff, low, high, t, p, verdict(p, diff, len(a), len(b),
-                                                      higher_is_better=higher_is_better, alpha=alpha))
+    return Comparison(diff, low, high, test, t, p, math.nan, 0)
+
+
+def verdict(p_adjusted: float, diff: float, n_arm: int, n_base: int, *, higher_is_better: bool = True,
+            alpha: float = ALPHA, correction: str = "holm", interval: tuple[float, float] | None = None) -> str:
+    """"better (p_holm=…)" / "worse (…)" when the adjusted p < α, else "not distinguishable at n=… seeds
+    (p_holm=…)"; an interval that excludes 0 beside a non-rejection is called out."""
+    if n_arm < 2 or n_base < 2:
+        return "needs ≥ 2 seeds"
+    name = f"p_{correction}" if correction != "none" else "p"
+    shown = f"{name}={_p(p_adjusted)}"
+    if math.isfinite(p_adjusted) and p_adjusted < alpha and diff != 0:
+        return f"{'better' if (diff > 0) == higher_is_better else 'worse'} ({shown})"
+    n = f"{n_arm}" if n_arm == n_base else f"{n_arm} vs {n_base}"
+    low, high = interval or (math.nan, math.nan)
+    if math.isfinite(low) and math.isfinite(high) and (low > 0 or high < 0):
+        shown += f" ≥ α={alpha:g}, although the bootstrap interval excludes 0"
+    return f"not distinguishable at n={n} seeds ({shown})"
+
+
+def _p(p: float) -> str:
+    if not math.isfinite(p):
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3g}"
 
 
 def summarize(runs: pd.DataFrame, arms: Sequence[str], baseline: str, *,
-              metrics: Sequence[Metric] = METRICS, alpha: float = ALPHA) -> pd.DataFrame:
-    """One row per (arm, metric): n, diverged, mean, std, 95% CI, and the comparison to the baseline.
+              metrics: Sequence[Metric] = METRICS, alpha: float = ALPHA,
+              correction: str = "holm") -> pd.DataFrame:
+    """One row per (arm, metric): n, diverged, mean, std, 95% CI, and the comparison to the baseline
+    (test used, t, p, Wilcoxon p, p adjusted across the arms, verdict on the adjusted p).
 
-    `runs` needs columns ``arm``, ``status`` and the metric columns; only "done" runs count.
+    `runs` needs columns ``arm``, ``status`` and the metric columns (and ``seed`` to pair); only "done"
+    runs count.
     """
+    if correction not in (*CORRECTIONS, "none"):
+        raise ValueError(f"correction: unknown {correction!r} (choose from {', '.join(CORRECTIONS)})")
     rows = []
     done = runs[runs["status"] == "done"]
+    if "seed" not in done:
+        done = done.assign(seed=[f"run{i}" for i in range(len(done))])  # no seeds: never paired
     for metric in metrics:
         if metric.column not in runs or done[metric.column].isna().all():
             continue
-        base_values = done.loc[done["arm"] == baseline, metric.column]
+        base_values = done.loc[done["arm"] == baseline].set_index("seed")[metric.column]
+        family = []
         for arm in arms:
             of_arm = runs[runs["arm"] == arm]
-            values = done.loc[done["arm"] == arm, metric.column]
+            values = done.loc[done["arm"] == arm].set_index("seed")[metric.column]
             row = {"arm": arm, "metric": metric.column, "label": metric.label,
                    "higher_is_better": metric.higher_is_better, "runs": len(of_arm),
                    "diverged": int((of_arm["status"] == "diverged").sum()),
                    "unfinished": int((~of_arm["status"].isin(["done", "diverged"])).sum()),
                    **asdict(describe(values))}
             if arm == baseline:
-                row.update(diff=0.0, diff_low=math.nan, diff_high=math.nan, t=math.nan, p_value=math.nan,
-                           verdict="baseline")
+                row.update(diff=0.0, diff_low=math.nan, diff_high=math.nan, test="—", t=math.nan,
+                           p_value=math.nan, p_wilcoxon=math.nan, n_pairs=0)
             else:
-                row.update(asdict(compare(values, base_values, higher_is_better=metric.higher_is_better,
-                                          alpha=alpha)))
+                row.update(asdict(compare(values, base_values)))
+                family.append(len(rows))
             rows.append(row)
+        adjusted = adjust_p([rows[i]["p_value"] for i in family], correction) if correction != "none" \
+            else np.array([rows[i]["p_value"] for i in family])
+        n_base = int(np.isfinite(base_values.astype(float)).sum())
+        for i, row in enumerate(rows[len(rows) - len(arms):]):
+            row.update(correction=correction, p_adjusted=math.nan, verdict="baseline")
+            if row["arm"] == baseline:
+                continue
+            p_adj = float(adjusted[family.index(len(rows) - len(arms) + i)])
+            row.update(p_adjusted=p_adj, verdict=verdict(
+                p_adj, row["diff"], row["n"], n_base, higher_is_better=metric.higher_is_better, alpha=alpha,
+                correction=correction, interval=(row["diff_low"], row["diff_high"])))
     return pd.DataFrame(rows)
