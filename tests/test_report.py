@@ -21,7 +21,9 @@ SPEC = {
              "train": {"epochs": 3, "batch_size": 64, "device": "cpu", "eval_train_samples": 128}},
     "arms": {"base": {}, ARM: {"regularize": {"dropout": {"p": 0.2}}},
              "boom": {"optim": {"name": "sgd", "lr": 1e3}}},  # diverges
+    "analysis": {"correction": "bh", "target": {"test_acc": 0.2}},
 }
+FIGURES = ("curves", "final", "gap", "stability", "robust", "profile", "target", "confusion", "class_f1")
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +45,18 @@ def test_html_is_self_contained_and_escaped(report):
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)  # nothing fetched
     assert "@import" not in text and "url(" not in text
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
-    assert len(images) == 4 and all(base64.b64decode(i).startswith(b"\x89PNG\r\n\x1a\n") for i in images)
+    assert len(images) == len(FIGURES) and all(base64.b64decode(i).startswith(b"\x89PNG\r\n\x1a\n") for i in images)
     assert "&lt;b&gt;x&lt;/b&gt;" in text and ARM not in text
     assert "weights &amp; &lt;i&gt;biases&lt;/i&gt;" in text
     for arm in ("base", "boom"):
         assert f"<td>{arm}</td>" in text
     assert "2/2 diverged" in text and "needs ≥ 2 seeds" in text and "Welch" in text
-    for section in ("Summary", "Figures", "Stability", "Runs", "Study spec", "Environment"):
+    assert "paired t" in text and "(p_bh=" in text and "Benjamini–Hochberg" in text  # same seeds: paired
+    for section in ("Summary", "Figures", "Stability", "Runs", "Study spec", "Environment", "Robust aggregates",
+                    "Time to target: test_acc ≥ 0.2", "Per-class metrics (test set)", "Per-class F1 by arm"):
         assert f"<h2>{section}</h2>" in text
+    for name in FIGURES:
+        assert f'id="fig-{name}"' in text
     assert "torch" in text and "python" in text
 
 
@@ -64,7 +70,7 @@ def test_markdown_csv_and_figure_numbers(report, study_dir):
     runs = pd.read_csv(report["runs"])
     assert len(runs) == 6 and len(pd.read_csv(report["epochs"])) == 2 * 3 + 2 * 3 + int(runs.loc[
         runs["arm"] == "boom", "epochs"].sum())
-    for name in ("curves", "final", "gap", "stability"):
+    for name in FIGURES:
         assert (report["figures"] / f"{name}.png").stat().st_size > 1000
         assert len(pd.read_csv(report["figures"] / f"{name}.csv")) > 0
     final = pd.read_csv(report["figures"] / "final.csv")
@@ -76,6 +82,15 @@ def test_markdown_csv_and_figure_numbers(report, study_dir):
     row = curves.query("arm == 'base' and metric == 'test_acc' and epoch == 3").iloc[0]
     assert row["mean"] == pytest.approx(base_acc.mean()) and row["std"] == pytest.approx(base_acc.std(ddof=1))
     assert summary_table(study).row_count == 3
+    robust = pd.read_csv(report["robust"]).set_index("arm")
+    base = done.loc[done["arm"] == "base", "final_test_acc"].sort_values().to_numpy()
+    assert robust.loc["base", "iqm"] == pytest.approx(base.mean())  # two runs: the IQM is their mean
+    target = pd.read_csv(report["target"]).set_index("arm")
+    assert target.loc["boom", "reached"] == 0 and target.loc["boom", "n"] == 2  # diverged: censored, kept
+    assert (done["macro_f1"].between(0, 1)).all() and done["micro_f1"].to_numpy() == pytest.approx(
+        done["final_test_acc"].to_numpy())  # micro F1 = accuracy
+    confusion = pd.read_csv(report["figures"] / "confusion.csv")
+    assert set(confusion["arm"]) == {"base", ARM} and confusion.groupby("arm")["count"].sum().eq(256).all()
 
 
 def test_export_and_report_commands(study_dir, tmp_path):
@@ -127,4 +142,4 @@ def test_every_figure_decodes_in_headless_chromium(report, tmp_path):
     found = re.search(r'data-images="(\d+):(\d+)"', proc.stdout)
     assert found, proc.stderr[-2000:]
     total, decoded = map(int, found.groups())
-    assert total == html.count("<img") >= 4 and decoded == total
+    assert total == html.count("<img") == len(FIGURES) and decoded == total

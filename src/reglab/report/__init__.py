@@ -5,6 +5,8 @@
     <study>/report/summary.csv     per (arm, metric): n, mean, std, CI, Δ, bootstrap CI, p, verdict
     <study>/report/runs.csv        one row per run;  epochs.csv: one row per run and epoch
     <study>/report/stability.csv   per arm: diverged, fluctuation, seed spread
+    <study>/report/robust.csv      per arm: IQM and probability of improvement, with intervals
+    <study>/report/target.csv      per arm: time to the spec's target (when it sets one)
     <study>/report/figures/        <name>.png and the numbers behind it, <name>.csv
 """
 
@@ -16,15 +18,21 @@ from pathlib import Path
 from rich.table import Table
 
 from reglab.report import html
+from reglab.report.comparison_figures import class_f1_table
 from reglab.report.environment import environment
 from reglab.report.figures import all_figures
 from reglab.report.tables import (
+    class_f1_rows,
+    class_rows,
     compact_rows,
     headline_rows,
     markdown_table,
     metric_rows,
+    primary_metric,
+    robust_rows,
     run_rows,
     stability_rows,
+    target_rows,
 )
 from reglab.report.terminal import rich_table
 from reglab.study.results import Study, load_study
@@ -41,7 +49,15 @@ def notes(correction: str) -> str:
 STABILITY_NOTE = ("Fluctuation: mean |L_t − L_{t−1}| of the test loss over the epochs t of the last half "
                   "of training. Seed spread: mean over epochs of the across-seed std of the test curve. "
                   "See docs/studies.md.")
-TABLES = ("runs", "epochs", "summary", "stability")
+ROBUST_NOTE = ("IQM: mean of the middle 50% of the finished runs; interval from a stratified bootstrap "
+               "(each arm resampled on its own). P(beats baseline): probability that a random run of the arm "
+               "beats a random baseline run (ties count ½; 0.5 = no tendency), with a stratified bootstrap "
+               "interval.")
+TARGET_NOTE = ("Runs that never reach the target are censored at their last epoch, not dropped; the median is "
+               "the Kaplan–Meier estimate and reads 'not reached' when over half of the runs never got there.")
+CLASS_NOTE = ("Per run, from its test-set confusion matrix: macro averages weigh every class equally; micro F1 "
+              "pools the counts and equals the accuracy. Mean ± std over finished runs.")
+TABLES = ("runs", "epochs", "summary", "stability", "robust")
 
 
 def _as_study(study: Study | str | Path) -> Study:
@@ -69,7 +85,7 @@ def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs")
         raise ValueError(f"table: unknown {table!r} (tables: {', '.join(TABLES)})")
     study = _as_study(study)
     frame = {"runs": lambda: study.runs, "epochs": lambda: study.epochs, "summary": study.summary,
-             "stability": study.stability}[table]()
+             "stability": study.stability, "robust": study.robust}[table]()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
@@ -82,11 +98,14 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     out = Path(out_dir) if out_dir is not None else study.path / "report"
     (out / "figures").mkdir(parents=True, exist_ok=True)
     summary, stability = study.summary(), study.stability()
+    robust = study.robust(primary_metric(summary)) if len(summary) else None
+    target = study.time_to_target()
     paths = {"html": out / "report.html", "markdown": out / "report.md", "figures": out / "figures"}
     for name, frame in (("summary", summary), ("runs", study.runs), ("epochs", study.epochs),
-                        ("stability", stability)):
-        paths[name] = out / f"{name}.csv"
-        frame.to_csv(paths[name], index=False)
+                        ("stability", stability), ("robust", robust), ("target", target)):
+        if frame is not None:
+            paths[name] = out / f"{name}.csv"
+            frame.to_csv(paths[name], index=False)
 
     figures = []
     for fig in all_figures(study):
@@ -102,8 +121,20 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     env = environment(devices)
 
     note = notes(study.spec.analysis.correction)
+    extra = []  # (title, rows, note)
+    if robust is not None:
+        extra.append(("Robust aggregates", robust_rows(robust, study.baseline), ROBUST_NOTE))
+    if target is not None:
+        (metric, value), = study.spec.analysis.target.items()
+        extra.append((f"Time to target: {metric} {'≤' if metric.endswith('loss') else '≥'} {value:g}",
+                      target_rows(target), TARGET_NOTE))
+    if classes := class_rows(study):
+        extra.append(("Per-class metrics (test set)", classes, CLASS_NOTE))
+        extra.append(("Per-class F1 by arm", class_f1_rows(class_f1_table(study)), ""))
     sections = [
         ("Summary", html.table(headline) + f'<p class="note">{escape(note)}</p>'),
+        *((title, html.table(rows) + (f'<p class="note">{escape(text)}</p>' if text else ""))
+          for title, rows, text in extra),
         ("Figures", "".join(html.figure(f, png) for f, png in figures)),
         ("Every metric", "".join(f"<h3>{escape(label)}</h3>{html.table(rows)}"
                                  for label, rows in per_metric)),
@@ -117,7 +148,10 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
                                        meta=_meta(study), sections=sections))
 
     md = [f"# Study: {study.spec.name}\n", study.spec.description, f"\n{_meta(study)}\n", "## Summary\n",
-          markdown_table(headline), f"\n{note}\n", "## Figures\n",
+          markdown_table(headline), f"\n{note}\n"]
+    for title, rows, text in extra:
+        md += [f"## {title}\n", markdown_table(rows), f"\n{text}\n" if text else ""]
+    md += ["## Figures\n",
           *(f"![{f.title}](figures/{f.name}.png)\n\n{f.caption}\n" for f, _ in figures)]
     for label, rows in per_metric:
         md += [f"### {label}\n", markdown_table(rows)]

@@ -185,4 +185,12 @@ def all_figures(study: Study) -> list[FigureData]:
     figures += [gap_figure(study), stability_figure(study)]
     if any(c.startswith("effective_ratio/") for c in _finished_epochs(study).columns):
         figures.append(effective_ratio_figure(study))
+    from reglab.report import comparison_figures as cf
+
+    primary = "final_test_acc" if has_acc else "final_test_loss"
+    figures += [cf.robust_figure(study, primary), cf.profile_figure(study, primary)]
+    if study.spec.analysis.target:
+        figures.append(cf.target_figure(study))
+    if cf.median_runs(study):
+        figures += [cf.confusion_figure(study), cf.class_f1_figure(study)]
     return figures

@@ -56,3 +56,11 @@ def p_value(p: float) -> str:
     if not _ok(p):
         return "—"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def probability(p: float) -> str:
+    return f"{p:.2f}" if _ok(p) else "—"
+
+
+def probability_interval(low: float, high: float) -> str:
+    return f"[{low:.2f}, {high:.2f}]" if _ok(low) and _ok(high) else "—"

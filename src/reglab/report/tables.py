@@ -116,3 +116,59 @@ def markdown_table(rows: Rows) -> str:
 
     header = list(rows[0])
     return "\n".join([cells(header), cells(["---"] * len(header)), *(cells(r.values()) for r in rows)]) + "\n"
+
+
+def robust_rows(robust: pd.DataFrame, baseline: str) -> Rows:
+    """IQM with its stratified bootstrap interval and P(improvement) over the baseline with its interval."""
+    rows = []
+    for _, r in robust.iterrows():
+        metric = r["metric"]
+        rows.append({
+            "arm": r["arm"], "n": str(r["n"]), "IQM": fmt.value(metric, r["iqm"]),
+            "IQM 95% CI (stratified bootstrap)": fmt.interval(metric, r["iqm_low"], r["iqm_high"]),
+            f"P(beats {baseline})": "baseline" if r["arm"] == baseline else fmt.probability(r["poi"]),
+            "P 95% CI": fmt.probability_interval(r["poi_low"], r["poi_high"]),
+        })
+    return rows
+
+
+def target_rows(table: pd.DataFrame) -> Rows:
+    """Time to target per arm: k/n reached, Kaplan–Meier medians, epochs of the runs that reached it."""
+    def median(x: float, unit: str) -> str:
+        if pd.isna(x):
+            return "—"
+        return "not reached (over half censored)" if x == float("inf") else f"{x:.4g} {unit}"
+
+    return [{
+        "arm": r["arm"], "reached": f"{r['reached']}/{r['n']}",
+        "median epoch (Kaplan–Meier)": median(r["median_epoch"], "epochs"),
+        "median wall time (Kaplan–Meier)": median(r["median_seconds"], "s"),
+        "epochs of runs that reached it": ", ".join(map(str, r["epochs_reached"])) or "—",
+    } for _, r in table.iterrows()]
+
+
+def class_rows(study: Study) -> Rows:
+    """Macro precision / recall / F1 and micro F1 (= accuracy) per arm, mean ± std over finished runs."""
+    runs = study.runs[study.runs["status"] == "done"]
+    rows = []
+    for arm in study.arms:
+        of_arm = runs[runs["arm"] == arm]
+        if "macro_f1" not in of_arm or of_arm["macro_f1"].isna().all():
+            continue
+        row = {"arm": arm}
+        for column, label in (("macro_precision", "macro precision"), ("macro_recall", "macro recall"),
+                              ("macro_f1", "macro F1"), ("micro_f1", "micro F1 (= accuracy)")):
+            values = of_arm[column].dropna()
+            row[label] = fmt.mean_std("f1", values.mean(), values.std(ddof=1) if len(values) > 1 else float("nan"),
+                                      len(values))
+        rows.append(row)
+    return rows
+
+
+def class_f1_rows(table: pd.DataFrame) -> Rows:
+    """Per-class F1 by arm: one row per arm, one column per class (mean over runs)."""
+    rows = []
+    for arm, t in table.groupby("arm", sort=False):
+        rows.append({"arm": arm, **{f"class {int(c)}": f"{f:.3f}" for c, f in zip(t["class"], t["f1_mean"],
+                                                                                      strict=True)}})
+    return rows

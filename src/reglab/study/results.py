@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from reglab.study.classes import run_columns
+from reglab.study.robust import robust_table
 from reglab.study.spec import StudySpec
 from reglab.study.stability import fluctuation, stability_table
-from reglab.study.stats import ALPHA, summarize
+from reglab.study.stats import ALPHA, METRIC_BY_COLUMN, summarize
 from reglab.study.store import RunRow, StudyStore
+from reglab.study.target import time_to_target
 from reglab.train.rundir import read_metrics
 
 
@@ -42,6 +45,7 @@ def run_record(row: RunRow, epochs: list[dict]) -> dict:
     record["gap_loss"] = record["final_test_loss"] - record["final_train_eval_loss"]
     record["fluctuation"] = fluctuation([_num(e.get("test_loss")) for e in epochs]) \
         if row.status == "done" else math.nan
+    record.update(run_columns(summary.get("confusion")), confusion=summary.get("confusion"))
     record.update(diverged_epoch=summary.get("diverged_epoch"), stopped_epoch=summary.get("stopped_epoch"),
                   num_params=summary.get("num_params"), device=summary.get("device"),
                   attempts=row.attempts, started=row.started, finished=row.finished, error=row.error)
@@ -70,6 +74,20 @@ class Study:
         p adjusted across arms (the spec's `analysis.correction`), verdict."""
         return summarize(self.runs, self.arms, self.baseline, alpha=alpha,
                          correction=self.spec.analysis.correction)
+
+    def robust(self, metric: str = "final_test_acc") -> pd.DataFrame:
+        """Per arm: IQM with its stratified bootstrap interval and the probability of improvement over
+        the baseline with its interval."""
+        return robust_table(self.runs, self.arms, self.baseline, metric,
+                            higher_is_better=METRIC_BY_COLUMN[metric].higher_is_better)
+
+    def time_to_target(self) -> pd.DataFrame | None:
+        """Per arm: runs that reached the spec's `analysis.target`, Kaplan–Meier median epoch and
+        seconds (None without a target)."""
+        if not self.spec.analysis.target:
+            return None
+        (metric, target), = self.spec.analysis.target.items()
+        return time_to_target(self.runs, self.epochs, self.arms, metric, target)
 
     def stability(self) -> pd.DataFrame:
         """Per arm: diverged runs, epoch-to-epoch fluctuation and seed-to-seed spread."""

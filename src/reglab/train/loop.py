@@ -50,6 +50,7 @@ class RunResult:
     diverged_epoch: int | None = None
     stopped_epoch: int | None = None
     config: dict = field(default_factory=dict)
+    confusion: list[list[int]] | None = None  # test set, rows = true class, columns = predicted
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -133,6 +134,23 @@ class Trainer:
         if self.data.num_classes is not None:
             result["acc"] = correct_sum.item() / x.shape[0]
         return result
+
+    @torch.no_grad()
+    def test_confusion(self) -> list[list[int]] | None:
+        """Confusion matrix of the evaluated model on the test set (None for regression)."""
+        c, x, y = self.data.num_classes, self.data.x_test, self.data.y_test
+        if c is None:
+            return None
+        model, size = self.evaluated_model, self.cfg.train.eval_batch_size
+        was_training = model.training
+        model.eval()
+        counts = torch.zeros(c * c, dtype=torch.long, device=self.device)
+        for start in range(0, x.shape[0], size):
+            with self.autocast():
+                predicted = model(x[start:start + size]).float().argmax(dim=1)
+            counts += torch.bincount(y[start:start + size] * c + predicted, minlength=c * c)
+        model.train(was_training)
+        return counts.view(c, c).tolist()
 
     # --------------------------------------------------------------------------------- training
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -303,7 +321,7 @@ class Trainer:
             status=status, epochs=epochs, final=final, best=best_epoch(epochs),
             seconds=time.perf_counter() - start, num_params=sum(p.numel() for p in self.params),
             device=str(self.device), diverged_epoch=diverged_epoch, stopped_epoch=stopped_epoch,
-            config=cfg.to_dict(),
+            config=cfg.to_dict(), confusion=self.test_confusion() if status == "done" else None,
         )
         if run_dir is not None:
             if status == "done":
