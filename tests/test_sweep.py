@@ -1,12 +1,12 @@
-"""Sweeps: `--param` syntax, the grid of arms, the swept spec, and `reglab sweep` end to end."""
+"""Sweeps: `--param` syntax and `reglab sweep` (the grid case of `reglab tune`) end to end."""
 
 import pytest
 from typer.testing import CliRunner
 
 from reglab.cli import app
 from reglab.config import ConfigError
-from reglab.study import StudySpec, load_study
-from reglab.study.sweep import grid, parse_param, sweep_spec
+from reglab.study import load_study
+from reglab.study.sweep import parse_param
 
 BASE = {
     "data": {"name": "mnist1d", "train_subset": 256, "test_subset": 256},
@@ -52,33 +52,6 @@ def test_bad_params_are_one_line_errors(text, message):
     assert "\n" not in str(err.value)
 
 
-def test_grid_is_the_product_named_by_the_params():
-    arms = grid([parse_param("dropout=0:0.2:2"), parse_param("l2=log:1e-5:1e-3:2")])
-    assert arms == {
-        "dropout=0.0,l2=1e-05": {"regularize": {"dropout": {"p": 0.0}, "l2": 1e-05}},
-        "dropout=0.0,l2=0.001": {"regularize": {"dropout": {"p": 0.0}, "l2": 0.001}},
-        "dropout=0.2,l2=1e-05": {"regularize": {"dropout": {"p": 0.2}, "l2": 1e-05}},
-        "dropout=0.2,l2=0.001": {"regularize": {"dropout": {"p": 0.2}, "l2": 0.001}},
-    }
-    with pytest.raises(ConfigError, match=r"--param weight_decay: optim.weight_decay is swept twice"):
-        grid([parse_param("wd=0.1"), parse_param("weight_decay=0.2")])
-
-
-def test_sweep_spec_replaces_the_arms_and_keeps_the_baseline_config():
-    spec = StudySpec.from_dict({"name": "tiny", "seeds": 2, "base": BASE, "baseline": "ema",
-                                "arms": {"plain": {}, "ema": {"regularize": {"ema": 0.9}}}})
-    swept = sweep_spec(spec, [parse_param("dropout=0.1,0.3")])
-    assert swept.name == "tiny sweep" and swept.seed_list == [0, 1]
-    assert list(swept.arms) == ["dropout=0.1", "dropout=0.3"] and swept.baseline == "dropout=0.1"
-    config = swept.arm_config("dropout=0.3", 1)
-    assert config.regularize.dropout.p == 0.3 and config.regularize.ema == 0.9  # the baseline arm is the base
-    assert config.model.options["widths"] == [16] and config.seed == 1
-    with pytest.raises(ConfigError, match=r"arms.dropout=1.5.regularize.dropout.p: Input should be less than 1"):
-        sweep_spec(spec, [parse_param("dropout=0.5,1.5")])
-    with pytest.raises(ConfigError, match="needs at least one parameter"):
-        sweep_spec(spec, [])
-
-
 def test_sweep_cli_runs_the_grid_on_the_local_executor(tmp_path):
     path = tmp_path / "tiny.toml"
     path.write_text('name = "tiny"\nseeds = 1\n[base]\ndata = { name = "mnist1d", train_subset = 256, '
@@ -93,7 +66,12 @@ def test_sweep_cli_runs_the_grid_on_the_local_executor(tmp_path):
     study = load_study(out)
     assert study.arms == ["dropout=0.0,lr=0.01", "dropout=0.0,lr=0.1", "dropout=0.2,lr=0.01", "dropout=0.2,lr=0.1"]
     assert (study.runs["status"] == "done").all() and len(study.epochs) == 4 * 2
-    assert (out / "report" / "report.html").exists()
+    assert (out / "report" / "report.html").exists() and study.spec.name == "tiny sweep"
+    assert study.baseline == "dropout=0.0,lr=0.01"
+    config = study.spec.arm_config("dropout=0.2,lr=0.1", 0)
+    assert config.regularize.dropout.p == 0.2 and config.optim.lr == 0.1 and config.model.options["widths"] == [16]
+    again = CliRunner().invoke(app, args)  # finished: nothing runs again
+    assert again.exit_code == 0 and "ran 0 runs, kept 4" in again.output.replace("\n", " ")
 
     bad = CliRunner().invoke(app, ["sweep", str(path), "--param", "dropout=0:1", "--out", str(out)])
     assert bad.exit_code != 0 and "a range is a:b:n" in str(bad.exception)

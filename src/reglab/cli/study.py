@@ -16,6 +16,19 @@ if TYPE_CHECKING:
     from reglab.study import Executor, StudySpec
 
 Arg, Opt = typer.Argument, typer.Option
+Correction = Annotated[str | None, Opt(help="correction across arms vs the baseline: holm or bh "
+                                            "[default: the spec's analysis.correction, holm]")]
+Target = Annotated[str | None, Opt(metavar="METRIC=VALUE", help="time to target, e.g. test_acc=0.9 "
+                                   "(epoch metric; losses: reached when ≤) [default: the spec's analysis.target]")]
+
+
+def with_analysis(spec: StudySpec, correction: str | None, target: str | None) -> StudySpec:
+    """`spec` with `--correction` / `--target` applied (they change how it is compared, no run)."""
+    from reglab.study.target import parse_target
+
+    if correction is not None and correction not in ("holm", "bh"):
+        raise typer.BadParameter(f"expected holm or bh (got {correction!r})", param_hint="--correction")
+    return spec.with_analysis(correction=correction, target=parse_target(target) if target else None)
 
 
 def print_table(table: Table) -> None:
@@ -68,11 +81,19 @@ def compare(
     epochs: Annotated[int | None, Opt(help="override every arm's number of epochs")] = None,
     force: Annotated[bool, Opt(help="adopt a changed spec: keep runs whose config is unchanged, "
                                     "re-run changed ones, delete removed ones")] = False,
+    correction: Correction = None,
+    target: Target = None,
+    best_of: Annotated[Path | None, Opt(help="add the best configuration of a `reglab tune` directory as "
+                                             "an arm")] = None,
 ) -> None:
     """Run (or resume) a study: every arm over every seed, then print the table and write the report."""
     from reglab.study import load_spec, make_executor
 
-    spec = load_spec(source, seeds=seeds, epochs=epochs)
+    spec = with_analysis(load_spec(source, seeds=seeds, epochs=epochs), correction, target)
+    if best_of is not None:
+        from reglab.study.tune import add_best_arm
+
+        spec = add_best_arm(spec, best_of)
     name, options = executor_choice(executor, pack)
     runner = make_executor(name, workers=workers or (default_workers() if executor == "local" else None),
                            device=device, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
@@ -107,12 +128,15 @@ def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force
 def report(
     study_dir: Annotated[Path, Arg(help="study directory written by `reglab compare`")],
     out: Annotated[Path | None, Opt(help="report directory [default: STUDY_DIR/report]")] = None,
+    correction: Correction = None,
+    target: Target = None,
 ) -> None:
     """Rewrite a study's report (HTML, Markdown, CSV) from its store, e.g. of an interrupted study."""
     from reglab.report import summary_table, write_report
     from reglab.study import load_study
 
     study = load_study(study_dir)
+    study.spec = with_analysis(study.spec, correction, target)
     paths = write_report(study, out)
     print_table(summary_table(study))
     console.print(f"report: {escape(str(paths['html']))}", highlight=False)

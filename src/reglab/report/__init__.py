@@ -35,6 +35,7 @@ from reglab.report.tables import (
     target_rows,
 )
 from reglab.report.terminal import rich_table
+from reglab.report.tune import tune_report
 from reglab.study.results import Study, load_study
 from reglab.study.stats import ALPHA, CORRECTION_NAMES, METRIC_BY_COLUMN
 
@@ -57,6 +58,9 @@ TARGET_NOTE = ("Runs that never reach the target are censored at their last epoc
                "the Kaplan–Meier estimate and reads 'not reached' when over half of the runs never got there.")
 CLASS_NOTE = ("Per run, from its test-set confusion matrix: macro averages weigh every class equally; micro F1 "
               "pools the counts and equals the accuracy. Mean ± std over finished runs.")
+SEARCH_NOTE = ("A trial is one configuration over every seed; its objective aggregates the seeds' final "
+               "values, and its interval is over seeds. The best configuration's interval is what a rerun "
+               "with fresh seeds should be compared with (`reglab compare --best-of`).")
 TABLES = ("runs", "epochs", "summary", "stability", "robust")
 
 
@@ -107,8 +111,9 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
             paths[name] = out / f"{name}.csv"
             frame.to_csv(paths[name], index=False)
 
+    search = tune_report(study.path)
     figures = []
-    for fig in all_figures(study):
+    for fig in [*all_figures(study), *(search[2] if search else [])]:
         png = fig.png()
         (out / "figures" / f"{fig.name}.png").write_bytes(png)
         fig.numbers.to_csv(out / "figures" / f"{fig.name}.csv", index=False)
@@ -128,6 +133,9 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
         (metric, value), = study.spec.analysis.target.items()
         extra.append((f"Time to target: {metric} {'≤' if metric.endswith('loss') else '≥'} {value:g}",
                       target_rows(target), TARGET_NOTE))
+    if search is not None:
+        extra.append(("Best configuration (search)", search[1], SEARCH_NOTE))
+        extra.append(("Trials", search[0], ""))
     if classes := class_rows(study):
         extra.append(("Per-class metrics (test set)", classes, CLASS_NOTE))
         extra.append(("Per-class F1 by arm", class_f1_rows(class_f1_table(study)), ""))

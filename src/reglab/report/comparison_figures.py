@@ -168,7 +168,7 @@ def class_f1_figure(study: Study) -> FigureData:
     table, colors = class_f1_table(study), _colors(study.arms)
     arms = [a for a in study.arms if a in set(table["arm"])]
     classes = sorted(set(table["class"]))
-    fig = Figure(figsize=(max(7, 0.9 * len(classes) * max(1, len(arms)) * 0.5 + 3), 4), layout="constrained")
+    fig = Figure(figsize=(min(14, max(7, 0.25 * len(classes) * max(1, len(arms)) + 3)), 4), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / max(1, len(arms))
     for i, arm in enumerate(arms):

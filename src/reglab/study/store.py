@@ -102,6 +102,9 @@ class StudyStore:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row["value"] if row else None
 
+    def set_meta(self, key: str, value: str) -> None:
+        self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def spec(self) -> dict | None:
         text = self.meta("spec")
         return json.loads(text) if text else None

@@ -1,20 +1,21 @@
-"""Hyper-parameter sweeps: ``--param NAME=VALUES`` options expanded into the arms of a study (a grid).
+"""Search parameters: ``--param NAME=VALUES`` options of `reglab sweep` and `reglab tune`.
+
+Both run through `reglab.study.tune`: the grid sampler takes every listed value (the grid is their
+product; arms are named like ``dropout=0.2,l2=1e-05``); random and TPE search draw from the same
+parameters, a range a:b:n as the interval [a, b] (log-uniform for log:a:b:n), a list as categories.
 
 VALUES is ``a:b:n`` (n evenly spaced values from a to b, both included), ``log:a:b:n`` (n values
 spaced geometrically from a to b, both > 0), a comma list ``0.1,0.2`` or one value. NAME is a short
 name (`SHORT_NAMES`, e.g. ``dropout``) or any dotted run-config path (e.g. ``optim.momentum``).
-The grid is the product of every parameter's values; arms are named like ``dropout=0.2,l2=1e-05``.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from reglab.config import ConfigError, apply_overrides, deep_merge, parse_value
-from reglab.study.spec import StudySpec
+from reglab.config import ConfigError, parse_value
 
 SHORT_NAMES = {
     "dropout": "regularize.dropout.p", "l2": "regularize.l2", "l1": "regularize.l1",
@@ -29,6 +30,9 @@ class SweepParam:
     name: str  # as written, used in arm names
     path: str  # dotted run-config path
     values: tuple[Any, ...]
+    low: float | None = None  # a range's ends (None for a list of values)
+    high: float | None = None
+    log: bool = False
 
 
 def parse_param(text: str) -> SweepParam:
@@ -43,7 +47,9 @@ def parse_param(text: str) -> SweepParam:
         values = _values(spec)
     except ValueError as err:
         raise ConfigError(f"--param {text!r}: {err}") from None
-    return SweepParam(name, SHORT_NAMES.get(name, name), values)
+    ranged = ":" in spec
+    return SweepParam(name, SHORT_NAMES.get(name, name), values, low=values[0] if ranged else None,
+                      high=values[-1] if ranged else None, log=spec.startswith("log:"))
 
 
 def _values(spec: str) -> tuple[Any, ...]:
@@ -78,30 +84,3 @@ def _number(text: str) -> int | float:
 def _round(x: float) -> float:
     """Drop floating-point noise (0.30000000000000004 -> 0.3) so arm names stay readable."""
     return float(f"{x:.12g}")
-
-
-def grid(params: list[SweepParam]) -> dict[str, dict[str, Any]]:
-    """Arm name -> run-config overrides, for every point of the grid (first parameter varies slowest)."""
-    for i, param in enumerate(params):
-        if param.path in (p.path for p in params[:i]):
-            raise ConfigError(f"--param {param.name}: {param.path} is swept twice")
-    arms = {}
-    for point in itertools.product(*(p.values for p in params)):
-        name = ",".join(f"{p.name}={v}" for p, v in zip(params, point, strict=True))
-        arms[name] = apply_overrides({}, {p.path: v for p, v in zip(params, point, strict=True)})
-    return arms
-
-
-def sweep_spec(spec: StudySpec, params: list[SweepParam]) -> StudySpec:
-    """`spec` with its arms replaced by the grid; its baseline arm's config becomes the base.
-
-    The study is named ``<name> sweep``; its baseline (what the report compares with) is the grid's
-    first point.
-    """
-    if not params:
-        raise ConfigError("--param: a sweep needs at least one parameter")
-    data = spec.to_dict()
-    base = deep_merge(data["base"], data["arms"][spec.baseline])
-    return StudySpec.from_dict({**data, "name": f"{spec.name} sweep", "base": base, "arms": grid(params),
-                                "baseline": None,
-                                "description": f"sweep of {', '.join(p.name for p in params)} over {spec.name}"})

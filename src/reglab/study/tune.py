@@ -1,0 +1,383 @@
+"""Hyper-parameter search with seeds as replicates, on Optuna (Akiba et al., KDD 2019).
+
+A trial is one configuration trained over the study's S seeds; its objective is the mean (or the
+IQM) over seeds of each run's final value of an epoch metric (e.g. ``val_acc``), so the sampler
+compares configurations, not lucky seeds. Samplers: grid (`reglab sweep` is this case), random, TPE.
+Pruners: median or ASHA (successive halving) on intermediate values; the seeds of a trial run in
+waves of `wave` runs, and after each wave the per-epoch curve of each of its seeds is reported at
+step ``seed_index · epochs + epoch`` (so trials are compared seed against seed); a pruned trial
+skips its remaining seeds.
+
+Everything lives in the study directory: Optuna's trials in the study's own ``study.db`` (its RDB
+tables beside reglab's), every (configuration, seed) cell as a run of the study store under
+``runs/<arm>__s<seed>``. A killed search resumes: the trial that was running is marked failed and
+asked again with the same parameters, and cells that finished are kept, never trained twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reglab.config import ConfigError, apply_overrides, deep_merge
+from reglab.study.executors import Executor, LocalExecutor, RunTask
+from reglab.study.progress import StudyProgress
+from reglab.study.results import Study, load_study
+from reglab.study.robust import iqm, iqm_interval
+from reglab.study.runner import StoreEvents, study_lock
+from reglab.study.spec import StudySpec, content_hash, run_id
+from reglab.study.stats import describe
+from reglab.study.store import DB_NAME, FINISHED, StudyStore
+from reglab.study.sweep import SweepParam
+from reglab.train.rundir import read_metrics
+
+SAMPLERS = ("grid", "random", "tpe")
+PRUNERS = ("none", "median", "asha")
+OBJECTIVES = ("mean", "iqm")
+OPTUNA_STUDY = "reglab-tune"
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """What a search is: its parameters, sampler, budget, objective and pruner."""
+
+    params: list[SweepParam]
+    sampler: str = "tpe"
+    trials: int | None = None  # default: the grid's size for grid, else 20
+    metric: str = "test_acc"  # an epoch metric; a run's value is its final one
+    objective: str = "mean"  # over the seeds of a trial
+    pruner: str = "none"
+    seed: int = 0  # the sampler's seed
+    name: str | None = None  # the study's name [default: "<spec name> tune"]
+
+    def __post_init__(self) -> None:
+        for value, allowed, what in ((self.sampler, SAMPLERS, "sampler"), (self.pruner, PRUNERS, "pruner"),
+                                     (self.objective, OBJECTIVES, "objective")):
+            if value not in allowed:
+                raise ConfigError(f"--{what}: unknown {value!r} (choose from {', '.join(allowed)})")
+        if not self.params:
+            raise ConfigError("--param: a search needs at least one parameter")
+        for i, param in enumerate(self.params):
+            if param.path in (p.path for p in self.params[:i]):
+                raise ConfigError(f"--param {param.name}: {param.path} is searched twice")
+        if self.trials is not None and self.trials < 1:
+            raise ConfigError(f"--trials: needs at least 1 (got {self.trials})")
+
+    @property
+    def direction(self) -> str:
+        return "minimize" if self.metric.endswith("loss") else "maximize"
+
+    @property
+    def n_trials(self) -> int:
+        if self.trials is not None:
+            return self.trials
+        return math.prod(len(p.values) for p in self.params) if self.sampler == "grid" else 20
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "params": [asdict(p) for p in self.params]}
+
+
+@dataclass
+class TuneResult:
+    study: Study
+    trials: pd.DataFrame  # one row per trial: number, state, arm, params, value, n, interval
+    best: dict | None  # the best complete trial's row
+    executed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def storage_url(out_dir: Path) -> str:
+    return f"sqlite:///{(out_dir / DB_NAME).resolve()}"
+
+
+def _sampler(settings: TuneSettings):
+    """Random or TPE; the grid is enqueued point by point (`grid_points`), so its sampler never draws."""
+    import optuna
+
+    if settings.sampler in ("grid", "random"):
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    return optuna.samplers.TPESampler(seed=settings.seed)
+
+
+def _pruner(name: str):
+    import optuna
+
+    return {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
+            "asha": optuna.pruners.SuccessiveHalvingPruner}[name]()
+
+
+def _rounded(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
+def suggest(trial: Any, settings: TuneSettings) -> dict[str, Any]:
+    """One point of the search space: grid values or lists as categories, ranges as intervals."""
+    point = {}
+    for p in settings.params:
+        if settings.sampler == "grid" or p.low is None:
+            point[p.name] = trial.suggest_categorical(p.name, list(p.values))
+        elif all(isinstance(v, int) for v in (p.low, p.high)):
+            point[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
+        else:
+            point[p.name] = _rounded(trial.suggest_float(p.name, float(p.low), float(p.high), log=p.log))
+    return point
+
+
+def grid_points(params: list[SweepParam]) -> list[dict[str, Any]]:
+    """Every point of the grid, the first parameter varying slowest."""
+    import itertools
+
+    names = [p.name for p in params]
+    return [dict(zip(names, point, strict=True)) for point in itertools.product(*(p.values for p in params))]
+
+
+def arm_name(point: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in point.items())
+
+
+def _overrides(point: dict[str, Any], params: list[SweepParam]) -> dict:
+    return apply_overrides({}, {p.path: point[p.name] for p in params})
+
+
+def tune_base(spec: StudySpec, name: str) -> dict:
+    """The spec as data with its baseline arm's config as the base (what every trial overrides)."""
+    data = spec.to_dict()
+    return {**data, "name": name, "base": deep_merge(data["base"], data["arms"][spec.baseline]), "baseline": None}
+
+
+def execute_cells(store: StudyStore, tasks: list[RunTask], executor: Executor, progress: bool) -> list[str]:
+    """Run the cells of `tasks` that have not finished with the same config; returns the run ids run."""
+    rows = {r.run_id: r for r in store.runs()}
+    todo = []
+    for task in tasks:
+        config_hash, row = content_hash(task.config.to_dict()), rows.get(task.run_id)
+        if row is not None and row.config_hash == config_hash and row.status in FINISHED \
+                and (task.run_dir / "summary.json").exists():
+            continue
+        if row is None or row.config_hash != config_hash:
+            shutil.rmtree(task.run_dir, ignore_errors=True)
+            store.add_run(task.run_id, task.arm, task.seed, len(rows) + len(todo), task.config.to_dict(),
+                          config_hash)
+        todo.append(task)
+    if todo:
+        arms = {t.arm: [(u.run_id, u.config.train.epochs) for u in todo if u.arm == t.arm] for t in todo}
+        with StudyProgress(arms, enabled=progress) as display:
+            executor.execute(todo, StoreEvents(store, display))
+    return [t.run_id for t in todo]
+
+
+def _run_value(store_rows: dict, run: str, metric: str) -> float:
+    row = store_rows.get(run)
+    if row is None or row.status != "done":
+        return math.nan
+    value = ((row.summary or {}).get("final") or {}).get(metric)
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def aggregate(values: list[float], objective: str) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan
+    return iqm(finite) if objective == "iqm" else float(np.mean(finite))
+
+
+class _Search:
+    """One invocation of `run_tune`: the Optuna study, the store and the growing set of arms."""
+
+    def __init__(self, store: StudyStore, spec: StudySpec, settings: TuneSettings, executor: Executor,
+                 wave: int, progress: bool, log: Callable[[str], None]):
+        self.store, self.settings, self.executor, self.progress, self.log = store, settings, executor, progress, log
+        self.base = tune_base(spec, settings.name or f"{spec.name} tune")
+        self.seeds, self.wave = spec.seed_list, max(1, wave)
+        self.arms: dict[str, dict] = {}
+        self.executed: list[str] = []
+
+    def spec(self) -> StudySpec:
+        return StudySpec.from_dict({**self.base, "arms": self.arms})
+
+    def trial(self, trial: Any) -> tuple[Any, float | None, str | None]:
+        """Run one trial's seeds; returns (state, objective value, error)."""
+        from optuna.trial import TrialState
+
+        point = suggest(trial, self.settings)
+        arm = arm_name(point)
+        self.arms[arm] = _overrides(point, self.settings.params)
+        trial.set_user_attr("arm", arm)
+        trial.set_user_attr("overrides", self.arms[arm])
+        spec = self.spec()
+        self.store.set_spec(spec.to_dict(), spec.spec_hash)
+        out = self.store.out_dir
+        tasks = [RunTask(run_id(arm, s), arm, s, spec.arm_config(arm, s), out / "runs" / run_id(arm, s))
+                 for s in self.seeds]
+        epochs = tasks[0].config.train.epochs
+        for start in range(0, len(tasks), self.wave):
+            wave = tasks[start:start + self.wave]
+            self.executed += execute_cells(self.store, wave, self.executor, self.progress)
+            for index, task in enumerate(wave, start):
+                for record in read_metrics(task.run_dir / "metrics.jsonl"):
+                    value = record.get(self.settings.metric)
+                    if isinstance(value, int | float) and math.isfinite(value):
+                        trial.report(float(value), index * epochs + record["epoch"])
+            if start + self.wave < len(tasks) and trial.should_prune():
+                self.log(f"trial {trial.number} ({arm}): pruned after {start + len(wave)} of {len(tasks)} seeds")
+                return TrialState.PRUNED, None, None
+        rows = {r.run_id: r for r in self.store.runs()}
+        values = [_run_value(rows, t.run_id, self.settings.metric) for t in tasks]
+        value = aggregate(values, self.settings.objective)
+        if not math.isfinite(value):
+            return TrialState.FAIL, None, (f"no run of {arm} finished with a finite {self.settings.metric} "
+                                           "(diverged or failed runs; for regression use --metric test_loss)")
+        finite = [v for v in values if math.isfinite(v)]
+        self.log(f"trial {trial.number} ({arm}): {self.settings.objective} {self.settings.metric} "
+                 f"{value:.4g} over {len(finite)}/{len(values)} seeds")
+        return TrialState.COMPLETE, value, None
+
+
+def _counted(trial: Any) -> bool:
+    """Trials that count towards the budget: complete, pruned, or failed for a reason of their own
+    (not a trial left running by a killed driver)."""
+    from optuna.trial import TrialState
+
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+        trial.state == TrialState.FAIL and "error" in trial.user_attrs)
+
+
+def open_study(out_dir: Path, settings: TuneSettings | None = None):
+    """The Optuna study of a tune directory (created when `settings` are given)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if settings is None:
+        try:
+            return optuna.load_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir))
+        except KeyError:
+            raise FileNotFoundError(f"{out_dir}: not a `reglab tune` directory (no search in {DB_NAME})") from None
+    return optuna.create_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir), sampler=_sampler(settings),
+                               pruner=_pruner(settings.pruner), direction=settings.direction, load_if_exists=True)
+
+
+def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, executor: Executor | None = None,
+             wave: int | None = None, force: bool = False, progress: bool = True,
+             log: Callable[[str], None] = lambda _: None) -> TuneResult:
+    """Search (or resume searching) `settings.params` over `spec`'s seeds into `out_dir`.
+
+    `spec`: its baseline arm's config is the base every trial overrides; its seeds are each trial's
+    replicates. `wave`: seeds run together between pruning checks [default: all seeds of a trial,
+    or 2 with a pruner]. `force`: start a changed search over (finished cells with unchanged configs
+    are still reused).
+    """
+    import optuna
+
+    out_dir = Path(out_dir)
+    wave = wave or (len(spec.seed_list) if settings.pruner == "none" else 2)
+    described = json.dumps({"settings": settings.to_dict(), "base": content_hash(tune_base(spec, "")),
+                            "seeds": spec.seed_list}, sort_keys=True, default=str)
+    with study_lock(out_dir), StudyStore(out_dir) as store:
+        old = store.meta("tune")
+        if old is not None and old != described:
+            if not force:
+                raise ConfigError(f"{out_dir}: the search (parameters, sampler, seeds or base config) changed since "
+                                  "it was started; use --force to start it over (finished cells are reused), "
+                                  "or another --out")
+            optuna.delete_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir))
+        store.set_meta("tune", described)
+        study = open_study(out_dir, settings)
+        for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # its driver was killed
+            study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number}, skip_if_exists=False)
+        search = _Search(store, spec, settings, executor or LocalExecutor(), wave, progress, log)
+        for t in study.get_trials(deepcopy=False):
+            if _counted(t) and "arm" in t.user_attrs:
+                search.arms[t.user_attrs["arm"]] = t.user_attrs["overrides"]
+        if settings.sampler == "grid":
+            queued = {arm_name(t.params) for t in study.get_trials(deepcopy=False) if _counted(t)} | {
+                arm_name(t.system_attrs.get("fixed_params", {}))
+                for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
+            for point in grid_points(settings.params):
+                if arm_name(point) not in queued:
+                    study.enqueue_trial(point, skip_if_exists=False)
+        while sum(_counted(t) for t in study.get_trials(deepcopy=False)) < settings.n_trials:
+            trial = study.ask()
+            state, value, error = search.trial(trial)
+            if error is not None:
+                trial.set_user_attr("error", error)
+                log(f"trial {trial.number}: failed: {error}")
+            study.tell(trial, value, state=state)
+        arms = search.arms
+        if settings.sampler == "grid":  # the grid's order, whatever order the trials ran in
+            order = [arm_name(point) for point in grid_points(settings.params)]
+            arms = {a: arms[a] for a in order if a in arms} | arms
+        final = StudySpec.from_dict({**search.base, "arms": arms})
+        store.set_spec(final.to_dict(), final.spec_hash)
+        for row in store.runs():
+            if row.arm not in arms:  # cells of a search started over
+                store.delete_run(row.run_id)
+                shutil.rmtree(store.run_dir(row.run_id), ignore_errors=True)
+        all_ids = [run_id(a, s) for a in arms for s in spec.seed_list]
+    study_table = trials_table(out_dir, settings.metric, settings.objective)
+    result = load_study(out_dir)
+    skipped = [r for r in all_ids if r not in search.executed and r in set(result.runs["run_id"])]
+    return TuneResult(result, study_table, best_trial(study_table, settings.direction), search.executed, skipped)
+
+
+def trials_table(out_dir: Path, metric: str | None = None, objective: str | None = None) -> pd.DataFrame:
+    """One row per trial: number, state, arm, parameters, objective, and over its seeds n, mean, the
+    Student-t 95% interval, IQM and its bootstrap interval of the final metric."""
+    out_dir = Path(out_dir)
+    study = open_study(out_dir)
+    with StudyStore(out_dir, create=False) as store:
+        described = json.loads(store.meta("tune") or "{}").get("settings", {})
+        rows = {r.run_id: r for r in store.runs()}
+    metric, objective = metric or described.get("metric", "test_acc"), objective or described.get("objective", "mean")
+    records = []
+    for t in study.get_trials(deepcopy=False):
+        arm = t.user_attrs.get("arm")
+        if arm is None:
+            continue
+        values = [_run_value(rows, r, metric) for r in rows if rows[r].arm == arm]
+        s = describe(values)
+        low, high = iqm_interval(values, resamples=2000)
+        records.append({"trial": t.number, "state": t.state.name.lower(), "arm": arm, **{
+            f"param:{k}": v for k, v in t.params.items()}, "objective": objective, "metric": metric,
+            "value": t.value if t.value is not None else math.nan, "n": s.n, "mean": s.mean, "std": s.std,
+            "ci_low": s.ci_low, "ci_high": s.ci_high, "iqm": iqm(values), "iqm_low": low, "iqm_high": high,
+            "error": t.user_attrs.get("error", "")})
+    return pd.DataFrame(records)
+
+
+def best_trial(trials: pd.DataFrame, direction: str) -> dict | None:
+    complete = trials[(trials["state"] == "complete") & trials["value"].notna()] if len(trials) else trials
+    if not len(complete):
+        return None
+    index = complete["value"].idxmax() if direction == "maximize" else complete["value"].idxmin()
+    return complete.loc[index].to_dict()
+
+
+def best_config(out_dir: str | Path) -> tuple[str, dict]:
+    """(arm name, full run config without the seed) of the best complete trial of a tune directory."""
+    out_dir = Path(out_dir)
+    study = open_study(out_dir)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE" and t.value is not None]
+    if not complete:
+        raise ConfigError(f"--best-of {out_dir}: the search has no complete trial yet")
+    best = study.best_trial
+    with StudyStore(out_dir, create=False) as store:
+        spec = StudySpec.from_dict(store.spec())
+    config = spec.arm_config(best.user_attrs["arm"], 0).to_dict()
+    config.pop("seed", None)
+    return best.user_attrs["arm"], config
+
+
+def add_best_arm(spec: StudySpec, tune_dir: str | Path) -> StudySpec:
+    """`spec` with one more arm, ``tuned: <params>``: the best configuration of a `reglab tune` directory."""
+    arm, config = best_config(tune_dir)
+    data = spec.to_dict()
+    return StudySpec.from_dict({**data, "arms": {**data["arms"], f"tuned: {arm}": config}})
