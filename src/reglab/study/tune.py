@@ -108,10 +108,13 @@ def _sampler(settings: TuneSettings):
 
 
 def _pruner(name: str):
+    """median: prune when the trial's best value so far is worse than the median of earlier trials at the
+    same step, once 3 trials have finished; asha: Optuna's asynchronous successive halving defaults."""
     import optuna
 
-    return {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
-            "asha": optuna.pruners.SuccessiveHalvingPruner}[name]()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3)
+    return optuna.pruners.SuccessiveHalvingPruner() if name == "asha" else optuna.pruners.NopPruner()
 
 
 def _rounded(x: float) -> float:
@@ -211,6 +214,7 @@ class _Search:
         arm = arm_name(point)
         self.arms[arm] = _overrides(point, self.settings.params)
         trial.set_user_attr("arm", arm)
+        trial.set_user_attr("point", point)  # the values used (floats rounded to 3 significant digits)
         trial.set_user_attr("overrides", self.arms[arm])
         spec = self.spec()
         self.store.set_spec(spec.to_dict(), spec.spec_hash)
@@ -256,6 +260,8 @@ def open_study(out_dir: Path, settings: TuneSettings | None = None):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if settings is None:
+        if not (out_dir / DB_NAME).exists():
+            raise FileNotFoundError(f"{out_dir}: not a `reglab tune` directory (no {DB_NAME})")
         try:
             return optuna.load_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir))
         except KeyError:
@@ -277,8 +283,11 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
     import optuna
 
     out_dir = Path(out_dir)
+    base = tune_base(spec, "")
+    StudySpec.from_dict({**base, "name": spec.name, "arms": {  # every value (a range: its ends) is valid
+        arm_name({p.name: v}): _overrides({p.name: v}, [p]) for p in settings.params for v in p.values}})
     wave = wave or (len(spec.seed_list) if settings.pruner == "none" else 2)
-    described = json.dumps({"settings": settings.to_dict(), "base": content_hash(tune_base(spec, "")),
+    described = json.dumps({"settings": settings.to_dict(), "base": content_hash(base),
                             "seeds": spec.seed_list}, sort_keys=True, default=str)
     with study_lock(out_dir), StudyStore(out_dir) as store:
         old = store.meta("tune")
@@ -345,11 +354,12 @@ def trials_table(out_dir: Path, metric: str | None = None, objective: str | None
         values = [_run_value(rows, r, metric) for r in rows if rows[r].arm == arm]
         s = describe(values)
         low, high = iqm_interval(values, resamples=2000)
+        point = t.user_attrs.get("point", t.params)
         records.append({"trial": t.number, "state": t.state.name.lower(), "arm": arm, **{
-            f"param:{k}": v for k, v in t.params.items()}, "objective": objective, "metric": metric,
+            f"param:{k}": v for k, v in point.items()}, "objective": objective, "metric": metric,
             "value": t.value if t.value is not None else math.nan, "n": s.n, "mean": s.mean, "std": s.std,
             "ci_low": s.ci_low, "ci_high": s.ci_high, "iqm": iqm(values), "iqm_low": low, "iqm_high": high,
-            "error": t.user_attrs.get("error", "")})
+            "error": t.user_attrs.get("error") or ("interrupted; asked again" if t.state.name == "FAIL" else "")})
     return pd.DataFrame(records)
 
 

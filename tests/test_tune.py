@@ -1,0 +1,164 @@
+"""`reglab tune`: settings, search space, a real search over seeds on MNIST-1D, pruning, the best
+configuration as a compare arm, and resuming after SIGKILL without training a finished cell twice."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from reglab.cli import app
+from reglab.config import ConfigError
+from reglab.report import write_report
+from reglab.study import StudySpec, load_study
+from reglab.study.sweep import parse_param
+from reglab.study.tune import TuneSettings, add_best_arm, arm_name, grid_points, run_tune, suggest
+
+BASE = {"data": {"name": "mnist1d", "train_subset": 256, "test_subset": 256},
+        "model": {"name": "mlp", "options": {"widths": [16]}}, "optim": {"name": "momentum", "lr": 0.05},
+        "train": {"epochs": 2, "batch_size": 64, "device": "cpu", "eval_train_samples": 128}}
+SPEC = StudySpec.from_dict({"name": "tiny", "seeds": 2, "base": BASE, "arms": {"base": {}}})
+
+
+def test_settings_are_validated_in_one_line():
+    dropout = parse_param("dropout=0:0.5:3")
+    for kwargs, message in (({"sampler": "bayes"}, "--sampler: unknown 'bayes'"),
+                            ({"pruner": "hb"}, "--pruner: unknown 'hb'"),
+                            ({"objective": "median"}, "--objective: unknown 'median'"),
+                            ({"trials": 0}, "--trials: needs at least 1")):
+        with pytest.raises(ConfigError, match=message):
+            TuneSettings([dropout], **kwargs)
+    with pytest.raises(ConfigError, match="searched twice"):
+        TuneSettings([parse_param("wd=0.1"), parse_param("weight_decay=0.2")])
+    assert TuneSettings([dropout, parse_param("lr=0.1,0.2")], sampler="grid").n_trials == 6
+    assert TuneSettings([dropout], metric="test_loss").direction == "minimize"
+
+
+def test_search_space_ranges_lists_and_grid():
+    params = [parse_param("dropout=0:0.5:3"), parse_param("l2=log:1e-5:1e-2:4"), parse_param("optim.name=sgd,adamw"),
+              parse_param("train.epochs=2:6:3")]
+    assert [arm_name(p) for p in grid_points(params[:2])][:3] == ["dropout=0.0,l2=1e-05", "dropout=0.0,l2=0.0001",
+                                                                 "dropout=0.0,l2=0.001"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        point = suggest(study.ask(), TuneSettings(params, sampler="random"))
+        assert 0 <= point["dropout"] <= 0.5 and 1e-5 <= point["l2"] <= 1e-2
+        assert point["optim.name"] in ("sgd", "adamw") and isinstance(point["train.epochs"], int)
+        assert float(f"{point['dropout']:.3g}") == point["dropout"]  # readable arm names
+    grid = suggest(optuna.trial.FixedTrial({"dropout": 0.25}), TuneSettings(params[:1], sampler="grid"))
+    assert grid == {"dropout": 0.25}
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tune")
+    settings = TuneSettings([parse_param("dropout=0:0.5:3"), parse_param("lr=log:0.01:0.3:3")], sampler="tpe",
+                            trials=3, seed=1)
+    return out, run_tune(SPEC, settings, out, progress=False)
+
+
+def test_a_trial_is_a_configuration_over_every_seed(searched):
+    out, result = searched
+    runs, trials = result.study.runs, result.trials
+    assert len(trials) == 3 and (trials["state"] == "complete").all() and (trials["n"] == 2).all()
+    for _, t in trials.iterrows():
+        finals = runs.loc[runs["arm"] == t["arm"], "final_test_acc"]
+        assert sorted(runs.loc[runs["arm"] == t["arm"], "seed"]) == [0, 1]
+        assert t["value"] == pytest.approx(finals.mean()) and t["ci_low"] < t["mean"] < t["ci_high"]
+    assert result.best["value"] == trials["value"].max()
+    assert len(runs) == 2 * trials["arm"].nunique() and runs["run_id"].is_unique
+    config = result.study.spec.arm_config(trials["arm"].iloc[0], 0)
+    assert config.regularize.dropout.p == trials["param:dropout"].iloc[0]
+    assert config.optim.lr == trials["param:lr"].iloc[0] and config.model.options["widths"] == [16]
+    paths = write_report(result.study)
+    html = paths["html"].read_text()
+    for name in ("trials", "parallel", "importance"):
+        assert f'id="fig-{name}"' in html and (paths["figures"] / f"{name}.png").exists()
+    assert "<h2>Best configuration (search)</h2>" in html and "<h2>Trials</h2>" in html
+
+
+def test_the_best_configuration_becomes_a_compare_arm(searched):
+    out, result = searched
+    spec = add_best_arm(SPEC, out)
+    arm = f"tuned: {result.best['arm']}"
+    assert list(spec.arms) == ["base", arm]
+    best = result.study.spec.arm_config(result.best["arm"], 3)
+    assert spec.arm_config(arm, 3) == best
+    with pytest.raises(FileNotFoundError, match="not a `reglab tune` directory"):
+        add_best_arm(SPEC, result.study.path.parent / "nowhere")
+
+
+def test_an_invalid_value_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match=r"arms.dropout=1.0.regularize.dropout.p: Input should be less than 1"):
+        run_tune(SPEC, TuneSettings([parse_param("dropout=0:1.5:4")], sampler="random"), tmp_path, progress=False)
+    assert not (tmp_path / "study.db").exists()
+
+
+def test_a_changed_search_is_refused_without_force(searched):
+    out, _ = searched
+    with pytest.raises(ConfigError, match="the search .* changed since it was started; use --force"):
+        run_tune(SPEC, TuneSettings([parse_param("dropout=0.1,0.2")], sampler="grid"), out, progress=False)
+
+
+def test_median_pruning_skips_the_remaining_seeds_of_a_bad_trial(tmp_path):
+    spec = SPEC.with_seeds(3)
+    settings = TuneSettings([parse_param("lr=0.2,0.1,0.05,1e-6")], sampler="grid", pruner="median")
+    result = run_tune(spec, settings, tmp_path, wave=1, progress=False)
+    trials = result.trials.set_index("arm")
+    assert trials.loc["lr=1e-06", "state"] == "pruned" and trials.loc["lr=1e-06", "n"] == 1  # lr = 1e-6 learns nothing
+    assert (trials.drop("lr=1e-06")["state"] == "complete").all() and (trials.drop("lr=1e-06")["n"] == 3).all()
+    assert len(result.study.runs) == 3 * 3 + 1
+
+
+def _cells(out: Path) -> dict[str, tuple]:
+    with sqlite3.connect(out / "study.db") as db:
+        return {r[0]: r[1:] for r in db.execute("SELECT run_id, status, attempts, finished FROM runs")}
+
+
+@pytest.mark.slow
+def test_sigkill_and_rerun_resumes_without_training_a_finished_cell_twice(tmp_path):
+    toml = tmp_path / "tiny.toml"
+    toml.write_text('name = "tiny"\nseeds = 2\n[base]\ndata = { name = "mnist1d", train_subset = 1024, '
+                    'test_subset = 256 }\nmodel.options.widths = [32]\ntrain = { epochs = 6, batch_size = 32, '
+                    'device = "cpu", eval_train_samples = 128 }\n[arms.base]\n')
+    out = tmp_path / "out"
+    args = ["tune", str(toml), "--param", "dropout=0,0.1,0.2", "--sampler", "grid", "--out", str(out),
+            "--workers", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "reglab.cli", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill while a cell is training and at least two have finished
+        cells = _cells(out) if (out / "study.db").exists() else {}
+        states = [c[0] for c in cells.values()]
+        if states.count("done") >= 2 and "running" in states:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _cells(out)
+    finished = {r: c for r, c in before.items() if c[0] == "done"}
+    interrupted = [r for r, c in before.items() if c[0] == "running"]
+    assert len(finished) >= 2 and len(interrupted) == 1
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    after = _cells(out)
+    assert len(after) == 6 and all(c[0] == "done" for c in after.values())
+    for run, cell in finished.items():
+        assert after[run] == cell  # not trained again: same attempts, same finish time
+    assert after[interrupted[0]][1] == 2  # the interrupted cell ran a second time
+    study = optuna.load_study(study_name="reglab-tune", storage=f"sqlite:///{out / 'study.db'}")
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert sorted(t.params["dropout"] for t in complete) == [0, 0.1, 0.2]  # each configuration once
+    assert [t.state.name for t in study.trials].count("FAIL") == 1  # the interrupted trial
+    values = load_study(out).runs.groupby("arm")["final_test_acc"].mean()
+    assert {t.user_attrs["arm"]: t.value for t in complete} == pytest.approx(values.to_dict())
+    assert np.isfinite(list(values)).all()
