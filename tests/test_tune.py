@@ -118,7 +118,7 @@ def test_median_pruning_skips_the_remaining_seeds_of_a_bad_trial(tmp_path):
 
 
 def _cells(out: Path) -> dict[str, tuple]:
-    with sqlite3.connect(out / "study.db") as db:
+    with sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True) as db:
         return {r[0]: r[1:] for r in db.execute("SELECT run_id, status, attempts, finished FROM runs")}
 
 
@@ -132,11 +132,16 @@ def test_sigkill_and_rerun_resumes_without_training_a_finished_cell_twice(tmp_pa
     args = ["tune", str(toml), "--param", "dropout=0,0.1,0.2", "--sampler", "grid", "--out", str(out),
             "--workers", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "reglab.cli", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    log = (tmp_path / "driver.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-c", "from reglab.cli import main; main()", *args], env=env,
+                            stdout=log, stderr=log)
     deadline = time.time() + 240
     while time.time() < deadline:  # kill while a cell is training and at least two have finished
-        cells = _cells(out) if (out / "study.db").exists() else {}
+        assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-2000:]
+        try:
+            cells = _cells(out)
+        except sqlite3.OperationalError:  # not created yet
+            cells = {}
         states = [c[0] for c in cells.values()]
         if states.count("done") >= 2 and "running" in states:
             break
