@@ -10,16 +10,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pytest
 from typer.testing import CliRunner
 
-from reglab.cli import app
-from reglab.config import ConfigError
-from reglab.report import write_report
-from reglab.study import StudySpec, load_study
-from reglab.study.sweep import parse_param
-from reglab.study.tune import TuneSettings, add_best_arm, arm_name, grid_points, run_tune, suggest
+optuna = pytest.importorskip("optuna")
+
+from reglab.cli import app  # noqa: E402
+from reglab.config import ConfigError  # noqa: E402
+from reglab.report import write_report  # noqa: E402
+from reglab.study import StudySpec, load_study  # noqa: E402
+from reglab.study.sweep import parse_param  # noqa: E402
+from reglab.study.tune import TuneSettings, add_best_arm, arm_name, grid_points, run_tune, suggest  # noqa: E402
 
 BASE = {"data": {"name": "mnist1d", "train_subset": 256, "test_subset": 256},
         "model": {"name": "mlp", "options": {"widths": [16]}}, "optim": {"name": "momentum", "lr": 0.05},
