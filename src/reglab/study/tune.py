@@ -254,9 +254,17 @@ def _counted(trial: Any) -> bool:
         trial.state == TrialState.FAIL and "error" in trial.user_attrs)
 
 
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("reglab tune and reglab sweep need Optuna: pip install 'reglab[tune]'") from None
+    return optuna
+
+
 def open_study(out_dir: Path, settings: TuneSettings | None = None):
     """The Optuna study of a tune directory (created when `settings` are given)."""
-    import optuna
+    optuna = _optuna()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if settings is None:
@@ -280,8 +288,7 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
     or 2 with a pruner]. `force`: start a changed search over (finished cells with unchanged configs
     are still reused).
     """
-    import optuna
-
+    optuna = _optuna()
     out_dir = Path(out_dir)
     base = tune_base(spec, "")
     StudySpec.from_dict({**base, "name": spec.name, "arms": {  # every value (a range: its ends) is valid
