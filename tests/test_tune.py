@@ -2,6 +2,8 @@
 configuration as a compare arm, and resuming after SIGKILL without training a finished cell twice."""
 
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -83,6 +85,27 @@ def test_a_trial_is_a_configuration_over_every_seed(searched):
     for name in ("trials", "parallel", "importance"):
         assert f'id="fig-{name}"' in html and (paths["figures"] / f"{name}.png").exists()
     assert "<h2>Best configuration (search)</h2>" in html and "<h2>Trials</h2>" in html
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_search_figures_decode_in_headless_chromium(searched, tmp_path):
+    _, result = searched
+    html = write_report(result.study, tmp_path / "report")["html"].read_text()
+    probe = ("<script>addEventListener('load',()=>{document.body.dataset.images=[...document.images].filter("
+             "i=>i.complete&&i.naturalWidth>0).map(i=>i.alt).join('|')})</script></body>")
+    page = tmp_path / "probe.html"
+    page.write_text(html.replace("</body>", probe))
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+                           page.as_uri()], capture_output=True, text=True, timeout=90)
+    found = re.search(r'data-images="([^"]*)"', proc.stdout)
+    assert found, proc.stderr[-2000:]
+    decoded = found.group(1).split("|")
+    assert {"Trials", "Parallel coordinates", "Parameter importance", "Performance profile",
+            "IQM and probability of improvement"} <= set(decoded) and len(decoded) == html.count("<img")
 
 
 def test_the_best_configuration_becomes_a_compare_arm(searched):
