@@ -105,10 +105,16 @@ def target_figure(study: Study) -> FigureData:
                       if tables else pd.DataFrame(columns=["arm", "epoch", "fraction_reached"]))
 
 
+def _with_confusion(runs: pd.DataFrame) -> pd.DataFrame:
+    if "confusion" not in runs:
+        return runs.iloc[:0]
+    return runs.loc[runs["confusion"].map(bool).astype(bool)]
+
+
 def median_runs(study: Study, column: str = "final_test_acc") -> dict[str, pd.Series]:
     """Per arm, its median run by `column` among finished runs with a confusion matrix (lower middle)."""
     runs = _done(study, column)
-    runs = runs[runs["confusion"].map(bool)] if "confusion" in runs else runs.iloc[:0]
+    runs = _with_confusion(runs)
     chosen = {}
     for arm in study.arms:
         of_arm = runs[runs["arm"] == arm].sort_values(column)
@@ -149,8 +155,7 @@ def confusion_figure(study: Study) -> FigureData:
 
 def class_f1_table(study: Study) -> pd.DataFrame:
     """Per arm and class: mean and std over finished runs of the test F1, and n."""
-    runs = study.runs[(study.runs["status"] == "done")]
-    runs = runs[runs["confusion"].map(bool)] if "confusion" in runs else runs.iloc[:0]
+    runs = _with_confusion(study.runs[study.runs["status"] == "done"])
     rows = []
     for arm in study.arms:
         f1 = [class_metrics(c).f1 for c in runs.loc[runs["arm"] == arm, "confusion"]]

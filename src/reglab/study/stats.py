@@ -274,4 +274,4 @@ def summarize(runs: pd.DataFrame, arms: Sequence[str], baseline: str, *,
             row.update(p_adjusted=p_adj, verdict=verdict(
                 p_adj, row["diff"], row["n"], n_base, higher_is_better=metric.higher_is_better, alpha=alpha,
                 correction=correction, interval=(row["diff_low"], row["diff_high"])))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else ["arm", "metric", "label", "n", "mean", "verdict"])
