@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import struct
 import tarfile
 from pathlib import Path
@@ -262,7 +263,8 @@ def test_mnist1d_same_options_same_data(tmp_path):
     assert not np.array_equal(first["x_train"], mnist1d_module.generate(200, 8, False)["x_train"])
 
 
-@pytest.mark.skipif(not FASHION_SYSTEM_DIR.is_dir(), reason="Debian dataset-fashion-mnist not installed")
+@pytest.mark.skipif(not FASHION_SYSTEM_DIR.is_dir() or os.environ.get("REGLAB_SYSTEM_DATA") == "0",
+                    reason="no system Fashion-MNIST (apt install dataset-fashion-mnist), or REGLAB_SYSTEM_DATA=0")
 def test_fashion_mnist_from_debian_package():
     status = {s.name: s for s in dataset_status()}["fashion-mnist"]
     assert status.available and status.location == str(FASHION_SYSTEM_DIR)
