@@ -117,15 +117,18 @@ def test_corrupt_idx_raises_naming_the_file(tmp_path, corrupt):
         load("mnist", data_dir=tmp_path)
 
 
-def test_missing_data_lists_every_place_looked(tmp_path, monkeypatch):
+@pytest.mark.parametrize("system", ["1", "0"])
+def test_missing_data_lists_every_place_looked(tmp_path, monkeypatch, system):
     monkeypatch.setenv("REGLAB_DATA", str(tmp_path / "shared"))
+    monkeypatch.setenv("REGLAB_SYSTEM_DATA", system)
     with pytest.raises(DataNotFoundError) as err:
-        load("mnist", data_dir=tmp_path / "mine")
+        load("mnist", data_dir=tmp_path / "empty")
     message = str(err.value)
-    for place in (tmp_path / "mine", tmp_path / "mine" / "mnist", tmp_path / "shared" / "mnist",
-                  Path("/usr/share/datasets/mnist"), cache_dir("mnist")):
+    for place in (tmp_path / "empty", tmp_path / "empty" / "mnist", tmp_path / "shared" / "mnist",
+                  cache_dir("mnist")):
         assert str(place) in message
-    assert "data.download=true" in message and "train-images-idx3-ubyte" in message
+    assert ("/usr/share/datasets/mnist" in message) == (system == "1")
+    assert "reglab data fetch mnist" in message and "train-images-idx3-ubyte" in message
     assert "\n" not in message
 
 
