@@ -81,4 +81,6 @@ def train(
         table.add_row(str(e["epoch"]), *(f"{e[k]:.4g}" if e[k] is not None else "—" for k in keys))
     console.print(table)
     status = f"[red]diverged at epoch {result.diverged_epoch}[/]" if result.status == "diverged" else "done"
-    console.print(f"status: {status}; {result.num_params:,} parameters; {result.seconds:.1f} s")
+    train_s, eval_s = (sum(e.get(k, 0.0) for e in result.epochs) for k in ("train_seconds", "eval_seconds"))
+    console.print(f"status: {status}; {result.num_params:,} parameters; {result.seconds:.1f} s "
+                  f"(training {train_s:.1f} s, evaluation {eval_s:.1f} s)")
