@@ -138,6 +138,17 @@ def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Ex
     """Run (or resume) a study into `out_dir` and return its results.
 
     `spec`: a `StudySpec`, a preset name or a TOML path. `executor`: default `LocalExecutor()`.
+
+        >>> import tempfile
+        >>> spec = load_spec("quickstart", seeds=2, epochs=1).override(
+        ...     {"data.train_subset": 400, "data.test_subset": 200, "train.device": "cpu"})
+        >>> out = tempfile.mkdtemp()
+        >>> result = run_study(spec, out, progress=False)
+        >>> len(result.executed), sorted(set(result.runs["status"]))
+        (10, ['done'])
+        >>> again = run_study(spec, out, progress=False)   # resumes: finished runs are kept
+        >>> len(again.executed), len(again.skipped)
+        (0, 10)
     """
     start = time.perf_counter()
     spec, out_dir = load_spec(spec), Path(out_dir)

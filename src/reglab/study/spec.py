@@ -169,7 +169,21 @@ def _has_path(table: dict[str, Any], dotted: str) -> bool:
 
 def load_spec(source: str | Path | StudySpec, *, seeds: int | list[int] | None = None,
               epochs: int | None = None) -> StudySpec:
-    """A spec from a preset name, a TOML file or a `StudySpec`, with optional `seeds`/`epochs` overrides."""
+    """A spec from a preset name, a TOML file or a `StudySpec`, with optional `seeds`/`epochs` overrides.
+
+    Every arm's run config is resolved and validated here, before anything runs:
+
+        >>> spec = load_spec("quickstart", seeds=2, epochs=1)
+        >>> list(spec.arms), spec.baseline, spec.seed_list
+        (['baseline', 'weight_decay', 'dropout', 'stochastic_depth', 'ema'], 'baseline', [0, 1])
+        >>> spec.arm_config("dropout", seed=1).regularize.dropout.p
+        0.3
+        >>> spec.override({"optim.lr": 0.01}).arm_config("ema", seed=0).optim.lr
+        0.01
+        >>> load_spec("no-such-study")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        reglab.config.ConfigError: 'no-such-study' is neither a TOML file nor a preset (presets: ...)
+    """
     if isinstance(source, StudySpec):
         spec = source
     elif str(source).endswith(".toml") or Path(source).is_file():
