@@ -3,6 +3,7 @@
     name = "quickstart"
     seeds = 3                      # or [0, 1, 7]
     baseline = "baseline"
+    log = ["tensorboard"]          # optional experiment tracking (reglab.tracking)
     [base]                         # a RunConfig table
     model.name = "mlp"
     [arms.baseline]                # an empty arm is the base itself
@@ -37,6 +38,8 @@ class StudySpec(BaseModel):
     arms: dict[str, dict[str, Any]] = Field(min_length=1, description="arm name -> overrides of `base`")
     seeds: int | list[int] = Field(3, description="N (seeds 0..N-1) or an explicit list")
     baseline: str | None = Field(None, description="the arm the others are compared with (default: first)")
+    log: list[str] = Field(default_factory=list, description="experiment-tracking sinks, e.g. "
+                           '["tensorboard", "mlflow"] (reglab.tracking); not part of the spec hash')
 
     _configs: dict[str, RunConfig] = PrivateAttr(default_factory=dict)
 
@@ -48,6 +51,14 @@ class StudySpec(BaseModel):
         if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
             raise ValueError(f"must be distinct non-negative integers (got {seeds})")
         return seeds
+
+    @field_validator("log")
+    @classmethod
+    def _check_log(cls, log: list[str]) -> list[str]:
+        from reglab.tracking import parse_sinks
+
+        parse_sinks(log)
+        return log
 
     @model_validator(mode="after")
     def _resolve(self) -> StudySpec:
@@ -93,7 +104,8 @@ class StudySpec(BaseModel):
 
     @property
     def spec_hash(self) -> str:
-        return content_hash(self.to_dict())
+        """Hash of what the study computes (the tracking sinks are not part of it)."""
+        return content_hash({k: v for k, v in self.to_dict().items() if k != "log"})
 
     # -------------------------------------------------------------------------------- changes
     def with_seeds(self, seeds: int | list[int]) -> StudySpec:
