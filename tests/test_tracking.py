@@ -3,6 +3,8 @@ own `EventAccumulator`, MLflow runs read back with `MlflowClient.search_runs`; b
 runs and per-epoch values of the study store, once each, whatever the executor and however often the
 study is resumed."""
 
+import importlib.util
+
 import pytest
 
 from reglab.config import ConfigError
@@ -106,9 +108,18 @@ def test_catch_up_logs_every_finished_run_once_to_mlflow_with_the_report(resumed
     assert parents[0].info.status == "FINISHED"
 
 
-def test_the_driver_logs_live_from_the_packed_executor(tmp_path):
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray: pip install 'reglab[ray]'")
+
+
+@pytest.mark.parametrize("executor", [
+    pytest.param(("packed", {"pack": 2}), id="packed"),
+    pytest.param(("local", {"workers": 2}), id="process-pool", marks=pytest.mark.slow),
+    pytest.param(("ray", {"workers": 2}), id="ray", marks=[pytest.mark.ray, needs_ray]),
+])
+def test_the_driver_logs_live_from_every_executor(tmp_path, executor):
+    name, options = executor
     spec = StudySpec.from_dict({**SPEC, "log": ["tensorboard", "mlflow"]})
-    run_study(spec, tmp_path, executor=make_executor("packed", pack=2), progress=False)
+    run_study(spec, tmp_path, executor=make_executor(name, **options), progress=False)
     study = load_study(tmp_path)
     assert set(study.runs["status"]) == {"done"}
     check_tensorboard(tmp_path, study)
