@@ -112,15 +112,28 @@ def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force
 def report(
     study_dir: Annotated[Path, Arg(help="study directory written by `reglab compare`")],
     out: Annotated[Path | None, Opt(help="report directory [default: STUDY_DIR/report]")] = None,
+    export: Annotated[str | None, Opt(metavar="FORMATS", help="also export figures as png (300 dpi), svg, pdf "
+                                      "and/or tables as latex (booktabs) into REPORT/export, e.g. svg,latex")] = None,
 ) -> None:
     """Rewrite a study's report (HTML, Markdown, CSV) from its store, e.g. of an interrupted study."""
     from reglab.report import summary_table, write_report
+    from reglab.report.export import export as export_files
+    from reglab.report.export import parse_formats
     from reglab.study import load_study
 
+    try:
+        formats = parse_formats(export or "")
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--export") from None
     study = load_study(study_dir)
     paths = write_report(study, out)
     print_table(summary_table(study))
     console.print(f"report: {escape(str(paths['html']))}", highlight=False)
+    if formats:
+        written = export_files(study, formats, paths["html"].parent / "export")
+        for fmt, files in written.items():
+            console.print(f"{fmt}: {len(files)} files in {escape(str(files[0].parent))}" if files else
+                          f"{fmt}: nothing to export", highlight=False)
 
 
 @app.command()
