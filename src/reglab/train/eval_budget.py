@@ -4,17 +4,17 @@ After every epoch the loop evaluates the model (eval mode) on the test set and o
 `n` training samples, giving ``train_eval_loss`` / ``train_eval_acc`` and so the gaps
 ``gap_acc = train_eval_acc − test_acc`` and ``gap_loss = test_loss − train_eval_loss``.
 
-A forward pass costs about a third of a training step per sample, so a fixed 10,000-sample
-train evaluation is out of proportion on a small training set (6,000 images: training 6,000,
-evaluating 6,000 + the 10,000 test images). ``eval_train_samples = "auto"`` sizes it to the
-training set instead::
+A fixed 10,000-sample train evaluation is out of proportion on a small training set (6,000
+images: training on 6,000, then evaluating 6,000 + the 10,000 test images). ``eval_train_samples =
+"auto"`` sizes it to the training set instead::
 
     n = min(n_train, 10_000, max(1_000, n_train // 5))
 
-so it costs roughly 7% of an epoch's training (one fifth of the samples at a third of the cost each),
-never more than the 10,000 samples used before, and keeps at least 1,000 samples: the standard error
-of an accuracy p measured on n samples is √(p(1 − p)/n), ≤ 0.016 at n = 1,000 and ≤ 0.005 at 10,000,
-well below the gaps of a few percent that regularizers change. An integer fixes `n` (0: off).
+One fifth of the samples, each forward pass costing a third to two thirds of a training step, is
+7–13% of an epoch's training; never more than the 10,000 samples used before; at least 1,000 samples,
+because the standard error of an accuracy p measured on n samples is √(p(1 − p)/n): ≤ 0.016 at
+n = 1,000 and ≤ 0.005 at 10,000, below the gaps of a few percent that regularizers change. An integer
+fixes `n` (0: off). See docs/performance.md ("Cost of evaluation").
 """
 
 from __future__ import annotations
