@@ -9,7 +9,7 @@ import pytest
 
 from reglab.config import ConfigError
 from reglab.study import StudySpec, load_study, make_executor, run_study
-from reglab.tracking import parse_sinks
+from reglab.study.tracking import parse_sinks
 
 pytest.importorskip("mlflow", reason="pip install 'reglab[tracking]'")
 pytest.importorskip("tensorboard", reason="pip install 'reglab[tracking]'")
@@ -141,11 +141,12 @@ def test_a_force_rerun_replaces_its_records(tmp_path):
     assert [e.step for e in events.Scalars("test_acc")] == [1, 2, 3]  # replaced, not appended
 
 
-def test_sinks_are_named_and_checked():
+def test_sinks_are_named_and_checked(tmp_path):
     assert parse_sinks("tensorboard, mlflow=sqlite:///x.db") == {"tensorboard": None, "mlflow": "sqlite:///x.db"}
     assert parse_sinks(None) == parse_sinks("") == {}
     with pytest.raises(ConfigError, match=r"^log: .*unknown sink 'wandb'"):
         StudySpec.from_dict({**SPEC, "log": ["wandb"]})
     with pytest.raises(ConfigError, match=r"^log: unknown sink 'tb'"):
-        run_study(StudySpec.from_dict(SPEC), "unused", log="tb")
+        run_study(StudySpec.from_dict(SPEC), tmp_path / "study", log="tb")
+    assert not (tmp_path / "study").exists()  # refused before anything is written
     assert StudySpec.from_dict({**SPEC, "log": ["mlflow"]}).spec_hash == StudySpec.from_dict(SPEC).spec_hash

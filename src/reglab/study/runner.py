@@ -24,7 +24,7 @@ from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, read_study
 from reglab.study.spec import StudySpec, content_hash, load_spec, run_id
 from reglab.study.store import FINISHED, StudyStore
-from reglab.tracking import LoggedRun, Tracker, open_tracker
+from reglab.study.tracking import LoggedRun, Tracker, check_sinks, open_tracker
 from reglab.train.loop import RunResult
 from reglab.train.rundir import clean_json, read_metrics
 
@@ -154,7 +154,7 @@ def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Ex
 
     `spec`: a `StudySpec`, a preset name or a TOML path. `executor`: default `LocalExecutor()`.
     `log`: experiment-tracking sinks, e.g. ``"tensorboard,mlflow"`` (default: the spec's `log`; see
-    `reglab.tracking`).
+    `reglab.study.tracking`).
 
         >>> import tempfile
         >>> spec = load_spec("quickstart", seeds=2, epochs=1).override(
@@ -169,6 +169,8 @@ def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Ex
     """
     start = time.perf_counter()
     spec, out_dir = load_spec(spec), Path(out_dir)
+    if not isinstance(log, Tracker):
+        check_sinks(log)  # before anything is written
     tasks = plan(spec, out_dir)
     with study_lock(out_dir), StudyStore(out_dir) as store:
         todo = reconcile(store, spec, tasks, force=force)

@@ -3,7 +3,7 @@
     name = "quickstart"
     seeds = 3                      # or [0, 1, 7]
     baseline = "baseline"
-    log = ["tensorboard"]          # optional experiment tracking (reglab.tracking)
+    log = ["tensorboard"]          # optional experiment tracking (reglab.study.tracking)
     [base]                         # a RunConfig table
     model.name = "mlp"
     [arms.baseline]                # an empty arm is the base itself
@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, read_toml, validate
+from reglab.study.tracking import parse_sinks
 
 
 class StudySpec(BaseModel):
@@ -39,7 +40,7 @@ class StudySpec(BaseModel):
     seeds: int | list[int] = Field(3, description="N (seeds 0..N-1) or an explicit list")
     baseline: str | None = Field(None, description="the arm the others are compared with (default: first)")
     log: list[str] = Field(default_factory=list, description="experiment-tracking sinks, e.g. "
-                           '["tensorboard", "mlflow"] (reglab.tracking); not part of the spec hash')
+                           '["tensorboard", "mlflow"] (reglab.study.tracking); not part of the spec hash')
 
     _configs: dict[str, RunConfig] = PrivateAttr(default_factory=dict)
 
@@ -55,8 +56,6 @@ class StudySpec(BaseModel):
     @field_validator("log")
     @classmethod
     def _check_log(cls, log: list[str]) -> list[str]:
-        from reglab.tracking import parse_sinks
-
         parse_sinks(log)
         return log
 

@@ -24,7 +24,8 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from reglab.tracking import LoggedRun, Tracker, flatten, scalars
+from reglab.study.spec import content_hash
+from reglab.study.tracking import LoggedRun, Tracker, flatten, scalars
 
 MAX_PARAM_CHARS = 6000
 """MLflow's limit on a parameter value."""
@@ -40,8 +41,6 @@ def _chunks(items: Sequence, size: int) -> list[Sequence]:
 
 class MLflowTracker(Tracker):
     def __init__(self, spec: dict, out_dir: Path, target: str | None = None):
-        from reglab.study.spec import content_hash
-
         out_dir = Path(out_dir).resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=target or f"sqlite:///{out_dir / 'mlflow.db'}")

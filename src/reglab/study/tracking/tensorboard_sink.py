@@ -14,12 +14,11 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
-from reglab.tracking import LoggedRun, Tracker, flatten, scalars, varied_keys
+from reglab.study.spec import arm_slug, run_id
+from reglab.study.tracking import LoggedRun, Tracker, flatten, scalars, varied_keys
 
 
 def run_subdir(run: LoggedRun) -> str:
-    from reglab.study.spec import arm_slug
-
     return f"{arm_slug(run.arm)}/s{run.seed}"
 
 
@@ -29,8 +28,6 @@ class TensorBoardTracker(Tracker):
         self.hparams = varied_keys(spec)
 
     def logged(self) -> set[str]:
-        from reglab.study.spec import run_id
-
         return {run_id(d.parent.name, int(d.name[1:])) for d in self.root.glob("*/s*")
                 if d.name[1:].isdigit() and any(d.glob("events.out.tfevents.*"))}
 

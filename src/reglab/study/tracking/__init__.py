@@ -28,8 +28,8 @@ from typing import Any
 
 from reglab.config import ConfigError
 
-SINKS = {"tensorboard": "reglab.tracking.tensorboard_sink:TensorBoardTracker",
-         "mlflow": "reglab.tracking.mlflow_sink:MLflowTracker"}
+SINKS = {"tensorboard": "reglab.study.tracking.tensorboard_sink:TensorBoardTracker",
+         "mlflow": "reglab.study.tracking.mlflow_sink:MLflowTracker"}
 """Sink name -> ``module:class``; the class takes ``(spec, out_dir, target)``."""
 
 
@@ -136,6 +136,14 @@ def parse_sinks(value: str | Sequence[str] | None) -> dict[str, str | None]:
     return sinks
 
 
+def check_sinks(value: str | Sequence[str] | None) -> dict[str, str | None]:
+    """`parse_sinks` with a one-line `ConfigError` naming the `log` option."""
+    try:
+        return parse_sinks(value)
+    except ValueError as err:
+        raise ConfigError(f"log: {err}") from None
+
+
 def open_tracker(value: str | Sequence[str] | Tracker | None, spec: dict, out_dir: Path) -> Tracker:
     """The tracker for a study: a `Tracker` as given, else the sinks named in `value` (none: the null one).
 
@@ -144,12 +152,8 @@ def open_tracker(value: str | Sequence[str] | Tracker | None, spec: dict, out_di
     """
     if isinstance(value, Tracker):
         return value
-    try:
-        chosen = parse_sinks(value)
-    except ValueError as err:
-        raise ConfigError(f"log: {err}") from None
     sinks = []
-    for name, target in chosen.items():
+    for name, target in check_sinks(value).items():
         module, _, cls = SINKS[name].partition(":")
         try:
             factory = getattr(importlib.import_module(module), cls)
