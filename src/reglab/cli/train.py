@@ -12,8 +12,6 @@ from rich.table import Table
 
 from reglab.cli.app import app, console, err_console
 from reglab.cli.options import build_run_config
-from reglab.train import train_run
-from reglab.train.rundir import clean_json
 
 Opt = typer.Option
 
@@ -57,6 +55,9 @@ def train(
 ) -> None:
     """Train one model and print its final metrics."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "out", "as_json")}
+    from reglab.train import train_run  # torch: imported when a command needs it, not for --help
+    from reglab.train.rundir import clean_json
+
     cfg = build_run_config(config, flags, set_ or [])
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err_console,
