@@ -6,7 +6,9 @@ study is resumed."""
 import importlib.util
 
 import pytest
+from typer.testing import CliRunner
 
+from reglab.cli import app
 from reglab.config import ConfigError
 from reglab.study import StudySpec, load_study, make_executor, run_study
 from reglab.study.tracking import parse_sinks
@@ -150,3 +152,18 @@ def test_sinks_are_named_and_checked(tmp_path):
         run_study(StudySpec.from_dict(SPEC), tmp_path / "study", log="tb")
     assert not (tmp_path / "study").exists()  # refused before anything is written
     assert StudySpec.from_dict({**SPEC, "log": ["mlflow"]}).spec_hash == StudySpec.from_dict(SPEC).spec_hash
+
+
+def test_compare_log_option_reaches_the_sinks(tmp_path):
+    toml = tmp_path / "tiny.toml"
+    toml.write_text('name = "tracked"\nseeds = 1\n[base]\ndata = { name = "mnist1d", train_subset = 256, '
+                    'test_subset = 256 }\nmodel.options.widths = [16]\ntrain = { epochs = 2, batch_size = 64, '
+                    'device = "cpu" }\n[arms.base]\n')
+    runner = CliRunner()
+    bad = runner.invoke(app, ["compare", str(toml), "--out", str(tmp_path / "bad"), "--log", "wandb"])
+    assert bad.exit_code != 0 and "unknown sink 'wandb'" in str(bad.exception) and not (tmp_path / "bad").exists()
+    result = runner.invoke(app, ["compare", str(toml), "--out", str(tmp_path / "s"), "--workers", "1",
+                                 "--log", "tensorboard"])
+    assert result.exit_code == 0, result.output
+    assert any((tmp_path / "s" / "tensorboard" / "base" / "s0").glob("events.out.tfevents.*"))
+    assert not (tmp_path / "s" / "mlflow.db").exists()
