@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 from reglab.cli.app import app
-from reglab.cli.study import Address, Arg, CpusPerRun, GpusPerRun, Opt, default_workers, run_and_report
+from reglab.cli.study import Address, Arg, CpusPerRun, GpusPerRun, Log, Opt, default_workers, run_and_report
 
 
 @app.command()
@@ -27,6 +27,7 @@ def sweep(
     epochs: Annotated[int | None, Opt(help="override every arm's number of epochs")] = None,
     force: Annotated[bool, Opt(help="adopt a changed grid: keep unchanged runs, re-run changed ones, "
                                     "delete removed ones")] = False,
+    log: Log = None,
 ) -> None:
     """Run a grid of hyper-parameters as the arms of a study (base: the study's baseline arm)."""
     from reglab.study import load_spec, make_executor
@@ -35,4 +36,4 @@ def sweep(
     spec = sweep_spec(load_spec(source, seeds=seeds, epochs=epochs), [parse_param(p) for p in param])
     runner = make_executor(executor, workers=workers or (default_workers() if executor == "local" else None),
                            device=device, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
-    run_and_report(spec, out, runner, force=force)
+    run_and_report(spec, out, runner, force=force, log=log)
