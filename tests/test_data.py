@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import struct
 import tarfile
 from pathlib import Path
@@ -116,15 +117,18 @@ def test_corrupt_idx_raises_naming_the_file(tmp_path, corrupt):
         load("mnist", data_dir=tmp_path)
 
 
-def test_missing_data_lists_every_place_looked(tmp_path, monkeypatch):
+@pytest.mark.parametrize("system", ["1", "0"])
+def test_missing_data_lists_every_place_looked(tmp_path, monkeypatch, system):
     monkeypatch.setenv("REGLAB_DATA", str(tmp_path / "shared"))
+    monkeypatch.setenv("REGLAB_SYSTEM_DATA", system)
     with pytest.raises(DataNotFoundError) as err:
-        load("mnist", data_dir=tmp_path / "mine")
+        load("mnist", data_dir=tmp_path / "empty")
     message = str(err.value)
-    for place in (tmp_path / "mine", tmp_path / "mine" / "mnist", tmp_path / "shared" / "mnist",
-                  Path("/usr/share/datasets/mnist"), cache_dir("mnist")):
+    for place in (tmp_path / "empty", tmp_path / "empty" / "mnist", tmp_path / "shared" / "mnist",
+                  cache_dir("mnist")):
         assert str(place) in message
-    assert "data.download=true" in message and "train-images-idx3-ubyte" in message
+    assert ("/usr/share/datasets/mnist" in message) == (system == "1")
+    assert "reglab data fetch mnist" in message and "train-images-idx3-ubyte" in message
     assert "\n" not in message
 
 
@@ -262,7 +266,8 @@ def test_mnist1d_same_options_same_data(tmp_path):
     assert not np.array_equal(first["x_train"], mnist1d_module.generate(200, 8, False)["x_train"])
 
 
-@pytest.mark.skipif(not FASHION_SYSTEM_DIR.is_dir(), reason="Debian dataset-fashion-mnist not installed")
+@pytest.mark.skipif(not FASHION_SYSTEM_DIR.is_dir() or os.environ.get("REGLAB_SYSTEM_DATA") == "0",
+                    reason="no system Fashion-MNIST (apt install dataset-fashion-mnist), or REGLAB_SYSTEM_DATA=0")
 def test_fashion_mnist_from_debian_package():
     status = {s.name: s for s in dataset_status()}["fashion-mnist"]
     assert status.available and status.location == str(FASHION_SYSTEM_DIR)

@@ -109,9 +109,10 @@ def test_export_and_report_commands(study_dir, tmp_path):
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+NO_CHROMIUM = "headless Chromium not found; install it with: apt-get install chromium (CI does)"
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_html_renders_in_headless_chromium_without_console_errors(report, tmp_path):
     shot = tmp_path / "shot.png"
     proc = subprocess.run(
@@ -126,7 +127,7 @@ def test_html_renders_in_headless_chromium_without_console_errors(report, tmp_pa
     assert failed == [], failed
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_every_figure_decodes_in_headless_chromium(report, tmp_path):
     # a copy of the (script-free) report with a probe that records, after load, how many images decoded
     html = report["html"].read_text()

@@ -21,7 +21,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -174,13 +174,21 @@ class TrainConfig(_Section):
     compile: bool = Field(False, description="torch.compile the model on CUDA")
     channels_last: bool = Field(False, description="channels-last memory format for conv nets on CUDA")
     eval_batch_size: int = Field(2048, gt=0)
-    eval_train_samples: int = Field(
-        10_000, ge=0, description="evaluate (eval mode) on this many training samples per epoch (0: off)"
+    eval_train_samples: int | Literal["auto"] = Field(
+        "auto", description="training samples evaluated (eval mode) per epoch for the generalization gap; "
+        "auto: min(n_train, 10000, max(1000, n_train // 5)) (reglab.train.eval_budget); 0: off"
     )
     checkpoint_every: int = Field(1, ge=0, description="epochs between checkpoints (0: never)")
     track_condensation: bool = Field(
         False, description="log effective_ratio/<first Linear/Conv layer> each epoch (reglab.theory)"
     )
+
+    @field_validator("eval_train_samples", mode="before")
+    @classmethod
+    def _eval_train_samples(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return value
+        raise ValueError(f"expected a non-negative integer or 'auto' (got {value!r})")
 
 
 class RunConfig(_Section):

@@ -15,16 +15,31 @@ from reglab.cli.app import app, print_table
 def datasets(
     data_dir: Annotated[Path | None, typer.Option(help="directory searched first for data files")] = None,
 ) -> None:
-    """List every data set, whether it is available here, where it was found, and its size."""
+    """List every data set, whether it is available here, where it was found, its size, and for a missing
+    one the command that gets it."""
     from reglab.data import dataset_status
 
     table = Table(title="data sets")
     for column in ("name", "available", "where", "size", "description"):
         table.add_column(column)
     for s in dataset_status(data_dir):
-        table.add_row(s.name, "[green]yes[/]" if s.available else "[red]no[/]", s.location or "—",
+        where = s.location or (f"missing — run: {s.get}" if s.get else "—")
+        table.add_row(s.name, "[green]yes[/]" if s.available else "[red]no[/]", where,
                       s.size or "—", s.description)
     print_table(table)
+
+
+data_app = typer.Typer(help="Get data sets onto this machine.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+def data_fetch(name: Annotated[str, typer.Argument(help="data set name, e.g. fashion-mnist")]) -> None:
+    """Fetch a data set into reglab's cache: the official files (SHA-256 checked), else Debian's archive
+    (no root needed); prints what was fetched from where."""
+    from reglab.data.fetch import fetch_dataset
+
+    typer.echo(fetch_dataset(name))
 
 
 @app.command()

@@ -48,6 +48,9 @@ Address = Annotated[str | None, Opt(help="ray: the cluster to join, auto or HOST
 CpusPerRun = Annotated[float | None, Opt(help="ray: CPUs each run declares [default: 1]")]
 GpusPerRun = Annotated[float | None, Opt(help="ray: GPUs each run declares; fractions share a GPU, e.g. 0.25 "
                                               "[default: 0]")]
+# experiment tracking, shared by `reglab compare` and `reglab sweep`
+Log = Annotated[str | None, Opt(metavar="SINKS", help="log runs to tensorboard and/or mlflow, e.g. tensorboard,mlflow "
+                                "or mlflow=TRACKING_URI (needs reglab[tracking]) [default: the spec's `log`]")]
 
 
 def executor_choice(executor: str, pack: str) -> tuple[str, dict]:
@@ -81,6 +84,7 @@ def compare(
     epochs: Annotated[int | None, Opt(help="override every arm's number of epochs")] = None,
     force: Annotated[bool, Opt(help="adopt a changed spec: keep runs whose config is unchanged, "
                                     "re-run changed ones, delete removed ones")] = False,
+    log: Log = None,
     correction: Correction = None,
     target: Target = None,
     best_of: Annotated[Path | None, Opt(help="add the best configuration of a `reglab tune` directory as "
@@ -98,10 +102,11 @@ def compare(
     runner = make_executor(name, workers=workers or (default_workers() if executor == "local" else None),
                            device=device, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                            **options)
-    run_and_report(spec, out, runner, force=force)
+    run_and_report(spec, out, runner, force=force, log=log)
 
 
-def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force: bool) -> None:
+def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force: bool,
+                   log: str | None = None) -> None:
     """Run (or resume) `spec` into `out` [studies/<name>], write the report, print the table; exit 1 if a
     run failed."""
     from reglab.report import summary_table
@@ -109,7 +114,7 @@ def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force
     from reglab.study.spec import arm_slug
 
     result = run_study(spec, out or Path("studies") / arm_slug(spec.name), executor=runner, force=force,
-                       progress=True)
+                       progress=True, log=log)
     paths = result.write_report()
     print_table(summary_table(result))
     done = (f"ran {len(result.executed)} runs, kept {len(result.skipped)} finished ones, "
@@ -128,18 +133,31 @@ def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force
 def report(
     study_dir: Annotated[Path, Arg(help="study directory written by `reglab compare`")],
     out: Annotated[Path | None, Opt(help="report directory [default: STUDY_DIR/report]")] = None,
+    export: Annotated[str | None, Opt(metavar="FORMATS", help="also export figures as png (300 dpi), svg, pdf "
+                                      "and/or tables as latex (booktabs) into REPORT/export, e.g. svg,latex")] = None,
     correction: Correction = None,
     target: Target = None,
 ) -> None:
     """Rewrite a study's report (HTML, Markdown, CSV) from its store, e.g. of an interrupted study."""
     from reglab.report import summary_table, write_report
+    from reglab.report.export import export as export_files
+    from reglab.report.export import parse_formats
     from reglab.study import load_study
 
+    try:
+        formats = parse_formats(export or "")
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--export") from None
     study = load_study(study_dir)
     study.spec = with_analysis(study.spec, correction, target)
     paths = write_report(study, out)
     print_table(summary_table(study))
     console.print(f"report: {escape(str(paths['html']))}", highlight=False)
+    if formats:
+        written = export_files(study, formats, paths["html"].parent / "export")
+        for fmt, files in written.items():
+            console.print(f"{fmt}: {len(files)} files in {escape(str(files[0].parent))}" if files else
+                          f"{fmt}: nothing to export", highlight=False)
 
 
 @app.command()

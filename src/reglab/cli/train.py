@@ -12,8 +12,6 @@ from rich.table import Table
 
 from reglab.cli.app import app, console, err_console
 from reglab.cli.options import build_run_config
-from reglab.train import train_run
-from reglab.train.rundir import clean_json
 
 Opt = typer.Option
 
@@ -57,6 +55,9 @@ def train(
 ) -> None:
     """Train one model and print its final metrics."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "out", "as_json")}
+    from reglab.train import train_run  # torch: imported when a command needs it, not for --help
+    from reglab.train.rundir import clean_json
+
     cfg = build_run_config(config, flags, set_ or [])
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err_console,
@@ -81,4 +82,6 @@ def train(
         table.add_row(str(e["epoch"]), *(f"{e[k]:.4g}" if e[k] is not None else "—" for k in keys))
     console.print(table)
     status = f"[red]diverged at epoch {result.diverged_epoch}[/]" if result.status == "diverged" else "done"
-    console.print(f"status: {status}; {result.num_params:,} parameters; {result.seconds:.1f} s")
+    train_s, eval_s = (sum(e.get(k, 0.0) for e in result.epochs) for k in ("train_seconds", "eval_seconds"))
+    console.print(f"status: {status}; {result.num_params:,} parameters; {result.seconds:.1f} s "
+                  f"(training {train_s:.1f} s, evaluation {eval_s:.1f} s)")

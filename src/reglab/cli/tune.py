@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from reglab.cli.app import app, console, err_console
-from reglab.cli.study import Address, Arg, CpusPerRun, GpusPerRun, Opt, default_workers, print_table
+from reglab.cli.study import Address, Arg, CpusPerRun, GpusPerRun, Log, Opt, default_workers, print_table
 
 if TYPE_CHECKING:
     from reglab.study.tune import TuneResult
@@ -30,6 +30,7 @@ def _report(result: TuneResult) -> None:
     from reglab.report import summary_table, write_report
 
     paths = write_report(result.study)
+    result.tracker.log_report(paths["html"].parent)
     print_table(summary_table(result.study))
     best = result.best
     if best is not None:
@@ -47,7 +48,7 @@ def _report(result: TuneResult) -> None:
 
 def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int | None, out: Path | None,
          default_out: str, device: str | None, workers: int | None, executor: str, force: bool,
-         ray_options: dict, wave: int | None = None) -> None:
+         ray_options: dict, log: str | None, wave: int | None = None) -> None:
     from reglab.study import load_spec, make_executor
     from reglab.study.spec import arm_slug
     from reglab.study.sweep import parse_param
@@ -60,7 +61,7 @@ def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int |
     runner = make_executor(executor, workers=workers, device=device, **ray_options)
     result = run_tune(spec, settings, out or Path("studies") / arm_slug(default_out.format(name=spec.name)),
                       executor=runner, wave=wave or (workers if settings.pruner != "none" else None), force=force,
-                      log=lambda line: err_console.print(escape(line), highlight=False))
+                      log=lambda line: err_console.print(escape(line), highlight=False), sinks=log)
     _report(result)
 
 
@@ -85,12 +86,13 @@ def tune(
     gpus_per_run: GpusPerRun = None,
     epochs: Epochs = None,
     force: Annotated[bool, Opt(help="start a changed search over (finished cells are reused)")] = False,
+    log: Log = None,
 ) -> None:
     """Search hyper-parameters with every configuration run over several seeds (resumable)."""
     _run(source, {"param": param, "sampler": sampler, "trials": trials, "metric": metric, "objective": objective,
                   "pruner": pruner, "seed": sampler_seed}, seeds=seeds, epochs=epochs, out=out,
          default_out="{name}_tune", device=device, workers=workers, executor=executor, force=force,
-         ray_options={"address": address, "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run})
+         ray_options={"address": address, "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run}, log=log)
 
 
 @app.command()
@@ -109,6 +111,7 @@ def sweep(
     force: Annotated[bool, Opt(help="adopt a changed grid: keep unchanged runs, re-run changed ones, "
                                     "delete removed ones")] = False,
     metric: Annotated[str, Opt(help="epoch metric that ranks the grid (regression: test_loss)")] = "test_acc",
+    log: Log = None,
 ) -> None:
     """Run a grid of hyper-parameters over seeds (`reglab tune --sampler grid`; base: the baseline arm)."""
     from reglab.study import load_spec
@@ -117,4 +120,4 @@ def sweep(
     _run(source, {"param": param, "sampler": "grid", "metric": metric, "name": f"{name} sweep"}, seeds=seeds,
          epochs=epochs, out=out, default_out="{name}_sweep", device=device, workers=workers, executor=executor,
          force=force,
-         ray_options={"address": address, "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run})
+         ray_options={"address": address, "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run}, log=log)

@@ -4,8 +4,10 @@ Search order for a data set `name`:
 
 1. ``data.data_dir`` and ``data.data_dir/<name>``;
 2. ``$REGLAB_DATA/<name>``;
-3. ``/usr/share/datasets/<name>`` (Debian's layout, e.g. the package ``dataset-fashion-mnist``);
-4. the user cache ``${XDG_CACHE_HOME:-~/.cache}/reglab/<name>`` (where downloads go).
+3. ``/usr/share/datasets/<name>`` (Debian's layout, e.g. the package ``dataset-fashion-mnist``),
+   skipped when ``REGLAB_SYSTEM_DATA=0`` (CI sets it, so no test leans on a machine's extras);
+4. the user cache ``${XDG_CACHE_HOME:-~/.cache}/reglab/<name>`` (where `reglab data fetch` and
+   downloads put files).
 """
 
 from __future__ import annotations
@@ -28,12 +30,19 @@ def cache_dir(name: str) -> Path:
     return Path(root) / "reglab" / name
 
 
+def system_data_enabled() -> bool:
+    """False when ``REGLAB_SYSTEM_DATA=0``: the system folder is then not searched."""
+    return os.environ.get("REGLAB_SYSTEM_DATA", "1") != "0"
+
+
 def search_dirs(name: str, data_dir: Path | None) -> list[Path]:
     """The folders searched for `name`, in order (existing or not)."""
     dirs = [] if data_dir is None else [Path(data_dir), Path(data_dir) / name]
     if os.environ.get("REGLAB_DATA"):
         dirs.append(Path(os.environ["REGLAB_DATA"]) / name)
-    return [*dirs, SYSTEM_DIR / name, cache_dir(name)]
+    if system_data_enabled():
+        dirs.append(SYSTEM_DIR / name)
+    return [*dirs, cache_dir(name)]
 
 
 def find(name: str, data_dir: Path | None, match: Callable[[Path], object | None]) -> object | None:

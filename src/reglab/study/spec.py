@@ -3,6 +3,7 @@
     name = "quickstart"
     seeds = 3                      # or [0, 1, 7]
     baseline = "baseline"
+    log = ["tensorboard"]          # optional experiment tracking (reglab.study.tracking)
     [base]                         # a RunConfig table
     model.name = "mlp"
     [arms.baseline]                # an empty arm is the base itself
@@ -27,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, read_toml, validate
+from reglab.study.tracking import parse_sinks
 
 
 class AnalysisSpec(BaseModel):
@@ -58,7 +60,10 @@ class StudySpec(BaseModel):
     arms: dict[str, dict[str, Any]] = Field(min_length=1, description="arm name -> overrides of `base`")
     seeds: int | list[int] = Field(3, description="N (seeds 0..N-1) or an explicit list")
     baseline: str | None = Field(None, description="the arm the others are compared with (default: first)")
-    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="how the report compares")
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="how the report compares; "
+                                   "not part of the spec hash")
+    log: list[str] = Field(default_factory=list, description="experiment-tracking sinks, e.g. "
+                           '["tensorboard", "mlflow"] (reglab.study.tracking); not part of the spec hash')
 
     _configs: dict[str, RunConfig] = PrivateAttr(default_factory=dict)
 
@@ -70,6 +75,12 @@ class StudySpec(BaseModel):
         if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
             raise ValueError(f"must be distinct non-negative integers (got {seeds})")
         return seeds
+
+    @field_validator("log")
+    @classmethod
+    def _check_log(cls, log: list[str]) -> list[str]:
+        parse_sinks(log)
+        return log
 
     @model_validator(mode="after")
     def _resolve(self) -> StudySpec:
@@ -115,8 +126,8 @@ class StudySpec(BaseModel):
 
     @property
     def spec_hash(self) -> str:
-        """Hash of what decides the runs (`analysis` is left out: it changes no run)."""
-        return content_hash({k: v for k, v in self.to_dict().items() if k != "analysis"})
+        """Hash of what decides the runs (the analysis settings and tracking sinks change no run)."""
+        return content_hash({k: v for k, v in self.to_dict().items() if k not in ("analysis", "log")})
 
     # -------------------------------------------------------------------------------- changes
     def with_seeds(self, seeds: int | list[int]) -> StudySpec:
@@ -198,7 +209,21 @@ def _has_path(table: dict[str, Any], dotted: str) -> bool:
 
 def load_spec(source: str | Path | StudySpec, *, seeds: int | list[int] | None = None,
               epochs: int | None = None) -> StudySpec:
-    """A spec from a preset name, a TOML file or a `StudySpec`, with optional `seeds`/`epochs` overrides."""
+    """A spec from a preset name, a TOML file or a `StudySpec`, with optional `seeds`/`epochs` overrides.
+
+    Every arm's run config is resolved and validated here, before anything runs:
+
+        >>> spec = load_spec("quickstart", seeds=2, epochs=1)
+        >>> list(spec.arms), spec.baseline, spec.seed_list
+        (['baseline', 'weight_decay', 'dropout', 'stochastic_depth', 'ema'], 'baseline', [0, 1])
+        >>> spec.arm_config("dropout", seed=1).regularize.dropout.p
+        0.3
+        >>> spec.override({"optim.lr": 0.01}).arm_config("ema", seed=0).optim.lr
+        0.01
+        >>> load_spec("no-such-study")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        reglab.config.ConfigError: 'no-such-study' is neither a TOML file nor a preset (presets: ...)
+    """
     if isinstance(source, StudySpec):
         spec = source
     elif str(source).endswith(".toml") or Path(source).is_file():

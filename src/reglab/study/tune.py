@@ -32,11 +32,12 @@ from reglab.study.executors import Executor, LocalExecutor, RunTask
 from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, load_study
 from reglab.study.robust import iqm, iqm_interval
-from reglab.study.runner import StoreEvents, study_lock
+from reglab.study.runner import StoreEvents, finished_runs, study_lock
 from reglab.study.spec import StudySpec, content_hash, run_id
 from reglab.study.stats import describe
 from reglab.study.store import DB_NAME, FINISHED, StudyStore
 from reglab.study.sweep import SweepParam
+from reglab.study.tracking import Tracker, check_sinks, open_tracker
 from reglab.train.rundir import read_metrics
 
 SAMPLERS = ("grid", "random", "tpe")
@@ -92,6 +93,7 @@ class TuneResult:
     best: dict | None  # the best complete trial's row
     executed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    tracker: Tracker = field(default_factory=Tracker, repr=False)
 
 
 def storage_url(out_dir: Path) -> str:
@@ -156,7 +158,8 @@ def tune_base(spec: StudySpec, name: str) -> dict:
     return {**data, "name": name, "base": deep_merge(data["base"], data["arms"][spec.baseline]), "baseline": None}
 
 
-def execute_cells(store: StudyStore, tasks: list[RunTask], executor: Executor, progress: bool) -> list[str]:
+def execute_cells(store: StudyStore, tasks: list[RunTask], executor: Executor, progress: bool,
+                  tracker: Tracker | None = None) -> list[str]:
     """Run the cells of `tasks` that have not finished with the same config; returns the run ids run."""
     rows = {r.run_id: r for r in store.runs()}
     todo = []
@@ -173,7 +176,7 @@ def execute_cells(store: StudyStore, tasks: list[RunTask], executor: Executor, p
     if todo:
         arms = {t.arm: [(u.run_id, u.config.train.epochs) for u in todo if u.arm == t.arm] for t in todo}
         with StudyProgress(arms, enabled=progress) as display:
-            executor.execute(todo, StoreEvents(store, display))
+            executor.execute(todo, StoreEvents(store, display, tracker or Tracker()))
     return [t.run_id for t in todo]
 
 
@@ -196,8 +199,9 @@ class _Search:
     """One invocation of `run_tune`: the Optuna study, the store and the growing set of arms."""
 
     def __init__(self, store: StudyStore, spec: StudySpec, settings: TuneSettings, executor: Executor,
-                 wave: int, progress: bool, log: Callable[[str], None]):
+                 wave: int, progress: bool, log: Callable[[str], None], tracker: Tracker):
         self.store, self.settings, self.executor, self.progress, self.log = store, settings, executor, progress, log
+        self.tracker = tracker
         self.base = tune_base(spec, settings.name or f"{spec.name} tune")
         self.seeds, self.wave = spec.seed_list, max(1, wave)
         self.arms: dict[str, dict] = {}
@@ -224,7 +228,7 @@ class _Search:
         epochs = tasks[0].config.train.epochs
         for start in range(0, len(tasks), self.wave):
             wave = tasks[start:start + self.wave]
-            self.executed += execute_cells(self.store, wave, self.executor, self.progress)
+            self.executed += execute_cells(self.store, wave, self.executor, self.progress, self.tracker)
             for index, task in enumerate(wave, start):
                 for record in read_metrics(task.run_dir / "metrics.jsonl"):
                     value = record.get(self.settings.metric)
@@ -280,16 +284,18 @@ def open_study(out_dir: Path, settings: TuneSettings | None = None):
 
 def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, executor: Executor | None = None,
              wave: int | None = None, force: bool = False, progress: bool = True,
-             log: Callable[[str], None] = lambda _: None) -> TuneResult:
+             log: Callable[[str], None] = lambda _: None, sinks: str | list[str] | None = None) -> TuneResult:
     """Search (or resume searching) `settings.params` over `spec`'s seeds into `out_dir`.
 
     `spec`: its baseline arm's config is the base every trial overrides; its seeds are each trial's
     replicates. `wave`: seeds run together between pruning checks [default: all seeds of a trial,
     or 2 with a pruner]. `force`: start a changed search over (finished cells with unchanged configs
-    are still reused).
+    are still reused). `sinks`: experiment-tracking sinks (`reglab.study.tracking`; default: the
+    spec's `log`).
     """
     optuna = _optuna()
     out_dir = Path(out_dir)
+    check_sinks(sinks)
     base = tune_base(spec, "")
     StudySpec.from_dict({**base, "name": spec.name, "arms": {  # every value (a range: its ends) is valid
         arm_name({p.name: v}): _overrides({p.name: v}, [p]) for p in settings.params for v in p.values}})
@@ -309,7 +315,9 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # its driver was killed
             study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number}, skip_if_exists=False)
-        search = _Search(store, spec, settings, executor or LocalExecutor(), wave, progress, log)
+        tracker = open_tracker(spec.log if sinks is None else sinks, {**base, "name": spec.name}, out_dir)
+        tracker.catch_up(finished_runs(store))
+        search = _Search(store, spec, settings, executor or LocalExecutor(), wave, progress, log, tracker)
         for t in study.get_trials(deepcopy=False):
             if _counted(t) and "arm" in t.user_attrs:
                 search.arms[t.user_attrs["arm"]] = t.user_attrs["overrides"]
@@ -320,13 +328,16 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
             for point in grid_points(settings.params):
                 if arm_name(point) not in queued:
                     study.enqueue_trial(point, skip_if_exists=False)
-        while sum(_counted(t) for t in study.get_trials(deepcopy=False)) < settings.n_trials:
-            trial = study.ask()
-            state, value, error = search.trial(trial)
-            if error is not None:
-                trial.set_user_attr("error", error)
-                log(f"trial {trial.number}: failed: {error}")
-            study.tell(trial, value, state=state)
+        try:
+            while sum(_counted(t) for t in study.get_trials(deepcopy=False)) < settings.n_trials:
+                trial = study.ask()
+                state, value, error = search.trial(trial)
+                if error is not None:
+                    trial.set_user_attr("error", error)
+                    log(f"trial {trial.number}: failed: {error}")
+                study.tell(trial, value, state=state)
+        finally:
+            tracker.close()
         arms = search.arms
         if settings.sampler == "grid":  # the grid's order, whatever order the trials ran in
             order = [arm_name(point) for point in grid_points(settings.params)]
@@ -341,7 +352,8 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
     study_table = trials_table(out_dir, settings.metric, settings.objective)
     result = load_study(out_dir)
     skipped = [r for r in all_ids if r not in search.executed and r in set(result.runs["run_id"])]
-    return TuneResult(result, study_table, best_trial(study_table, settings.direction), search.executed, skipped)
+    return TuneResult(result, study_table, best_trial(study_table, settings.direction), search.executed, skipped,
+                      tracker)
 
 
 def trials_table(out_dir: Path, metric: str | None = None, objective: str | None = None) -> pd.DataFrame:

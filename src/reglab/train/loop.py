@@ -32,6 +32,7 @@ from reglab.regularize.optim import Schedule, build_optimizer
 from reglab.regularize.penalties import Penalty, penalized_parameters
 from reglab.regularize.sam import sam_gradients
 from reglab.train import rundir
+from reglab.train.eval_budget import train_eval_size
 from reglab.train.losses import correct, make_criterion
 
 EpochCallback = Callable[[int, nn.Module, dict], dict | None]
@@ -232,8 +233,8 @@ class Trainer:
         """Evaluate after an epoch's training (epoch counter already advanced) and return its record;
         the packed executor trains K runs together and then closes each run's epoch with this."""
         metrics = {"epoch": self.epoch, "step": self.step, **train_metrics}
-        data, n_eval = self.data, self.cfg.train.eval_train_samples
-        if n_eval:
+        data, eval_start = self.data, time.perf_counter()
+        if n_eval := train_eval_size(self.cfg.train.eval_train_samples, data.x_train.shape[0]):
             for k, v in self.evaluate(data.x_train[:n_eval], data.y_train[:n_eval]).items():
                 metrics[f"train_eval_{k}"] = v
         if data.x_val is not None:
@@ -243,7 +244,8 @@ class Trainer:
         monitored = metrics.get("val_loss", metrics.get("train_eval_loss", metrics["train_loss"]))
         if math.isfinite(monitored):
             self.schedule.epoch_end(monitored)
-        metrics["seconds"] = time.perf_counter() - start
+        end = time.perf_counter()
+        metrics.update(train_seconds=eval_start - start, eval_seconds=end - eval_start, seconds=end - start)
         return metrics
 
     # ------------------------------------------------------------------------------ checkpoints

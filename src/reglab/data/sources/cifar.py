@@ -88,7 +88,8 @@ def _load(name: str, data_dir: Path | None, download: bool, label: int, num_clas
     if source is None and download:
         source = _source(layout, download_official(name, cache_dir(name)))
     if source is None:
-        how = (f"Set data.download=true to fetch {layout.archive} (SHA-256 checked) into {cache_dir(name)}, "
+        how = (f"Run `reglab data fetch {name}` (or set data.download=true) to fetch {layout.archive} "
+               f"(SHA-256 checked) into {cache_dir(name)}, "
                "or copy the archive or its extracted files into one of those folders.")
         files = f"{layout.folder}/{{{','.join(layout.train + layout.test)}}} or {layout.archive}"
         raise not_found(name, data_dir, [files], how)

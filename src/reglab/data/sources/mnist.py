@@ -71,7 +71,7 @@ def _probe(name: str):
 
 
 def _how(name: str, extra: str = "") -> str:
-    return (f"Set data.download=true to fetch the official files (SHA-256 checked) into {cache_dir(name)}, "
+    return (f"Run `reglab data fetch {name}` (or set data.download=true) to fetch them into {cache_dir(name)}, "
             f"or copy them into one of those folders{extra}.")
 
 
@@ -84,5 +84,6 @@ def load_mnist(*, data_dir: Path | None, download: bool) -> TensorData:
 @register_dataset("fashion-mnist", description="Fashion-MNIST (Zalando): 60k/10k 28×28 grey, 10 classes "
                   "(IDX files; Debian package dataset-fashion-mnist)", probe=_probe("fashion-mnist"))
 def load_fashion_mnist(*, data_dir: Path | None, download: bool) -> TensorData:
-    how = _how("fashion-mnist", ", or install the Debian package (apt install dataset-fashion-mnist)")
+    how = _how("fashion-mnist", " (`reglab data fetch` takes them from the official files, else from Debian's "
+               "package dataset-fashion-mnist, no root needed)")
     return _load("fashion-mnist", data_dir, download, how)

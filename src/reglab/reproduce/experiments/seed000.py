@@ -10,6 +10,8 @@ images and 5 epochs, the quick one 128 and 1.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from reglab.reproduce.common import new_figure, pct
 from reglab.reproduce.framework import Claim, Outcome, Settings, preset
 from reglab.study import LocalExecutor, StudySpec, load_spec, run_study
@@ -19,11 +21,14 @@ QUICK = {"train_subset": 128, "test_subset": 128, "epochs": 1, "seeds": 2,
          "arms": ["Baseline", "Dropout 0.3 (FC layers)"]}
 
 
-def spec(s: dict) -> StudySpec:
-    """The seed000 preset with the reductions of `s` (subsets, epochs, seeds, optionally fewer arms)."""
-    data = load_spec("seed000", seeds=s["seeds"], epochs=s["epochs"]).override(
-        {"data.train_subset": s["train_subset"], "data.test_subset": s["test_subset"],
-         "train.checkpoint_every": 0}).to_dict()
+def spec(s: dict, data_dir: Path | None = None) -> StudySpec:
+    """The seed000 preset with the reductions of `s` (subsets, epochs, seeds, optionally fewer arms),
+    its data searched first in `data_dir`."""
+    changes = {"data.train_subset": s["train_subset"], "data.test_subset": s["test_subset"],
+               "train.checkpoint_every": 0}
+    if data_dir is not None:
+        changes["data.data_dir"] = str(data_dir)
+    data = load_spec("seed000", seeds=s["seeds"], epochs=s["epochs"]).override(changes).to_dict()
     if s["arms"] is not None:
         data["arms"] = {k: v for k, v in data["arms"].items() if k in s["arms"]}
     return StudySpec.from_dict(data)
@@ -33,8 +38,8 @@ def spec(s: dict) -> StudySpec:
         where="its arms vs its baseline", source="reglab study preset seed000 (no published numbers)")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
-    study = run_study(spec(s), settings.out / "study", executor=LocalExecutor(1, device=settings.device),
-                      progress=False)
+    study = run_study(spec(s, settings.data_dir), settings.out / "study",
+                      executor=LocalExecutor(1, device=settings.device), progress=False)
     study.write_report()
     summary = study.summary()
     acc = summary[summary["metric"] == "final_test_acc"].set_index("arm")
