@@ -191,3 +191,23 @@ def test_sigkill_and_rerun_resumes_without_training_a_finished_cell_twice(tmp_pa
     values = load_study(out).runs.groupby("arm")["final_test_acc"].mean()
     assert {t.user_attrs["arm"]: t.value for t in complete} == pytest.approx(values.to_dict())
     assert np.isfinite(list(values)).all()
+
+
+def test_tune_cli_with_asha_then_the_best_configuration_in_one_compare(tmp_path):
+    toml = tmp_path / "tiny.toml"
+    toml.write_text('name = "tiny"\nseeds = 2\n[base]\ndata = { name = "mnist1d", train_subset = 256, '
+                    'test_subset = 256 }\nmodel.options.widths = [16]\ntrain = { epochs = 2, batch_size = 64, '
+                    'device = "cpu", eval_train_samples = 128 }\n[arms.base]\n')
+    runner = CliRunner()
+    result = runner.invoke(app, ["tune", str(toml), "--param", "lr=log:0.01:0.3:3", "--sampler", "random",
+                                 "--trials", "2", "--pruner", "asha", "--out", str(tmp_path / "t"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "best: lr=" in result.output and (tmp_path / "t" / "report" / "figures" / "trials.png").exists()
+    result = runner.invoke(app, ["compare", str(toml), "--best-of", str(tmp_path / "t"), "--seeds", "2",
+                                 "--out", str(tmp_path / "c"), "--workers", "1", "--target", "test_acc=0.15"])
+    assert result.exit_code == 0, result.output
+    study = load_study(tmp_path / "c")
+    assert study.arms[0] == "base" and study.arms[1].startswith("tuned: lr=") and len(study.runs) == 4
+    assert study.spec.analysis.target == {"test_acc": 0.15}
+    bad = runner.invoke(app, ["compare", str(toml), "--target", "test_acc", "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "--target 'test_acc': expected METRIC=VALUE" in str(bad.exception)
