@@ -25,14 +25,12 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 ALPHA = 0.05
-Correction = Literal["holm", "bh"]
 CORRECTIONS: tuple[str, ...] = ("holm", "bh")
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "none"}
 
