@@ -245,7 +245,8 @@ def summarize(runs: pd.DataFrame, arms: Sequence[str], baseline: str, *,
         if metric.column not in runs or done[metric.column].isna().all():
             continue
         base_values = done.loc[done["arm"] == baseline].set_index("seed")[metric.column]
-        family = []
+        n_base = int(np.isfinite(base_values.astype(float)).sum())
+        of_metric = []
         for arm in arms:
             of_arm = runs[runs["arm"] == arm]
             values = done.loc[done["arm"] == arm].set_index("seed")[metric.column]
@@ -253,23 +254,19 @@ def summarize(runs: pd.DataFrame, arms: Sequence[str], baseline: str, *,
                    "higher_is_better": metric.higher_is_better, "runs": len(of_arm),
                    "diverged": int((of_arm["status"] == "diverged").sum()),
                    "unfinished": int((~of_arm["status"].isin(["done", "diverged"])).sum()),
-                   **asdict(describe(values))}
+                   **asdict(describe(values)), "correction": correction, "p_adjusted": math.nan}
             if arm == baseline:
                 row.update(diff=0.0, diff_low=math.nan, diff_high=math.nan, test="—", t=math.nan,
-                           p_value=math.nan, p_wilcoxon=math.nan, n_pairs=0)
+                           p_value=math.nan, p_wilcoxon=math.nan, n_pairs=0, verdict="baseline")
             else:
                 row.update(asdict(compare(values, base_values)))
-                family.append(len(rows))
-            rows.append(row)
-        adjusted = adjust_p([rows[i]["p_value"] for i in family], correction) if correction != "none" \
-            else np.array([rows[i]["p_value"] for i in family])
-        n_base = int(np.isfinite(base_values.astype(float)).sum())
-        for i, row in enumerate(rows[len(rows) - len(arms):]):
-            row.update(correction=correction, p_adjusted=math.nan, verdict="baseline")
-            if row["arm"] == baseline:
-                continue
-            p_adj = float(adjusted[family.index(len(rows) - len(arms) + i)])
-            row.update(p_adjusted=p_adj, verdict=verdict(
+            of_metric.append(row)
+        family = [r for r in of_metric if r["arm"] != baseline]  # one family per metric
+        raw = [r["p_value"] for r in family]
+        adjusted = adjust_p(raw, correction) if correction != "none" else np.asarray(raw, dtype=float)
+        for row, p_adj in zip(family, adjusted, strict=True):
+            row.update(p_adjusted=float(p_adj), verdict=verdict(
                 p_adj, row["diff"], row["n"], n_base, higher_is_better=metric.higher_is_better, alpha=alpha,
                 correction=correction, interval=(row["diff_low"], row["diff_high"])))
+        rows += of_metric
     return pd.DataFrame(rows, columns=None if rows else ["arm", "metric", "label", "n", "mean", "verdict"])
