@@ -21,7 +21,7 @@ SPEC = {
              "train": {"epochs": 3, "batch_size": 64, "device": "cpu", "eval_train_samples": 128}},
     "arms": {"base": {}, ARM: {"regularize": {"dropout": {"p": 0.2}}},
              "boom": {"optim": {"name": "sgd", "lr": 1e3}}},  # diverges
-    "analysis": {"correction": "bh", "target": {"test_acc": 0.2}},
+    "statistics": {"correction": "bh", "target": {"test_acc": 0.2}},
 }
 FIGURES = ("curves", "final", "gap", "stability", "robust", "profile", "target", "confusion", "class_f1")
 

@@ -208,6 +208,6 @@ def test_tune_cli_with_asha_then_the_best_configuration_in_one_compare(tmp_path)
     assert result.exit_code == 0, result.output
     study = load_study(tmp_path / "c")
     assert study.arms[0] == "base" and study.arms[1].startswith("tuned: lr=") and len(study.runs) == 4
-    assert study.spec.analysis.target == {"test_acc": 0.15}
+    assert study.spec.statistics.target == {"test_acc": 0.15}
     bad = runner.invoke(app, ["compare", str(toml), "--target", "test_acc", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "--target 'test_acc': expected METRIC=VALUE" in str(bad.exception)

@@ -17,18 +17,18 @@ if TYPE_CHECKING:
 
 Arg, Opt = typer.Argument, typer.Option
 Correction = Annotated[str | None, Opt(help="correction across arms vs the baseline: holm or bh "
-                                            "[default: the spec's analysis.correction, holm]")]
+                                            "[default: the spec's statistics.correction, holm]")]
 Target = Annotated[str | None, Opt(metavar="METRIC=VALUE", help="time to target, e.g. test_acc=0.9 "
-                                   "(epoch metric; losses: reached when ≤) [default: the spec's analysis.target]")]
+                                   "(epoch metric; losses: reached when ≤) [default: the spec's statistics.target]")]
 
 
-def with_analysis(spec: StudySpec, correction: str | None, target: str | None) -> StudySpec:
+def with_statistics(spec: StudySpec, correction: str | None, target: str | None) -> StudySpec:
     """`spec` with `--correction` / `--target` applied (they change how it is compared, no run)."""
     from reglab.study.target import parse_target
 
     if correction is not None and correction not in ("holm", "bh"):
         raise typer.BadParameter(f"expected holm or bh (got {correction!r})", param_hint="--correction")
-    return spec.with_analysis(correction=correction, target=parse_target(target) if target else None)
+    return spec.with_statistics(correction=correction, target=parse_target(target) if target else None)
 
 
 def print_table(table: Table) -> None:
@@ -93,7 +93,7 @@ def compare(
     """Run (or resume) a study: every arm over every seed, then print the table and write the report."""
     from reglab.study import load_spec, make_executor
 
-    spec = with_analysis(load_spec(source, seeds=seeds, epochs=epochs), correction, target)
+    spec = with_statistics(load_spec(source, seeds=seeds, epochs=epochs), correction, target)
     if best_of is not None:
         from reglab.study.tune import add_best_arm
 
@@ -149,7 +149,7 @@ def report(
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--export") from None
     study = load_study(study_dir)
-    study.spec = with_analysis(study.spec, correction, target)
+    study.spec = with_statistics(study.spec, correction, target)
     paths = write_report(study, out)
     print_table(summary_table(study))
     console.print(f"report: {escape(str(paths['html']))}", highlight=False)

@@ -80,7 +80,7 @@ def summary_table(study: Study | str | Path) -> Table:
     study = _as_study(study)
     rows = compact_rows(headline_rows(study, study.summary(), study.stability()))
     return rich_table(rows, title=f"{study.spec.name} — {_meta(study)}",
-                      caption=notes(study.spec.analysis.correction))
+                      caption=notes(study.spec.statistics.correction))
 
 
 def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs") -> Path:
@@ -125,12 +125,12 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     devices = sorted({d for d in study.runs.get("device", []) if isinstance(d, str)})
     env = environment(devices)
 
-    note = notes(study.spec.analysis.correction)
+    note = notes(study.spec.statistics.correction)
     extra = []  # (title, rows, note)
     if robust is not None:
         extra.append(("Robust aggregates", robust_rows(robust, study.baseline), ROBUST_NOTE))
     if target is not None:
-        (metric, value), = study.spec.analysis.target.items()
+        (metric, value), = study.spec.statistics.target.items()
         extra.append((f"Time to target: {metric} {'≤' if metric.endswith('loss') else '≥'} {value:g}",
                       target_rows(target), TARGET_NOTE))
     if search is not None:

@@ -77,7 +77,7 @@ def target_figure(study: Study) -> FigureData:
     """Kaplan–Meier fraction of runs that reached the target by epoch t (censored runs kept)."""
     from scipy import stats
 
-    (metric, target), = study.spec.analysis.target.items()
+    (metric, target), = study.spec.statistics.target.items()
     times, colors = run_times(study.runs, study.epochs, metric, target), _colors(study.arms)
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.subplots()

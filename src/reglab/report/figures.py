@@ -189,7 +189,7 @@ def all_figures(study: Study) -> list[FigureData]:
 
     primary = "final_test_acc" if has_acc else "final_test_loss"
     figures += [cf.robust_figure(study, primary), cf.profile_figure(study, primary)]
-    if study.spec.analysis.target:
+    if study.spec.statistics.target:
         figures.append(cf.target_figure(study))
     if cf.median_runs(study):
         figures += [cf.confusion_figure(study), cf.class_f1_figure(study)]

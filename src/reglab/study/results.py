@@ -71,9 +71,9 @@ class Study:
 
     def summary(self, alpha: float = ALPHA) -> pd.DataFrame:
         """Per (arm, metric): n, mean ± std, 95% CI, difference to the baseline, paired or Welch test,
-        p adjusted across arms (the spec's `analysis.correction`), verdict."""
+        p adjusted across arms (the spec's `statistics.correction`), verdict."""
         return summarize(self.runs, self.arms, self.baseline, alpha=alpha,
-                         correction=self.spec.analysis.correction)
+                         correction=self.spec.statistics.correction)
 
     def robust(self, metric: str = "final_test_acc") -> pd.DataFrame:
         """Per arm: IQM with its stratified bootstrap interval and the probability of improvement over
@@ -82,11 +82,11 @@ class Study:
                             higher_is_better=METRIC_BY_COLUMN[metric].higher_is_better)
 
     def time_to_target(self) -> pd.DataFrame | None:
-        """Per arm: runs that reached the spec's `analysis.target`, Kaplan–Meier median epoch and
+        """Per arm: runs that reached the spec's `statistics.target`, Kaplan–Meier median epoch and
         seconds (None without a target)."""
-        if not self.spec.analysis.target:
+        if not self.spec.statistics.target:
             return None
-        (metric, target), = self.spec.analysis.target.items()
+        (metric, target), = self.spec.statistics.target.items()
         return time_to_target(self.runs, self.epochs, self.arms, metric, target)
 
     def stability(self) -> pd.DataFrame:

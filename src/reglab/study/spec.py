@@ -9,7 +9,7 @@
     [arms.baseline]                # an empty arm is the base itself
     [arms.dropout]                 # overrides, deep-merged into the base
     regularize.dropout.p = 0.2
-    [analysis]                     # how the report compares (changing it re-runs nothing)
+    [statistics]                   # how the report compares (changing it re-runs nothing)
     correction = "holm"            # or "bh"
     target = { test_acc = 0.9 }    # time-to-target
 
@@ -31,7 +31,7 @@ from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, r
 from reglab.study.tracking import parse_sinks
 
 
-class AnalysisSpec(BaseModel):
+class StatisticsSpec(BaseModel):
     """How a study is compared; not part of any run, so changing it never re-runs anything."""
 
     model_config = ConfigDict(extra="forbid")
@@ -60,7 +60,7 @@ class StudySpec(BaseModel):
     arms: dict[str, dict[str, Any]] = Field(min_length=1, description="arm name -> overrides of `base`")
     seeds: int | list[int] = Field(3, description="N (seeds 0..N-1) or an explicit list")
     baseline: str | None = Field(None, description="the arm the others are compared with (default: first)")
-    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="how the report compares; "
+    statistics: StatisticsSpec = Field(default_factory=StatisticsSpec, description="how the report compares; "
                                    "not part of the spec hash")
     log: list[str] = Field(default_factory=list, description="experiment-tracking sinks, e.g. "
                            '["tensorboard", "mlflow"] (reglab.study.tracking); not part of the spec hash')
@@ -126,18 +126,18 @@ class StudySpec(BaseModel):
 
     @property
     def spec_hash(self) -> str:
-        """Hash of what decides the runs (the analysis settings and tracking sinks change no run)."""
-        return content_hash({k: v for k, v in self.to_dict().items() if k not in ("analysis", "log")})
+        """Hash of what decides the runs (the statistics settings and tracking sinks change no run)."""
+        return content_hash({k: v for k, v in self.to_dict().items() if k not in ("statistics", "log")})
 
     # -------------------------------------------------------------------------------- changes
     def with_seeds(self, seeds: int | list[int]) -> StudySpec:
         return StudySpec.from_dict({**self.to_dict(), "seeds": seeds})
 
-    def with_analysis(self, *, correction: str | None = None, target: dict[str, float] | None = None) -> StudySpec:
-        """The spec with its `analysis` settings replaced where given."""
-        analysis = self.analysis.model_dump()
-        analysis.update({k: v for k, v in (("correction", correction), ("target", target)) if v is not None})
-        return StudySpec.from_dict({**self.to_dict(), "analysis": analysis})
+    def with_statistics(self, *, correction: str | None = None, target: dict[str, float] | None = None) -> StudySpec:
+        """The spec with its `statistics` settings replaced where given."""
+        statistics = self.statistics.model_dump()
+        statistics.update({k: v for k, v in (("correction", correction), ("target", target)) if v is not None})
+        return StudySpec.from_dict({**self.to_dict(), "statistics": statistics})
 
     def override(self, overrides: dict[str, Any]) -> StudySpec:
         """Apply dotted run-config overrides (e.g. ``{"train.epochs": 1}``) to the base and every arm."""
