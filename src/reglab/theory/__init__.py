@@ -27,7 +27,16 @@ from reglab.theory.dropout import (
     dropout_r2,
     objective_loss,
 )
-from reglab.theory.hessian import hessian_top_eigenvalue, hessian_trace, hessian_vector_product
+from reglab.theory.hessian import (
+    Eigenpairs,
+    HessianOperator,
+    SpectralDensity,
+    hessian_density,
+    hessian_eigenpairs,
+    hessian_top_eigenvalue,
+    hessian_trace,
+    hessian_vector_product,
+)
 from reglab.theory.landscape import (
     filter_normalized_direction,
     interpolate,
@@ -50,6 +59,9 @@ def __getattr__(name: str):  # lazy plots: the trainer imports this package and 
 __all__ = [*_PLOTS,
     "OBJECTIVES",
     "CondensationTracker",
+    "Eigenpairs",
+    "HessianOperator",
+    "SpectralDensity",
     "NeuronFeatures",
     "cosine_similarity_matrix",
     "dropout_disabled",
@@ -59,6 +71,8 @@ __all__ = [*_PLOTS,
     "effective_ratio",
     "effective_ratio_exact",
     "filter_normalized_direction",
+    "hessian_density",
+    "hessian_eigenpairs",
     "hessian_top_eigenvalue",
     "hessian_trace",
     "hessian_vector_product",
