@@ -42,6 +42,7 @@ from reglab.theory.landscape import (
     interpolate,
     loss_along_direction,
     loss_surface,
+    named_direction,
 )
 
 _PLOTS = ("plot_cosine_similarity", "plot_effective_ratio", "plot_landscape_1d", "plot_landscape_2d",
@@ -79,6 +80,7 @@ __all__ = [*_PLOTS,
     "interpolate",
     "loss_along_direction",
     "loss_surface",
+    "named_direction",
     "neuron_features",
     "neuron_weights",
     "objective_loss",
