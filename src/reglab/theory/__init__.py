@@ -19,6 +19,7 @@ from reglab.theory.condensation import (
     neuron_features,
     neuron_weights,
 )
+from reglab.theory.cover import CoverRatio, cover_ratio
 from reglab.theory.dropout import (
     OBJECTIVES,
     dropout_disabled,
@@ -45,8 +46,8 @@ from reglab.theory.landscape import (
     named_direction,
 )
 
-_PLOTS = ("plot_cosine_similarity", "plot_effective_ratio", "plot_landscape_1d", "plot_landscape_2d",
-          "plot_neuron_features")
+_PLOTS = ("plot_cosine_similarity", "plot_effective_ratio", "plot_hessian_density", "plot_landscape_1d",
+          "plot_landscape_2d", "plot_neuron_features")
 
 
 def __getattr__(name: str):  # lazy plots: the trainer imports this package and needs no matplotlib
@@ -60,11 +61,13 @@ def __getattr__(name: str):  # lazy plots: the trainer imports this package and 
 __all__ = [*_PLOTS,
     "OBJECTIVES",
     "CondensationTracker",
+    "CoverRatio",
     "Eigenpairs",
     "HessianOperator",
     "SpectralDensity",
     "NeuronFeatures",
     "cosine_similarity_matrix",
+    "cover_ratio",
     "dropout_disabled",
     "dropout_mode",
     "dropout_r1",
