@@ -68,11 +68,16 @@ def compare(
     epochs: Annotated[int | None, Opt(help="override every arm's number of epochs")] = None,
     force: Annotated[bool, Opt(help="adopt a changed spec: keep runs whose config is unchanged, "
                                     "re-run changed ones, delete removed ones")] = False,
+    analyze: Annotated[bool, Opt("--analyze", help="analyse every run at the end of training: the spec's "
+                                 "[analysis], else Hessian top + trace, 1-D landscape rise, effective ratio")
+                       ] = False,
 ) -> None:
     """Run (or resume) a study: every arm over every seed, then print the table and write the report."""
     from reglab.study import load_spec, make_executor
 
     spec = load_spec(source, seeds=seeds, epochs=epochs)
+    if analyze:
+        spec = spec.with_analysis()
     name, options = executor_choice(executor, pack)
     runner = make_executor(name, workers=workers or (default_workers() if executor == "local" else None),
                            device=device, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,

@@ -8,6 +8,8 @@
     [arms.baseline]                # an empty arm is the base itself
     [arms.dropout]                 # overrides, deep-merged into the base
     regularize.dropout.p = 0.2
+    [analysis]                     # optional end-of-training analyses per run (reglab.study.analysis)
+    hessian = ["top", "trace"]
 
 Every arm's resolved `RunConfig` is built and validated at load time; errors name the field,
 e.g. ``arms.dropout.regularize.dropout.p: Input should be less than 1 (got 1.5)``.
@@ -24,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, read_toml, validate
+from reglab.study.analysis import DEFAULT_ANALYSIS, AnalysisSpec
 
 
 class StudySpec(BaseModel):
@@ -37,6 +40,7 @@ class StudySpec(BaseModel):
     arms: dict[str, dict[str, Any]] = Field(min_length=1, description="arm name -> overrides of `base`")
     seeds: int | list[int] = Field(3, description="N (seeds 0..N-1) or an explicit list")
     baseline: str | None = Field(None, description="the arm the others are compared with (default: first)")
+    analysis: AnalysisSpec | None = Field(None, description="end-of-training analyses of every run")
 
     _configs: dict[str, RunConfig] = PrivateAttr(default_factory=dict)
 
@@ -80,7 +84,10 @@ class StudySpec(BaseModel):
         return cls.from_dict(read_toml(path))
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if data["analysis"] is None:  # specs without analyses keep the form (and hash) they had
+            del data["analysis"]
+        return data
 
     # ---------------------------------------------------------------------------------- queries
     @property
@@ -93,11 +100,19 @@ class StudySpec(BaseModel):
 
     @property
     def spec_hash(self) -> str:
-        return content_hash(self.to_dict())
+        """Hash of what is trained: the analyses are left out, so adding or changing them resumes the
+        study (finished runs are analysed, not retrained)."""
+        return content_hash({k: v for k, v in self.to_dict().items() if k != "analysis"})
 
     # -------------------------------------------------------------------------------- changes
     def with_seeds(self, seeds: int | list[int]) -> StudySpec:
         return StudySpec.from_dict({**self.to_dict(), "seeds": seeds})
+
+    def with_analysis(self) -> StudySpec:
+        """This spec with its [analysis], or the default analyses when it has none (`--analyze`)."""
+        if self.analysis is not None:
+            return self
+        return StudySpec.from_dict({**self.to_dict(), "analysis": DEFAULT_ANALYSIS})
 
     def override(self, overrides: dict[str, Any]) -> StudySpec:
         """Apply dotted run-config overrides (e.g. ``{"train.epochs": 1}``) to the base and every arm."""
