@@ -141,14 +141,14 @@ def _precomputed_inputs(model: nn.Module, x: torch.Tensor, directions: list[dict
         for name, layer in layers.items():
             h = inputs[name]
             keys = [f"{name}.weight"] + ([f"{name}.bias"] if layer.bias is not None else [])
-            with torch.no_grad():
-                base = layer(h)
-                along = torch.stack([_affine(layer, h, d.get(keys[0], torch.zeros_like(layer.weight)),
-                                             d.get(keys[1]) if len(keys) > 1 else None) for d in directions])
+            with torch.no_grad():  # rows: the output at θ, then along each direction
+                rows = torch.stack([layer(h), *(_affine(layer, h, d.get(keys[0], torch.zeros_like(layer.weight)),
+                                                        d.get(keys[1]) if len(keys) > 1 else None)
+                                                for d in directions)])
 
-            def forward(*_args, base=base, along=along) -> torch.Tensor:
-                c = coefficient[0]
-                return base + torch.tensordot(c.to(base), along, 1)
+            def forward(*_args, rows=rows) -> torch.Tensor:
+                c = coefficient[0].to(rows)
+                return torch.tensordot(torch.cat([torch.ones_like(c[:1]), c]), rows, 1)  # one pass: (1, c)·rows
 
             layer.forward = forward
             covered.update(keys)
