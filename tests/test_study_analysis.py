@@ -5,6 +5,7 @@ Hessian is checked against the dense float64 Hessian of the same trained weights
 """
 
 import copy
+import importlib.util
 import json
 
 import pytest
@@ -107,3 +108,14 @@ def test_analyze_flag_fills_in_the_default_analyses():
     assert plain.with_analysis().analysis.hessian == ["top", "trace"]
     assert plain.with_analysis().spec_hash == plain.spec_hash
     assert spec().with_analysis().analysis.directions == 3  # the spec's own section wins
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray: pip install 'reglab[ray]'")
+def test_ray_runs_carry_their_analyses_back(tmp_path):
+    from reglab.study.ray_executor import RayExecutor
+
+    result = run_study(spec(seeds=1), tmp_path, executor=RayExecutor(workers=1), progress=False)
+    assert (result.runs["status"] == "done").all() and result.runs["landscape_rise"].notna().all()
+    stored = json.loads((tmp_path / "runs" / "base__s0" / "analysis" / "analysis.json").read_text())
+    assert stored["values"]["landscape_rise"] == result.runs.set_index("run_id").loc["base__s0", "landscape_rise"]
