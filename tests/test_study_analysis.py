@@ -8,6 +8,7 @@ import copy
 import importlib.util
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -119,3 +120,28 @@ def test_ray_runs_carry_their_analyses_back(tmp_path):
     assert (result.runs["status"] == "done").all() and result.runs["landscape_rise"].notna().all()
     stored = json.loads((tmp_path / "runs" / "base__s0" / "analysis" / "analysis.json").read_text())
     assert stored["values"]["landscape_rise"] == result.runs.set_index("run_id").loc["base__s0", "landscape_rise"]
+
+
+def test_compare_analyze_prints_and_reports_flatness_by_arm(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from reglab.cli.app import main
+
+    path = tmp_path / "flat.toml"
+    path.write_text('name = "flat"\nseeds = 2\n[base]\n'
+                    'data = { name = "mnist1d", train_subset = 256, test_subset = 256 }\n'
+                    'model.options.widths = [8]\n'
+                    'train = { epochs = 1, batch_size = 64, device = "cpu", eval_train_samples = 128 }\n'
+                    '[arms.base]\n[arms.drop]\nregularize.dropout.p = 0.2\n')
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["reglab", "compare", str(path), "--out", str(out), "--workers", "1",
+                                      "--pack", "off", "--analyze"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 0
+    printed = capsys.readouterr().out
+    assert "flatness and condensation by arm" in printed and "Hessian λ_max" in printed
+    html = (out / "report" / "report.html").read_text()
+    assert "Flatness and condensation" in html and "effective ratio (greedy)" in html
+    runs = pd.read_csv(out / "report" / "runs.csv")
+    assert runs["hessian_trace_se"].notna().all() and (runs["hessian_trace_se"] > 0).all()

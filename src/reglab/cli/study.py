@@ -88,7 +88,7 @@ def compare(
 def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force: bool) -> None:
     """Run (or resume) `spec` into `out` [studies/<name>], write the report, print the table; exit 1 if a
     run failed."""
-    from reglab.report import summary_table
+    from reglab.report import flatness_table, summary_table
     from reglab.study import run_study
     from reglab.study.spec import arm_slug
 
@@ -96,6 +96,8 @@ def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force
                        progress=True)
     paths = result.write_report()
     print_table(summary_table(result))
+    if (flatness := flatness_table(result)) is not None:
+        print_table(flatness)
     done = (f"ran {len(result.executed)} runs, kept {len(result.skipped)} finished ones, "
             f"{result.seconds:.1f} s")
     console.print(f"{done}\nreport: {escape(str(paths['html']))}\n"

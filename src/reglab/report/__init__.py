@@ -62,6 +62,17 @@ def summary_table(study: Study | str | Path) -> Table:
     return rich_table(rows, title=f"{study.spec.name} — {_meta(study)}", caption=NOTES)
 
 
+def flatness_table(study: Study | str | Path) -> Table | None:
+    """The end-of-training analyses by arm as a rich `Table`, or None when the study has none."""
+    study = _as_study(study)
+    rows = flatness_rows(study, study.summary())
+    if not rows:
+        return None
+    drop = ("95% CI",)
+    return rich_table([{k: v for k, v in r.items() if k not in drop} for r in rows],
+                      title=f"{study.spec.name} — flatness and condensation by arm", caption=FLATNESS_NOTE)
+
+
 def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs") -> Path:
     """Write one table of a study as CSV: runs, epochs, summary or stability."""
     if table not in TABLES:
@@ -131,4 +142,4 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     return paths
 
 
-__all__ = ["TABLES", "export_csv", "summary_table", "write_report"]
+__all__ = ["TABLES", "export_csv", "flatness_table", "summary_table", "write_report"]
