@@ -1,5 +1,6 @@
 """Hessian-vector products, top eigenvalue and Hutchinson trace against the dense Hessian of a tiny net."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -152,8 +153,30 @@ def test_train_mode_uses_batch_statistics_and_restores_buffers():
 
 
 def test_mode_is_checked():
-    import pytest
-
     model, (x, y) = tiny(), data()
     with pytest.raises(ValueError, match="mode: expected eval or train"):
         hessian_trace(model, F.cross_entropy, x, y, mode="training")
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
+def test_parity_with_pyhessian_over_several_batches():
+    """PyHessian (Yao et al. 2020) on the same float32 net and batches: power iteration and Hutchinson."""
+    import copy
+
+    pyhessian = pytest.importorskip("pyhessian")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3))
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(60, 5, generator=g), torch.randint(0, 3, (60,), generator=g)
+    batches = [(x[i:i + 20], y[i:i + 20]) for i in range(0, 60, 20)]
+    reference = pyhessian.hessian(copy.deepcopy(model), F.cross_entropy, dataloader=batches, cuda=False)
+    torch.manual_seed(1)
+    (top,), _ = reference.eigenvalues(maxIter=500, tol=1e-7)
+    ours = hessian_top_eigenvalue(model, F.cross_entropy, x, y, batch_size=20, tol=1e-6,
+                                  generator=torch.Generator().manual_seed(0))
+    assert ours == pytest.approx(top, rel=1e-3)
+    torch.manual_seed(2)
+    probes = torch.tensor(reference.trace(maxIter=200, tol=0.0))
+    trace, se = hessian_trace(model, F.cross_entropy, x, y, batch_size=20, samples=200,
+                              generator=torch.Generator().manual_seed(3))
+    assert abs(trace - probes.mean().item()) < 4 * (se**2 + probes.var().item() / len(probes)) ** 0.5
