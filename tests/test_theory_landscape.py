@@ -176,3 +176,20 @@ def test_train_mode_slice_uses_batch_statistics():
     assert not model.training
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k])
+
+
+def test_interpolate_in_train_mode_uses_batch_statistics():
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    b = copy.deepcopy(a)
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    result = interpolate(a, b, F.cross_entropy, x, y, [0.0, 1.0], mode="train")
+    assert result["mode"] == "train" and interpolate(a, b, F.cross_entropy, x, y, [0.0])["mode"] == "eval"
+    for model, loss in zip((a, b), result["losses"], strict=True):
+        with torch.no_grad():
+            assert loss.item() == pytest.approx(F.cross_entropy(copy.deepcopy(model).train()(x), y).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="mode: expected eval or train"):
+        interpolate(a, b, F.cross_entropy, x, y, mode="test")

@@ -249,19 +249,22 @@ def _recompute_bn(model: nn.Module, loader: Iterable | torch.Tensor) -> None:
 
 def interpolate(model_a: nn.Module, model_b: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor,
                 alphas: Sequence[float] | torch.Tensor | None = None, *,
-                bn_loader: Iterable | torch.Tensor | None = None) -> dict:
-    """Loss (and accuracy, for integer labels) at θ(α) = (1 − α)θ_a + αθ_b, eval mode.
+                bn_loader: Iterable | torch.Tensor | None = None, mode: str = "eval") -> dict:
+    """Loss (and accuracy, for integer labels) at θ(α) = (1 − α)θ_a + αθ_b, in `mode` (eval: dropout off,
+    BatchNorm running statistics; train: dropout masks, batch statistics).
 
     Default alphas: linspace(−0.5, 1.5, 41). Floating buffers are interpolated like parameters; with
     BatchNorm and `bn_loader`, the BN statistics are instead recomputed on it at every α. Returns
-    ``{"alphas", "losses"[, "accs"], "bn_statistics"}``, the last "recomputed", "interpolated" or None
-    (no BatchNorm).
+    ``{"alphas", "losses"[, "accs"], "bn_statistics", "mode"}``, "bn_statistics" "recomputed",
+    "interpolated" or None (no BatchNorm).
     """
+    if mode not in ("eval", "train"):
+        raise ValueError(f"mode: expected eval or train (got {mode!r})")
     if alphas is None:  # linspace(−0.5, 1.5, 41) as k/20: 0 and 1 exactly on the grid
         alphas = torch.arange(-10, 31, dtype=torch.float64) / 20
     alphas = torch.as_tensor(alphas).flatten()
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
-    model = copy.deepcopy(model_a).eval()
+    model = copy.deepcopy(model_a).train(mode == "train")
     has_bn = any(isinstance(m, _BatchNorm) for m in model.modules())
     classify = not y.is_floating_point()
     losses, accs = [], []
@@ -279,4 +282,5 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, loss_fn: LossFn, x: torc
     if classify:
         result["accs"] = torch.tensor(accs, dtype=torch.float64)
     result["bn_statistics"] = ("recomputed" if bn_loader is not None else "interpolated") if has_bn else None
+    result["mode"] = mode
     return result
