@@ -180,3 +180,15 @@ def test_parity_with_pyhessian_over_several_batches():
     trace, se = hessian_trace(model, F.cross_entropy, x, y, batch_size=20, samples=200,
                               generator=torch.Generator().manual_seed(3))
     assert abs(trace - probes.mean().item()) < 4 * (se**2 + probes.var().item() / len(probes)) ** 0.5
+
+
+def test_lanczos_to_full_dimension_reproduces_the_spectrum():
+    from reglab.theory.hessian import _tridiagonal, lanczos
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(50, 50, generator=g, dtype=torch.float64)
+    a = a + a.T
+    alphas, betas, basis = lanczos(lambda v: a @ v, torch.randn(50, generator=g, dtype=torch.float64), 50)
+    assert basis.shape == (50, 50)  # the basis grew past its first block of 16 rows
+    torch.testing.assert_close(basis @ basis.T, torch.eye(50, dtype=torch.float64), atol=1e-10, rtol=0)
+    torch.testing.assert_close(torch.linalg.eigvalsh(_tridiagonal(alphas, betas)), torch.linalg.eigvalsh(a))

@@ -4,7 +4,7 @@ dropout* (arXiv:2207.05952, IEEE TPAMI 2024).
 * `dropout`      — explicit regularizer R1, implicit (learning-rate) regularizer R2, objectives L1–L4;
 * `condensation` — neuron features, cosine similarity, effective ratio, an epoch tracker;
 * `landscape`    — filter-normalized directions, 1-D / 2-D loss slices, interpolation (Li et al. 2018);
-* `hessian`      — Hessian-vector products, top eigenvalue, trace (sharpness);
+* `hessian`      — Hessian-vector products, top-k eigenpairs, spectral density, trace (sharpness);
 * `plots`        — figures of all the above (matplotlib is imported only when a plot is first asked for).
 
 Dropout ``p`` is the drop probability everywhere; the theory's keep probability is q = 1 − p.

@@ -62,7 +62,8 @@ class HessianOperator:
         step = batch_size or n
         self.batches = [(x[i:i + step], None if y is None else y[i:i + step]) for i in bounds]
         self.weights = [b[0].shape[0] / n for b in self.batches]
-        self.seeds = [int(s) for s in torch.randint(0, 2**62, (len(self.batches),))]
+        # train mode: one seed per batch, so that every product sees the same dropout masks
+        self.seeds = [int(s) for s in torch.randint(0, 2**62, (len(self.batches),))] if mode == "train" else []
         self.products = 0
         self._cached = self._gradients(0) if len(self.batches) == 1 else None
 
@@ -73,12 +74,15 @@ class HessianOperator:
         saved_modes = [m.training for m in model.modules()]
         # train mode: BatchNorm updates copies of its running buffers, the model's stay as they are
         buffers = {k: v.clone() for k, v in model.named_buffers()} if self.mode == "train" else {}
-        devices = [self.device] if self.device.type == "cuda" else []
         try:
-            model.train(self.mode == "train")
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(self.seeds[b])
-                loss = self.loss_fn(functional_call(model, buffers, (x,)) if buffers else model(x), y)
+            if self.mode == "eval":
+                model.eval()
+                loss = self.loss_fn(model(x), y)
+            else:
+                model.train()
+                with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                    torch.manual_seed(self.seeds[b])
+                    loss = self.loss_fn(functional_call(model, buffers, (x,)), y)
         finally:
             for m, training in zip(model.modules(), saved_modes, strict=True):
                 m.training = training
@@ -135,10 +139,12 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor,
     """
     n = start.numel()
     steps = min(steps, n)
-    basis = torch.empty(steps, n, dtype=start.dtype, device=start.device)
+    basis = torch.empty(min(steps, 16), n, dtype=start.dtype, device=start.device)  # grown as needed
     alphas, betas = [], []
     q = start / start.norm()
     for j in range(steps):
+        if j == basis.shape[0]:
+            basis = torch.cat([basis, torch.empty_like(basis[:min(j, steps - j)])])
         basis[j] = q
         w = matvec(q)
         alphas.append(torch.dot(w, q))
