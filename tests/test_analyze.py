@@ -101,7 +101,7 @@ def test_cli_on_a_checkpoint_and_with_defaults(run_dir, trained, tmp_path):
     res = runner.invoke(app, ["analyze", str(run_dir / "checkpoint.pt"), "--landscape", "2d", "--points", "5",
                               "--samples", str(SAMPLES), "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "eval loss" in res.output and "analysis.json" in res.output
+    assert "loss (eval mode)" in res.output and "analysis.json" in res.output
     saved = json.loads((out / "analysis.json").read_text())
     assert saved["weights"].endswith("checkpoint.pt") and set(saved) >= {"loss", "landscape"}
     assert "hessian" not in saved and "condensation" not in saved

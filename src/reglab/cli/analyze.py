@@ -50,7 +50,7 @@ def analyze(
                         f"{result['mode']} mode)")
     table.add_column("quantity")
     table.add_column("value", justify="right")
-    table.add_row("eval loss", f"{result['loss']:.6g}")
+    table.add_row(f"loss ({result['mode']} mode)", f"{result['loss']:.6g}")
     if "landscape" in result:
         losses = result["landscape"]["losses"]
         flat = [v for row in losses for v in row] if isinstance(losses[0], list) else losses
