@@ -156,6 +156,10 @@ def test_mode_is_checked():
     model, (x, y) = tiny(), data()
     with pytest.raises(ValueError, match="mode: expected eval or train"):
         hessian_trace(model, F.cross_entropy, x, y, mode="training")
+    with pytest.raises(ValueError, match="params: 'head' is neither a trainable parameter nor a module"):
+        hessian_trace(model, F.cross_entropy, x, y, params=["head"])
+    with pytest.raises(ValueError, match="batch_size: must be at least 1"):
+        hessian_trace(model, F.cross_entropy, x, y, batch_size=0)
 
 
 @pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")

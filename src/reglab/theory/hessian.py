@@ -58,9 +58,8 @@ class HessianOperator:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size: must be at least 1 (got {batch_size})")
         n = x.shape[0]
-        bounds = range(0, n, batch_size or n)
         step = batch_size or n
-        self.batches = [(x[i:i + step], None if y is None else y[i:i + step]) for i in bounds]
+        self.batches = [(x[i:i + step], None if y is None else y[i:i + step]) for i in range(0, n, step)]
         self.weights = [b[0].shape[0] / n for b in self.batches]
         # train mode: one seed per batch, so that every product sees the same dropout masks
         self.seeds = [int(s) for s in torch.randint(0, 2**62, (len(self.batches),))] if mode == "train" else []
