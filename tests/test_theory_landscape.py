@@ -193,3 +193,23 @@ def test_interpolate_in_train_mode_uses_batch_statistics():
             assert loss.item() == pytest.approx(F.cross_entropy(copy.deepcopy(model).train()(x), y).item(), rel=1e-6)
     with pytest.raises(ValueError, match="mode: expected eval or train"):
         interpolate(a, b, F.cross_entropy, x, y, mode="test")
+
+
+def test_moving_buffers_before_the_first_layer_is_exact():
+    from reglab.theory import named_direction
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm1d(4, affine=False), nn.Linear(4, 3)).train()
+    with torch.no_grad():
+        model(torch.randn(32, 4) * 3 + 1)
+    model.eval()
+    x, y = torch.randn(8, 4), torch.randn(8, 3)
+    d = named_direction(model, include_states=True, include_bias_and_norm=True,
+                        generator=torch.Generator().manual_seed(0))
+    losses = loss_along_direction(model, d, mse, x, y, [0.5])
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, t in list(moved.named_parameters()) + list(moved.named_buffers()):
+            if name in d:
+                t.add_(0.5 * d[name])
+        torch.testing.assert_close(losses[0], mse(moved(x), y))

@@ -163,7 +163,8 @@ def _grid_losses(model: nn.Module, directions: Sequence[Direction], coeffs: torc
                  ) -> torch.Tensor:
     """L(θ + Σ_k c_k d_k) for every row c of `coeffs` (points, k), vmapped over chunks of points.
 
-    Eval mode: layers whose input is x itself are evaluated once per direction (`_input_layers`).
+    Eval mode, buffers not moved: layers whose input does not depend on the parameters are evaluated
+    once per direction (`_input_layers`).
     Train mode: dropout draws one mask shared by the points of a chunk (vmap randomness "same");
     BatchNorm uses batch statistics and updates only per-point copies of its buffers.
     """
@@ -177,8 +178,9 @@ def _grid_losses(model: nn.Module, directions: Sequence[Direction], coeffs: torc
     model.train(mode == "train")
     try:
         with torch.no_grad(), contextlib.ExitStack() as stack:
+            buffers_move = any(k in dict(model.named_buffers()) for k in perturbed)  # inputs may depend on them
             covered = stack.enter_context(_precomputed_inputs(model, x, directions, coefficient)) \
-                if mode == "eval" else set()
+                if mode == "eval" and not buffers_move else set()
             moved = [k for k in perturbed if k not in covered]
             fixed = {k: v for k, v in state.items() if k not in moved and k not in covered}
 
