@@ -72,11 +72,16 @@ def compare(
     force: Annotated[bool, Opt(help="adopt a changed spec: keep runs whose config is unchanged, "
                                     "re-run changed ones, delete removed ones")] = False,
     log: Log = None,
+    analyze: Annotated[bool, Opt("--analyze", help="analyse every run at the end of training: the spec's "
+                                 "[analysis], else Hessian top + trace, 1-D landscape rise, effective ratio")
+                       ] = False,
 ) -> None:
     """Run (or resume) a study: every arm over every seed, then print the table and write the report."""
     from reglab.study import load_spec, make_executor
 
     spec = load_spec(source, seeds=seeds, epochs=epochs)
+    if analyze:
+        spec = spec.with_analysis()
     name, options = executor_choice(executor, pack)
     runner = make_executor(name, workers=workers or (default_workers() if executor == "local" else None),
                            device=device, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
@@ -88,7 +93,7 @@ def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force
                    log: str | None = None) -> None:
     """Run (or resume) `spec` into `out` [studies/<name>], write the report, print the table; exit 1 if a
     run failed."""
-    from reglab.report import summary_table
+    from reglab.report import flatness_table, summary_table
     from reglab.study import run_study
     from reglab.study.spec import arm_slug
 
@@ -96,6 +101,8 @@ def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force
                        progress=True, log=log)
     paths = result.write_report()
     print_table(summary_table(result))
+    if (flatness := flatness_table(result)) is not None:
+        print_table(flatness)
     done = (f"ran {len(result.executed)} runs, kept {len(result.skipped)} finished ones, "
             f"{result.seconds:.1f} s")
     console.print(f"{done}\nreport: {escape(str(paths['html']))}\n"

@@ -20,6 +20,7 @@ from reglab.report.environment import environment
 from reglab.report.figures import all_figures
 from reglab.report.tables import (
     compact_rows,
+    flatness_rows,
     headline_rows,
     markdown_table,
     metric_rows,
@@ -35,6 +36,11 @@ NOTES = (f"Means are over finished runs; diverged runs are counted, not averaged
 STABILITY_NOTE = ("Fluctuation: mean |L_t − L_{t−1}| of the test loss over the epochs t of the last half "
                   "of training. Seed spread: mean over epochs of the across-seed std of the test curve. "
                   "See docs/studies.md.")
+FLATNESS_NOTE = ("End-of-training analyses of every run (reglab.study.analysis; docs/theory.md): lower is "
+                 "flatter or more condensed, so \"better\" means lower. Seed std: the spread between runs; "
+                 "estimator noise: the RMS over the arm's runs of each run's own estimation error (Hutchinson "
+                 "standard error of the trace, standard error over random directions of the loss rise, Lanczos "
+                 "residual bound of λ_max; the effective ratio is exact given the weights).")
 TABLES = ("runs", "epochs", "summary", "stability")
 
 
@@ -54,6 +60,17 @@ def summary_table(study: Study | str | Path) -> Table:
     study = _as_study(study)
     rows = compact_rows(headline_rows(study, study.summary(), study.stability()))
     return rich_table(rows, title=f"{study.spec.name} — {_meta(study)}", caption=NOTES)
+
+
+def flatness_table(study: Study | str | Path) -> Table | None:
+    """The end-of-training analyses by arm as a rich `Table`, or None when the study has none."""
+    study = _as_study(study)
+    rows = flatness_rows(study, study.summary())
+    if not rows:
+        return None
+    drop = ("95% CI",)
+    return rich_table([{k: v for k, v in r.items() if k not in drop} for r in rows],
+                      title=f"{study.spec.name} — flatness and condensation by arm", caption=FLATNESS_NOTE)
 
 
 def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs") -> Path:
@@ -94,8 +111,11 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     devices = sorted({d for d in study.runs.get("device", []) if isinstance(d, str)})
     env = environment(devices)
 
+    flatness = flatness_rows(study, summary)
     sections = [
         ("Summary", html.table(headline) + f'<p class="note">{escape(NOTES)}</p>'),
+        *([("Flatness and condensation", html.table(flatness) + f'<p class="note">{escape(FLATNESS_NOTE)}</p>')]
+          if flatness else []),
         ("Figures", "".join(html.figure(f, png) for f, png in figures)),
         ("Every metric", "".join(f"<h3>{escape(label)}</h3>{html.table(rows)}"
                                  for label, rows in per_metric)),
@@ -109,7 +129,9 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
                                        meta=_meta(study), sections=sections))
 
     md = [f"# Study: {study.spec.name}\n", study.spec.description, f"\n{_meta(study)}\n", "## Summary\n",
-          markdown_table(headline), f"\n{NOTES}\n", "## Figures\n",
+          markdown_table(headline), f"\n{NOTES}\n",
+          *(["## Flatness and condensation\n", markdown_table(flatness), f"\n{FLATNESS_NOTE}\n"] if flatness else []),
+          "## Figures\n",
           *(f"![{f.title}](figures/{f.name}.png)\n\n{f.caption}\n" for f, _ in figures)]
     for label, rows in per_metric:
         md += [f"### {label}\n", markdown_table(rows)]
@@ -120,4 +142,4 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     return paths
 
 
-__all__ = ["TABLES", "export_csv", "summary_table", "write_report"]
+__all__ = ["TABLES", "export_csv", "flatness_table", "summary_table", "write_report"]

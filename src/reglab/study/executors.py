@@ -33,6 +33,7 @@ class RunTask:
     seed: int
     config: RunConfig
     run_dir: Path
+    analysis: dict | None = None  # the study's [analysis], run at the end of training (reglab.study.analysis)
 
 
 class RunEvents(Protocol):
@@ -62,17 +63,18 @@ def with_device(task: RunTask, device: str | None) -> RunTask:
     if device is None or task.config.train.device == device:
         return task
     config = task.config.override({"train.device": device})
-    return RunTask(task.run_id, task.arm, task.seed, config, task.run_dir)
+    return RunTask(task.run_id, task.arm, task.seed, config, task.run_dir, task.analysis)
 
 
 def run_task(task: RunTask, on_epoch: Callable[[dict], None]) -> RunResult:
-    """Train one task into its run directory; resumes from a checkpoint left there."""
+    """Train one task into its run directory (resumes from a checkpoint left there), then analyse it."""
+    from reglab.study.analysis import finish_analysis
     from reglab.train import train_run
 
     def callback(_epoch: int, _model: object, metrics: dict) -> None:  # progress only: adds no metrics
         on_epoch(dict(metrics))
 
-    return train_run(task.config, run_dir=task.run_dir, callbacks=[callback])
+    return finish_analysis(task, train_run(task.config, run_dir=task.run_dir, callbacks=[callback]))
 
 
 def deliver(events: RunEvents, task: RunTask, started: set[str], outcome: Callable[[], tuple[bool, Any]]) -> None:

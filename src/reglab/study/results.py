@@ -1,7 +1,8 @@
 """Reading a study back: `load_study(dir)` gives its spec and two pandas tables.
 
     study.runs     one row per run: run_id, arm, seed, status, final_* / best_* metrics, gap_acc,
-                   gap_loss, fluctuation, seconds, epochs, diverged_epoch, error, …
+                   gap_loss, fluctuation, the end-of-training analyses (hessian_top, hessian_trace,
+                   landscape_rise, effective_ratio and their estimator noise), seconds, epochs, …
     study.epochs   one row per run and epoch: run_id, arm, seed, status + the trainer's metrics
 
 Reads only the store and the run directories; never writes.
@@ -15,11 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from reglab.study.analysis import NOISE
 from reglab.study.spec import StudySpec
 from reglab.study.stability import fluctuation, stability_table
-from reglab.study.stats import ALPHA, summarize
+from reglab.study.stats import ALPHA, ANALYSIS_METRICS, METRICS, summarize
 from reglab.study.store import RunRow, StudyStore
 from reglab.train.rundir import read_metrics
+
+ANALYSIS_COLUMNS = [c for m in ANALYSIS_METRICS for c in (m.column, NOISE.get(m.column)) if c]
 
 
 def _num(value: object) -> float:
@@ -35,6 +39,8 @@ def run_record(row: RunRow, epochs: list[dict]) -> dict:
     for key in ("train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc",
                 "test_loss", "test_acc"):
         record[f"final_{key}"] = _num(final.get(key))
+    for key in ANALYSIS_COLUMNS:
+        record[key] = _num(final.get(key))
     record["best_test_acc"] = _num(best.get("test_acc"))
     record["best_test_loss"] = _num(best.get("test_loss"))
     record["best_epoch"] = best.get("epoch")
@@ -67,7 +73,7 @@ class Study:
 
     def summary(self, alpha: float = ALPHA) -> pd.DataFrame:
         """Per (arm, metric): n, mean ± std, 95% CI, difference to the baseline, Welch p, verdict."""
-        return summarize(self.runs, self.arms, self.baseline, alpha=alpha)
+        return summarize(self.runs, self.arms, self.baseline, metrics=(*METRICS, *ANALYSIS_METRICS), alpha=alpha)
 
     def stability(self) -> pd.DataFrame:
         """Per arm: diverged runs, epoch-to-epoch fluctuation and seed-to-seed spread."""

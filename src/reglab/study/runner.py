@@ -2,8 +2,10 @@
 
 Re-running a study resumes it: finished runs (done / diverged) are kept, every other run
 (pending, running when the driver was killed, failed) is executed again and continues from its
-last checkpoint. A spec that differs from the stored one is refused unless `force=True`, which
-adopts the new spec: runs whose resolved config is unchanged are kept, runs whose config changed
+last checkpoint. A finished run that lacks the spec's [analysis] (or has it with other settings)
+is executed again too: it resumes from its final checkpoint and is analysed. The analyses are not
+part of the spec's hash; any other change to the spec is refused unless `force=True`, which adopts
+the new spec: runs whose resolved config is unchanged are kept, runs whose config changed
 are re-run from scratch, and runs that are no longer in the spec are deleted (row and directory).
 """
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reglab.config import ConfigError
+from reglab.study.analysis import analysis_current
 from reglab.study.executors import Executor, LocalExecutor, RunTask
 from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, read_study
@@ -49,8 +52,9 @@ class StudyResult(Study):
 
 def plan(spec: StudySpec, out_dir: Path) -> list[RunTask]:
     """Every run of the study, seed-major (all arms of seed 0 first) so partial results stay paired."""
+    analysis = spec.analysis.model_dump(mode="json") if spec.analysis is not None else None
     return [RunTask(run_id(arm, seed), arm, seed, spec.arm_config(arm, seed),
-                    out_dir / "runs" / run_id(arm, seed)) for seed in spec.seed_list for arm in spec.arms]
+                    out_dir / "runs" / run_id(arm, seed), analysis) for seed in spec.seed_list for arm in spec.arms]
 
 
 def _changes(old: dict, new: dict) -> str:
@@ -87,9 +91,10 @@ def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force
         elif row.position != position or row.arm != task.arm:
             store.set_position(task.run_id, task.arm, position)
         if row is not None and task.run_id not in changed and row.status in FINISHED:
-            if (task.run_dir / "summary.json").exists():
+            if (task.run_dir / "summary.json").exists() and (
+                    row.status != "done" or analysis_current(task.run_dir, task.analysis)):
                 continue
-            store.mark_pending(task.run_id)  # its directory was lost: train again
+            store.mark_pending(task.run_id)  # its directory was lost, or its analysis is missing: run again
         todo.append(task)
     return todo
 

@@ -9,6 +9,8 @@
     [arms.baseline]                # an empty arm is the base itself
     [arms.dropout]                 # overrides, deep-merged into the base
     regularize.dropout.p = 0.2
+    [analysis]                     # optional end-of-training analyses per run (reglab.study.analysis)
+    hessian = ["top", "trace"]
 
 Every arm's resolved `RunConfig` is built and validated at load time; errors name the field,
 e.g. ``arms.dropout.regularize.dropout.p: Input should be less than 1 (got 1.5)``.
@@ -26,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, read_toml, validate
 from reglab.study.tracking import parse_sinks
+from reglab.study.analysis import DEFAULT_ANALYSIS, AnalysisSpec
 
 
 class StudySpec(BaseModel):
@@ -41,6 +44,7 @@ class StudySpec(BaseModel):
     baseline: str | None = Field(None, description="the arm the others are compared with (default: first)")
     log: list[str] = Field(default_factory=list, description="experiment-tracking sinks, e.g. "
                            '["tensorboard", "mlflow"] (reglab.study.tracking); not part of the spec hash')
+    analysis: AnalysisSpec | None = Field(None, description="end-of-training analyses of every run")
 
     _configs: dict[str, RunConfig] = PrivateAttr(default_factory=dict)
 
@@ -90,7 +94,10 @@ class StudySpec(BaseModel):
         return cls.from_dict(read_toml(path))
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if data["analysis"] is None:  # specs without analyses keep the form (and hash) they had
+            del data["analysis"]
+        return data
 
     # ---------------------------------------------------------------------------------- queries
     @property
@@ -103,12 +110,19 @@ class StudySpec(BaseModel):
 
     @property
     def spec_hash(self) -> str:
-        """Hash of what the study computes (the tracking sinks are not part of it)."""
-        return content_hash({k: v for k, v in self.to_dict().items() if k != "log"})
+        """Hash of what is trained: the tracking sinks and the analyses are left out, so changing them
+        resumes the study (finished runs are analysed, not retrained)."""
+        return content_hash({k: v for k, v in self.to_dict().items() if k not in ("log", "analysis")})
 
     # -------------------------------------------------------------------------------- changes
     def with_seeds(self, seeds: int | list[int]) -> StudySpec:
         return StudySpec.from_dict({**self.to_dict(), "seeds": seeds})
+
+    def with_analysis(self) -> StudySpec:
+        """This spec with its [analysis], or the default analyses when it has none (`--analyze`)."""
+        if self.analysis is not None:
+            return self
+        return StudySpec.from_dict({**self.to_dict(), "analysis": DEFAULT_ANALYSIS})
 
     def override(self, overrides: dict[str, Any]) -> StudySpec:
         """Apply dotted run-config overrides (e.g. ``{"train.epochs": 1}``) to the base and every arm."""

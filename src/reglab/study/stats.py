@@ -37,7 +37,14 @@ METRICS = (
     Metric("gap_loss", "gap loss (test − train)", False),
     Metric("fluctuation", "fluctuation |Δ test loss|", False),
 )
-METRIC_BY_COLUMN = {m.column: m for m in METRICS}
+ANALYSIS_METRICS = (
+    Metric("hessian_top", "Hessian λ_max", False),
+    Metric("hessian_trace", "Hessian trace", False),
+    Metric("landscape_rise", "loss rise at ±radius (1-D)", False),
+    Metric("effective_ratio", "effective ratio (greedy)", False),
+)
+"""End-of-training analyses (reglab.study.analysis); lower is flatter / more condensed, so "better" is lower."""
+METRIC_BY_COLUMN = {m.column: m for m in (*METRICS, *ANALYSIS_METRICS)}
 
 
 @dataclass(frozen=True)
