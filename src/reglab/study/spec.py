@@ -27,8 +27,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, read_toml, validate
-from reglab.study.tracking import parse_sinks
 from reglab.study.analysis import DEFAULT_ANALYSIS, AnalysisSpec
+from reglab.study.tracking import parse_sinks
 
 
 class StudySpec(BaseModel):
