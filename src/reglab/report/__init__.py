@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from reglab.report.tables import (
 from reglab.report.terminal import rich_table
 from reglab.study.results import Study, load_study
 from reglab.study.stats import ALPHA, METRIC_BY_COLUMN
+from reglab.study.store import FINISHED
 
 NOTES = (f"Means are over finished runs; diverged runs are counted, not averaged. 95% CI: Student t. "
          f"Δ: mean(arm) − mean(baseline), bootstrap percentile CI. Verdict: Welch's t-test at α = {ALPHA}.")
@@ -36,6 +38,8 @@ STABILITY_NOTE = ("Fluctuation: mean |L_t − L_{t−1}| of the test loss over t
                   "of training. Seed spread: mean over epochs of the across-seed std of the test curve. "
                   "See docs/studies.md.")
 TABLES = ("runs", "epochs", "summary", "stability")
+NO_RESULT = ("No run of this study has finished yet, so there is nothing to compare; the runs and their "
+             "errors are listed below. Rerun the study to resume it.")
 
 
 def _as_study(study: Study | str | Path) -> Study:
@@ -52,6 +56,8 @@ def _meta(study: Study) -> str:
 def summary_table(study: Study | str | Path) -> Table:
     """The headline table as a rich `Table` (what `reglab compare` prints)."""
     study = _as_study(study)
+    if not has_finished_run(study):
+        return rich_table(run_rows(study), title=f"{study.spec.name} — {_meta(study)}", caption=NO_RESULT)
     rows = compact_rows(headline_rows(study, study.summary(), study.stability()))
     return rich_table(rows, title=f"{study.spec.name} — {_meta(study)}", caption=NOTES)
 
@@ -74,6 +80,8 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     study = _as_study(study)
     out = Path(out_dir) if out_dir is not None else study.path / "report"
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    if not has_finished_run(study):
+        return _write_empty_report(study, out)
     summary, stability = study.summary(), study.stability()
     paths = {"html": out / "report.html", "markdown": out / "report.md", "figures": out / "figures"}
     for name, frame in (("summary", summary), ("runs", study.runs), ("epochs", study.epochs),
@@ -108,7 +116,8 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     paths["html"].write_text(html.page(name=study.spec.name, description=study.spec.description,
                                        meta=_meta(study), sections=sections))
 
-    md = [f"# Study: {study.spec.name}\n", study.spec.description, f"\n{_meta(study)}\n", "## Summary\n",
+    md = [f"# Study: {md_text(study.spec.name)}\n", md_text(study.spec.description), f"\n{md_text(_meta(study))}\n",
+          "## Summary\n",
           markdown_table(headline), f"\n{NOTES}\n", "## Figures\n",
           *(f"![{f.title}](figures/{f.name}.png)\n\n{f.caption}\n" for f, _ in figures)]
     for label, rows in per_metric:
@@ -118,6 +127,33 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
            markdown_table([{"key": k, "value": v} for k, v in env.items()])]
     paths["markdown"].write_text("\n".join(md))
     return paths
+
+
+def has_finished_run(study: Study) -> bool:
+    return bool(len(study.runs)) and study.runs["status"].isin(FINISHED).any()
+
+
+def _write_empty_report(study: Study, out: Path) -> dict[str, Path]:
+    """The report of a study without a finished run: says so, and lists the runs and their errors."""
+    paths = {"html": out / "report.html", "markdown": out / "report.md", "figures": out / "figures",
+             "runs": out / "runs.csv"}
+    study.runs.to_csv(paths["runs"], index=False)
+    runs, env = run_rows(study), environment([])
+    sections = [("Summary", f"<p>{escape(NO_RESULT)}</p>"), ("Runs", html.table(runs)),
+                ("Study spec", html.code_block(study.spec.to_dict())), ("Environment", html.key_values(env))]
+    paths["html"].write_text(html.page(name=study.spec.name, description=study.spec.description,
+                                       meta=_meta(study), sections=sections))
+    paths["markdown"].write_text("\n".join([
+        f"# Study: {md_text(study.spec.name)}\n", md_text(study.spec.description), f"\n{md_text(_meta(study))}\n",
+        "## Summary\n", f"{NO_RESULT}\n", "## Runs\n", markdown_table(runs), "## Environment\n",
+        markdown_table([{"key": k, "value": v} for k, v in env.items()])]))
+    return paths
+
+
+def md_text(text: str) -> str:
+    """User text (title, description, arm names) as literal Markdown: no HTML, no emphasis, no links."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_\[\]#|])", r"\\\1", text)
 
 
 __all__ = ["TABLES", "export_csv", "summary_table", "write_report"]

@@ -10,7 +10,7 @@ Reads only the store and the run directories; never writes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +18,7 @@ import pandas as pd
 from reglab.study.spec import StudySpec
 from reglab.study.stability import fluctuation, stability_table
 from reglab.study.stats import ALPHA, summarize
-from reglab.study.store import RunRow, StudyStore
+from reglab.study.store import FINISHED, RunRow, StudyStore
 from reglab.train.rundir import read_metrics
 
 
@@ -85,6 +85,10 @@ def read_study(path: Path) -> tuple[StudySpec, pd.DataFrame, pd.DataFrame]:
         raise FileNotFoundError(f"{path}: the study has no spec yet")
     records, epoch_rows = [], []
     for row in rows:
+        if row.status in FINISHED and not (path / "runs" / row.run_id / "summary.json").exists():
+            row = replace(row, status="missing", summary=None,  # never reported as done without its files
+                          error=f"{path / 'runs' / row.run_id}/summary.json is gone; rerun the study to train "
+                                "this run again")
         epochs = read_metrics(path / "runs" / row.run_id / "metrics.jsonl")
         records.append(run_record(row, epochs))
         keys = {"run_id": row.run_id, "arm": row.arm, "seed": row.seed, "status": row.status}

@@ -10,6 +10,7 @@ are re-run from scratch, and runs that are no longer in the spec are deleted (ro
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import time
@@ -23,8 +24,9 @@ from reglab.study.executors import Executor, LocalExecutor, RunTask
 from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, read_study
 from reglab.study.spec import StudySpec, content_hash, load_spec, run_id
-from reglab.study.store import FINISHED, StudyStore
+from reglab.study.store import DB_NAME, FINISHED, StudyStore
 from reglab.train.loop import RunResult
+from reglab.train.rundir import read_config
 
 
 @dataclass
@@ -89,9 +91,33 @@ def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force
     return todo
 
 
+def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
+    """Set the study's index aside (``study.db.damaged``) and write a new one from the run directories:
+    a run whose directory holds summary.json and the run's own config.json counts as finished, every
+    other run as pending (it resumes from its checkpoint)."""
+    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
+        if (out_dir / name).exists():
+            (out_dir / name).replace(out_dir / f"{name}.damaged")
+    with StudyStore(out_dir) as store:
+        store.set_spec(spec.to_dict(), spec.spec_hash)
+        for position, task in enumerate(tasks):
+            config = task.config.to_dict()
+            store.add_run(task.run_id, task.arm, task.seed, position, config, content_hash(config))
+            try:
+                same = read_config(task.run_dir) == config
+                summary = json.loads((task.run_dir / "summary.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if same and summary.get("status") in FINISHED:
+                store.mark_finished(task.run_id, summary["status"], summary.get("seconds") or 0.0,
+                                    {k: v for k, v in summary.items() if k not in ("epochs", "config")})
+
+
 @contextmanager
 def study_lock(out_dir: Path) -> Iterator[None]:
     """One driver per study directory (released by the OS if the driver dies)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: is a file; a study directory must be a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / ".lock", "a+") as f:
         try:
@@ -134,25 +160,38 @@ class StoreEvents:
 
 
 def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Executor | None = None,
-              force: bool = False, progress: bool = True) -> StudyResult:
+              force: bool = False, progress: bool = True, rebuild: bool = False) -> StudyResult:
     """Run (or resume) a study into `out_dir` and return its results.
 
     `spec`: a `StudySpec`, a preset name or a TOML path. `executor`: default `LocalExecutor()`.
+    `rebuild`: first rebuild a damaged or lost study.db from the run directories (`rebuild_index`).
     """
     start = time.perf_counter()
     spec, out_dir = load_spec(spec), Path(out_dir)
     tasks = plan(spec, out_dir)
-    with study_lock(out_dir), StudyStore(out_dir) as store:
-        todo = reconcile(store, spec, tasks, force=force)
-        todo_ids = {t.run_id for t in todo}
-        arms = {arm: [(t.run_id, t.config.train.epochs) for t in tasks if t.arm == arm] for arm in spec.arms}
-        with StudyProgress(arms, enabled=progress) as display:
-            for task in tasks:
-                if task.run_id not in todo_ids:
-                    display.skipped(task.run_id)
-            events = StoreEvents(store, display)
-            (executor or LocalExecutor()).execute(todo, events)
+    with study_lock(out_dir):
+        if rebuild:
+            rebuild_index(out_dir, spec, tasks)
+        with StudyStore(out_dir) as store:
+            todo, events = _run_in_store(store, spec, tasks, executor, force=force, progress=progress)
     spec, runs, epochs = read_study(out_dir)
+    todo_ids = {t.run_id for t in todo}
     skipped = [t.run_id for t in tasks if t.run_id not in todo_ids]
     return StudyResult(out_dir, spec, runs, epochs, executed=events.executed, skipped=skipped,
                        seconds=time.perf_counter() - start)
+
+
+def _run_in_store(store: StudyStore, spec: StudySpec, tasks: list[RunTask], executor: Executor | None, *,
+                  force: bool, progress: bool) -> tuple[list[RunTask], StoreEvents]:
+    """Reconcile the store with `spec`, then execute what is left; returns (todo, events)."""
+    todo = reconcile(store, spec, tasks, force=force)
+    todo_ids = {t.run_id for t in todo}
+    arms = {arm: [(t.run_id, t.config.train.epochs) for t in tasks if t.arm == arm] for arm in spec.arms}
+    with StudyProgress(arms, enabled=progress) as display:
+        for task in tasks:
+            if task.run_id not in todo_ids:
+                display.skipped(task.run_id)
+        display.planned(len(todo), len(tasks) - len(todo))
+        events = StoreEvents(store, display)
+        (executor or LocalExecutor()).execute(todo, events)
+    return todo, events

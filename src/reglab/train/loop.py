@@ -271,9 +271,9 @@ class Trainer:
         try:
             self.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            raise rundir.DamagedFile(f"{path}: does not match this run's model and optimizer "
-                                     f"({type(err).__name__}); delete it to train this run again from the "
-                                     "start") from err
+            raise rundir.DamagedFile(path, f"does not match this run's model and optimizer "
+                                           f"({type(err).__name__}); delete it to train this run again from "
+                                           "the start") from err
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.step = state["epoch"], state["step"]

@@ -27,6 +27,10 @@ BUDGET_FIELDS = ("train.epochs", "train.max_steps")
 class DamagedFile(ConfigError):
     """A file of a run or study directory cannot be read; the message names it and says what to do."""
 
+    def __init__(self, path: Path, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = Path(path)
+
 
 def clean_json(value: Any) -> Any:
     """Non-finite floats become None so that every file is strict JSON."""
@@ -89,8 +93,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     except FileNotFoundError:
         raise
     except Exception as err:
-        raise DamagedFile(f"{path}: damaged, torch cannot read it ({type(err).__name__}); delete it to train "
-                          "this run again from the start") from err
+        raise DamagedFile(path, f"damaged, torch cannot read it ({type(err).__name__}); delete it to train "
+                                "this run again from the start") from err
 
 
 def read_config(run_dir: Path) -> dict:
@@ -100,7 +104,7 @@ def read_config(run_dir: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DamagedFile(f"{path}: not valid JSON ({err}); is {run_dir} a reglab run directory?") from None
+        raise DamagedFile(path, f"not valid JSON ({err}); is {run_dir} a reglab run directory?") from None
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
