@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from reglab.config import ConfigError
 from reglab.report import html
 from reglab.report.environment import environment
 from reglab.report.figures import all_figures
@@ -65,7 +66,7 @@ def summary_table(study: Study | str | Path) -> Table:
 def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs") -> Path:
     """Write one table of a study as CSV: runs, epochs, summary or stability."""
     if table not in TABLES:
-        raise ValueError(f"table: unknown {table!r} (tables: {', '.join(TABLES)})")
+        raise ConfigError(f"table: unknown {table!r} (tables: {', '.join(TABLES)})")
     study = _as_study(study)
     frame = {"runs": lambda: study.runs, "epochs": lambda: study.epochs, "summary": study.summary,
              "stability": study.stability}[table]()

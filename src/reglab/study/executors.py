@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from reglab.config import RunConfig
+from reglab.config import ConfigError, RunConfig
 from reglab.train.loop import RunResult
 
 
@@ -117,7 +117,7 @@ class LocalExecutor:
 
     def __init__(self, workers: int = 1, *, device: str | None = None):
         if workers < 1:
-            raise ValueError(f"workers: must be at least 1 (got {workers})")
+            raise ConfigError(f"workers: must be at least 1 (got {workers})")
         self.workers, self.device = workers, device
 
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
@@ -250,7 +250,7 @@ def register_executor(name: str, factory: ExecutorFactory | str) -> None:
 def make_executor(name: str = "local", **options: Any) -> Executor:
     """Build a registered executor, dropping options given as None; refuses options it does not take."""
     if name not in EXECUTORS:
-        raise ValueError(f"executor: unknown {name!r} (executors: {', '.join(EXECUTORS)})")
+        raise ConfigError(f"executor: unknown {name!r} (executors: {', '.join(EXECUTORS)})")
     factory = EXECUTORS[name]
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
@@ -259,5 +259,5 @@ def make_executor(name: str = "local", **options: Any) -> Executor:
     accepted = inspect.signature(factory).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
     if unknown := [k for k in options if k not in accepted and not takes_any]:
-        raise ValueError(f"executor {name}: does not take {unknown[0]} (it takes: {', '.join(accepted)})")
+        raise ConfigError(f"executor {name}: does not take {unknown[0]} (it takes: {', '.join(accepted)})")
     return factory(**options)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from reglab.config import ConfigError
 from reglab.theory.condensation import _LAYER_TYPES, cosine_similarity_matrix, effective_ratio, neuron_features
 from reglab.theory.hessian import hessian_top_eigenvalue, hessian_trace
 from reglab.theory.landscape import filter_normalized_direction, loss_along_direction, loss_surface
@@ -39,7 +40,7 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
         raise FileNotFoundError(f"{path}: no such run directory or weights file")
     if path.is_file():
         if path.suffix != ".pt":
-            raise ValueError(f"{path}: expected a run directory or its model.pt / checkpoint.pt")
+            raise ConfigError(f"{path}: expected a run directory or its model.pt / checkpoint.pt")
         run_dir, weights = path.parent, path
     else:
         run_dir = path
@@ -54,7 +55,7 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
 def symmetric_grid(points: int) -> torch.Tensor:
     """`points` evenly spaced values of [−1, 1] (float64); −1, 1 and, for odd `points`, 0 exactly."""
     if points < 2:
-        raise ValueError(f"points: need at least 2 (got {points})")
+        raise ConfigError(f"points: need at least 2 (got {points})")
     return torch.arange(-(points - 1), points, 2, dtype=torch.float64) / (points - 1)
 
 
@@ -120,9 +121,9 @@ def analyze_run(path: str | Path, *, landscape: str | None = None, hessian: bool
     `out` defaults to <run dir>/analysis; `points` to 41 (1-D) or 21 (per axis, 2-D).
     """
     if landscape is not None and landscape not in DEFAULT_POINTS:
-        raise ValueError(f"landscape: expected 1d or 2d (got {landscape!r})")
+        raise ConfigError(f"landscape: expected 1d or 2d (got {landscape!r})")
     if samples < 1:
-        raise ValueError(f"samples: need at least 1 (got {samples})")
+        raise ConfigError(f"samples: need at least 1 (got {samples})")
     run_dir, weights = resolve_run(path)
     out = Path(out) if out is not None else run_dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from reglab.config import ConfigError
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 OBJECTIVES = ("drop", "rs", "rs+r1", "rs+r2", "drop-r2", "drop-r1")
 _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
@@ -79,7 +81,7 @@ def _last_dropout_linear(model: nn.Module) -> tuple[list[nn.Module], nn.Dropout,
     layers = list(_leaves(root))
     if len(layers) < 2 or not isinstance(layers[-2], nn.Dropout) or not isinstance(layers[-1], nn.Linear):
         tail = " → ".join(type(m).__name__ for m in layers[-2:])
-        raise ValueError("R1 needs an nn.Sequential whose forward ends nn.Dropout → nn.Linear (dropout p > 0 "
+        raise ConfigError("R1 needs an nn.Sequential whose forward ends nn.Dropout → nn.Linear (dropout p > 0 "
                          f"at the last hidden layer); this model ends {tail}")
     return layers[:-2], layers[-2], layers[-1]
 

@@ -1,0 +1,138 @@
+"""Nothing wrong is recorded: a run directory resumes only with its own config, damaged files are
+named with what to do, a lost run is never reported as done, and reports of odd studies stay honest."""
+
+import json
+import re
+
+import pytest
+
+from reglab.config import ConfigError, RunConfig
+from reglab.report import NO_RESULT, write_report
+from reglab.study import LocalExecutor, StudySpec, load_study, run_study
+from reglab.train import train_run
+from reglab.train.rundir import DamagedFile
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BASE = {"data": {"name": "mnist1d", "train_subset": 256, "test_subset": 256},
+        "model": {"name": "mlp", "options": {"widths": [16]}}, "optim": {"name": "momentum", "lr": 0.05},
+        "regularize": {"dropout": {"p": 0.1}},
+        "train": {"epochs": 2, "batch_size": 64, "device": "cpu", "eval_train_samples": 128}}
+
+
+def tiny(**overrides) -> RunConfig:
+    return RunConfig.from_dict(BASE).override(overrides)
+
+
+def without_seconds(epochs):
+    return [{k: v for k, v in e.items() if k != "seconds"} for e in epochs]
+
+
+def files(run_dir):
+    return {p.name: p.read_bytes() for p in run_dir.iterdir()}
+
+
+# ----------------------------------------------------------------------------------- 1: resume
+def test_resume_refuses_another_config_naming_fields_and_touches_nothing(tmp_path):
+    run_dir = tmp_path / "a"
+    train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
+    before = files(run_dir)
+    for overrides, named in (({"optim.lr": 0.01, "regularize.l2": 0.01}, ["optim.lr 0.05 -> 0.01",
+                                                                          "regularize.l2 0.0 -> 0.01"]),
+                             ({"optim.name": "adam"}, ["optim.name 'momentum' -> 'adam'"]),
+                             ({"model.options.widths": [32]}, ["model.options.widths [16] -> [32]"])):
+        with pytest.raises(ConfigError) as err:
+            train_run(tiny(**{"train.epochs": 1, **overrides}), run_dir=run_dir)
+        assert all(name in str(err.value) for name in named), str(err.value)
+        assert files(run_dir) == before  # config.json, metrics and checkpoint untouched
+
+
+def test_a_larger_budget_needs_extend_and_then_matches_an_uninterrupted_run(tmp_path):
+    run_dir = tmp_path / "a"
+    train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
+    with pytest.raises(ConfigError, match=r"train.epochs 1 -> 2.*--extend"):
+        train_run(tiny(), run_dir=run_dir)
+    train_run(tiny(), run_dir=run_dir, extend=True)
+    with pytest.raises(ConfigError, match=r"another config \(train.epochs 2 -> 1\)"):  # shrinking: refused
+        train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir, extend=True)
+    straight = train_run(tiny())
+    assert json.loads((run_dir / "summary.json").read_text())["config"]["train"]["epochs"] == 2
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert without_seconds(lines) == without_seconds(straight.epochs)
+
+
+# ------------------------------------------------------------------------------- 6: corruption
+def test_a_truncated_checkpoint_is_named_with_what_to_do(tmp_path):
+    run_dir = tmp_path / "a"
+    train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
+    checkpoint = run_dir / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    with pytest.raises(DamagedFile, match=f"^{checkpoint}: damaged.*delete it to train this run again"):
+        train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
+
+
+SPEC = {"name": "corrupt", "seeds": 2, "base": BASE, "arms": {"base": {}, "l2": {"regularize": {"l2": 0.001}}}}
+
+
+def epochs_of(study):
+    frame = study.epochs.drop(columns=["seconds"]).sort_values(["run_id", "epoch"])
+    return frame.reset_index(drop=True)
+
+
+def test_lost_files_and_a_damaged_checkpoint_or_index_are_recovered(tmp_path):
+    out = tmp_path / "study"
+    serial = LocalExecutor(workers=1)
+    first = run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=False)
+    reference = epochs_of(first)
+
+    # a run whose summary is gone is not "done", and its damaged checkpoint does not block the rerun
+    run_dir = out / "runs" / "l2__s1"
+    (run_dir / "summary.json").unlink()
+    (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    lost = load_study(out).runs.set_index("run_id").loc["l2__s1"]
+    assert lost["status"] == "missing" and "summary.json is gone" in lost["error"]
+    again = run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=False)
+    assert again.executed == ["l2__s1"] and (again.runs["status"] == "done").all()
+    assert (run_dir / "checkpoint.pt.damaged").exists()
+    assert epochs_of(again).equals(reference)
+
+    # a damaged index: named, with the command that rebuilds it; the rebuild keeps every finished run
+    (out / "study.db").write_bytes(b"garbage" * 100)
+    for name in ("study.db-wal", "study.db-shm"):
+        (out / name).unlink(missing_ok=True)
+    with pytest.raises(DamagedFile, match=r"study.db: damaged .*--rebuild-index"):
+        run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=False)
+    rebuilt = run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=False, rebuild=True)
+    assert rebuilt.executed == [] and len(rebuilt.skipped) == 4
+    assert (rebuilt.runs["status"] == "done").all()
+    assert epochs_of(rebuilt).equals(reference)
+    assert rebuilt.summary().equals(first.summary())
+
+
+# ------------------------------------------------------------------------------------ 3, 8: reports
+class FailEverything:
+    def execute(self, tasks, events):
+        for task in tasks:
+            events.started(task)
+            events.failed(task, "RuntimeError: boom")
+
+
+def test_report_of_a_study_without_a_finished_run_says_so(tmp_path):
+    study = run_study(StudySpec.from_dict(SPEC), tmp_path / "s", executor=FailEverything(), progress=False)
+    paths = write_report(study)
+    markdown, page = paths["markdown"].read_text(), paths["html"].read_text()
+    assert NO_RESULT in markdown and NO_RESULT in page
+    assert markdown.count("RuntimeError: boom") == 4
+
+
+def test_markdown_report_escapes_title_description_and_baseline(tmp_path):
+    spec = {**SPEC, "seeds": 1, "name": "<script>alert(1)</script>", "description": "<img src=x onerror=y> *b*",
+            "arms": {"<b>base</b>": {}, "l2": {"regularize": {"l2": 0.001}}}, "base": {
+                **BASE, "train": {**BASE["train"], "epochs": 1}}}
+    study = run_study(StudySpec.from_dict(spec), tmp_path / "s", executor=LocalExecutor(workers=1),
+                      progress=False)
+    markdown = write_report(study)["markdown"].read_text()
+    assert re.search(r"(?<!\\)<", markdown) is None  # every "<" is an entity or backslash-escaped
+    assert markdown.startswith("# Study: &lt;script&gt;alert(1)&lt;/script&gt;\n")
+    assert "&lt;img src=x onerror=y&gt; \\*b\\*" in markdown
+    assert "baseline: &lt;b&gt;base&lt;/b&gt;" in markdown
