@@ -28,7 +28,7 @@ class StudyProgress:
     def __init__(self, arms: dict[str, list[tuple[str, int]]], *, enabled: bool = True,
                  console: Console | None = None):
         """`arms`: arm -> [(run_id, epochs)] of every run of the study (finished ones included)."""
-        self.console = console or Console(stderr=True, soft_wrap=True)
+        self.console = console or Console(stderr=True, soft_wrap=True, emoji=False)
         self.enabled = enabled
         self.live = enabled and self.console.is_terminal
         self.total = {run_id: epochs for runs in arms.values() for run_id, epochs in runs}

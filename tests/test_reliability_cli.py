@@ -1,0 +1,154 @@
+"""Every bad input is one clear line (exit 2, no traceback, nothing written); internal errors say so;
+help shows defaults; progress and interruption are spoken to logs; `import reglab.cli` needs no torch."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import reglab.train
+from reglab.cli.app import main
+
+TINY = """
+name = "tiny"
+seeds = 2
+[base]
+data = { name = "mnist1d", train_subset = 128, test_subset = 128 }
+model.options.widths = [8]
+train = { epochs = 1, batch_size = 64, device = "cpu", eval_train_samples = 64 }
+[arms.base]
+[arms.l2]
+regularize.l2 = 0.001
+"""
+RUN = ["--train-subset", "128", "--set", "data.test_subset=128", "--batch-size", "64", "--epochs", "1",
+       "--device", "cpu"]
+
+# (argv, a string the one-line error must contain); FILE, DIR, TOML, BAD are created in the working dir
+BAD_INPUTS = [
+    *([(["train", "--device", "cuda"], "train.device: 'cuda'")] if not torch.cuda.is_available() else []),
+    (["train", "--device", "banana"], "train.device: unknown device 'banana'"),
+    (["train", "--out", "FILE"], "FILE: is a file"),
+    (["train", "--config", "DIR"], "DIR: is a directory"),
+    (["compare", "--workers", "0"], "'--workers'"),
+    (["train", "--lr", "inf"], "optim.lr: Input should be a finite number"),
+    (["train", "--lr", "nan"], "optim.lr: Input should be a finite number"),
+    (["train", "--data-dir", "/nonexistent"], "data.data_dir: '/nonexistent' is not a directory"),
+    (["train", "--epochs", "0"], "train.epochs"),
+    (["train", "--dropout", "1.5"], "regularize.dropout.p"),
+    (["train", "--optimizer", "bogus"], "optim.name"),
+    (["train", "--batch-size", "-1"], "train.batch_size"),
+    (["train", "--norm", "bogus"], "model.norm"),
+    (["train", "--set", "nosuch.key=1"], "nosuch"),
+    (["train", "--set", "optim.lr"], "--set 'optim.lr': expected KEY=VALUE"),
+    (["train", "--config", "missing.toml"], "missing.toml: no such file"),
+    (["train", "--config", "BAD"], "BAD: invalid TOML"),
+    (["train", "--dataset", "nosuch", *RUN], "data.name: unknown data set 'nosuch'"),
+    (["train", "--model", "nosuch", *RUN], "model.name"),
+    (["train", "--set", "model.options.widths=[-5]", *RUN], "model.options.widths"),
+    (["train", "--nosuch"], "No such option: --nosuch"),
+    (["compare", "nosuchpreset"], "'nosuchpreset' is neither a TOML file nor a preset"),
+    (["compare", "TOML", "--device", "banana"], "'banana'"),
+    (["compare", "TOML", "--out", "FILE", "--workers", "1"], "FILE: is a file"),
+    (["compare", "TOML", "--seeds", "0"], "seeds"),
+    (["compare", "TOML", "--epochs", "0"], "train.epochs"),
+    (["compare", "TOML", "--executor", "nosuch"], "executor: unknown 'nosuch'"),
+    (["sweep", "TOML", "--param", "dropout=:b:"], "--param 'dropout=:b:'"),
+    (["sweep", "TOML", "--param", "dropout=0:0.5:3", "--workers", "0"], "'--workers'"),
+    (["report", "/nonexistent"], "/nonexistent"),
+    (["export", "DIR", "--table", "bogus"], "table: unknown 'bogus'"),
+]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("not a directory")
+    (tmp_path / "DIR").mkdir()
+    (tmp_path / "BAD").write_text("this is = = not toml")
+    (tmp_path / "TOML").write_text(TINY)
+    return tmp_path
+
+
+def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["reglab", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out = capsys.readouterr()
+    return exit_.value.code, out.out, out.err
+
+
+def listing(path):
+    return sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*"))
+
+
+@pytest.mark.parametrize(("argv", "named"), BAD_INPUTS, ids=[" ".join(a[:3]) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_clear_line_exit_2_and_writes_nothing(argv, named, workdir, monkeypatch, capsys):
+    before = listing(workdir)
+    code, _, err = run_cli(monkeypatch, capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], err
+    assert "Traceback" not in err and "internal error" not in err
+    assert listing(workdir) == before
+
+
+def test_long_errors_are_not_wrapped_off_a_terminal(workdir, monkeypatch, capsys):
+    missing = "/nonexistent/" + "a-long-directory-name/" * 5
+    _, _, err = run_cli(monkeypatch, capsys, "train", "--data-dir", missing)
+    assert len(err.strip().splitlines()) == 1 and len(err.strip()) > 120
+
+
+def test_a_runs_own_config_json_is_accepted_as_config(workdir, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "train", *RUN, "--out", "first")
+    assert code == 0, err
+    assert err.splitlines() and err.splitlines()[0].startswith("epoch 1/1: loss ")  # progress off a terminal
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--config", "first/config.json", "--out", "second")
+    assert code == 0, err
+    assert (workdir / "first" / "config.json").read_text() == (workdir / "second" / "config.json").read_text()
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--config", "first/config.json", "--lr", "0.5",
+                           "--out", "first")
+    assert code == 2 and "optim.lr 0.001 -> 0.5" in err
+
+
+def test_internal_errors_are_not_user_errors_and_debug_shows_the_traceback(workdir, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise KeyError("arm")
+
+    monkeypatch.setattr(reglab.train, "train_run", broken)
+    code, _, err = run_cli(monkeypatch, capsys, "train", *RUN)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "internal error" in err and "KeyError: 'arm'" in err and "test_reliability_cli.py" in err
+    assert "--debug" in err and "Traceback" not in err
+    code, _, err = run_cli(monkeypatch, capsys, "--debug", "train", *RUN)
+    assert code == 1 and "Traceback (most recent call last)" in err and 'raise KeyError("arm")' in err
+
+
+def test_interrupted_command_says_that_rerunning_resumes(workdir, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reglab.train, "train_run", interrupted)
+    code, _, err = run_cli(monkeypatch, capsys, "train", *RUN)
+    assert code == 130 and "rerun the same command to resume" in err
+
+
+def test_help_shows_defaults_literally(monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "compare", "--help")
+    text = " ".join(out.split())
+    assert code == 0
+    assert "[default: 2 with ≥ 2 cores, else 1]" in text and "[default: studies/<name>]" in text
+
+
+def test_study_progress_is_printed_off_a_terminal_as_runs_start(workdir, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "compare", "TOML", "--workers", "1", "--out", "s")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines[0] == "running 4 runs, keeping 0 finished ones"
+    assert lines.index("base__s0: started") < next(i for i, x in enumerate(lines) if x.startswith("base__s0: done"))
+
+
+def test_the_cli_imports_without_torch_or_matplotlib():
+    code = "import sys, reglab.cli; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "[]", proc.stderr
