@@ -136,3 +136,14 @@ def test_markdown_report_escapes_title_description_and_baseline(tmp_path):
     assert markdown.startswith("# Study: &lt;script&gt;alert(1)&lt;/script&gt;\n")
     assert "&lt;img src=x onerror=y&gt; \\*b\\*" in markdown
     assert "baseline: &lt;b&gt;base&lt;/b&gt;" in markdown
+
+
+# ------------------------------------------------------------------------------- 5: spec load
+@pytest.mark.parametrize(("arm", "error"), [
+    ({"model": {"options": {"widths": [-5]}}}, "arms.bad.model.options.widths: widths must be positive"),
+    ({"model": {"name": "vgg9", "options": {}}}, "arms.bad.model.name: 'vgg9' needs image input"),
+    ({"model": {"name": "transformer", "options": {"d_model": 30, "heads": 4}}}, "arms.bad.model.options.heads"),
+])
+def test_every_arms_model_is_built_when_the_spec_loads(arm, error):
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        StudySpec.from_dict({**SPEC, "base": {**BASE, "model": {"name": "mlp"}}, "arms": {"base": {}, "bad": arm}})
