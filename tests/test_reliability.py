@@ -4,12 +4,19 @@ named with what to do, a lost run is never reported as done, and reports of odd 
 import json
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 
 from reglab.config import ConfigError, RunConfig
-from reglab.report import NO_RESULT, write_report
+from reglab.report import NO_RESULT, NOTES, write_report
 from reglab.study import LocalExecutor, StudySpec, load_study, run_study
+from reglab.study.results import run_record
+from reglab.study.stats import summarize
+from reglab.study.store import RunRow
 from reglab.train import train_run
+from reglab.train.loop import best_epoch
 from reglab.train.rundir import DamagedFile
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -147,3 +154,41 @@ def test_markdown_report_escapes_title_description_and_baseline(tmp_path):
 def test_every_arms_model_is_built_when_the_spec_loads(arm, error):
     with pytest.raises(ConfigError, match=re.escape(error)):
         StudySpec.from_dict({**SPEC, "base": {**BASE, "model": {"name": "mlp"}}, "arms": {"base": {}, "bad": arm}})
+
+
+# ------------------------------------------------------------------------------- 2: threads
+def test_a_run_uses_its_own_thread_count_whatever_the_process_has(tmp_path):
+    torch.set_num_threads(2)  # the ambient count of an in-process run (torch's default on 2 cores)
+    try:
+        ambient = train_run(tiny(), run_dir=tmp_path / "a")
+        assert torch.get_num_threads() == 2  # restored afterwards
+    finally:
+        torch.set_num_threads(1)
+    one = train_run(tiny())
+    assert ambient.threads == 1 and json.loads((tmp_path / "a" / "summary.json").read_text())["threads"] == 1
+    assert without_seconds(ambient.epochs) == without_seconds(one.epochs)
+
+
+# ------------------------------------------------------------------------------- 10: wording
+def test_train_loss_in_training_mode_has_no_better_or_worse_verdict():
+    rng = np.random.default_rng(0)
+    runs = pd.DataFrame({"arm": ["base"] * 4 + ["dropout"] * 4, "status": ["done"] * 8,
+                         "final_train_loss": np.r_[0.10 + 0.001 * rng.standard_normal(4),
+                                                   0.30 + 0.001 * rng.standard_normal(4)],
+                         "final_test_loss": np.r_[0.50 + 0.001 * rng.standard_normal(4),
+                                                  0.60 + 0.001 * rng.standard_normal(4)]})
+    rows = summarize(runs, ["base", "dropout"], "base").set_index(["arm", "metric"])
+    assert rows.loc[("dropout", "final_train_loss"), "verdict"] == "higher"
+    assert rows.loc[("dropout", "final_test_loss"), "verdict"] == "worse"
+    assert "training mode" in rows.loc[("dropout", "final_train_loss"), "label"]
+    assert "can exclude 0 while the verdict says \"not distinguishable\"" in NOTES
+
+
+def test_best_test_loss_is_the_lowest_test_loss_of_any_epoch():
+    epochs = [{"epoch": 1, "test_loss": 0.9, "test_acc": 0.5}, {"epoch": 2, "test_loss": 0.4, "test_acc": 0.6},
+              {"epoch": 3, "test_loss": 0.7, "test_acc": 0.7}]
+    row = RunRow("a__s0", "a", 0, 0, "done", {}, "", 1, None, None, 1.0, None,
+                 {"final": epochs[-1], "best": best_epoch(epochs)})
+    record = run_record(row, epochs)
+    assert record["best_test_acc"] == 0.7 and record["best_epoch"] == 3
+    assert record["best_test_loss"] == min(e["test_loss"] for e in epochs)

@@ -34,7 +34,11 @@ from reglab.study.stats import ALPHA, METRIC_BY_COLUMN
 from reglab.study.store import FINISHED
 
 NOTES = (f"Means are over finished runs; diverged runs are counted, not averaged. 95% CI: Student t. "
-         f"Δ: mean(arm) − mean(baseline), bootstrap percentile CI. Verdict: Welch's t-test at α = {ALPHA}.")
+         f"Δ: mean(arm) − mean(baseline), bootstrap percentile CI. Verdict: Welch's t-test at α = {ALPHA}. "
+         "With few seeds the bootstrap interval is too narrow (it resamples only the n observed values), so it "
+         "can exclude 0 while the verdict says \"not distinguishable\": the verdict is the test to trust. "
+         "Train loss is measured in training mode (dropout and noise active), so its verdict is \"higher\" / "
+         "\"lower\", not better or worse.")
 STABILITY_NOTE = ("Fluctuation: mean |L_t − L_{t−1}| of the test loss over the epochs t of the last half "
                   "of training. Seed spread: mean over epochs of the across-seed std of the test curve. "
                   "See docs/studies.md.")

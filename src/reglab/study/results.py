@@ -35,8 +35,9 @@ def run_record(row: RunRow, epochs: list[dict]) -> dict:
     for key in ("train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc",
                 "test_loss", "test_acc"):
         record[f"final_{key}"] = _num(final.get(key))
-    record["best_test_acc"] = _num(best.get("test_acc"))
-    record["best_test_loss"] = _num(best.get("test_loss"))
+    record["best_test_acc"] = _num(best.get("test_acc"))  # at best_epoch, the epoch of the highest test acc
+    losses = [x for x in (_num(e.get("test_loss")) for e in epochs) if math.isfinite(x)]
+    record["best_test_loss"] = min(losses) if losses else math.nan  # the lowest test loss of any epoch
     record["best_epoch"] = best.get("epoch")
     record["gap_acc"] = record["final_train_eval_acc"] - record["final_test_acc"]
     record["gap_loss"] = record["final_test_loss"] - record["final_train_eval_loss"]
