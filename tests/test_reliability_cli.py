@@ -152,3 +152,27 @@ def test_the_cli_imports_without_torch_or_matplotlib():
     code = "import sys, reglab.cli; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_keeps_finished_epochs_and_says_that_rerunning_resumes(tmp_path):
+    import json
+    import signal
+    import time
+
+    args = ["train", *RUN, "--epochs", "30", "--out", str(tmp_path / "run")]
+    code = "import sys; from reglab.cli import main; sys.argv[0] = 'reglab'; main()"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "rerun the same command to resume" in err, err
+    kept = metrics.read_text().count("\n")
+    assert 2 <= kept < 30
+    again = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+    assert epochs == list(range(1, 31))

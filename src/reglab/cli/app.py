@@ -72,7 +72,9 @@ def _terminate(signum: int, _frame: object) -> None:
 def main() -> None:
     """Console-script entry point: run the app; input errors become one line on stderr (exit 2),
     internal errors say what failed and where (exit 1; `--debug` shows the traceback)."""
-    signal.signal(signal.SIGTERM, _terminate)
+    global DEBUG
+    DEBUG = False
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)  # returns the exit code; Ctrl-C and SIGTERM give 130
     except click_errors.NoArgsIsHelpError as err:
@@ -93,6 +95,8 @@ def main() -> None:
         error_line(f"internal error, not a problem with your input: {one_line(err)} (at {where(err)}); "
                    "rerun with `reglab --debug …` for the traceback and report it")
         code = 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if code == 130:
         err_console.print(f"interrupted; {RESUME_HINT}", highlight=False, soft_wrap=True)
     sys.exit(code or 0)
