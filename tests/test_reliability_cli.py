@@ -24,7 +24,7 @@ regularize.l2 = 0.001
 RUN = ["--train-subset", "128", "--set", "data.test_subset=128", "--batch-size", "64", "--epochs", "1",
        "--device", "cpu"]
 
-# (argv, a string the one-line error must contain); FILE, DIR, TOML, BAD are created in the working dir
+# (argv, a string the one-line error must contain); FILE, DIR, TOML, BAD, BAD.json are in the working dir
 BAD_INPUTS = [
     *([(["train", "--device", "cuda"], "train.device: 'cuda'")] if not torch.cuda.is_available() else []),
     (["train", "--device", "banana"], "train.device: unknown device 'banana'"),
@@ -57,6 +57,31 @@ BAD_INPUTS = [
     (["sweep", "TOML", "--param", "dropout=0:0.5:3", "--workers", "0"], "'--workers'"),
     (["report", "/nonexistent"], "/nonexistent"),
     (["export", "DIR", "--table", "bogus"], "table: unknown 'bogus'"),
+    (["export", "/nonexistent"], "/nonexistent: no study.db"),
+    (["analyze", "/nonexistent"], "/nonexistent: no such run directory"),
+    (["analyze", "DIR"], "DIR: no model.pt or checkpoint.pt"),
+    (["train", "--config", "BAD.json"], "BAD.json: invalid JSON"),
+    (["reproduce", "nosuch"], "unknown reproduction 'nosuch'"),
+    (["sweep", "TOML", "--param", "nosuch=1:2:3"], "unknown name 'nosuch'"),
+    (["sweep", "TOML", "--param", "dropout=0:2:3"], "regularize.dropout.p: Input should be less than 1"),
+    (["compare", "TOML", "--pack", "0"], "--pack"),
+    (["compare", "TOML", "--seeds", "-3"], "seeds: needs at least one seed"),
+    (["report"], "Missing argument"),
+    (["train", "--set", "optim.betas=[2,0]"], "betas must lie in [0, 1)"),
+    (["train", "--ema", "1.5"], "regularize.ema"),
+    (["train", "--val-split", "1"], "data.val_split"),
+    (["train", "--patience", "3"], "set data.val_split > 0"),
+    (["train", "--mixup", "1", "--cutmix", "1"], "exclusive"),
+    (["train", "--schedule", "bogus"], "optim.schedule.name"),
+    (["train", "--seed", "-1"], "seed: "),
+    (["train", "--loss", "bogus"], "train.loss"),
+    (["train", "--objective", "bogus"], "train.objective"),
+    (["train", "--train-subset", "0"], "data.train_subset"),
+    (["train", "--epochs", "abc"], "'--epochs'"),
+    (["train", "--set", "train.device=cuda:7"], "train.device: 'cuda:7'"),
+    (["train", "--dataset", "fn1d", "--epochs", "1", "--device", "cpu"], "train.loss: cross-entropy needs"),
+    (["train", "--dataset", "fn1d", "--train-subset", "100", "--loss", "mse", "--device", "cpu"],
+     "data.train_subset: 100 exceeds the 20 train samples of fn1d"),
 ]
 
 
@@ -66,6 +91,7 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "FILE").write_text("not a directory")
     (tmp_path / "DIR").mkdir()
     (tmp_path / "BAD").write_text("this is = = not toml")
+    (tmp_path / "BAD.json").write_text("{not json")
     (tmp_path / "TOML").write_text(TINY)
     return tmp_path
 
