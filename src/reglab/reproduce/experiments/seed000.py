@@ -10,6 +10,8 @@ here the full version keeps the first 3000 training and 2000 test images and 5 e
 
 from __future__ import annotations
 
+from reglab.config import ConfigError
+from reglab.report import has_finished_run
 from reglab.reproduce.common import new_figure, pct
 from reglab.reproduce.framework import Claim, Outcome, Settings, preset
 from reglab.study import LocalExecutor, StudySpec, load_spec, run_study
@@ -36,6 +38,8 @@ def run(settings: Settings) -> Outcome:
     study = run_study(spec(s), settings.out / "study", executor=LocalExecutor(1, device=settings.device),
                       progress=False)
     study.write_report()
+    if not has_finished_run(study):
+        raise ConfigError(f"seed000: no run of the study finished; the first error: {study.runs['error'].iloc[0]}")
     summary = study.summary()
     acc = summary[summary["metric"] == "final_test_acc"].set_index("arm")
     numbers = {arm: {k: row[k] for k in ("n", "mean", "std", "ci_low", "ci_high", "diff", "p_value", "verdict")}
