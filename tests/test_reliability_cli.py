@@ -174,10 +174,14 @@ def test_study_progress_is_printed_off_a_terminal_as_runs_start(workdir, monkeyp
     assert lines.index("base__s0: started") < next(i for i, x in enumerate(lines) if x.startswith("base__s0: done"))
 
 
-def test_the_cli_imports_without_torch_or_matplotlib():
-    code = "import sys, reglab.cli; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.stdout.strip() == "[]", proc.stderr
+@pytest.mark.parametrize("argv", [["--help"], ["reproduce", "--list"], ["presets"]])
+def test_help_and_listings_import_neither_torch_nor_matplotlib(argv):
+    code = ("import sys; from reglab.cli import main; sys.argv = ['reglab', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'matplotlib', 'pandas') if m in sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr
+    assert proc.stdout.strip()
 
 
 @pytest.mark.slow

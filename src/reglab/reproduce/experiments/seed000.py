@@ -31,8 +31,7 @@ def spec(s: dict) -> StudySpec:
     return StudySpec.from_dict(data)
 
 
-@preset("seed000", title="seed000 study: regularizers of a DeeperCNN against seed noise",
-        where="its arms vs its baseline", source="reglab study preset seed000 (no published numbers)")
+@preset("seed000")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
     study = run_study(spec(s), settings.out / "study", executor=LocalExecutor(1, device=settings.device),
