@@ -19,7 +19,7 @@ def sweep(
     seeds: Annotated[int | None, Opt(help="run seeds 0..N-1 instead of the spec's seeds")] = None,
     out: Annotated[Path | None, Opt(help="study directory [default: studies/<name>_sweep]")] = None,
     device: Annotated[str | None, Opt(help="override every run's device: auto|cpu|cuda|cuda:N")] = None,
-    workers: Annotated[int | None, Opt(help="parallel runs [default: local: 2 with ≥ 2 cores, else 1]")] = None,
+    workers: Annotated[int | None, Opt(min=1, help="parallel runs [default: local: 2 with ≥ 2 cores, else 1]")] = None,
     executor: Annotated[str, Opt(help="executor: local or ray (more may be registered)")] = "local",
     address: Address = None,
     cpus_per_run: CpusPerRun = None,

@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 from pathlib import Path
 
 from rich.table import Table
 
+from reglab.config import ConfigError
 from reglab.report import html
 from reglab.report.environment import environment
 from reglab.report.figures import all_figures
@@ -30,9 +32,14 @@ from reglab.report.tables import (
 from reglab.report.terminal import rich_table
 from reglab.study.results import Study, load_study
 from reglab.study.stats import ALPHA, METRIC_BY_COLUMN
+from reglab.study.store import FINISHED
 
 NOTES = (f"Means are over finished runs; diverged runs are counted, not averaged. 95% CI: Student t. "
-         f"Δ: mean(arm) − mean(baseline), bootstrap percentile CI. Verdict: Welch's t-test at α = {ALPHA}.")
+         f"Δ: mean(arm) − mean(baseline), bootstrap percentile CI. Verdict: Welch's t-test at α = {ALPHA}. "
+         "With few seeds the bootstrap interval is too narrow (it resamples only the n observed values), so it "
+         "can exclude 0 while the verdict says \"not distinguishable\": the verdict is the test to trust. "
+         "Train loss is measured in training mode (dropout and noise active), so its verdict is \"higher\" / "
+         "\"lower\", not better or worse.")
 STABILITY_NOTE = ("Fluctuation: mean |L_t − L_{t−1}| of the test loss over the epochs t of the last half "
                   "of training. Seed spread: mean over epochs of the across-seed std of the test curve. "
                   "See docs/studies.md.")
@@ -42,6 +49,8 @@ FLATNESS_NOTE = ("End-of-training analyses of every run (reglab.study.analysis; 
                  "standard error of the trace, standard error over random directions of the loss rise, Lanczos "
                  "residual bound of λ_max; the effective ratio is exact given the weights).")
 TABLES = ("runs", "epochs", "summary", "stability")
+NO_RESULT = ("No run of this study has finished yet, so there is nothing to compare; the runs and their "
+             "errors are listed below. Rerun the study to resume it.")
 
 
 def _as_study(study: Study | str | Path) -> Study:
@@ -58,6 +67,8 @@ def _meta(study: Study) -> str:
 def summary_table(study: Study | str | Path) -> Table:
     """The headline table as a rich `Table` (what `reglab compare` prints)."""
     study = _as_study(study)
+    if not has_finished_run(study):
+        return rich_table(run_rows(study), title=f"{study.spec.name} — {_meta(study)}", caption=NO_RESULT)
     rows = compact_rows(headline_rows(study, study.summary(), study.stability()))
     return rich_table(rows, title=f"{study.spec.name} — {_meta(study)}", caption=NOTES)
 
@@ -76,7 +87,7 @@ def flatness_table(study: Study | str | Path) -> Table | None:
 def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs") -> Path:
     """Write one table of a study as CSV: runs, epochs, summary or stability."""
     if table not in TABLES:
-        raise ValueError(f"table: unknown {table!r} (tables: {', '.join(TABLES)})")
+        raise ConfigError(f"table: unknown {table!r} (tables: {', '.join(TABLES)})")
     study = _as_study(study)
     frame = {"runs": lambda: study.runs, "epochs": lambda: study.epochs, "summary": study.summary,
              "stability": study.stability}[table]()
@@ -91,6 +102,8 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     study = _as_study(study)
     out = Path(out_dir) if out_dir is not None else study.path / "report"
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    if not has_finished_run(study):
+        return _write_empty_report(study, out)
     summary, stability = study.summary(), study.stability()
     paths = {"html": out / "report.html", "markdown": out / "report.md", "figures": out / "figures"}
     for name, frame in (("summary", summary), ("runs", study.runs), ("epochs", study.epochs),
@@ -128,8 +141,8 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     paths["html"].write_text(html.page(name=study.spec.name, description=study.spec.description,
                                        meta=_meta(study), sections=sections))
 
-    md = [f"# Study: {study.spec.name}\n", study.spec.description, f"\n{_meta(study)}\n", "## Summary\n",
-          markdown_table(headline), f"\n{NOTES}\n",
+    md = [f"# Study: {md_text(study.spec.name)}\n", md_text(study.spec.description), f"\n{md_text(_meta(study))}\n",
+          "## Summary\n", markdown_table(headline), f"\n{NOTES}\n",
           *(["## Flatness and condensation\n", markdown_table(flatness), f"\n{FLATNESS_NOTE}\n"] if flatness else []),
           "## Figures\n",
           *(f"![{f.title}](figures/{f.name}.png)\n\n{f.caption}\n" for f, _ in figures)]
@@ -140,6 +153,33 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
            markdown_table([{"key": k, "value": v} for k, v in env.items()])]
     paths["markdown"].write_text("\n".join(md))
     return paths
+
+
+def has_finished_run(study: Study) -> bool:
+    return bool(len(study.runs)) and study.runs["status"].isin(FINISHED).any()
+
+
+def _write_empty_report(study: Study, out: Path) -> dict[str, Path]:
+    """The report of a study without a finished run: says so, and lists the runs and their errors."""
+    paths = {"html": out / "report.html", "markdown": out / "report.md", "figures": out / "figures",
+             "runs": out / "runs.csv"}
+    study.runs.to_csv(paths["runs"], index=False)
+    runs, env = run_rows(study), environment([])
+    sections = [("Summary", f"<p>{escape(NO_RESULT)}</p>"), ("Runs", html.table(runs)),
+                ("Study spec", html.code_block(study.spec.to_dict())), ("Environment", html.key_values(env))]
+    paths["html"].write_text(html.page(name=study.spec.name, description=study.spec.description,
+                                       meta=_meta(study), sections=sections))
+    paths["markdown"].write_text("\n".join([
+        f"# Study: {md_text(study.spec.name)}\n", md_text(study.spec.description), f"\n{md_text(_meta(study))}\n",
+        "## Summary\n", f"{NO_RESULT}\n", "## Runs\n", markdown_table(runs), "## Environment\n",
+        markdown_table([{"key": k, "value": v} for k, v in env.items()])]))
+    return paths
+
+
+def md_text(text: str) -> str:
+    """User text (title, description, arm names) as literal Markdown: no HTML, no emphasis, no links."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_\[\]#|])", r"\\\1", text)
 
 
 __all__ = ["TABLES", "export_csv", "flatness_table", "summary_table", "write_report"]

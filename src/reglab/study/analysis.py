@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from reglab.config import ConfigError
 from reglab.train.rundir import clean_json, write_json_atomic
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class AnalysisSpec(BaseModel):
     @model_validator(mode="after")
     def _asks_for_something(self) -> AnalysisSpec:
         if not (self.hessian or self.landscape or self.effective_ratio):
-            raise ValueError("asks for nothing: set hessian, landscape or effective_ratio")
+            raise ConfigError("asks for nothing: set hessian, landscape or effective_ratio")
         return self
 
 

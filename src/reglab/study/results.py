@@ -11,7 +11,7 @@ Reads only the store and the run directories; never writes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +20,7 @@ from reglab.study.analysis import NOISE
 from reglab.study.spec import StudySpec
 from reglab.study.stability import fluctuation, stability_table
 from reglab.study.stats import ALPHA, ANALYSIS_METRICS, METRICS, summarize
-from reglab.study.store import RunRow, StudyStore
+from reglab.study.store import FINISHED, RunRow, StudyStore
 from reglab.train.rundir import read_metrics
 
 ANALYSIS_COLUMNS = [c for m in ANALYSIS_METRICS for c in (m.column, NOISE.get(m.column)) if c]
@@ -41,8 +41,9 @@ def run_record(row: RunRow, epochs: list[dict]) -> dict:
         record[f"final_{key}"] = _num(final.get(key))
     for key in ANALYSIS_COLUMNS:
         record[key] = _num(final.get(key))
-    record["best_test_acc"] = _num(best.get("test_acc"))
-    record["best_test_loss"] = _num(best.get("test_loss"))
+    record["best_test_acc"] = _num(best.get("test_acc"))  # at best_epoch, the epoch of the highest test acc
+    losses = [x for x in (_num(e.get("test_loss")) for e in epochs) if math.isfinite(x)]
+    record["best_test_loss"] = min(losses) if losses else math.nan  # the lowest test loss of any epoch
     record["best_epoch"] = best.get("epoch")
     record["gap_acc"] = record["final_train_eval_acc"] - record["final_test_acc"]
     record["gap_loss"] = record["final_test_loss"] - record["final_train_eval_loss"]
@@ -91,6 +92,10 @@ def read_study(path: Path) -> tuple[StudySpec, pd.DataFrame, pd.DataFrame]:
         raise FileNotFoundError(f"{path}: the study has no spec yet")
     records, epoch_rows = [], []
     for row in rows:
+        if row.status in FINISHED and not (path / "runs" / row.run_id / "summary.json").exists():
+            row = replace(row, status="missing", summary=None,  # never reported as done without its files
+                          error=f"{path / 'runs' / row.run_id}/summary.json is gone; rerun the study to train "
+                                "this run again")
         epochs = read_metrics(path / "runs" / row.run_id / "metrics.jsonl")
         records.append(run_record(row, epochs))
         keys = {"run_id": row.run_id, "arm": row.arm, "seed": row.seed, "status": row.status}

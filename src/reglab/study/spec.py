@@ -165,6 +165,34 @@ def check_registered(cfg: RunConfig, *, prefix: str) -> None:
     for bad, message in problems:
         if bad:
             raise ConfigError(f"{prefix}.{message}")
+    build_on_meta(cfg, prefix=prefix)
+
+
+def build_on_meta(cfg: RunConfig, *, prefix: str) -> None:
+    """Build the run's model on the meta device (no memory, no data) and pass a batch through it, so
+    that options no signature can check (negative widths, too many poolings) fail at load time."""
+    import torch
+
+    from reglab.data.registry import dataset_shape
+    from reglab.models import build_model
+
+    try:
+        shape = dataset_shape(cfg.data.name, cfg.data.options)
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}.{err}") from None
+    if shape is None:
+        return
+    input_shape, num_outputs = shape
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg.model, input_shape=input_shape, num_outputs=num_outputs, reg=cfg.regularize)
+            model.eval()(torch.empty(2, *input_shape))
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}.{err}") from None
+    except Exception as err:
+        text = " ".join(str(err).split())
+        raise ConfigError(f"{prefix}.model: {cfg.model.name!r} with options {cfg.model.options} cannot be built "
+                          f"for {cfg.data.name} inputs {input_shape} ({type(err).__name__}: {text})") from None
 
 
 def arm_slug(arm: str) -> str:

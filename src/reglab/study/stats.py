@@ -25,14 +25,16 @@ ALPHA = 0.05
 class Metric:
     column: str  # a column of `Study.runs`
     label: str
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: no direction is better (verdict "higher" / "lower")
 
 
 METRICS = (
     Metric("final_test_acc", "final test acc", True),
     Metric("best_test_acc", "best test acc", True),
     Metric("final_test_loss", "final test loss", False),
-    Metric("final_train_loss", "final train loss", False),
+    # measured in training mode, with the arm's dropout / noise active: higher by construction for a
+    # noisier arm, so neither direction is "better"
+    Metric("final_train_loss", "final train loss (training mode)", None),
     Metric("gap_acc", "gap acc (train − test)", False),
     Metric("gap_loss", "gap loss (test − train)", False),
     Metric("fluctuation", "fluctuation |Δ test loss|", False),
@@ -99,18 +101,20 @@ def bootstrap_diff(a: Sequence[float], b: Sequence[float], *, resamples: int = 1
     return float(low), float(high)
 
 
-def verdict(p_value: float, diff: float, n_arm: int, n_base: int, *, higher_is_better: bool = True,
+def verdict(p_value: float, diff: float, n_arm: int, n_base: int, *, higher_is_better: bool | None = True,
             alpha: float = ALPHA) -> str:
     """"better" / "worse" when p < α, else "not distinguishable at n=… seeds"; needs 2 seeds per arm."""
     if n_arm < 2 or n_base < 2:
         return "needs ≥ 2 seeds"
     if math.isfinite(p_value) and p_value < alpha and diff != 0:
+        if higher_is_better is None:
+            return "higher" if diff > 0 else "lower"
         return "better" if (diff > 0) == higher_is_better else "worse"
     n = f"{n_arm}" if n_arm == n_base else f"{n_arm} vs {n_base}"
     return f"not distinguishable at n={n} seeds"
 
 
-def compare(arm: Sequence[float], baseline: Sequence[float], *, higher_is_better: bool = True,
+def compare(arm: Sequence[float], baseline: Sequence[float], *, higher_is_better: bool | None = True,
             alpha: float = ALPHA, resamples: int = 10_000, seed: int = 0) -> Comparison:
     """Difference of means to the baseline with Welch's t-test and a bootstrap interval."""
     a, b = _finite(arm), _finite(baseline)

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from reglab.config import ConfigError
 from reglab.theory.condensation import _LAYER_TYPES, cosine_similarity_matrix, effective_ratio, neuron_features
 from reglab.theory.cover import cover_ratio
 from reglab.theory.hessian import (
@@ -54,7 +55,7 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
         raise FileNotFoundError(f"{path}: no such run directory or weights file")
     if path.is_file():
         if path.suffix != ".pt":
-            raise ValueError(f"{path}: expected a run directory or its model.pt / checkpoint.pt")
+            raise ConfigError(f"{path}: expected a run directory or its model.pt / checkpoint.pt")
         run_dir, weights = path.parent, path
     else:
         run_dir = path
@@ -69,7 +70,7 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
 def symmetric_grid(points: int) -> torch.Tensor:
     """`points` evenly spaced values of [−1, 1] (float64); −1, 1 and, for odd `points`, 0 exactly."""
     if points < 2:
-        raise ValueError(f"points: need at least 2 (got {points})")
+        raise ConfigError(f"points: need at least 2 (got {points})")
     return torch.arange(-(points - 1), points, 2, dtype=torch.float64) / (points - 1)
 
 
@@ -152,9 +153,9 @@ def analyze_run(path: str | Path, *, landscape: str | None = None, hessian: bool
     `out` defaults to <run dir>/analysis; `points` to 41 (1-D) or 21 (per axis, 2-D).
     """
     if landscape is not None and landscape not in DEFAULT_POINTS:
-        raise ValueError(f"landscape: expected 1d or 2d (got {landscape!r})")
+        raise ConfigError(f"landscape: expected 1d or 2d (got {landscape!r})")
     if samples < 1:
-        raise ValueError(f"samples: need at least 1 (got {samples})")
+        raise ConfigError(f"samples: need at least 1 (got {samples})")
     check_mode(mode)
     run_dir, weights = resolve_run(path)
     out = Path(out) if out is not None else run_dir / "analysis"
@@ -227,7 +228,7 @@ def sharpness_metrics(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tenso
             values[f"hessian_trace{suffix}"], values[f"hessian_trace_se{suffix}"] = trace, se
     if landscape is not None:
         if landscape != "1d":
-            raise ValueError(f"landscape: a study metric needs 1d (got {landscape!r})")
+            raise ConfigError(f"landscape: a study metric needs 1d (got {landscape!r})")
         generator = torch.Generator().manual_seed(seed)
         alphas = torch.tensor([-radius, 0.0, radius])
         rises = []
@@ -241,6 +242,6 @@ def sharpness_metrics(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tenso
     if effective_ratio:
         layer = next((m for m in model.modules() if isinstance(m, _LAYER_TYPES) and m.weight.shape[0] > 1), None)
         if layer is None:
-            raise ValueError("effective_ratio: the model has no Linear/Conv layer with ≥ 2 neurons")
+            raise ConfigError("effective_ratio: the model has no Linear/Conv layer with ≥ 2 neurons")
         values["effective_ratio"] = cover_ratio(layer, threshold).value
     return values

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from reglab.config import ConfigError
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 OBJECTIVES = ("drop", "rs", "rs+r1", "rs+r2", "drop-r2", "drop-r1")
 _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
@@ -97,20 +99,20 @@ def _forward_tapped(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, _T
     drops = [i for i, (m, _, _) in enumerate(calls) if isinstance(m, _DROPOUT_TYPES)]
     prefix = "R1 needs the last dropout to be an nn.Dropout feeding the nn.Linear that gives the model's output"
     if not drops:
-        raise ValueError(f"{prefix}; this model ran no dropout module")
+        raise ConfigError(f"{prefix}; this model ran no dropout module")
     last = drops[-1]
     dropout, h, dropped = calls[last]
     where = f"the last dropout (module {names[dropout]!r})"
     if type(dropout) is not nn.Dropout:
-        raise ValueError(f"{prefix}; {where} is {type(dropout).__name__}")
+        raise ConfigError(f"{prefix}; {where} is {type(dropout).__name__}")
     consumer = next(((m, o) for m, i, o in calls[last + 1:] if i is dropped), None)
     if consumer is None:
-        raise ValueError(f"{prefix}; the output of {where} goes into no module")
+        raise ConfigError(f"{prefix}; the output of {where} goes into no module")
     linear, linear_out = consumer
     if not isinstance(linear, nn.Linear):
-        raise ValueError(f"{prefix}; {where} feeds {type(linear).__name__} ({names[linear]!r})")
+        raise ConfigError(f"{prefix}; {where} feeds {type(linear).__name__} ({names[linear]!r})")
     if linear_out is not out:
-        raise ValueError(f"{prefix}; {where} feeds nn.Linear {names[linear]!r}, which is not the model's output layer")
+        raise ConfigError(f"{prefix}; {where} feeds nn.Linear {names[linear]!r}, which is not the model's output layer")
     return out, _Tap(h, dropout, linear)
 
 
@@ -122,7 +124,7 @@ def _upcast(t: torch.Tensor) -> torch.Tensor:
 def _r1(h: torch.Tensor, dropout: nn.Dropout, linear: nn.Linear) -> torch.Tensor:
     keep = 1.0 - dropout.p
     if keep <= 0:
-        raise ValueError("R1 is undefined for dropout p = 1 (keep probability 0)")
+        raise ConfigError("R1 is undefined for dropout p = 1 (keep probability 0)")
     column_norms2 = _upcast(linear.weight).pow(2).sum(0)  # ‖W_j‖²
     per_sample = (_upcast(h).pow(2) * column_norms2).flatten(1).sum(1)  # Σ_j ‖W_j h_j(x_i)‖²
     return (1.0 - keep) / (2.0 * keep) * per_sample.mean()
@@ -167,9 +169,9 @@ def objective_loss(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     `loss_fn(output, y)` returns the mean loss of the batch; `lr` is needed only by the R2 objectives.
     """
     if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")
+        raise ConfigError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")
     if name in ("rs+r2", "drop-r2") and lr is None:
-        raise ValueError(f"lr: objective {name!r} needs the step size ε of R2 = (ε/4)‖∇R_drop‖²")
+        raise ConfigError(f"lr: objective {name!r} needs the step size ε of R2 = (ε/4)‖∇R_drop‖²")
     if name.startswith("rs"):
         with dropout_disabled(model):
             if name == "rs+r1":

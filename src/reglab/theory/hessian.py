@@ -31,13 +31,15 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from reglab.config import ConfigError
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MODES = ("eval", "train")
 
 
 def check_mode(mode: str) -> str:
     if mode not in MODES:
-        raise ValueError(f"mode: expected eval or train (got {mode!r})")
+        raise ConfigError(f"mode: expected eval or train (got {mode!r})")
     return mode
 
 
@@ -56,7 +58,7 @@ class HessianOperator:
         self.size = sum(p.numel() for p in self.params)
         self.dtype, self.device = self.params[0].dtype, self.params[0].device
         if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size: must be at least 1 (got {batch_size})")
+            raise ConfigError(f"batch_size: must be at least 1 (got {batch_size})")
         n = x.shape[0]
         step = batch_size or n
         self.batches = [(x[i:i + step], None if y is None else y[i:i + step]) for i in range(0, n, step)]
@@ -114,10 +116,10 @@ def select_parameters(model: nn.Module, names: Sequence[str] | None) -> tuple[li
         wanted = list(names)
         known = {n for n, _ in named} | {n for n, _ in model.named_modules()}
         if unknown := [w for w in wanted if w not in known]:
-            raise ValueError(f"params: {unknown[0]!r} is neither a trainable parameter nor a module of the model")
+            raise ConfigError(f"params: {unknown[0]!r} is neither a trainable parameter nor a module of the model")
         named = [(n, p) for n, p in named if any(n == w or n.startswith(w + ".") or w == "" for w in wanted)]
     if not named:
-        raise ValueError("params: no trainable parameters selected")
+        raise ConfigError("params: no trainable parameters selected")
     return [n for n, _ in named], [p for _, p in named]
 
 
@@ -189,7 +191,7 @@ def hessian_eigenpairs(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: to
     """
     operator = HessianOperator(model, loss_fn, x, y, mode=mode, params=params, batch_size=batch_size)
     if k < 1 or k > operator.size:
-        raise ValueError(f"k: must be between 1 and the number of parameters {operator.size} (got {k})")
+        raise ConfigError(f"k: must be between 1 and the number of parameters {operator.size} (got {k})")
     start = torch.randn(operator.size, generator=generator, dtype=operator.dtype,
                         device=generator.device if generator is not None else operator.device).to(operator.device)
 
@@ -236,7 +238,7 @@ def hessian_trace(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.T
     """Hutchinson: tr H = E[vᵀHv], v Rademacher (±1 entries). Returns (mean of `samples` draws, its standard
     error s/√samples); the variance of one draw is 2 Σ_{i≠j} H_ij²."""
     if samples < 2:
-        raise ValueError("hessian_trace needs samples ≥ 2 for a standard error")
+        raise ConfigError("hessian_trace needs samples ≥ 2 for a standard error")
     operator = HessianOperator(model, loss_fn, x, y, mode=mode, params=params, batch_size=batch_size)
     values = []
     for _ in range(samples):

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from reglab.config import ConfigError
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -65,7 +67,7 @@ def named_direction(model: nn.Module, *, norm: str = "filter", include_states: b
     same rule (Li et al.'s "states" directions); integer buffers never do.
     """
     if norm not in NORMS:
-        raise ValueError(f"norm: expected filter or layer (got {norm!r})")
+        raise ConfigError(f"norm: expected filter or layer (got {norm!r})")
     tensors = [(name, p.detach()) for name, p in model.named_parameters()]
     if include_states:
         tensors += [(name, b) for name, b in model.named_buffers() if b.is_floating_point()]
@@ -90,11 +92,11 @@ def _by_name(model: nn.Module, direction: Direction) -> dict[str, torch.Tensor]:
     if isinstance(direction, Mapping):
         known = dict(model.named_parameters()) | dict(model.named_buffers())
         if unknown := [k for k in direction if k not in known]:
-            raise ValueError(f"direction: {unknown[0]!r} is not a parameter or buffer of the model")
+            raise ConfigError(f"direction: {unknown[0]!r} is not a parameter or buffer of the model")
         return dict(direction)
     names = [name for name, _ in model.named_parameters()]
     if len(direction) != len(names):
-        raise ValueError(f"direction: {len(direction)} tensors for {len(names)} parameters")
+        raise ConfigError(f"direction: {len(direction)} tensors for {len(names)} parameters")
     return dict(zip(names, direction, strict=True))
 
 
@@ -169,7 +171,7 @@ def _grid_losses(model: nn.Module, directions: Sequence[Direction], coeffs: torc
     BatchNorm uses batch statistics and updates only per-point copies of its buffers.
     """
     if mode not in ("eval", "train"):
-        raise ValueError(f"mode: expected eval or train (got {mode!r})")
+        raise ConfigError(f"mode: expected eval or train (got {mode!r})")
     directions = [_by_name(model, d) for d in directions]
     state = {**dict(model.named_buffers()), **{n: p.detach() for n, p in model.named_parameters()}}
     perturbed = sorted({k for d in directions for k in d})
@@ -261,7 +263,7 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, loss_fn: LossFn, x: torc
     "interpolated" or None (no BatchNorm).
     """
     if mode not in ("eval", "train"):
-        raise ValueError(f"mode: expected eval or train (got {mode!r})")
+        raise ConfigError(f"mode: expected eval or train (got {mode!r})")
     if alphas is None:  # linspace(−0.5, 1.5, 41) as k/20: 0 and 1 exactly on the grid
         alphas = torch.arange(-10, 31, dtype=torch.float64) / 20
     alphas = torch.as_tensor(alphas).flatten()
