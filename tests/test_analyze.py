@@ -101,7 +101,7 @@ def test_cli_on_a_checkpoint_and_with_defaults(run_dir, trained, tmp_path):
     res = runner.invoke(app, ["analyze", str(run_dir / "checkpoint.pt"), "--landscape", "2d", "--points", "5",
                               "--samples", str(SAMPLES), "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "eval loss" in res.output and "analysis.json" in res.output
+    assert "loss (eval mode)" in res.output and "analysis.json" in res.output
     saved = json.loads((out / "analysis.json").read_text())
     assert saved["weights"].endswith("checkpoint.pt") and set(saved) >= {"loss", "landscape"}
     assert "hessian" not in saved and "condensation" not in saved
@@ -167,3 +167,49 @@ def test_study_report_plots_effective_ratio_per_arm(tmp_path):
     run = next((tmp_path / "runs").iterdir())  # a study's run analyses like any run
     assert 0 < analyze_run(run, condensation=True, samples=SAMPLES)["condensation"]["layers"]["0"][
         "effective_ratio"] <= 1
+
+
+def test_analysis_states_its_mode_and_splits_by_layer(run_dir, trained, tmp_path):
+    from reglab.theory.hessian import parameter_modules
+
+    model, x, y = trained
+    result = analyze_run(run_dir, hessian=True, out=tmp_path, samples=SAMPLES, trace_samples=10, mode="train",
+                         per_layer=True, density=True, top_k=2)
+    stored = json.loads((tmp_path / "analysis.json").read_text())
+    assert stored["mode"] == "train" and analyze_run(run_dir, out=tmp_path / "e", samples=SAMPLES)["mode"] == "eval"
+    assert set(stored["hessian"]["layers"]) == set(parameter_modules(model)) == {"0", "3"}
+    assert len(stored["hessian"]["eigenvalues"]) == 2
+    assert stored["hessian"]["eigenvalues"][0] >= stored["hessian"]["eigenvalues"][1]
+    assert abs(sum(stored["hessian_density"]["weights"][0]) - 1) < 1e-5
+    assert (tmp_path / "hessian_density.png").read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="mode: expected eval or train"):
+        analyze_run(run_dir, out=tmp_path, mode="test")
+    assert result["loss"] > 0
+
+
+def test_sharpness_metrics_against_dense_hessian_and_by_hand(trained):
+    from reglab.theory.analyze import sharpness_metrics
+
+    model, x, y = trained
+    values = sharpness_metrics(model, lambda out, t: 0.5 * (out - t).pow(2).sum(1).mean(), x, y,
+                               hessian=["top", "trace"], landscape="1d", effective_ratio=True, per_layer=True,
+                               trace_samples=200, directions=3, radius=0.5)
+    h = dense_hessian(model, x, y)
+    assert values["hessian_top"] == pytest.approx(torch.linalg.eigvalsh(h)[-1].item(), rel=1e-3)
+    assert abs(values["hessian_trace"] - torch.trace(h).item()) < 4 * values["hessian_trace_se"]
+    first = 32 * 1 + 32  # layer "0": weight (32, 1) and bias (32,) come first in the flat order
+    assert values["hessian_top/0"] == pytest.approx(torch.linalg.eigvalsh(h[:first, :first])[-1].item(), rel=1e-3)
+    generator, rises = torch.Generator().manual_seed(0), []
+    for _ in range(3):
+        d = filter_normalized_direction(model, generator)
+        losses = []
+        for a in (-0.5, 0.5):
+            moved = copy.deepcopy(model)
+            with torch.no_grad():
+                for p, t in zip(moved.parameters(), d, strict=True):
+                    p.add_(a * t)
+            losses.append(half_mse(moved, x, y))
+        rises.append(sum(losses) / 2 - half_mse(model, x, y))
+    assert values["landscape_rise"] == pytest.approx(sum(rises) / 3, rel=1e-4)
+    assert values["landscape_rise_se"] == pytest.approx(torch.tensor(rises).std().item() / 3**0.5, rel=1e-3)
+    assert values["effective_ratio"] == effective_ratio(model[0])

@@ -37,7 +37,7 @@ SPEC = StudySpec.from_dict({
              "model": {"name": "mlp", "options": {"widths": [16]}}, "optim": {"name": "momentum", "lr": 0.05},
              "train": {"epochs": EPOCHS, "batch_size": 64, "device": "cpu", "eval_train_samples": 128}},
     "arms": {"base": {}, "dropout": {"regularize": {"dropout": {"p": 0.2}}},
-             "broken": {"model": {"options": {"widths": [-1]}}}},  # fails when the model is built
+             "broken": {"data": {"name": "fn1d"}}},  # fails when its data loads: 20 samples < 256
 })
 VICTIM = "dropout__s1"  # the run whose worker is killed in its second epoch
 
@@ -155,7 +155,7 @@ def test_a_study_on_the_cluster_equals_the_study_run_locally(cluster, reference,
     status = dict(zip(result.runs["run_id"], result.runs["status"], strict=True))
     assert status == {f"{arm}__s{s}": "failed" if arm == "broken" else "done"
                       for arm in SPEC.arms for s in (0, 1)}
-    assert "widths must be positive" in result.runs.set_index("run_id").loc["broken__s0", "error"]
+    assert "exceeds the 20 train samples of fn1d" in result.runs.set_index("run_id").loc["broken__s0", "error"]
     assert_same_study(result, reference)
     trained = [f"{arm}__s{s}" for arm in ("base", "dropout") for s in (0, 1)]
     assert sorted(progress) == sorted((run, e) for run in trained for e in range(1, EPOCHS + 1))

@@ -36,7 +36,7 @@ def db_rows(out) -> list[dict]:
 def test_diverged_and_failed_runs_are_reported_while_the_others_finish(tmp_path):
     spec = tiny({"base": {}, "dropout": {"regularize": {"dropout": {"p": 0.2}}},
                  "boom": {"optim": {"name": "sgd", "lr": 1e3}},  # diverges
-                 "broken": {"model": {"options": {"widths": [-1]}}}})  # fails when the model is built
+                 "broken": {"data": {"name": "fn1d"}}})  # fails when its data loads: 20 samples < 256
     result = run_study(spec, tmp_path, progress=False)
     status = dict(zip(result.runs["run_id"], result.runs["status"], strict=True))
     assert status == {f"{a}__s{s}": st for s in (0, 1) for a, st in
@@ -44,7 +44,8 @@ def test_diverged_and_failed_runs_are_reported_while_the_others_finish(tmp_path)
     rows = db_rows(tmp_path)
     assert len(rows) == 8 and len({r["run_id"] for r in rows}) == 8
     broken = [r for r in rows if r["arm"] == "broken"]
-    assert all("widths must be positive" in r["error"] and "\n" not in r["error"] for r in broken)
+    assert all("exceeds the 20 train samples of fn1d" in r["error"] and "\n" not in r["error"]
+               for r in broken)
     assert all(r["started"] and r["finished"] for r in rows)
     boom = result.runs[result.runs["arm"] == "boom"]
     assert (boom["diverged_epoch"] >= 1).all()

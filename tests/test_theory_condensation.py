@@ -129,3 +129,20 @@ def test_condensation_tracker_default_and_named_layers():
     assert 0 < ratio <= 1
     with pytest.raises(ValueError, match="no nn.Linear"):
         CondensationTracker()(1, nn.Sequential(nn.ReLU()), {})
+
+
+def test_cover_ratio_states_its_method_and_takes_the_bias():
+    from reglab.theory.cover import cover_ratio
+
+    # two neurons parallel in weight but opposite in bias: one direction without the bias, two with it
+    weight = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
+    bias = torch.tensor([1.0, -2.0, 0.0])
+    plain = cover_ratio(weight)
+    assert (plain.value, plain.method, plain.neurons) == (2 / 3, "greedy", 3)
+    exact = cover_ratio(weight, bias=bias, exact=True)
+    assert (exact.value, exact.method) == (1.0, "exact")
+    layer = torch.nn.Linear(2, 3)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+    assert cover_ratio(layer).value == cover_ratio(weight, bias=bias).value == 1.0

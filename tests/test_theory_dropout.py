@@ -90,10 +90,12 @@ def test_r1_with_dropout_at_every_layer():
 
 
 def test_r1_rejects_models_without_final_dropout_linear():
-    with pytest.raises(ValueError, match="ends nn.Dropout → nn.Linear"):
+    with pytest.raises(ValueError, match="this model ran no dropout module"):
         dropout_r1(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), torch.randn(2, 3))
-    with pytest.raises(ValueError, match="nn.Sequential"):
+    with pytest.raises(ValueError, match="this model ran no dropout module"):
         dropout_r1(nn.Linear(3, 2), torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"the last dropout \(module '1'\) is Dropout1d"):
+        dropout_r1(nn.Sequential(nn.Linear(3, 4), nn.Dropout1d(0.5), nn.Linear(4, 2)), torch.randn(2, 3))
 
 
 def test_r1_accepts_nested_sequential():
@@ -182,8 +184,11 @@ def test_objective_errors():
     conv.double()
     xc = torch.randn(8, 1, 5, dtype=torch.float64)
     assert torch.isfinite(objective_loss("drop-r2", conv, xc, y, lr=0.1, loss_fn=half_mse))
-    with pytest.raises(ValueError, match="this model ends ReLU → Linear"):
+    with pytest.raises(ValueError, match=r"the last dropout \(module '2'\) feeds ReLU \('3'\)"):
         objective_loss("rs+r1", conv, xc, y, lr=0.1, loss_fn=half_mse)
+    assert torch.isfinite(objective_loss("drop", model, x, y, loss_fn=half_mse))  # no lr needed
+    with pytest.raises(ValueError, match="lr: objective 'drop-r2' needs the step size"):
+        objective_loss("drop-r2", model, x, y, loss_fn=half_mse)
 
 
 def test_reglab_mlp_identity_and_objectives():
@@ -207,5 +212,29 @@ def test_reglab_mlp_identity_and_objectives():
         objective_loss(name, model, x, y, lr=0.1, loss_fn=half_mse).backward()
     no_last = build_model(ModelConfig(name="mlp", options={"widths": [16, 12]}), input_shape=(5,),
                           num_outputs=3, reg=RegularizeConfig(dropout={"p": 0.4, "layers": [0]}))
-    with pytest.raises(ValueError, match="this model ends ReLU → Linear"):
+    with pytest.raises(ValueError, match="which is not the model's output layer"):
         dropout_r1(no_last, x.float())
+
+
+class Residual(nn.Module):
+    """Not an nn.Sequential: a skip connection, then dropout into the output layer, in forward()."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.drop, self.head = nn.Linear(4, 4), nn.Dropout(0.3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.drop(x + torch.tanh(self.body(x))))
+
+
+def test_r1_of_any_module_whose_last_dropout_feeds_the_output_linear():
+    torch.manual_seed(0)
+    model = Residual().double()
+    x = torch.randn(10, 4, dtype=torch.float64)
+    h = x + torch.tanh(model.body(x))
+    by_hand = 0.3 / (2 * 0.7) * (h.pow(2) * model.head.weight.pow(2).sum(0)).sum(1).mean()
+    torch.testing.assert_close(dropout_r1(model, x), by_hand)
+    y = torch.randn(10, 3, dtype=torch.float64)
+    with dropout_disabled(model):
+        rs = half_mse(model(x), y)
+    torch.testing.assert_close(objective_loss("rs+r1", model, x, y, loss_fn=half_mse), rs + by_hand)

@@ -1,5 +1,6 @@
 """Hessian-vector products, top eigenvalue and Hutchinson trace against the dense Hessian of a tiny net."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,3 +72,127 @@ def test_trace_within_four_standard_errors():
                                  generator=torch.Generator().manual_seed(0))
     assert se > 0
     assert abs(estimate - exact) < 4 * se
+
+
+def test_eigenpairs_match_dense_eigendecomposition():
+    from reglab.theory import HessianOperator, hessian_eigenpairs
+
+    model, (x, y) = tiny(), data()
+    values, vectors = torch.linalg.eigh(dense_hessian(model, F.cross_entropy, x, y))
+    pairs = hessian_eigenpairs(model, F.cross_entropy, x, y, k=3, tol=1e-8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(pairs.values, values.flip(0)[:3], rtol=1e-6, atol=1e-8)
+    for i in range(3):  # eigenvectors up to sign
+        assert abs(torch.dot(pairs.vectors[i], vectors[:, -1 - i]).abs().item() - 1) < 1e-6
+    named = pairs.by_name(HessianOperator(model, F.cross_entropy, x, y), 0)
+    assert list(named) == [n for n, _ in model.named_parameters()]
+    assert named["0.weight"].shape == (6, 3)
+
+
+def test_batched_products_equal_the_full_batch():
+    from reglab.theory.hessian import HessianOperator
+
+    model, (x, y) = tiny(), data()
+    v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+    full = HessianOperator(model, F.cross_entropy, x, y)(v)
+    torch.testing.assert_close(HessianOperator(model, F.cross_entropy, x, y, batch_size=7)(v), full)
+
+
+def test_module_block_is_the_dense_sub_matrix():
+    model, (x, y) = tiny(), data()
+    h = dense_hessian(model, F.cross_entropy, x, y)
+    block = h[-21:, -21:]  # "3": weight (3, 6) and bias (3,) of the last layer
+    top = hessian_top_eigenvalue(model, F.cross_entropy, x, y, params=["3"], tol=1e-8,
+                                 generator=torch.Generator().manual_seed(0))
+    assert abs(top - torch.linalg.eigvalsh(block)[-1].item()) < 1e-6
+    estimate, se = hessian_trace(model, F.cross_entropy, x, y, params=["3"], samples=200,
+                                 generator=torch.Generator().manual_seed(1))
+    assert abs(estimate - torch.trace(block).item()) < 4 * se
+
+
+def test_slq_quadrature_is_exact_for_low_degree_polynomials():
+    """With m steps, Σ_j τ_j θ_j^d = vᵀH^d v/‖v‖² for d < 2m: checked for d = 1, 2 against the dense H."""
+    from reglab.theory import hessian_density
+
+    model, (x, y) = tiny(), data()
+    h = dense_hessian(model, F.cross_entropy, x, y)
+    n = h.shape[0]
+    g = torch.Generator().manual_seed(3)
+    density = hessian_density(model, F.cross_entropy, x, y, steps=5, probes=2, generator=g)
+    g = torch.Generator().manual_seed(3)
+    for r in range(2):
+        v = (torch.randint(0, 2, (n,), generator=g) * 2 - 1).double()
+        assert abs(density.integrate(lambda t: t)[r].item() - (v @ h @ v).item() / n) < 1e-9
+        assert abs(density.integrate(lambda t: t**2)[r].item() - (v @ h @ h @ v).item() / n) < 1e-9
+        assert abs(density.weights[r].sum().item() - 1) < 1e-12
+    grid = torch.linspace(-5, 5, 2001, dtype=torch.float64)
+    assert abs(torch.trapezoid(density.density(grid, 0.1), grid).item() - 1) < 1e-3
+
+
+def test_train_mode_uses_batch_statistics_and_restores_buffers():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2)).double()
+    x, y = data()[0], data()[1] % 2
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    flat0 = torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    def loss_of(flat):
+        parts = dict(zip(names, (c.view(s) for c, s in zip(flat.split([s.numel() for s in shapes]), shapes,
+                                                            strict=True)), strict=True))
+        buffers = {k: v.clone() for k, v in model.named_buffers()}
+        return F.cross_entropy(functional_call(model.train(), {**parts, **buffers}, (x,)), y)
+
+    h = torch.autograd.functional.hessian(loss_of, flat0)
+    model.eval()
+    v = torch.randn(flat0.numel(), dtype=torch.float64)
+    torch.testing.assert_close(hessian_vector_product(model, F.cross_entropy, x, y, v, mode="train"), h @ v)
+    assert not model.training
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+
+
+def test_mode_is_checked():
+    model, (x, y) = tiny(), data()
+    with pytest.raises(ValueError, match="mode: expected eval or train"):
+        hessian_trace(model, F.cross_entropy, x, y, mode="training")
+    with pytest.raises(ValueError, match="params: 'head' is neither a trainable parameter nor a module"):
+        hessian_trace(model, F.cross_entropy, x, y, params=["head"])
+    with pytest.raises(ValueError, match="batch_size: must be at least 1"):
+        hessian_trace(model, F.cross_entropy, x, y, batch_size=0)
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
+def test_parity_with_pyhessian_over_several_batches():
+    """PyHessian (Yao et al. 2020) on the same float32 net and batches: power iteration and Hutchinson."""
+    import copy
+
+    pyhessian = pytest.importorskip("pyhessian")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3))
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(60, 5, generator=g), torch.randint(0, 3, (60,), generator=g)
+    batches = [(x[i:i + 20], y[i:i + 20]) for i in range(0, 60, 20)]
+    reference = pyhessian.hessian(copy.deepcopy(model), F.cross_entropy, dataloader=batches, cuda=False)
+    torch.manual_seed(1)
+    (top,), _ = reference.eigenvalues(maxIter=500, tol=1e-7)
+    ours = hessian_top_eigenvalue(model, F.cross_entropy, x, y, batch_size=20, tol=1e-6,
+                                  generator=torch.Generator().manual_seed(0))
+    assert ours == pytest.approx(top, rel=1e-3)
+    torch.manual_seed(2)
+    probes = torch.tensor(reference.trace(maxIter=200, tol=0.0))
+    trace, se = hessian_trace(model, F.cross_entropy, x, y, batch_size=20, samples=200,
+                              generator=torch.Generator().manual_seed(3))
+    assert abs(trace - probes.mean().item()) < 4 * (se**2 + probes.var().item() / len(probes)) ** 0.5
+
+
+def test_lanczos_to_full_dimension_reproduces_the_spectrum():
+    from reglab.theory.hessian import _tridiagonal, lanczos
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(50, 50, generator=g, dtype=torch.float64)
+    a = a + a.T
+    alphas, betas, basis = lanczos(lambda v: a @ v, torch.randn(50, generator=g, dtype=torch.float64), 50)
+    assert basis.shape == (50, 50)  # the basis grew past its first block of 16 rows
+    torch.testing.assert_close(basis @ basis.T, torch.eye(50, dtype=torch.float64), atol=1e-10, rtol=0)
+    torch.testing.assert_close(torch.linalg.eigvalsh(_tridiagonal(alphas, betas)), torch.linalg.eigvalsh(a))

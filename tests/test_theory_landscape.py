@@ -122,3 +122,94 @@ def test_interpolate_regression_without_bn():
         mid.bias.copy_((a.bias + b.bias) / 2)
         assert result["losses"][1].item() == pytest.approx(mse(mid(x), y).item(), rel=1e-6)
         assert result["losses"][2].item() == pytest.approx(mse(b(x), y).item(), rel=1e-6)
+
+
+def test_named_direction_layer_norm_and_states():
+    from reglab.theory import named_direction
+
+    model = bn_mlp(0)
+    g = torch.Generator().manual_seed(0)
+    by_filter = named_direction(model, generator=g)
+    assert list(by_filter) == [n for n, _ in model.named_parameters()]
+    torch.testing.assert_close(by_filter["0.weight"].norm(dim=1), model[0].weight.detach().norm(dim=1))
+    layer = named_direction(model, norm="layer", generator=g)
+    torch.testing.assert_close(layer["4.weight"].norm(), model[4].weight.detach().norm())
+    assert not torch.allclose(layer["4.weight"].norm(dim=1), model[4].weight.detach().norm(dim=1))
+    states = named_direction(model, include_states=True, include_bias_and_norm=True, generator=g)
+    assert {"1.running_mean", "1.running_var"} <= set(states) and "1.num_batches_tracked" not in states
+    torch.testing.assert_close(states["1.running_var"], model[1].running_var)
+    with pytest.raises(ValueError, match="norm: expected filter or layer"):
+        named_direction(model, norm="unit")
+
+
+def test_state_directions_move_the_batchnorm_buffers():
+    from reglab.theory import named_direction
+
+    model = bn_mlp(0)
+    x, y = torch.randn(16, 4), torch.randn(16, 3)
+    d = named_direction(model, include_states=True, include_bias_and_norm=True,
+                        generator=torch.Generator().manual_seed(1))
+    alphas = torch.tensor([-0.5, 0.0, 0.5])
+    losses = loss_along_direction(model, d, mse, x, y, alphas)
+    for a, loss in zip(alphas.tolist(), losses, strict=True):
+        moved = copy.deepcopy(model).eval()
+        with torch.no_grad():
+            for name, t in list(moved.named_parameters()) + list(moved.named_buffers()):
+                if name in d:
+                    t.add_(a * d[name])
+            torch.testing.assert_close(loss, mse(moved(x), y))
+
+
+def test_train_mode_slice_uses_batch_statistics():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    x, y = torch.randn(16, 4), torch.randn(16, 3)
+    d = filter_normalized_direction(model, torch.Generator().manual_seed(1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    losses = loss_along_direction(model, d, mse, x, y, [-1.0, 0.5], mode="train")
+    for a, loss in zip([-1.0, 0.5], losses, strict=True):
+        moved = copy.deepcopy(model).train()
+        with torch.no_grad():
+            for p, t in zip(moved.parameters(), d, strict=True):
+                p.add_(a * t)
+            torch.testing.assert_close(loss, mse(moved(x), y))
+    assert not model.training
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+
+
+def test_interpolate_in_train_mode_uses_batch_statistics():
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    b = copy.deepcopy(a)
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    result = interpolate(a, b, F.cross_entropy, x, y, [0.0, 1.0], mode="train")
+    assert result["mode"] == "train" and interpolate(a, b, F.cross_entropy, x, y, [0.0])["mode"] == "eval"
+    for model, loss in zip((a, b), result["losses"], strict=True):
+        with torch.no_grad():
+            assert loss.item() == pytest.approx(F.cross_entropy(copy.deepcopy(model).train()(x), y).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="mode: expected eval or train"):
+        interpolate(a, b, F.cross_entropy, x, y, mode="test")
+
+
+def test_moving_buffers_before_the_first_layer_is_exact():
+    from reglab.theory import named_direction
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm1d(4, affine=False), nn.Linear(4, 3)).train()
+    with torch.no_grad():
+        model(torch.randn(32, 4) * 3 + 1)
+    model.eval()
+    x, y = torch.randn(8, 4), torch.randn(8, 3)
+    d = named_direction(model, include_states=True, include_bias_and_norm=True,
+                        generator=torch.Generator().manual_seed(0))
+    losses = loss_along_direction(model, d, mse, x, y, [0.5])
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, t in list(moved.named_parameters()) + list(moved.named_buffers()):
+            if name in d:
+                t.add_(0.5 * d[name])
+        torch.testing.assert_close(losses[0], mse(moved(x), y))

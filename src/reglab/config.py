@@ -17,6 +17,8 @@ Conventions (see docs/regularizers.md):
 from __future__ import annotations
 
 import copy
+import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +31,7 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -170,6 +172,8 @@ class TrainConfig(_Section):
         "drop", description="drop: ordinary training; others: the dropout-theory objectives (reglab.theory)"
     )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps")
+    threads: int = Field(1, gt=0, description="torch intra-op CPU threads; results on CPU depend on it, so "
+                                             "every execution path uses this value")
     amp: bool = Field(False, description="bf16 autocast on CUDA")
     compile: bool = Field(False, description="torch.compile the model on CUDA")
     channels_last: bool = Field(False, description="channels-last memory format for conv nets on CUDA")
@@ -189,6 +193,14 @@ class TrainConfig(_Section):
         if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             return value
         raise ValueError(f"expected a non-negative integer or 'auto' (got {value!r})")
+
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+            raise ValueError(f"unknown device {device!r} (auto, cpu, cuda, cuda:N, mps)")
+        return device
 
 
 class RunConfig(_Section):
@@ -246,11 +258,26 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
+    """A config file as a dict: TOML, or JSON for a ``.json`` file (a run's own config.json)."""
     path = Path(path)
     try:
-        return tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot be read ({err.__class__.__name__}: {err})") from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: invalid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object of config sections")
+        return data
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
 

@@ -28,19 +28,29 @@ def analyze(
     threshold: Annotated[float, Opt(help="cosine similarity above which neurons share a direction")] = 0.95,
     seed: Annotated[int, Opt(help="seed of directions and probes")] = 0,
     device: Annotated[str, Opt(help="cpu|cuda|cuda:N|mps")] = "cpu",
+    mode: Annotated[str, Opt(help="eval: dropout off, BatchNorm running statistics; train: masks, batch "
+                                  "statistics")] = "eval",
+    top_k: Annotated[int, Opt(help="Hessian eigenvalues (Lanczos) to compute")] = 1,
+    per_layer: Annotated[bool, Opt("--per-layer", help="Hessian top eigenvalue and trace of each module's block")
+                         ] = False,
+    density: Annotated[bool, Opt("--density", help="Hessian eigenvalue density (stochastic Lanczos quadrature)")
+                       ] = False,
+    batch_size: Annotated[int | None, Opt(help="accumulate Hessian products over batches of this size")] = None,
 ) -> None:
     """Write figures and analysis.json for a trained run; with no analysis chosen, do all (landscape 1d)."""
     from reglab.theory.analyze import analyze_run
 
-    if landscape is None and not hessian and not condensation:
+    if landscape is None and not hessian and not condensation and not density:
         landscape, hessian, condensation = "1d", True, True
-    result = analyze_run(run, landscape=landscape, hessian=hessian, condensation=condensation, out=out,
+    result = analyze_run(run, landscape=landscape, hessian=hessian or per_layer, condensation=condensation, out=out,
                          samples=samples, points=points, trace_samples=trace_samples, threshold=threshold,
-                         seed=seed, device=device)
-    table = Table(title=f"analysis of {escape(result['run'])} ({result['samples']} training samples)")
+                         seed=seed, device=device, mode=mode, top_k=top_k, per_layer=per_layer, density=density,
+                         batch_size=batch_size)
+    table = Table(title=f"analysis of {escape(result['run'])} ({result['samples']} training samples, "
+                        f"{result['mode']} mode)")
     table.add_column("quantity")
     table.add_column("value", justify="right")
-    table.add_row("eval loss", f"{result['loss']:.6g}")
+    table.add_row(f"loss ({result['mode']} mode)", f"{result['loss']:.6g}")
     if "landscape" in result:
         losses = result["landscape"]["losses"]
         flat = [v for row in losses for v in row] if isinstance(losses[0], list) else losses
@@ -49,6 +59,9 @@ def analyze(
         h = result["hessian"]
         table.add_row("Hessian top eigenvalue", f"{h['top_eigenvalue']:.6g}")
         table.add_row(f"Hessian trace ({h['trace_samples']} probes)", f"{h['trace']:.6g} ± {h['trace_se']:.2g}")
+        for name, block in h.get("layers", {}).items():
+            table.add_row(f"  module {escape(name)}: top eigenvalue, trace",
+                          f"{block['top_eigenvalue']:.4g}, {block['trace']:.4g} ± {block['trace_se']:.2g}")
     for name, layer in result.get("condensation", {}).get("layers", {}).items():
         table.add_row(f"effective ratio, layer {escape(name)} ({layer['neurons']} neurons)",
                       f"{layer['effective_ratio']:.4g}")

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import traceback
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer._click import exceptions as click_errors  # typer's own copy of click
+
+from reglab.config import ConfigError
 
 app = typer.Typer(
     name="reglab",
-    help="A laboratory for neural-network regularization: train, compare over seeds, explain.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is literal: `[default: …]` stays visible
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 
 
@@ -26,15 +32,77 @@ def print_table(table: Table) -> None:
     (console if console.is_terminal else Console(width=max(console.width, 200))).print(table)
 
 
-# Errors that are the user's input, not a bug: reported in one line, exit code 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)
+# Errors that are the user's input, not a bug: reported in one line, exit code 2. A `ConfigError`
+# names the field, file or value; FileNotFoundError is raised for paths the user gave.
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
+RESUME_HINT = "rerun the same command to resume: finished epochs and runs are kept"
+
+
+@app.callback()
+def root(debug: Annotated[bool, typer.Option("--debug", help="show the full traceback of an internal error")]
+         = False) -> None:
+    """A laboratory for neural-network regularization: train, compare over seeds, explain."""
+    global DEBUG
+    DEBUG = debug
+
+
+DEBUG = False
+
+
+def error_line(text: str) -> None:
+    """One unwrapped line on stderr, whatever the width of the terminal or pipe."""
+    err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, markup=True, emoji=False,
+                      soft_wrap=True)
+
+
+def where(err: BaseException) -> str:
+    """``file:line in function`` of the innermost frame of `err`'s traceback."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return "unknown location"
+    frame = frames[-1]
+    return f"{frame.filename}:{frame.lineno} in {frame.name}"
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM ends the command like Ctrl-C does: runs stop, finished work is kept."""
+    raise KeyboardInterrupt
 
 
 def main() -> None:
-    """Console-script entry point: run the app and turn input errors into one line on stderr."""
+    """Console-script entry point: run the app; input errors become one line on stderr (exit 2),
+    internal errors say what failed and where (exit 1; `--debug` shows the traceback)."""
+    global DEBUG
+    DEBUG = False
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        app()
+        code = app(standalone_mode=False)  # returns the exit code; Ctrl-C and SIGTERM give 130
+    except click_errors.NoArgsIsHelpError as err:
+        print(err.ctx.get_help())
+        code = 0
+    except click_errors.ClickException as err:
+        hint = f" (see `{err.ctx.command_path} --help`)" if getattr(err, "ctx", None) else ""
+        error_line(err.format_message() + hint)
+        code = err.exit_code
+    except typer.Abort:
+        code = 130
     except USER_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        err_console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, markup=True)
-        sys.exit(2)
+        error_line(str(err))
+        code = 2
+    except Exception as err:
+        if DEBUG:
+            traceback.print_exc()
+        error_line(f"internal error, not a problem with your input: {one_line(err)} (at {where(err)}); "
+                   "rerun with `reglab --debug …` for the traceback and report it")
+        code = 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code == 130:
+        err_console.print(f"interrupted; {RESUME_HINT}", highlight=False, soft_wrap=True)
+    sys.exit(code or 0)
+
+
+def one_line(err: BaseException) -> str:
+    """``ExceptionType: message`` on one line."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -39,4 +39,13 @@ def build_run_config(config: Path | None, flags: dict[str, Any], assignments: li
     base = read_toml(config) if config else {}
     overrides = {FLAG_PATHS[name]: value for name, value in flags.items() if value is not None}
     overrides.update(parse_assignments(assignments))
-    return RunConfig.from_dict(apply_overrides(base, overrides))
+    cfg = RunConfig.from_dict(apply_overrides(base, overrides))
+    check_paths(cfg)
+    return cfg
+
+
+def check_paths(cfg: RunConfig, prefix: str = "") -> None:
+    """Paths a config names must exist on this machine (checked where the run is launched)."""
+    data_dir = cfg.data.data_dir
+    if data_dir is not None and not data_dir.is_dir():
+        raise ConfigError(f"{prefix}data.data_dir: {str(data_dir)!r} is not a directory")

@@ -25,7 +25,6 @@ def reproduce(
 ) -> None:
     """Run a reproduction: figures, results.json, report.html and a measured-vs-reported table."""
     from reglab.reproduce import Settings, presets, run
-    from reglab.reproduce.output import claims_table
 
     if list_ or name is None:
         listing = Table(title="reproductions (reglab reproduce <name> [--quick])")
@@ -37,6 +36,8 @@ def reproduce(
         return
     out = out or Path("reproductions") / name
     data = run(name, Settings(quick=quick, device=device, data_dir=data_dir), out)
+    from reglab.reproduce.output import claims_table
+
     print_table(claims_table(data))
     for note in data["notes"]:
         console.print(f"· {escape(note)}", highlight=False)

@@ -74,7 +74,7 @@ def compare(
     seeds: Annotated[int | None, Opt(help="run seeds 0..N-1 instead of the spec's seeds")] = None,
     out: Annotated[Path | None, Opt(help="study directory [default: studies/<name>]")] = None,
     device: Annotated[str | None, Opt(help="override every run's device: auto|cpu|cuda|cuda:N")] = None,
-    workers: Annotated[int | None, Opt(help="parallel runs [default: 2 with ≥ 2 cores, else 1]")] = None,
+    workers: Annotated[int | None, Opt(min=1, help="parallel runs [default: 2 with ≥ 2 cores, else 1]")] = None,
     executor: Annotated[str, Opt(help="executor: local or ray (more may be registered)")] = "local",
     address: Address = None,
     cpus_per_run: CpusPerRun = None,
@@ -85,6 +85,11 @@ def compare(
     force: Annotated[bool, Opt(help="adopt a changed spec: keep runs whose config is unchanged, "
                                     "re-run changed ones, delete removed ones")] = False,
     log: Log = None,
+    analyze: Annotated[bool, Opt("--analyze", help="analyse every run at the end of training: the spec's "
+                                 "[analysis], else Hessian top + trace, 1-D landscape rise, effective ratio")
+                       ] = False,
+    rebuild_index: Annotated[bool, Opt(help="set a damaged study.db aside and rebuild it from the run "
+                                            "directories, then resume")] = False,
     correction: Correction = None,
     target: Target = None,
     best_of: Annotated[Path | None, Opt(help="add the best configuration of a `reglab tune` directory as "
@@ -98,25 +103,34 @@ def compare(
         from reglab.study.tune import add_best_arm
 
         spec = add_best_arm(spec, best_of)
+    if analyze:
+        spec = spec.with_analysis()
+    if device is not None:  # refused here, not once per run
+        from reglab.config import TrainConfig, validate
+        from reglab.train.loop import resolve_device
+
+        resolve_device(validate(TrainConfig, {"device": device}, prefix="train").device)
     name, options = executor_choice(executor, pack)
     runner = make_executor(name, workers=workers or (default_workers() if executor == "local" else None),
                            device=device, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                            **options)
-    run_and_report(spec, out, runner, force=force, log=log)
+    run_and_report(spec, out, runner, force=force, log=log, rebuild=rebuild_index)
 
 
 def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force: bool,
-                   log: str | None = None) -> None:
+                   log: str | None = None, rebuild: bool = False) -> None:
     """Run (or resume) `spec` into `out` [studies/<name>], write the report, print the table; exit 1 if a
     run failed."""
-    from reglab.report import summary_table
+    from reglab.report import flatness_table, summary_table
     from reglab.study import run_study
     from reglab.study.spec import arm_slug
 
     result = run_study(spec, out or Path("studies") / arm_slug(spec.name), executor=runner, force=force,
-                       progress=True, log=log)
+                       progress=True, log=log, rebuild=rebuild)
     paths = result.write_report()
     print_table(summary_table(result))
+    if (flatness := flatness_table(result)) is not None:
+        print_table(flatness)
     done = (f"ran {len(result.executed)} runs, kept {len(result.skipped)} finished ones, "
             f"{result.seconds:.1f} s")
     console.print(f"{done}\nreport: {escape(str(paths['html']))}\n"

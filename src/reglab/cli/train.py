@@ -50,25 +50,36 @@ def train(
     compile: Annotated[bool | None, Opt("--compile/--no-compile", help="torch.compile on CUDA")] = None,
     config: Annotated[Path | None, Opt(help="TOML file with a run config")] = None,
     set_: Annotated[list[str] | None, Opt("--set", help="KEY=VALUE override, e.g. optim.lr=0.1")] = None,
-    out: Annotated[Path | None, Opt(help="run directory (metrics, checkpoints; resumes)")] = None,
+    out: Annotated[Path | None, Opt(help="run directory (metrics, checkpoints); an existing one is resumed "
+                                         "if the config is the same")] = None,
+    extend: Annotated[bool, Opt(help="resume --out with a larger budget (--epochs) than it was started "
+                                     "with")] = False,
     as_json: Annotated[bool, Opt("--json", help="print one JSON object: config and per-epoch metrics")] = False,
 ) -> None:
     """Train one model and print its final metrics."""
-    flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "out", "as_json")}
-    from reglab.train import train_run  # torch: imported when a command needs it, not for --help
-    from reglab.train.rundir import clean_json
+    flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "out", "as_json", "extend")}
+    from reglab.train import train_run
+    from reglab.train.loop import resolve_device
+    from reglab.train.rundir import check_resumable, clean_json
 
     cfg = build_run_config(config, flags, set_ or [])
+    resolve_device(cfg.train.device)  # a missing device is refused before anything is written
+    if out is not None:
+        check_resumable(out, cfg.to_dict(), extend=extend)
+    live = err_console.is_terminal and not as_json
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err_console,
-                  transient=True, disable=as_json or not err_console.is_terminal) as progress:
+                  transient=True, disable=not live) as progress:
         task = progress.add_task(f"{cfg.model.name} on {cfg.data.name}", total=cfg.train.epochs, status="")
 
         def show(epoch: int, _model, metrics: dict) -> None:
             acc = f" test acc {metrics['test_acc']:.4f}" if "test_acc" in metrics else ""
-            progress.update(task, completed=epoch, status=f"loss {metrics['train_loss']:.4f}{acc}")
+            status = f"loss {metrics['train_loss']:.4f}{acc}"
+            progress.update(task, completed=epoch, status=status)
+            if not live and not as_json:  # logs and pipes: one line per epoch as it ends
+                err_console.print(f"epoch {epoch}/{cfg.train.epochs}: {status}", highlight=False)
 
-        result = train_run(cfg, run_dir=out, callbacks=[show])
+        result = train_run(cfg, run_dir=out, callbacks=[show], extend=extend)
     if as_json:
         print(json.dumps(clean_json(result.to_dict())))
         return

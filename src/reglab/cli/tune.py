@@ -20,7 +20,7 @@ Params = Annotated[list[str], Opt(help="NAME=START:STOP:N (linear, ends included
                                        "repeat for several")]
 Seeds = Annotated[int | None, Opt(help="seeds 0..N-1 per configuration instead of the spec's seeds")]
 Device = Annotated[str | None, Opt(help="override every run's device: auto|cpu|cuda|cuda:N")]
-Workers = Annotated[int | None, Opt(help="parallel runs [default: local: 2 with ≥ 2 cores, else 1]")]
+Workers = Annotated[int | None, Opt(min=1, help="parallel runs [default: local: 2 with ≥ 2 cores, else 1]")]
 Executor = Annotated[str, Opt(help="executor: local or ray (more may be registered)")]
 Epochs = Annotated[int | None, Opt(help="override every run's number of epochs")]
 

@@ -13,13 +13,16 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from reglab.config import ConfigError
+
 
 class DataNotFoundError(FileNotFoundError):
     """Data files are missing; the message lists every place looked and how to get the data."""
 
 
-class CorruptDataError(ValueError):
-    """A data file is malformed (magic, length, counts, checksum); the message names the file."""
+class CorruptDataError(ConfigError):
+    """A data file is malformed (magic, length, counts, checksum); the message names the file
+    (a user-facing error: one line from the CLI)."""
 
 
 @dataclass

@@ -58,6 +58,7 @@ class DatasetInfo:
     normalize: bool  # whether data.normalize applies (False: targets are defined on the raw inputs)
     loader: Callable[..., TensorData]
     probe: Callable[[Path | None], Found | None]
+    shape: Callable[..., tuple[tuple[int, ...], int]] | None = None  # options -> (input_shape, num_outputs)
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
@@ -74,8 +75,11 @@ def _option_params(loader: Callable[..., TensorData]) -> dict[str, inspect.Param
 
 
 def register_dataset(name: str, *, description: str, probe: Callable[[Path | None], Found | None],
-                     normalize: bool = True):
-    """Decorator registering a loader under `name` (re-registering warns and replaces)."""
+                     normalize: bool = True, shape: Callable[..., tuple[tuple[int, ...], int]] | None = None):
+    """Decorator registering a loader under `name` (re-registering warns and replaces).
+
+    `shape(**options)` gives the per-sample input shape and the number of outputs without loading the
+    data, so that a study spec can build every arm's model when it is loaded."""
 
     def decorate(loader: Callable[..., TensorData]) -> Callable[..., TensorData]:
         options = [f"{k}={p.default!r}" if p.default is not inspect.Parameter.empty else k
@@ -83,7 +87,7 @@ def register_dataset(name: str, *, description: str, probe: Callable[[Path | Non
         if name in _REGISTRY:
             warnings.warn(f"data set {name!r} registered again; the new loader replaces the old one",
                           stacklevel=2)
-        _REGISTRY[name] = DatasetInfo(name, description, options, normalize, loader, probe)
+        _REGISTRY[name] = DatasetInfo(name, description, options, normalize, loader, probe, shape)
         return loader
 
     return decorate
@@ -100,6 +104,16 @@ def get_dataset_info(name: str) -> DatasetInfo:
     except KeyError:
         raise ConfigError(f"data.name: unknown data set {name!r} "
                           f"(available: {', '.join(sorted(_REGISTRY))})") from None
+
+
+def dataset_shape(name: str, options: dict[str, Any]) -> tuple[tuple[int, ...], int] | None:
+    """(input_shape, num_outputs) of a data set with `options`, without loading it; None if not declared."""
+    info = get_dataset_info(name)
+    if info.shape is None:
+        return None
+    params = _option_params(info.loader)
+    defaults = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    return info.shape(**{**defaults, **validated_options(info, options)})
 
 
 def validated_options(info: DatasetInfo, options: dict[str, Any]) -> dict[str, Any]:

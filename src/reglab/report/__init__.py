@@ -12,11 +12,13 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 from pathlib import Path
 
 from rich.table import Table
 
+from reglab.config import ConfigError
 from reglab.report import html
 from reglab.report.comparison_figures import class_f1_table
 from reglab.report.environment import environment
@@ -25,6 +27,7 @@ from reglab.report.tables import (
     class_f1_rows,
     class_rows,
     compact_rows,
+    flatness_rows,
     headline_rows,
     markdown_table,
     metric_rows,
@@ -38,6 +41,7 @@ from reglab.report.terminal import rich_table
 from reglab.report.tune import tune_report
 from reglab.study.results import Study, load_study
 from reglab.study.stats import ALPHA, CORRECTION_NAMES, METRIC_BY_COLUMN
+from reglab.study.store import FINISHED
 
 
 def notes(correction: str) -> str:
@@ -46,10 +50,20 @@ def notes(correction: str) -> str:
             "Δ: mean(arm) − mean(baseline) with a bootstrap percentile CI (paired: resampling seeds). "
             "Test: paired t when the arm and the baseline finished on the same seeds, else Welch's t. "
             f"Verdict: the t-test's p adjusted across the arms by {CORRECTION_NAMES[correction]} "
-            f"(p_{correction}), at α = {ALPHA}. See docs/studies.md.")
+            f"(p_{correction}), at α = {ALPHA}. With few seeds the bootstrap interval is too narrow (it "
+            "resamples only the n observed values), so it can exclude 0 beside \"not distinguishable\": the "
+            "verdict is the test to trust. Train loss is measured in training mode (dropout and noise active), "
+            "so its verdict is \"higher\" / \"lower\", not better or worse. See docs/studies.md.")
+
+
 STABILITY_NOTE = ("Fluctuation: mean |L_t − L_{t−1}| of the test loss over the epochs t of the last half "
                   "of training. Seed spread: mean over epochs of the across-seed std of the test curve. "
                   "See docs/studies.md.")
+FLATNESS_NOTE = ("End-of-training analyses of every run (reglab.study.analysis; docs/theory.md): lower is "
+                 "flatter or more condensed, so \"better\" means lower. Seed std: the spread between runs; "
+                 "estimator noise: the RMS over the arm's runs of each run's own estimation error (Hutchinson "
+                 "standard error of the trace, standard error over random directions of the loss rise, Lanczos "
+                 "residual bound of λ_max; the effective ratio is exact given the weights).")
 ROBUST_NOTE = ("IQM: mean of the middle 50% of the finished runs; interval from a stratified bootstrap "
                "(each arm resampled on its own). P(beats baseline): probability that a random run of the arm "
                "beats a random baseline run (ties count ½; 0.5 = no tendency), with a stratified bootstrap "
@@ -62,6 +76,8 @@ SEARCH_NOTE = ("A trial is one configuration over every seed; its objective aggr
                "values, and its interval is over seeds. The best configuration's interval is what a rerun "
                "with fresh seeds should be compared with (`reglab compare --best-of`).")
 TABLES = ("runs", "epochs", "summary", "stability", "robust")
+NO_RESULT = ("No run of this study has finished yet, so there is nothing to compare; the runs and their "
+             "errors are listed below. Rerun the study to resume it.")
 
 
 def _as_study(study: Study | str | Path) -> Study:
@@ -78,15 +94,28 @@ def _meta(study: Study) -> str:
 def summary_table(study: Study | str | Path) -> Table:
     """The headline table as a rich `Table` (what `reglab compare` prints)."""
     study = _as_study(study)
+    if not has_finished_run(study):
+        return rich_table(run_rows(study), title=f"{study.spec.name} — {_meta(study)}", caption=NO_RESULT)
     rows = compact_rows(headline_rows(study, study.summary(), study.stability()))
     return rich_table(rows, title=f"{study.spec.name} — {_meta(study)}",
                       caption=notes(study.spec.statistics.correction))
 
 
+def flatness_table(study: Study | str | Path) -> Table | None:
+    """The end-of-training analyses by arm as a rich `Table`, or None when the study has none."""
+    study = _as_study(study)
+    rows = flatness_rows(study, study.summary())
+    if not rows:
+        return None
+    drop = ("95% CI",)
+    return rich_table([{k: v for k, v in r.items() if k not in drop} for r in rows],
+                      title=f"{study.spec.name} — flatness and condensation by arm", caption=FLATNESS_NOTE)
+
+
 def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs") -> Path:
     """Write one table of a study as CSV: runs, epochs, summary or stability."""
     if table not in TABLES:
-        raise ValueError(f"table: unknown {table!r} (tables: {', '.join(TABLES)})")
+        raise ConfigError(f"table: unknown {table!r} (tables: {', '.join(TABLES)})")
     study = _as_study(study)
     frame = {"runs": lambda: study.runs, "epochs": lambda: study.epochs, "summary": study.summary,
              "stability": study.stability, "robust": study.robust}[table]()
@@ -101,6 +130,8 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     study = _as_study(study)
     out = Path(out_dir) if out_dir is not None else study.path / "report"
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    if not has_finished_run(study):
+        return _write_empty_report(study, out)
     summary, stability = study.summary(), study.stability()
     robust = study.robust(primary_metric(summary)) if len(summary) else None
     target = study.time_to_target()
@@ -139,8 +170,11 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     if classes := class_rows(study):
         extra.append(("Per-class metrics (test set)", classes, CLASS_NOTE))
         extra.append(("Per-class F1 by arm", class_f1_rows(class_f1_table(study)), ""))
+    flatness = flatness_rows(study, summary)
     sections = [
         ("Summary", html.table(headline) + f'<p class="note">{escape(note)}</p>'),
+        *([("Flatness and condensation", html.table(flatness) + f'<p class="note">{escape(FLATNESS_NOTE)}</p>')]
+          if flatness else []),
         *((title, html.table(rows) + (f'<p class="note">{escape(text)}</p>' if text else ""))
           for title, rows, text in extra),
         ("Figures", "".join(html.figure(f, png) for f, png in figures)),
@@ -155,8 +189,9 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     paths["html"].write_text(html.page(name=study.spec.name, description=study.spec.description,
                                        meta=_meta(study), sections=sections))
 
-    md = [f"# Study: {study.spec.name}\n", study.spec.description, f"\n{_meta(study)}\n", "## Summary\n",
-          markdown_table(headline), f"\n{note}\n"]
+    md = [f"# Study: {md_text(study.spec.name)}\n", md_text(study.spec.description), f"\n{md_text(_meta(study))}\n",
+          "## Summary\n", markdown_table(headline), f"\n{note}\n",
+          *(["## Flatness and condensation\n", markdown_table(flatness), f"\n{FLATNESS_NOTE}\n"] if flatness else [])]
     for title, rows, text in extra:
         md += [f"## {title}\n", markdown_table(rows), f"\n{text}\n" if text else ""]
     md += ["## Figures\n",
@@ -170,4 +205,31 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     return paths
 
 
-__all__ = ["TABLES", "export_csv", "summary_table", "write_report"]
+def has_finished_run(study: Study) -> bool:
+    return bool(len(study.runs)) and study.runs["status"].isin(FINISHED).any()
+
+
+def _write_empty_report(study: Study, out: Path) -> dict[str, Path]:
+    """The report of a study without a finished run: says so, and lists the runs and their errors."""
+    paths = {"html": out / "report.html", "markdown": out / "report.md", "figures": out / "figures",
+             "runs": out / "runs.csv"}
+    study.runs.to_csv(paths["runs"], index=False)
+    runs, env = run_rows(study), environment([])
+    sections = [("Summary", f"<p>{escape(NO_RESULT)}</p>"), ("Runs", html.table(runs)),
+                ("Study spec", html.code_block(study.spec.to_dict())), ("Environment", html.key_values(env))]
+    paths["html"].write_text(html.page(name=study.spec.name, description=study.spec.description,
+                                       meta=_meta(study), sections=sections))
+    paths["markdown"].write_text("\n".join([
+        f"# Study: {md_text(study.spec.name)}\n", md_text(study.spec.description), f"\n{md_text(_meta(study))}\n",
+        "## Summary\n", f"{NO_RESULT}\n", "## Runs\n", markdown_table(runs), "## Environment\n",
+        markdown_table([{"key": k, "value": v} for k, v in env.items()])]))
+    return paths
+
+
+def md_text(text: str) -> str:
+    """User text (title, description, arm names) as literal Markdown: no HTML, no emphasis, no links."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_\[\]#|])", r"\\\1", text)
+
+
+__all__ = ["TABLES", "export_csv", "flatness_table", "summary_table", "write_report"]

@@ -83,6 +83,36 @@ def metric_rows(study: Study, summary: pd.DataFrame, metric: str) -> Rows:
     return rows
 
 
+def flatness_rows(study: Study, summary: pd.DataFrame) -> Rows:
+    """Per arm, the primary metric then each end-of-training analysis: mean ± seed-to-seed std, its
+    interval and test against the baseline, and the estimator's own noise (RMS over the arm's runs)."""
+    from reglab.study.analysis import NOISE
+    from reglab.study.stats import ANALYSIS_METRICS
+
+    present = [m.column for m in ANALYSIS_METRICS if m.column in set(summary.get("metric", []))]
+    if not present:
+        return []
+    done = study.runs[study.runs["status"] == "done"]
+    rows = []
+    for arm in study.arms:
+        for metric in [primary_metric(summary), *present]:
+            r = _row(summary, arm, metric)
+            if r is None:
+                continue
+            noise = NOISE.get(metric)
+            se = done.loc[done["arm"] == arm, noise].dropna() if noise in done else pd.Series(dtype=float)
+            rows.append({
+                "arm": arm, "metric": METRIC_BY_COLUMN[metric].label,
+                "mean ± seed std": fmt.mean_std(metric, r["mean"], r["std"], r["n"]),
+                "95% CI": fmt.interval(metric, r["ci_low"], r["ci_high"]),
+                "estimator noise (per run)": fmt.spread(metric, float((se**2).mean() ** 0.5)) if len(se) else "—",
+                "Δ vs baseline [bootstrap 95% CI]": "baseline" if arm == study.baseline else
+                f"{fmt.diff(metric, r['diff'])} {fmt.diff_interval(metric, r['diff_low'], r['diff_high'])}",
+                "p (Welch)": fmt.p_value(r["p_value"]), "verdict": r["verdict"],
+            })
+    return rows
+
+
 def stability_rows(stability: pd.DataFrame) -> Rows:
     return [{
         "arm": s["arm"], "finished / runs": f"{s['n']}/{s['runs']}",

@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reglab.reproduce import experiments, output  # noqa: F401  (experiments: registration)
 from reglab.reproduce.framework import Claim, Outcome, Preset, Settings, get_preset, presets
 
 
 def run(name: str, settings: Settings = Settings(), out: str | Path | None = None) -> dict[str, Any]:
     """Run the reproduction `name` and write its files to `out` (default ``reproductions/<name>``)."""
+    from reglab.reproduce import output
+
     chosen = get_preset(name)
     settings = dataclasses.replace(settings, out=Path(out) if out is not None else Path("reproductions") / name)
     start = time.perf_counter()

@@ -6,14 +6,16 @@ calls it and writes what it returns (see `reglab.reproduce.output`).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from reglab.config import ConfigError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SOURCE = "Zhang & Xu 2022, Implicit regularization of dropout, arXiv:2207.05952"
 
@@ -63,27 +65,53 @@ class Preset:
     source: str = SOURCE
 
 
-_PRESETS: dict[str, Preset] = {}
+@dataclass(frozen=True)
+class PresetInfo:
+    """A catalog entry (reglab.reproduce.experiments.CATALOG): the module that runs it and its texts."""
+
+    module: str
+    title: str
+    where: str
+    source: str = SOURCE
 
 
-def preset(name: str, *, title: str, where: str, source: str = SOURCE
-           ) -> Callable[[Callable[[Settings], Outcome]], Callable]:
-    """Decorator registering ``run(settings) -> Outcome`` as the reproduction `name` of `source`."""
+_RUNS: dict[str, Callable[[Settings], Outcome]] = {}
+
+
+def preset(name: str) -> Callable[[Callable[[Settings], Outcome]], Callable]:
+    """Decorator registering ``run(settings) -> Outcome`` as the reproduction `name` of the catalog."""
 
     def register(run: Callable[[Settings], Outcome]) -> Callable[[Settings], Outcome]:
-        _PRESETS[name] = Preset(name, title, where, run, source)
+        _RUNS[name] = run
         return run
 
     return register
 
 
+def _catalog() -> dict[str, PresetInfo]:
+    from reglab.reproduce.experiments import CATALOG
+
+    return CATALOG
+
+
+def _runner(name: str, info: PresetInfo) -> Callable[[Settings], Outcome]:
+    """``run(settings)`` of `name`, importing its module (torch, matplotlib) only when called."""
+
+    def run(settings: Settings) -> Outcome:
+        importlib.import_module(f"reglab.reproduce.experiments.{info.module}")
+        return _RUNS[name](settings)
+
+    return run
+
+
 def presets() -> list[Preset]:
-    """Every registered reproduction, sorted by name."""
-    return [_PRESETS[k] for k in sorted(_PRESETS)]
+    """Every reproduction of the catalog, sorted by name (nothing heavy is imported)."""
+    return [get_preset(name) for name in sorted(_catalog())]
 
 
 def get_preset(name: str) -> Preset:
-    try:
-        return _PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown reproduction {name!r} (available: {', '.join(sorted(_PRESETS))})") from None
+    catalog = _catalog()
+    if name not in catalog:
+        raise ConfigError(f"unknown reproduction {name!r} (available: {', '.join(sorted(catalog))})")
+    info = catalog[name]
+    return Preset(name, info.title, info.where, _runner(name, info), info.source)

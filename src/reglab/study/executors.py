@@ -18,11 +18,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from reglab.config import RunConfig
+from reglab.config import ConfigError, RunConfig
 from reglab.train.loop import RunResult
 
 
@@ -33,6 +34,7 @@ class RunTask:
     seed: int
     config: RunConfig
     run_dir: Path
+    analysis: dict | None = None  # the study's [analysis], run at the end of training (reglab.study.analysis)
 
 
 class RunEvents(Protocol):
@@ -62,17 +64,27 @@ def with_device(task: RunTask, device: str | None) -> RunTask:
     if device is None or task.config.train.device == device:
         return task
     config = task.config.override({"train.device": device})
-    return RunTask(task.run_id, task.arm, task.seed, config, task.run_dir)
+    return RunTask(task.run_id, task.arm, task.seed, config, task.run_dir, task.analysis)
 
 
 def run_task(task: RunTask, on_epoch: Callable[[dict], None]) -> RunResult:
-    """Train one task into its run directory; resumes from a checkpoint left there."""
+    """Train one task into its run directory (resumes from a checkpoint left there), then analyse it."""
+    from reglab.study.analysis import finish_analysis
     from reglab.train import train_run
+    from reglab.train.rundir import DamagedFile
 
     def callback(_epoch: int, _model: object, metrics: dict) -> None:  # progress only: adds no metrics
         on_epoch(dict(metrics))
 
-    return train_run(task.config, run_dir=task.run_dir, callbacks=[callback])
+    checkpoint = task.run_dir / "checkpoint.pt"
+    try:
+        return finish_analysis(task, train_run(task.config, run_dir=task.run_dir, callbacks=[callback]))
+    except DamagedFile as err:
+        if err.path != checkpoint:
+            raise
+    # a damaged checkpoint (e.g. a disk filled mid-write): keep it aside, train the run from the start
+    checkpoint.replace(checkpoint.with_name("checkpoint.pt.damaged"))
+    return finish_analysis(task, train_run(task.config, run_dir=task.run_dir, callbacks=[callback], resume=False))
 
 
 def deliver(events: RunEvents, task: RunTask, started: set[str], outcome: Callable[[], tuple[bool, Any]]) -> None:
@@ -98,14 +110,16 @@ def deliver(events: RunEvents, task: RunTask, started: set[str], outcome: Callab
 class LocalExecutor:
     """Runs tasks on this machine: in-process one after another, or in `workers` spawned processes.
 
-    Each worker process uses ``max(1, cores // workers)`` torch threads. An exception inside a run
-    becomes `failed` with a one-line error and the study goes on; a diverged run is a result.
+    Every run trains with its own ``train.threads`` torch threads, in-process or in a worker, so
+    its numbers do not depend on the path. An exception inside a run becomes `failed` with a
+    one-line error and the study goes on; a diverged run is a result; a worker process that dies
+    is replaced and its run retried from its checkpoint.
     `device` (e.g. "cpu") overrides every task's ``train.device``.
     """
 
     def __init__(self, workers: int = 1, *, device: str | None = None):
         if workers < 1:
-            raise ValueError(f"workers: must be at least 1 (got {workers})")
+            raise ConfigError(f"workers: must be at least 1 (got {workers})")
         self.workers, self.device = workers, device
 
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
@@ -127,12 +141,22 @@ class LocalExecutor:
                 events.finished(task, result)
 
     def _pool(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
+        """Run `tasks` in worker processes. A worker that dies (killed, out of memory) breaks the pool:
+        its run and every run that had started are retried in a fresh pool from their checkpoints (at
+        most `MAX_WORKER_DEATHS` times each); runs that had not started are simply queued again."""
+        deaths: dict[str, int] = {}
+        remaining = list(tasks)
+        while remaining:
+            remaining = self._pool_round(remaining, events, deaths)
+
+    def _pool_round(self, tasks: Sequence[RunTask], events: RunEvents, deaths: dict[str, int]) -> list[RunTask]:
+        """One process pool over `tasks`; returns the tasks to run again because the pool broke."""
         ctx = multiprocessing.get_context("spawn")
         messages = ctx.Queue()
-        threads = max(1, usable_cores() // self.workers)
         started: set[str] = set()
         by_id = {t.run_id: t for t in tasks}
         pending_ids = set(by_id)  # tasks whose result has not arrived: their epoch messages count
+        lost: list[RunTask] = []
 
         def drain(timeout: float = 0.0) -> None:
             while True:
@@ -149,7 +173,7 @@ class LocalExecutor:
                     events.epoch(task, payload)
 
         with cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                    initargs=(threads, messages, os.getpid())) as pool:
+                                    initargs=(messages, os.getpid())) as pool:
             futures = {pool.submit(_worker_run, t): t for t in tasks}
             pending = set(futures)
             try:
@@ -159,23 +183,39 @@ class LocalExecutor:
                     for future in done:
                         task = futures[future]
                         pending_ids.discard(task.run_id)
-                        deliver(events, task, started, future.result)  # raises e.g. for a killed worker
+                        if isinstance(future.exception(), BrokenProcessPool):
+                            lost.append(task)
+                        else:
+                            deliver(events, task, started, future.result)
             except BaseException:  # e.g. Ctrl-C: do not wait for queued runs
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             finally:
-                drain()
+                drain(timeout=0.1 if lost else 0.0)
+        retry = []
+        for task in lost:
+            if task.run_id not in started:
+                retry.append(task)  # never started: not a failure
+                continue
+            deaths[task.run_id] = deaths.get(task.run_id, 0) + 1
+            if deaths[task.run_id] >= MAX_WORKER_DEATHS:
+                events.failed(task, f"WorkerDied: its worker process died {deaths[task.run_id]} times "
+                                    "(killed, or out of memory?); rerun the study to try again")
+            else:
+                retry.append(task)  # resumes from its last checkpoint
+        return retry
+
+
+MAX_WORKER_DEATHS = 3
+"""A run whose worker process dies this many times is recorded as failed."""
 
 
 _MESSAGES: Any = None
 
 
-def _init_worker(threads: int, messages: Any, parent_pid: int) -> None:
-    import torch
-
+def _init_worker(messages: Any, parent_pid: int) -> None:
     global _MESSAGES
     _MESSAGES = messages
-    torch.set_num_threads(threads)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
 
@@ -212,7 +252,7 @@ def register_executor(name: str, factory: ExecutorFactory | str) -> None:
 def make_executor(name: str = "local", **options: Any) -> Executor:
     """Build a registered executor, dropping options given as None; refuses options it does not take."""
     if name not in EXECUTORS:
-        raise ValueError(f"executor: unknown {name!r} (executors: {', '.join(EXECUTORS)})")
+        raise ConfigError(f"executor: unknown {name!r} (executors: {', '.join(EXECUTORS)})")
     factory = EXECUTORS[name]
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
@@ -221,5 +261,5 @@ def make_executor(name: str = "local", **options: Any) -> Executor:
     accepted = inspect.signature(factory).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
     if unknown := [k for k in options if k not in accepted and not takes_any]:
-        raise ValueError(f"executor {name}: does not take {unknown[0]} (it takes: {', '.join(accepted)})")
+        raise ConfigError(f"executor {name}: does not take {unknown[0]} (it takes: {', '.join(accepted)})")
     return factory(**options)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from reglab.models import build_model
+from reglab.study.analysis import finish_analysis
 from reglab.study.executors import LocalExecutor, RunEvents, RunTask, one_line, with_device
 from reglab.train.loop import RunResult, Trainer, cached_dataset, resolve_device
 from reglab.train.packed import PackedTrainer, pack_key, packing_blocker
@@ -125,7 +126,7 @@ def train_pack(tasks: Sequence[RunTask], events: RunEvents) -> None:
 
     def on_result(i: int, result: RunResult) -> None:
         ended.add(i)
-        events.finished(tasks[i], result)
+        events.finished(tasks[i], finish_analysis(tasks[i], result))
 
     for task in tasks:
         events.started(task)

@@ -28,7 +28,7 @@ class StudyProgress:
     def __init__(self, arms: dict[str, list[tuple[str, int]]], *, enabled: bool = True,
                  console: Console | None = None):
         """`arms`: arm -> [(run_id, epochs)] of every run of the study (finished ones included)."""
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True, emoji=False)
         self.enabled = enabled
         self.live = enabled and self.console.is_terminal
         self.total = {run_id: epochs for runs in arms.values() for run_id, epochs in runs}
@@ -57,8 +57,15 @@ class StudyProgress:
         """A run finished before this invocation."""
         self._update(run_id, self.total[run_id])
 
+    def planned(self, todo: int, kept: int) -> None:
+        """Off a terminal, one line before anything runs: how many runs will run and how many are kept."""
+        if self.enabled and not self.live:
+            self.console.print(f"running {todo} runs, keeping {kept} finished ones", highlight=False)
+
     def started(self, task: RunTask) -> None:
         self._update(task.run_id, self.done[task.run_id], f"seed {task.seed} running")
+        if self.enabled and not self.live:
+            self.console.print(f"{escape(task.run_id)}: started", highlight=False)
 
     def epoch(self, task: RunTask, metrics: dict) -> None:
         acc = metrics.get("test_acc")

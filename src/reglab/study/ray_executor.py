@@ -47,12 +47,11 @@ class Mailbox:
         return items
 
 
-def run_remote(task: RunTask, mailbox: Any, threads: int) -> tuple[bool, Any]:
-    """The body of a Ray task: train one run, reporting progress to `mailbox` (runs on a worker)."""
+def run_remote(task: RunTask, mailbox: Any) -> tuple[bool, Any]:
+    """The body of a Ray task: train one run (with its own ``train.threads``), reporting progress to
+    `mailbox` (runs on a worker)."""
     import ray
-    import torch
 
-    torch.set_num_threads(threads)
     ray.get(mailbox.put.remote(("started", task.run_id, None)))
     if not task.run_dir.parent.is_dir():  # the driver created it: this node does not share the study's disk
         return False, (f"run_dir: {task.run_dir.parent} does not exist on node {socket.gethostname()}; "
@@ -121,7 +120,6 @@ class RayExecutor:
             num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=self.max_retries,
             retry_exceptions=False)
         mailbox = ray.remote(num_cpus=0)(Mailbox).remote()
-        threads = max(1, int(self.cpus_per_run))
         queued, in_flight = list(reversed(tasks)), {}
         by_id, started, done_ids = {t.run_id: t for t in tasks}, set(), set()
         limit = self.workers or len(tasks)
@@ -141,7 +139,7 @@ class RayExecutor:
                     # absolute, so that a worker whatever its working directory trains into the same place
                     shipped = replace(task, run_dir=task.run_dir.absolute())
                     shipped.run_dir.parent.mkdir(parents=True, exist_ok=True)
-                    in_flight[remote.remote(shipped, mailbox, threads)] = task
+                    in_flight[remote.remote(shipped, mailbox)] = task
                 ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=POLL_SECONDS)
                 drain()
                 for ref in ready:

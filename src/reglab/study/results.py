@@ -1,7 +1,8 @@
 """Reading a study back: `load_study(dir)` gives its spec and two pandas tables.
 
     study.runs     one row per run: run_id, arm, seed, status, final_* / best_* metrics, gap_acc,
-                   gap_loss, fluctuation, seconds, epochs, diverged_epoch, error, …
+                   gap_loss, fluctuation, the end-of-training analyses (hessian_top, hessian_trace,
+                   landscape_rise, effective_ratio and their estimator noise), seconds, epochs, …
     study.epochs   one row per run and epoch: run_id, arm, seed, status + the trainer's metrics
 
 Reads only the store and the run directories; never writes.
@@ -10,19 +11,22 @@ Reads only the store and the run directories; never writes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
+from reglab.study.analysis import NOISE
 from reglab.study.classes import run_columns
 from reglab.study.robust import robust_table
 from reglab.study.spec import StudySpec
 from reglab.study.stability import fluctuation, stability_table
-from reglab.study.stats import ALPHA, METRIC_BY_COLUMN, summarize
-from reglab.study.store import RunRow, StudyStore
+from reglab.study.stats import ALPHA, ANALYSIS_METRICS, METRIC_BY_COLUMN, METRICS, summarize
+from reglab.study.store import FINISHED, RunRow, StudyStore
 from reglab.study.target import time_to_target
 from reglab.train.rundir import read_metrics
+
+ANALYSIS_COLUMNS = [c for m in ANALYSIS_METRICS for c in (m.column, NOISE.get(m.column)) if c]
 
 
 def _num(value: object) -> float:
@@ -38,8 +42,11 @@ def run_record(row: RunRow, epochs: list[dict]) -> dict:
     for key in ("train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc",
                 "test_loss", "test_acc"):
         record[f"final_{key}"] = _num(final.get(key))
-    record["best_test_acc"] = _num(best.get("test_acc"))
-    record["best_test_loss"] = _num(best.get("test_loss"))
+    for key in ANALYSIS_COLUMNS:
+        record[key] = _num(final.get(key))
+    record["best_test_acc"] = _num(best.get("test_acc"))  # at best_epoch, the epoch of the highest test acc
+    losses = [x for x in (_num(e.get("test_loss")) for e in epochs) if math.isfinite(x)]
+    record["best_test_loss"] = min(losses) if losses else math.nan  # the lowest test loss of any epoch
     record["best_epoch"] = best.get("epoch")
     record["gap_acc"] = record["final_train_eval_acc"] - record["final_test_acc"]
     record["gap_loss"] = record["final_test_loss"] - record["final_train_eval_loss"]
@@ -72,7 +79,7 @@ class Study:
     def summary(self, alpha: float = ALPHA) -> pd.DataFrame:
         """Per (arm, metric): n, mean ± std, 95% CI, difference to the baseline, paired or Welch test,
         p adjusted across arms (the spec's `statistics.correction`), verdict."""
-        return summarize(self.runs, self.arms, self.baseline, alpha=alpha,
+        return summarize(self.runs, self.arms, self.baseline, metrics=(*METRICS, *ANALYSIS_METRICS), alpha=alpha,
                          correction=self.spec.statistics.correction)
 
     def robust(self, metric: str = "final_test_acc") -> pd.DataFrame:
@@ -105,6 +112,10 @@ def read_study(path: Path) -> tuple[StudySpec, pd.DataFrame, pd.DataFrame]:
         raise FileNotFoundError(f"{path}: the study has no spec yet")
     records, epoch_rows = [], []
     for row in rows:
+        if row.status in FINISHED and not (path / "runs" / row.run_id / "summary.json").exists():
+            row = replace(row, status="missing", summary=None,  # never reported as done without its files
+                          error=f"{path / 'runs' / row.run_id}/summary.json is gone; rerun the study to train "
+                                "this run again")
         epochs = read_metrics(path / "runs" / row.run_id / "metrics.jsonl")
         records.append(run_record(row, epochs))
         keys = {"run_id": row.run_id, "arm": row.arm, "seed": row.seed, "status": row.status}

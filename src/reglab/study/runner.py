@@ -2,14 +2,17 @@
 
 Re-running a study resumes it: finished runs (done / diverged) are kept, every other run
 (pending, running when the driver was killed, failed) is executed again and continues from its
-last checkpoint. A spec that differs from the stored one is refused unless `force=True`, which
-adopts the new spec: runs whose resolved config is unchanged are kept, runs whose config changed
+last checkpoint. A finished run that lacks the spec's [analysis] (or has it with other settings)
+is executed again too: it resumes from its final checkpoint and is analysed. The analyses are not
+part of the spec's hash; any other change to the spec is refused unless `force=True`, which adopts
+the new spec: runs whose resolved config is unchanged are kept, runs whose config changed
 are re-run from scratch, and runs that are no longer in the spec are deleted (row and directory).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import time
@@ -19,14 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reglab.config import ConfigError
+from reglab.study.analysis import analysis_current
 from reglab.study.executors import Executor, LocalExecutor, RunTask
 from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, read_study
 from reglab.study.spec import StudySpec, content_hash, load_spec, run_id
-from reglab.study.store import FINISHED, StudyStore
+from reglab.study.store import DB_NAME, FINISHED, StudyStore
 from reglab.study.tracking import LoggedRun, Tracker, check_sinks, open_tracker
 from reglab.train.loop import RunResult
-from reglab.train.rundir import clean_json, read_metrics
+from reglab.train.rundir import clean_json, read_config, read_metrics
 
 
 @dataclass
@@ -49,8 +53,9 @@ class StudyResult(Study):
 
 def plan(spec: StudySpec, out_dir: Path) -> list[RunTask]:
     """Every run of the study, seed-major (all arms of seed 0 first) so partial results stay paired."""
+    analysis = spec.analysis.model_dump(mode="json") if spec.analysis is not None else None
     return [RunTask(run_id(arm, seed), arm, seed, spec.arm_config(arm, seed),
-                    out_dir / "runs" / run_id(arm, seed)) for seed in spec.seed_list for arm in spec.arms]
+                    out_dir / "runs" / run_id(arm, seed), analysis) for seed in spec.seed_list for arm in spec.arms]
 
 
 def _changes(old: dict, new: dict) -> str:
@@ -87,16 +92,41 @@ def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force
         elif row.position != position or row.arm != task.arm:
             store.set_position(task.run_id, task.arm, position)
         if row is not None and task.run_id not in changed and row.status in FINISHED:
-            if (task.run_dir / "summary.json").exists():
+            if (task.run_dir / "summary.json").exists() and (
+                    row.status != "done" or analysis_current(task.run_dir, task.analysis)):
                 continue
-            store.mark_pending(task.run_id)  # its directory was lost: train again
+            store.mark_pending(task.run_id)  # its directory was lost, or its analysis is missing: run again
         todo.append(task)
     return todo
+
+
+def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
+    """Set the study's index aside (``study.db.damaged``) and write a new one from the run directories:
+    a run whose directory holds summary.json and the run's own config.json counts as finished, every
+    other run as pending (it resumes from its checkpoint)."""
+    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
+        if (out_dir / name).exists():
+            (out_dir / name).replace(out_dir / f"{name}.damaged")
+    with StudyStore(out_dir) as store:
+        store.set_spec(spec.to_dict(), spec.spec_hash)
+        for position, task in enumerate(tasks):
+            config = task.config.to_dict()
+            store.add_run(task.run_id, task.arm, task.seed, position, config, content_hash(config))
+            try:
+                same = read_config(task.run_dir) == config
+                summary = json.loads((task.run_dir / "summary.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if same and summary.get("status") in FINISHED:
+                store.mark_finished(task.run_id, summary["status"], summary.get("seconds") or 0.0,
+                                    {k: v for k, v in summary.items() if k not in ("epochs", "config")})
 
 
 @contextmanager
 def study_lock(out_dir: Path) -> Iterator[None]:
     """One driver per study directory (released by the OS if the driver dies)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: is a file; a study directory must be a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / ".lock", "a+") as f:
         try:
@@ -148,13 +178,14 @@ class StoreEvents:
 
 
 def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Executor | None = None,
-              force: bool = False, progress: bool = True, log: str | list[str] | Tracker | None = None
-              ) -> StudyResult:
+              force: bool = False, progress: bool = True, log: str | list[str] | Tracker | None = None,
+              rebuild: bool = False) -> StudyResult:
     """Run (or resume) a study into `out_dir` and return its results.
 
     `spec`: a `StudySpec`, a preset name or a TOML path. `executor`: default `LocalExecutor()`.
     `log`: experiment-tracking sinks, e.g. ``"tensorboard,mlflow"`` (default: the spec's `log`; see
-    `reglab.study.tracking`).
+    `reglab.study.tracking`). `rebuild`: first rebuild a damaged or lost study.db from the run
+    directories (`rebuild_index`).
 
         >>> import tempfile
         >>> spec = load_spec("quickstart", seeds=2, epochs=1).override(
@@ -172,22 +203,35 @@ def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Ex
     if not isinstance(log, Tracker):
         check_sinks(log)  # before anything is written
     tasks = plan(spec, out_dir)
-    with study_lock(out_dir), StudyStore(out_dir) as store:
-        todo = reconcile(store, spec, tasks, force=force)
-        tracker = open_tracker(spec.log if log is None else log, spec.to_dict(), out_dir)
-        tracker.catch_up(finished_runs(store))
-        todo_ids = {t.run_id for t in todo}
-        arms = {arm: [(t.run_id, t.config.train.epochs) for t in tasks if t.arm == arm] for arm in spec.arms}
-        with StudyProgress(arms, enabled=progress) as display:
-            for task in tasks:
-                if task.run_id not in todo_ids:
-                    display.skipped(task.run_id)
-            events = StoreEvents(store, display, tracker)
+    with study_lock(out_dir):
+        if rebuild:
+            rebuild_index(out_dir, spec, tasks)
+        with StudyStore(out_dir) as store:
+            todo = reconcile(store, spec, tasks, force=force)
+            tracker = open_tracker(spec.log if log is None else log, spec.to_dict(), out_dir)
+            tracker.catch_up(finished_runs(store))
             try:
-                (executor or LocalExecutor()).execute(todo, events)
+                events = _execute(store, spec, tasks, todo, executor, tracker, progress=progress)
             finally:
                 tracker.close()
     spec, runs, epochs = read_study(out_dir)
+    todo_ids = {t.run_id for t in todo}
     skipped = [t.run_id for t in tasks if t.run_id not in todo_ids]
     return StudyResult(out_dir, spec, runs, epochs, executed=events.executed, skipped=skipped,
                        seconds=time.perf_counter() - start, tracker=tracker)
+
+
+def _execute(store: StudyStore, spec: StudySpec, tasks: list[RunTask], todo: list[RunTask],
+             executor: Executor | None, tracker: Tracker, *, progress: bool) -> StoreEvents:
+    """Execute `todo` (the rest of `tasks` is already finished) with a progress display; returns the
+    events that recorded it."""
+    todo_ids = {t.run_id for t in todo}
+    arms = {arm: [(t.run_id, t.config.train.epochs) for t in tasks if t.arm == arm] for arm in spec.arms}
+    with StudyProgress(arms, enabled=progress) as display:
+        for task in tasks:
+            if task.run_id not in todo_ids:
+                display.skipped(task.run_id)
+        display.planned(len(todo), len(tasks) - len(todo))
+        events = StoreEvents(store, display, tracker)
+        (executor or LocalExecutor()).execute(todo, events)
+    return events

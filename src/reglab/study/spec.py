@@ -12,6 +12,8 @@
     [statistics]                   # how the report compares (changing it re-runs nothing)
     correction = "holm"            # or "bh"
     target = { test_acc = 0.9 }    # time-to-target
+    [analysis]                     # optional end-of-training analyses per run (reglab.study.analysis)
+    hessian = ["top", "trace"]
 
 Every arm's resolved `RunConfig` is built and validated at load time; errors name the field,
 e.g. ``arms.dropout.regularize.dropout.p: Input should be less than 1 (got 1.5)``.
@@ -28,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, read_toml, validate
+from reglab.study.analysis import DEFAULT_ANALYSIS, AnalysisSpec
 from reglab.study.tracking import parse_sinks
 
 
@@ -64,6 +67,7 @@ class StudySpec(BaseModel):
                                    "not part of the spec hash")
     log: list[str] = Field(default_factory=list, description="experiment-tracking sinks, e.g. "
                            '["tensorboard", "mlflow"] (reglab.study.tracking); not part of the spec hash')
+    analysis: AnalysisSpec | None = Field(None, description="end-of-training analyses of every run")
 
     _configs: dict[str, RunConfig] = PrivateAttr(default_factory=dict)
 
@@ -113,7 +117,10 @@ class StudySpec(BaseModel):
         return cls.from_dict(read_toml(path))
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if data["analysis"] is None:  # specs without analyses keep the form (and hash) they had
+            del data["analysis"]
+        return data
 
     # ---------------------------------------------------------------------------------- queries
     @property
@@ -126,8 +133,9 @@ class StudySpec(BaseModel):
 
     @property
     def spec_hash(self) -> str:
-        """Hash of what decides the runs (the statistics settings and tracking sinks change no run)."""
-        return content_hash({k: v for k, v in self.to_dict().items() if k not in ("statistics", "log")})
+        """Hash of what is trained: the statistics settings, the tracking sinks and the analyses are left
+        out, so changing them resumes the study (finished runs are analysed, not retrained)."""
+        return content_hash({k: v for k, v in self.to_dict().items() if k not in ("statistics", "log", "analysis")})
 
     # -------------------------------------------------------------------------------- changes
     def with_seeds(self, seeds: int | list[int]) -> StudySpec:
@@ -138,6 +146,12 @@ class StudySpec(BaseModel):
         statistics = self.statistics.model_dump()
         statistics.update({k: v for k, v in (("correction", correction), ("target", target)) if v is not None})
         return StudySpec.from_dict({**self.to_dict(), "statistics": statistics})
+
+    def with_analysis(self) -> StudySpec:
+        """This spec with its [analysis], or the default analyses when it has none (`--analyze`)."""
+        if self.analysis is not None:
+            return self
+        return StudySpec.from_dict({**self.to_dict(), "analysis": DEFAULT_ANALYSIS})
 
     def override(self, overrides: dict[str, Any]) -> StudySpec:
         """Apply dotted run-config overrides (e.g. ``{"train.epochs": 1}``) to the base and every arm."""
@@ -180,6 +194,34 @@ def check_registered(cfg: RunConfig, *, prefix: str) -> None:
     for bad, message in problems:
         if bad:
             raise ConfigError(f"{prefix}.{message}")
+    build_on_meta(cfg, prefix=prefix)
+
+
+def build_on_meta(cfg: RunConfig, *, prefix: str) -> None:
+    """Build the run's model on the meta device (no memory, no data) and pass a batch through it, so
+    that options no signature can check (negative widths, too many poolings) fail at load time."""
+    import torch
+
+    from reglab.data.registry import dataset_shape
+    from reglab.models import build_model
+
+    try:
+        shape = dataset_shape(cfg.data.name, cfg.data.options)
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}.{err}") from None
+    if shape is None:
+        return
+    input_shape, num_outputs = shape
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg.model, input_shape=input_shape, num_outputs=num_outputs, reg=cfg.regularize)
+            model.eval()(torch.empty(2, *input_shape))
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}.{err}") from None
+    except Exception as err:
+        text = " ".join(str(err).split())
+        raise ConfigError(f"{prefix}.model: {cfg.model.name!r} with options {cfg.model.options} cannot be built "
+                          f"for {cfg.data.name} inputs {input_shape} ({type(err).__name__}: {text})") from None
 
 
 def arm_slug(arm: str) -> str:

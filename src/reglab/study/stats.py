@@ -39,20 +39,29 @@ CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "none"
 class Metric:
     column: str  # a column of `Study.runs`
     label: str
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: no direction is better (verdict "higher" / "lower")
 
 
 METRICS = (
     Metric("final_test_acc", "final test acc", True),
     Metric("best_test_acc", "best test acc", True),
     Metric("final_test_loss", "final test loss", False),
-    Metric("final_train_loss", "final train loss", False),
+    # measured in training mode, with the arm's dropout / noise active: higher by construction for a
+    # noisier arm, so neither direction is "better"
+    Metric("final_train_loss", "final train loss (training mode)", None),
     Metric("gap_acc", "gap acc (train − test)", False),
     Metric("gap_loss", "gap loss (test − train)", False),
     Metric("fluctuation", "fluctuation |Δ test loss|", False),
     Metric("macro_f1", "macro F1 (test)", True),
 )
-METRIC_BY_COLUMN = {m.column: m for m in METRICS}
+ANALYSIS_METRICS = (
+    Metric("hessian_top", "Hessian λ_max", False),
+    Metric("hessian_trace", "Hessian trace", False),
+    Metric("landscape_rise", "loss rise at ±radius (1-D)", False),
+    Metric("effective_ratio", "effective ratio (greedy)", False),
+)
+"""End-of-training analyses (reglab.study.analysis); lower is flatter / more condensed, so "better" is lower."""
+METRIC_BY_COLUMN = {m.column: m for m in (*METRICS, *ANALYSIS_METRICS)}
 
 
 @dataclass(frozen=True)
@@ -203,7 +212,7 @@ def compare(arm: Sequence[float] | pd.Series, baseline: Sequence[float] | pd.Ser
     return Comparison(diff, low, high, test, t, p, math.nan, 0)
 
 
-def verdict(p_adjusted: float, diff: float, n_arm: int, n_base: int, *, higher_is_better: bool = True,
+def verdict(p_adjusted: float, diff: float, n_arm: int, n_base: int, *, higher_is_better: bool | None = True,
             alpha: float = ALPHA, correction: str = "holm", interval: tuple[float, float] | None = None) -> str:
     """"better (p_holm=…)" / "worse (…)" when the adjusted p < α, else "not distinguishable at n=… seeds
     (p_holm=…)"; an interval that excludes 0 beside a non-rejection is called out."""
@@ -212,6 +221,8 @@ def verdict(p_adjusted: float, diff: float, n_arm: int, n_base: int, *, higher_i
     name = f"p_{correction}" if correction != "none" else "p"
     shown = f"{name}={_p(p_adjusted)}"
     if math.isfinite(p_adjusted) and p_adjusted < alpha and diff != 0:
+        if higher_is_better is None:  # no direction is better
+            return f"{'higher' if diff > 0 else 'lower'} ({shown})"
         return f"{'better' if (diff > 0) == higher_is_better else 'worse'} ({shown})"
     n = f"{n_arm}" if n_arm == n_base else f"{n_arm} vs {n_base}"
     low, high = interval or (math.nan, math.nan)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reglab.train.rundir import clean_json
+from reglab.train.rundir import DamagedFile, clean_json
 
 DB_NAME = "study.db"
 FINISHED = ("done", "diverged")
@@ -75,10 +75,20 @@ class StudyStore:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
-        if create:
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(_SCHEMA)
+        try:
+            if (check := self.conn.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
+                raise sqlite3.DatabaseError(check)
+            if create:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.executescript(_SCHEMA)
+            self.conn.execute("SELECT run_id, status FROM runs LIMIT 1").fetchall()
+            self.conn.execute("SELECT key FROM meta LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as err:
+            self.conn.close()
+            raise DamagedFile(path, f"damaged ({err}); rebuild it from the run directories with "
+                                    f"`reglab compare SPEC --out {self.out_dir} --rebuild-index` (SPEC: the "
+                                    "study's preset or TOML file)") from None
 
     def __enter__(self) -> StudyStore:
         return self

@@ -4,7 +4,7 @@ dropout* (arXiv:2207.05952, IEEE TPAMI 2024).
 * `dropout`      — explicit regularizer R1, implicit (learning-rate) regularizer R2, objectives L1–L4;
 * `condensation` — neuron features, cosine similarity, effective ratio, an epoch tracker;
 * `landscape`    — filter-normalized directions, 1-D / 2-D loss slices, interpolation (Li et al. 2018);
-* `hessian`      — Hessian-vector products, top eigenvalue, trace (sharpness);
+* `hessian`      — Hessian-vector products, top-k eigenpairs, spectral density, trace (sharpness);
 * `plots`        — figures of all the above (matplotlib is imported only when a plot is first asked for).
 
 Dropout ``p`` is the drop probability everywhere; the theory's keep probability is q = 1 − p.
@@ -19,6 +19,7 @@ from reglab.theory.condensation import (
     neuron_features,
     neuron_weights,
 )
+from reglab.theory.cover import CoverRatio, cover_ratio
 from reglab.theory.dropout import (
     OBJECTIVES,
     dropout_disabled,
@@ -27,16 +28,26 @@ from reglab.theory.dropout import (
     dropout_r2,
     objective_loss,
 )
-from reglab.theory.hessian import hessian_top_eigenvalue, hessian_trace, hessian_vector_product
+from reglab.theory.hessian import (
+    Eigenpairs,
+    HessianOperator,
+    SpectralDensity,
+    hessian_density,
+    hessian_eigenpairs,
+    hessian_top_eigenvalue,
+    hessian_trace,
+    hessian_vector_product,
+)
 from reglab.theory.landscape import (
     filter_normalized_direction,
     interpolate,
     loss_along_direction,
     loss_surface,
+    named_direction,
 )
 
-_PLOTS = ("plot_cosine_similarity", "plot_effective_ratio", "plot_landscape_1d", "plot_landscape_2d",
-          "plot_neuron_features")
+_PLOTS = ("plot_cosine_similarity", "plot_effective_ratio", "plot_hessian_density", "plot_landscape_1d",
+          "plot_landscape_2d", "plot_neuron_features")
 
 
 def __getattr__(name: str):  # lazy plots: the trainer imports this package and needs no matplotlib
@@ -50,8 +61,13 @@ def __getattr__(name: str):  # lazy plots: the trainer imports this package and 
 __all__ = [*_PLOTS,
     "OBJECTIVES",
     "CondensationTracker",
+    "CoverRatio",
+    "Eigenpairs",
+    "HessianOperator",
+    "SpectralDensity",
     "NeuronFeatures",
     "cosine_similarity_matrix",
+    "cover_ratio",
     "dropout_disabled",
     "dropout_mode",
     "dropout_r1",
@@ -59,12 +75,15 @@ __all__ = [*_PLOTS,
     "effective_ratio",
     "effective_ratio_exact",
     "filter_normalized_direction",
+    "hessian_density",
+    "hessian_eigenpairs",
     "hessian_top_eigenvalue",
     "hessian_trace",
     "hessian_vector_product",
     "interpolate",
     "loss_along_direction",
     "loss_surface",
+    "named_direction",
     "neuron_features",
     "neuron_weights",
     "objective_loss",

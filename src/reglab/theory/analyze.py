@@ -1,8 +1,9 @@
 """Analysis of a trained run: loss landscape, Hessian sharpness and condensation, as figures and numbers.
 
 `analyze_run` loads a run directory (or its model.pt / checkpoint.pt; the directory's config.json
-rebuilds the model and data), takes the first `samples` training samples and the run's criterion in
-eval mode (dropout off, no label smoothing, like the trainer's evaluation), and writes into `out`:
+rebuilds the model and data), takes the first `samples` training samples and the run's criterion
+(no label smoothing, like the trainer's evaluation) in `mode` "eval" (default: dropout off,
+BatchNorm running statistics) or "train" (dropout masks, batch statistics), and writes into `out`:
 
     analysis.json            every number below
     landscape_1d.png         L(θ + α·δ), α ∈ [−1, 1]; δ filter-normalized (Li et al. 2018)
@@ -10,8 +11,15 @@ eval mode (dropout off, no label smoothing, like the trainer's evaluation), and 
     cosine_<layer>.png       the layer's neuron cosine-similarity heatmap (layers with ≥ 2 neurons)
     features_<layer>.png     (angle, amplitude) of each neuron, for layers with 1-D input and bias
 
-Hessian: top eigenvalue by Lanczos and Hutchinson's trace (mean ± standard error of `trace_samples`
-Rademacher draws). Directions, start vectors and probes come from generators seeded with `seed`.
+    hessian_density.png      the Hessian's eigenvalue density (stochastic Lanczos quadrature), with `density`
+
+Hessian: top-`top_k` eigenvalues by Lanczos and Hutchinson's trace (mean ± standard error of
+`trace_samples` Rademacher draws), for the whole model and, with `per_layer`, for each module's
+block; over `batch_size` batches when given. Directions, start vectors and probes come from
+generators seeded with `seed`. The mode is written into analysis.json.
+
+`sharpness_metrics` computes the scalars a study stores per run (flatness and condensation, each
+with its estimator's own noise).
 """
 
 from __future__ import annotations
@@ -22,8 +30,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from reglab.config import ConfigError
 from reglab.theory.condensation import _LAYER_TYPES, cosine_similarity_matrix, effective_ratio, neuron_features
-from reglab.theory.hessian import hessian_top_eigenvalue, hessian_trace
+from reglab.theory.cover import cover_ratio
+from reglab.theory.hessian import (
+    check_mode,
+    hessian_density,
+    hessian_eigenpairs,
+    hessian_trace,
+    parameter_modules,
+)
 from reglab.theory.landscape import filter_normalized_direction, loss_along_direction, loss_surface
 from reglab.train.loop import load_trained
 from reglab.train.losses import make_criterion
@@ -39,7 +55,7 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
         raise FileNotFoundError(f"{path}: no such run directory or weights file")
     if path.is_file():
         if path.suffix != ".pt":
-            raise ValueError(f"{path}: expected a run directory or its model.pt / checkpoint.pt")
+            raise ConfigError(f"{path}: expected a run directory or its model.pt / checkpoint.pt")
         run_dir, weights = path.parent, path
     else:
         run_dir = path
@@ -54,12 +70,12 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
 def symmetric_grid(points: int) -> torch.Tensor:
     """`points` evenly spaced values of [−1, 1] (float64); −1, 1 and, for odd `points`, 0 exactly."""
     if points < 2:
-        raise ValueError(f"points: need at least 2 (got {points})")
+        raise ConfigError(f"points: need at least 2 (got {points})")
     return torch.arange(-(points - 1), points, 2, dtype=torch.float64) / (points - 1)
 
 
 def landscape_slice(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, kind: str, points: int,
-                    seed: int, out: Path) -> dict:
+                    seed: int, out: Path, mode: str = "eval") -> dict:
     """1-D or 2-D slice along filter-normalized random directions; saves landscape_<kind>.png."""
     from reglab.theory.plots import plot_landscape_1d, plot_landscape_2d
 
@@ -68,22 +84,38 @@ def landscape_slice(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor,
     d1 = filter_normalized_direction(model, generator)
     figure = out / f"landscape_{kind}.png"
     if kind == "1d":
-        losses = loss_along_direction(model, d1, loss_fn, x, y, grid)
+        losses = loss_along_direction(model, d1, loss_fn, x, y, grid, mode=mode)
         plot_landscape_1d(grid, losses, path=figure)
         return {"alphas": grid.tolist(), "losses": losses.tolist(), "figure": figure.name}
     d2 = filter_normalized_direction(model, generator)
-    surface = loss_surface(model, d1, d2, loss_fn, x, y, grid, grid)
+    surface = loss_surface(model, d1, d2, loss_fn, x, y, grid, grid, mode=mode)
     plot_landscape_2d(grid, grid, surface, path=figure)
     return {"alphas": grid.tolist(), "betas": grid.tolist(), "losses": surface.tolist(), "figure": figure.name}
 
 
 def hessian_sharpness(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, trace_samples: int,
-                      seed: int) -> dict:
-    """Top Hessian eigenvalue (Lanczos) and Hutchinson trace ± its standard error."""
-    top = hessian_top_eigenvalue(model, loss_fn, x, y, generator=torch.Generator().manual_seed(seed))
+                      seed: int, *, mode: str = "eval", top_k: int = 1, params: list[str] | None = None,
+                      batch_size: int | None = None) -> dict:
+    """Top-k Hessian eigenvalues (Lanczos, with their Ritz residuals) and Hutchinson trace ± its standard error."""
+    common = {"mode": mode, "params": params, "batch_size": batch_size}
+    pairs = hessian_eigenpairs(model, loss_fn, x, y, k=top_k, generator=torch.Generator().manual_seed(seed),
+                               **common)
     trace, se = hessian_trace(model, loss_fn, x, y, samples=trace_samples,
+                              generator=torch.Generator(device=x.device).manual_seed(seed), **common)
+    return {"top_eigenvalue": pairs.values[0].item(), "eigenvalues": pairs.values.tolist(),
+            "residuals": pairs.residuals.tolist(), "trace": trace, "trace_se": se, "trace_samples": trace_samples}
+
+
+def density_section(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, seed: int, out: Path, *,
+                    mode: str, batch_size: int | None, steps: int = 80, probes: int = 1) -> dict:
+    """SLQ nodes and weights of the Hessian spectrum; saves hessian_density.png (σ = 1% of the range)."""
+    from reglab.theory.plots import plot_hessian_density
+
+    density = hessian_density(model, loss_fn, x, y, steps=steps, probes=probes, mode=mode, batch_size=batch_size,
                               generator=torch.Generator(device=x.device).manual_seed(seed))
-    return {"top_eigenvalue": top, "trace": trace, "trace_se": se, "trace_samples": trace_samples}
+    plot_hessian_density(density, path=out / "hessian_density.png")
+    return {"steps": steps, "probes": probes, "nodes": [t.tolist() for t in density.nodes],
+            "weights": [w.tolist() for w in density.weights], "figure": "hessian_density.png"}
 
 
 def layer_condensation(model: nn.Module, threshold: float, out: Path) -> dict:
@@ -102,7 +134,7 @@ def layer_condensation(model: nn.Module, threshold: float, out: Path) -> dict:
         slug = name.replace(".", "_") or "model"
         order = features.angle.argsort() if features.angle is not None else None
         plot_cosine_similarity(cosine_similarity_matrix(layer), order=order, path=out / f"cosine_{slug}.png")
-        record = {"neurons": m, "effective_ratio": effective_ratio(layer, threshold),
+        record = {"neurons": m, "effective_ratio": effective_ratio(layer, threshold), "method": "greedy",
                   "figures": [f"cosine_{slug}.png"]}
         if features.angle is not None:
             plot_neuron_features(features, path=out / f"features_{slug}.png")
@@ -114,31 +146,102 @@ def layer_condensation(model: nn.Module, threshold: float, out: Path) -> dict:
 def analyze_run(path: str | Path, *, landscape: str | None = None, hessian: bool = False,
                 condensation: bool = False, out: str | Path | None = None, samples: int = 1000,
                 points: int | None = None, trace_samples: int = 100, threshold: float = 0.95, seed: int = 0,
-                device: str = "cpu") -> dict:
+                device: str = "cpu", mode: str = "eval", top_k: int = 1, per_layer: bool = False,
+                density: bool = False, batch_size: int | None = None) -> dict:
     """Analyse a trained run (module docstring); returns the numbers also written to `out`/analysis.json.
 
     `out` defaults to <run dir>/analysis; `points` to 41 (1-D) or 21 (per axis, 2-D).
     """
     if landscape is not None and landscape not in DEFAULT_POINTS:
-        raise ValueError(f"landscape: expected 1d or 2d (got {landscape!r})")
+        raise ConfigError(f"landscape: expected 1d or 2d (got {landscape!r})")
     if samples < 1:
-        raise ValueError(f"samples: need at least 1 (got {samples})")
+        raise ConfigError(f"samples: need at least 1 (got {samples})")
+    check_mode(mode)
     run_dir, weights = resolve_run(path)
     out = Path(out) if out is not None else run_dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     cfg, model, data = load_trained(run_dir, device=device, weights=weights)
     loss_fn = make_criterion(cfg.train.loss, data.num_classes)
     x, y = data.x_train[:samples], data.y_train[:samples]
-    with torch.no_grad():
-        loss = loss_fn(model(x), y).item()
     result = {"run": str(run_dir), "weights": str(weights), "out": str(out), "samples": x.shape[0], "seed": seed,
-              "loss": loss}
+              "mode": mode, "batch_size": batch_size, "loss": loss_in_mode(model, loss_fn, x, y, mode)}
     if landscape is not None:
         result["landscape"] = landscape_slice(model, loss_fn, x, y, landscape, points or DEFAULT_POINTS[landscape],
-                                              seed, out)
+                                              seed, out, mode)
     if hessian:
-        result["hessian"] = hessian_sharpness(model, loss_fn, x, y, trace_samples, seed)
+        result["hessian"] = hessian_sharpness(model, loss_fn, x, y, trace_samples, seed, mode=mode, top_k=top_k,
+                                              batch_size=batch_size)
+        if per_layer:
+            result["hessian"]["layers"] = {
+                name: hessian_sharpness(model, loss_fn, x, y, trace_samples, seed, mode=mode, top_k=1,
+                                        params=[name], batch_size=batch_size)
+                for name in parameter_modules(model)}
+    if density:
+        result["hessian_density"] = density_section(model, loss_fn, x, y, seed, out, mode=mode,
+                                                    batch_size=batch_size)
     if condensation:
         result["condensation"] = layer_condensation(model, threshold, out)
     (out / "analysis.json").write_text(json.dumps(clean_json(result), indent=2))
     return result
+
+
+def loss_in_mode(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, mode: str) -> float:
+    """The loss at θ in `mode` (BatchNorm running statistics left as they are), for reference."""
+    from torch.func import functional_call
+
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    was_training = model.training
+    model.train(mode == "train")
+    try:
+        with torch.no_grad():
+            return loss_fn(functional_call(model, buffers, (x,)), y).item()
+    finally:
+        model.train(was_training)
+
+
+def sharpness_metrics(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, *,
+                      hessian: tuple[str, ...] | list[str] = (), landscape: str | None = None,
+                      effective_ratio: bool = False, per_layer: bool = False, mode: str = "eval",
+                      trace_samples: int = 50, directions: int = 5, radius: float = 0.5, threshold: float = 0.95,
+                      batch_size: int | None = None, seed: int = 0) -> dict[str, float]:
+    """Scalars of one trained model for a study, each with its estimator's noise where it has one:
+
+    hessian_top (+ hessian_top_residual, the Lanczos ‖Hv − λv‖ bound), hessian_trace (+ hessian_trace_se,
+    Hutchinson s/√probes), landscape_rise = mean over `directions` filter-normalized directions d and
+    α = ±`radius` of L(θ + αd) − L(θ) (+ landscape_rise_se, std over directions / √directions),
+    effective_ratio of the first Linear/Conv layer (greedy cover). With `per_layer`, hessian_top/<module>
+    and hessian_trace/<module> for each module's block of H.
+    """
+    check_mode(mode)
+    values: dict[str, float] = {}
+    common = {"mode": mode, "batch_size": batch_size}
+    blocks = [(None, "")] + ([([name], f"/{name}") for name in parameter_modules(model)] if per_layer else [])
+    for params, suffix in blocks:
+        if "top" in hessian:
+            pairs = hessian_eigenpairs(model, loss_fn, x, y, k=1, params=params, **common,
+                                       generator=torch.Generator().manual_seed(seed))
+            values[f"hessian_top{suffix}"] = pairs.values[0].item()
+            values[f"hessian_top_residual{suffix}"] = pairs.residuals[0].item()
+        if "trace" in hessian:
+            trace, se = hessian_trace(model, loss_fn, x, y, samples=trace_samples, params=params, **common,
+                                      generator=torch.Generator(device=x.device).manual_seed(seed))
+            values[f"hessian_trace{suffix}"], values[f"hessian_trace_se{suffix}"] = trace, se
+    if landscape is not None:
+        if landscape != "1d":
+            raise ConfigError(f"landscape: a study metric needs 1d (got {landscape!r})")
+        generator = torch.Generator().manual_seed(seed)
+        alphas = torch.tensor([-radius, 0.0, radius])
+        rises = []
+        for _ in range(directions):
+            losses = loss_along_direction(model, filter_normalized_direction(model, generator), loss_fn, x, y,
+                                          alphas, mode=mode)
+            rises.append(((losses[0] + losses[2]) / 2 - losses[1]).item())
+        rise = torch.tensor(rises, dtype=torch.float64)
+        values["landscape_rise"] = rise.mean().item()
+        values["landscape_rise_se"] = rise.std().item() / directions**0.5 if directions > 1 else float("nan")
+    if effective_ratio:
+        layer = next((m for m in model.modules() if isinstance(m, _LAYER_TYPES) and m.weight.shape[0] > 1), None)
+        if layer is None:
+            raise ConfigError("effective_ratio: the model has no Linear/Conv layer with ≥ 2 neurons")
+        values["effective_ratio"] = cover_ratio(layer, threshold).value
+    return values

@@ -35,9 +35,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from reglab.config import ConfigError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 OBJECTIVES = ("drop", "rs", "rs+r1", "rs+r2", "drop-r2", "drop-r1")
@@ -64,33 +67,53 @@ def dropout_disabled(model: nn.Module) -> contextlib.AbstractContextManager[nn.M
     return dropout_mode(model, False)
 
 
-def _leaves(module: nn.Module) -> Iterator[nn.Module]:
-    """The layers a (nested) nn.Sequential runs, in order; subclasses with their own forward are leaves."""
-    if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
-        for child in module:
-            yield from _leaves(child)
-    else:
-        yield module
+@dataclass
+class _Tap:
+    """What one forward pass showed about the last dropout: its input h, the module, the Linear it feeds."""
+
+    h: torch.Tensor
+    dropout: nn.Dropout
+    linear: nn.Linear
 
 
-def _last_dropout_linear(model: nn.Module) -> tuple[list[nn.Module], nn.Dropout, nn.Linear]:
-    """(layers before, last dropout, final linear) of an nn.Sequential ending Dropout → Linear."""
-    root = getattr(model, "_orig_mod", model)  # a torch.compile wrapper
-    layers = list(_leaves(root))
-    if len(layers) < 2 or not isinstance(layers[-2], nn.Dropout) or not isinstance(layers[-1], nn.Linear):
-        tail = " → ".join(type(m).__name__ for m in layers[-2:])
-        raise ValueError("R1 needs an nn.Sequential whose forward ends nn.Dropout → nn.Linear (dropout p > 0 "
-                         f"at the last hidden layer); this model ends {tail}")
-    return layers[:-2], layers[-2], layers[-1]
+def _forward_tapped(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, _Tap]:
+    """Run `model(x)` with hooks, and find the last dropout and the nn.Linear its output goes into.
 
+    Any module shape works (hooks, not the module tree): R1 needs that the last dropout to run is an
+    nn.Dropout whose output is the input of an nn.Linear whose output is the model's output.
+    """
+    root = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: hooks need the eager module
+    names = {m: n for n, m in root.named_modules()}
+    calls: list[tuple[nn.Module, object, object]] = []  # (module, first input, output) in call order
 
-def _features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, nn.Dropout, nn.Linear]:
-    """Features h entering the last dropout (earlier layers in their current mode), and the pair."""
-    before, dropout, linear = _last_dropout_linear(model)
-    h = x
-    for layer in before:
-        h = layer(h)
-    return h, dropout, linear
+    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+        calls.append((module, inputs[0] if inputs else None, output))
+
+    leaves = [m for m in root.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        out = root(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    drops = [i for i, (m, _, _) in enumerate(calls) if isinstance(m, _DROPOUT_TYPES)]
+    prefix = "R1 needs the last dropout to be an nn.Dropout feeding the nn.Linear that gives the model's output"
+    if not drops:
+        raise ConfigError(f"{prefix}; this model ran no dropout module")
+    last = drops[-1]
+    dropout, h, dropped = calls[last]
+    where = f"the last dropout (module {names[dropout]!r})"
+    if type(dropout) is not nn.Dropout:
+        raise ConfigError(f"{prefix}; {where} is {type(dropout).__name__}")
+    consumer = next(((m, o) for m, i, o in calls[last + 1:] if i is dropped), None)
+    if consumer is None:
+        raise ConfigError(f"{prefix}; the output of {where} goes into no module")
+    linear, linear_out = consumer
+    if not isinstance(linear, nn.Linear):
+        raise ConfigError(f"{prefix}; {where} feeds {type(linear).__name__} ({names[linear]!r})")
+    if linear_out is not out:
+        raise ConfigError(f"{prefix}; {where} feeds nn.Linear {names[linear]!r}, which is not the model's output layer")
+    return out, _Tap(h, dropout, linear)
 
 
 def _upcast(t: torch.Tensor) -> torch.Tensor:
@@ -101,7 +124,7 @@ def _upcast(t: torch.Tensor) -> torch.Tensor:
 def _r1(h: torch.Tensor, dropout: nn.Dropout, linear: nn.Linear) -> torch.Tensor:
     keep = 1.0 - dropout.p
     if keep <= 0:
-        raise ValueError("R1 is undefined for dropout p = 1 (keep probability 0)")
+        raise ConfigError("R1 is undefined for dropout p = 1 (keep probability 0)")
     column_norms2 = _upcast(linear.weight).pow(2).sum(0)  # ‖W_j‖²
     per_sample = (_upcast(h).pow(2) * column_norms2).flatten(1).sum(1)  # Σ_j ‖W_j h_j(x_i)‖²
     return (1.0 - keep) / (2.0 * keep) * per_sample.mean()
@@ -110,11 +133,12 @@ def _r1(h: torch.Tensor, dropout: nn.Dropout, linear: nn.Linear) -> torch.Tensor
 def dropout_r1(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """R_1 = (1 − q)/(2nq) Σ_i Σ_j ‖W_j^{[L]} f_j^{[L−1]}(x_i)‖², q = keep probability of the last dropout.
 
-    `model`: an nn.Sequential (nested ones are flattened) whose last layers are nn.Dropout → nn.Linear.
-    Earlier layers run in the mode they are in (see the module docstring); differentiable in θ.
+    `model`: any module whose last dropout to run is an nn.Dropout feeding the nn.Linear that gives
+    the output (found with forward hooks); other shapes are refused with the reason. Runs one forward
+    pass with every layer in the mode it is in (see the module docstring); differentiable in θ.
     """
-    h, dropout, linear = _features(model, x)
-    return _r1(h, dropout, linear)
+    _, tap = _forward_tapped(model, x)
+    return _r1(tap.h, tap.dropout, tap.linear)
 
 
 def _r2(loss: torch.Tensor, model: nn.Module, lr: float) -> torch.Tensor:
@@ -135,27 +159,29 @@ def dropout_r2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float,
     return _r2(loss, model, lr)
 
 
-def objective_loss(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float,
-                   loss_fn: LossFn) -> torch.Tensor:
+def objective_loss(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: LossFn,
+                   lr: float | None = None) -> torch.Tensor:
     """Training objective `name` ∈ OBJECTIVES on a batch (see the module docstring); ε = `lr`.
 
     ``rs``/``rs+r1`` evaluate with dropout off; ``rs+r2`` draws its own masks for R2. ``drop-r2``
     subtracts (ε/4)‖∇R_drop‖² of the *same* mask draw as its R_drop, so one gradient step on it has
     no first-order implicit term; ``drop-r1`` takes R1 from the same forward pass as R_drop.
-    `loss_fn(output, y)` returns the mean loss of the batch.
+    `loss_fn(output, y)` returns the mean loss of the batch; `lr` is needed only by the R2 objectives.
     """
     if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")
+        raise ConfigError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")
+    if name in ("rs+r2", "drop-r2") and lr is None:
+        raise ConfigError(f"lr: objective {name!r} needs the step size ε of R2 = (ε/4)‖∇R_drop‖²")
     if name.startswith("rs"):
         with dropout_disabled(model):
             if name == "rs+r1":
-                h, dropout, linear = _features(model, x)
-                return loss_fn(_upcast(linear(h)), y) + _r1(h, dropout, linear)
+                out, tap = _forward_tapped(model, x)
+                return loss_fn(_upcast(out), y) + _r1(tap.h, tap.dropout, tap.linear)
             rs = loss_fn(_upcast(model(x)), y)
         return rs if name == "rs" else rs + dropout_r2(model, x, y, lr=lr, loss_fn=loss_fn)
     with dropout_mode(model, True):
         if name == "drop-r1":
-            h, dropout, linear = _features(model, x)
-            return loss_fn(_upcast(linear(dropout(h))), y) - _r1(h, dropout, linear)
+            out, tap = _forward_tapped(model, x)
+            return loss_fn(_upcast(out), y) - _r1(tap.h, tap.dropout, tap.linear)
         drop = loss_fn(_upcast(model(x)), y)
     return drop if name == "drop" else drop - _r2(drop, model, lr)

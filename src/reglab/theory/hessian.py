@@ -1,94 +1,299 @@
-"""Sharpness from Hessian-vector products: H·v, the top eigenvalue (Lanczos), the trace (Hutchinson).
+"""Sharpness from Hessian-vector products, on the model's device in its dtype.
 
-H = ∇²_θ L(θ) of the mean loss L = loss_fn(model(x), y) over the trainable parameters, evaluated with
-the model in eval mode (deterministic: no dropout masks, BatchNorm running statistics). H·v is
-Pearlmutter's trick by double backward, ∇_θ⟨∇_θ L, v⟩; the gradient graph is built once per call and
-reused for every product.
+H = ∇²_θ L(θ) of the mean loss L = (1/N) Σ_i ℓ(model(x_i), y_i) over the trainable parameters (or
+over a chosen subset: one module's block of H). H·v is Pearlmutter's trick by double backward,
+∇_θ⟨∇_θ L, v⟩. With `batch_size`, the N samples are split into batches and H·v = Σ_b (n_b/N) H_b·v is
+accumulated batch by batch (the full training set, without holding every batch's graph); one
+batch keeps its gradient graph and reuses it for every product.
+
+* top-k eigenpairs: Lanczos with full reorthogonalization (Lanczos 1950; Golub & Van Loan,
+  *Matrix Computations* §10.1), Ritz values = the k largest *algebraic* eigenvalues of the
+  tridiagonal T_m, stopped when every Ritz residual |β_m s_{m,i}| ≤ tol·max(1, |θ_i|);
+* density: stochastic Lanczos quadrature (Golub & Meurant 1994; Ubaru, Chen & Saad 2017; Ghorbani,
+  Krishnan & Xiao 2019): per Rademacher probe v/‖v‖, nodes θ_j and weights τ_j = (s_{1j})² of T_m
+  give ∫ f dμ ≈ Σ_j τ_j f(θ_j), exact for polynomials f of degree < 2m;
+* trace: Hutchinson (1989), tr H = E[vᵀHv] for Rademacher v.
+
+`mode` = "eval" (default: no dropout, BatchNorm running statistics) or "train" (dropout masks and
+BatchNorm batch statistics). In train mode every forward of batch b reuses the random state of
+its first, so the operator is one fixed symmetric matrix; BatchNorm running buffers are restored.
+This is the operator that PyHessian (Yao, Gholami, Keutzer & Mahoney 2020) computes, tested
+here against `torch.autograd.functional.hessian`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call
+
+from reglab.config import ConfigError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Hvp = Callable[[list[torch.Tensor]], list[torch.Tensor]]
+MODES = ("eval", "train")
 
 
-def _hvp_operator(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor
-                  ) -> tuple[list[torch.Tensor], Hvp]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    was_training = model.training
-    model.eval()
-    try:
-        loss = loss_fn(model(x), y)
-    finally:
-        model.train(was_training)
-    grads = torch.autograd.grad(loss, params, create_graph=True)
-    pairs = [(g, i) for i, g in enumerate(grads) if g.requires_grad]  # constant gradients add nothing
-
-    def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
-        if not pairs:
-            return [torch.zeros_like(p) for p in params]
-        return list(torch.autograd.grad([g for g, _ in pairs], params, grad_outputs=[v[i] for _, i in pairs],
-                                        retain_graph=True, allow_unused=True, materialize_grads=True))
-
-    return params, hvp
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"mode: expected eval or train (got {mode!r})")
+    return mode
 
 
-def hessian_vector_product(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor,
-                           v: list[torch.Tensor] | torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
-    """H·v; `v` one tensor per trainable parameter (returns the same), or one flat vector (returns flat)."""
-    params, hvp = _hvp_operator(model, loss_fn, x, y)
-    if isinstance(v, torch.Tensor):
-        parts = [c.view_as(p) for c, p in zip(v.split([p.numel() for p in params]), params, strict=True)]
-        return torch.cat([h.flatten() for h in hvp(parts)])
-    return hvp(list(v))
+class HessianOperator:
+    """v ↦ H·v for flat vectors v on the parameters' device and dtype.
+
+    `params`: names of the parameters spanning H (module names select all of a module's
+    parameters), default every trainable parameter. `batch_size`: split (x, y) into batches and
+    accumulate (default: one batch, graph kept for every product).
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, *,
+                 mode: str = "eval", params: Sequence[str] | None = None, batch_size: int | None = None):
+        self.model, self.loss_fn, self.mode = model, loss_fn, check_mode(mode)
+        self.names, self.params = select_parameters(model, params)
+        self.size = sum(p.numel() for p in self.params)
+        self.dtype, self.device = self.params[0].dtype, self.params[0].device
+        if batch_size is not None and batch_size < 1:
+            raise ConfigError(f"batch_size: must be at least 1 (got {batch_size})")
+        n = x.shape[0]
+        step = batch_size or n
+        self.batches = [(x[i:i + step], None if y is None else y[i:i + step]) for i in range(0, n, step)]
+        self.weights = [b[0].shape[0] / n for b in self.batches]
+        # train mode: one seed per batch, so that every product sees the same dropout masks
+        self.seeds = [int(s) for s in torch.randint(0, 2**62, (len(self.batches),))] if mode == "train" else []
+        self.products = 0
+        self._cached = self._gradients(0) if len(self.batches) == 1 else None
+
+    def _gradients(self, b: int) -> list[tuple[torch.Tensor, int]]:
+        """(∂L_b/∂θ_i with graph, i) for the gradients that depend on θ."""
+        x, y = self.batches[b]
+        model = self.model
+        saved_modes = [m.training for m in model.modules()]
+        # train mode: BatchNorm updates copies of its running buffers, the model's stay as they are
+        buffers = {k: v.clone() for k, v in model.named_buffers()} if self.mode == "train" else {}
+        try:
+            if self.mode == "eval":
+                model.eval()
+                loss = self.loss_fn(model(x), y)
+            else:
+                model.train()
+                with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                    torch.manual_seed(self.seeds[b])
+                    loss = self.loss_fn(functional_call(model, buffers, (x,)), y)
+        finally:
+            for m, training in zip(model.modules(), saved_modes, strict=True):
+                m.training = training
+        grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+        return [(g, i) for i, g in enumerate(grads) if g is not None and g.requires_grad]
+
+    def split(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        return [c.view_as(p) for c, p in zip(flat.split([p.numel() for p in self.params]), self.params,
+                                             strict=True)]
+
+    def __call__(self, flat: torch.Tensor) -> torch.Tensor:
+        v = self.split(flat.to(self.dtype))
+        total = torch.zeros(self.size, dtype=self.dtype, device=self.device)
+        for b, weight in enumerate(self.weights):
+            pairs = self._cached if self._cached is not None else self._gradients(b)
+            if not pairs:
+                continue
+            hv = torch.autograd.grad([g for g, _ in pairs], self.params, grad_outputs=[v[i] for _, i in pairs],
+                                     retain_graph=self._cached is not None, allow_unused=True,
+                                     materialize_grads=True)
+            total += weight * torch.cat([h.flatten() for h in hv])
+        self.products += 1
+        return total
+
+
+def select_parameters(model: nn.Module, names: Sequence[str] | None) -> tuple[list[str], list[torch.Tensor]]:
+    """Trainable parameters whose name is one of `names` or lies under one of them (module names)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if names is not None:
+        wanted = list(names)
+        known = {n for n, _ in named} | {n for n, _ in model.named_modules()}
+        if unknown := [w for w in wanted if w not in known]:
+            raise ConfigError(f"params: {unknown[0]!r} is neither a trainable parameter nor a module of the model")
+        named = [(n, p) for n, p in named if any(n == w or n.startswith(w + ".") or w == "" for w in wanted)]
+    if not named:
+        raise ConfigError("params: no trainable parameters selected")
+    return [n for n, _ in named], [p for _, p in named]
+
+
+def _probe(n: int, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Rademacher ±1 vector of length n, drawn on the generator's device, returned on `like`'s."""
+    device = generator.device if generator is not None else like.device
+    return (torch.randint(0, 2, (n,), generator=generator, device=device) * 2 - 1).to(like)
+
+
+def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, steps: int,
+            on_step: Callable[[torch.Tensor, torch.Tensor], bool] | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lanczos tridiagonalization with full reorthogonalization (twice, "twice is enough").
+
+    Returns (α (m,), β (m,), Q (m, n)): T_m = tridiag(β_{1..m−1}, α, β_{1..m−1}), Q's rows orthonormal,
+    β_m the norm of the last residual. Stops early on an invariant subspace, or when
+    `on_step(α, β)` returns True.
+    """
+    n = start.numel()
+    steps = min(steps, n)
+    basis = torch.empty(min(steps, 16), n, dtype=start.dtype, device=start.device)  # grown as needed
+    alphas, betas = [], []
+    q = start / start.norm()
+    for j in range(steps):
+        if j == basis.shape[0]:
+            basis = torch.cat([basis, torch.empty_like(basis[:min(j, steps - j)])])
+        basis[j] = q
+        w = matvec(q)
+        alphas.append(torch.dot(w, q))
+        for _ in range(2):
+            w = w - basis[:j + 1].T @ (basis[:j + 1] @ w)
+        beta = w.norm()
+        betas.append(beta)
+        a, b = torch.stack(alphas), torch.stack(betas)
+        scale = a.abs().max().clamp_min(torch.finfo(start.dtype).tiny)
+        if beta <= 100 * torch.finfo(start.dtype).eps * scale or (on_step is not None and on_step(a, b)):
+            break
+        q = w / beta
+    m = len(alphas)
+    return torch.stack(alphas), torch.stack(betas), basis[:m]
+
+
+def _tridiagonal(alphas: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+    return torch.diag(alphas) + torch.diag(betas[:-1], 1) + torch.diag(betas[:-1], -1)
+
+
+@dataclass
+class Eigenpairs:
+    """Top-k eigenvalues (descending) and unit eigenvectors (k, n) of H; `residuals` ‖Hv − λv‖ estimates."""
+
+    values: torch.Tensor
+    vectors: torch.Tensor
+    residuals: torch.Tensor
+    products: int
+
+    def by_name(self, operator: HessianOperator, i: int = 0) -> dict[str, torch.Tensor]:
+        """Eigenvector i split into one tensor per parameter of `operator`, by name."""
+        return dict(zip(operator.names, operator.split(self.vectors[i]), strict=True))
+
+
+def hessian_eigenpairs(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, *, k: int = 1,
+                       max_steps: int = 100, tol: float = 1e-4, mode: str = "eval",
+                       params: Sequence[str] | None = None, batch_size: int | None = None,
+                       generator: torch.Generator | None = None) -> Eigenpairs:
+    """The k largest algebraic eigenvalues of H with eigenvectors (Lanczos, module docstring).
+
+    Stops once the k Ritz residuals are ≤ tol·max(1, |λ|) (checked every step), at most `max_steps`
+    products; raises if they have not converged by then. `generator` draws the start vector.
+    """
+    operator = HessianOperator(model, loss_fn, x, y, mode=mode, params=params, batch_size=batch_size)
+    if k < 1 or k > operator.size:
+        raise ConfigError(f"k: must be between 1 and the number of parameters {operator.size} (got {k})")
+    start = torch.randn(operator.size, generator=generator, dtype=operator.dtype,
+                        device=generator.device if generator is not None else operator.device).to(operator.device)
+
+    def ritz(alphas: torch.Tensor, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        values, vectors = torch.linalg.eigh(_tridiagonal(alphas, betas))
+        top = values.flip(0)[:k], vectors.flip(1)[:, :k]
+        return top[0], top[1], (betas[-1] * top[1][-1]).abs()
+
+    def converged(alphas: torch.Tensor, betas: torch.Tensor) -> bool:
+        if alphas.numel() < k:
+            return False
+        values, _, residuals = ritz(alphas, betas)
+        return bool((residuals <= tol * values.abs().clamp_min(1.0)).all())
+
+    alphas, betas, basis = lanczos(operator, start, max_steps, converged)
+    values, vectors, residuals = ritz(alphas, betas)
+    exhausted = alphas.numel() == operator.size or betas[-1] <= 100 * torch.finfo(operator.dtype).eps * \
+        alphas.abs().max().clamp_min(torch.finfo(operator.dtype).tiny)
+    if values.numel() < k or not (exhausted or (residuals <= tol * values.abs().clamp_min(1.0)).all()):
+        raise RuntimeError(f"Lanczos did not converge to {k} eigenpairs in max_steps={max_steps} products "
+                           f"(residuals {residuals.tolist()}); raise max_steps or tol")
+    eigenvectors = vectors.T @ basis
+    eigenvectors = eigenvectors / eigenvectors.norm(dim=1, keepdim=True)
+    return Eigenpairs(values, eigenvectors, residuals, operator.products)
 
 
 def hessian_top_eigenvalue(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, *,
-                           iters: int = 100, tol: float = 1e-4, generator: torch.Generator | None = None
-                           ) -> float:
-    """Largest *algebraic* eigenvalue λ_max(H) by implicitly restarted Lanczos on H·v products.
+                           iters: int = 100, tol: float = 1e-4, mode: str = "eval",
+                           params: Sequence[str] | None = None, batch_size: int | None = None,
+                           generator: torch.Generator | None = None) -> float:
+    """Largest *algebraic* eigenvalue λ_max(H) (`hessian_eigenpairs` with k = 1, `iters` = max_steps).
 
-    ``scipy.sparse.linalg.eigsh(which="LA")`` (ARPACK) on a LinearOperator, float64 on the host:
-    unlike plain power iteration, which finds the eigenvalue of largest |λ|, it returns λ_max even
-    when a negative eigenvalue dominates in magnitude. `iters`: ARPACK restarts (maxiter); `tol`:
-    relative accuracy; `generator` draws the start vector. Raises if ARPACK does not converge.
+    Unlike plain power iteration, which finds the eigenvalue of largest |λ|, Lanczos returns λ_max
+    even when a negative eigenvalue dominates in magnitude.
     """
-    from scipy.sparse.linalg import LinearOperator, eigsh
-
-    params, hvp = _hvp_operator(model, loss_fn, x, y)
-    sizes = [p.numel() for p in params]
-    n = sum(sizes)
-
-    def matvec(v: np.ndarray) -> np.ndarray:
-        flat = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64).ravel()).to(params[0])
-        parts = [c.view_as(p) for c, p in zip(flat.split(sizes), params, strict=True)]
-        return torch.cat([h.flatten() for h in hvp(parts)]).double().cpu().numpy()
-
-    v0 = torch.randn(n, generator=generator, dtype=torch.float64).numpy()
-    operator = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-    top = eigsh(operator, k=1, which="LA", v0=v0, maxiter=iters, tol=tol, return_eigenvectors=False)
-    return float(top[0])
+    pairs = hessian_eigenpairs(model, loss_fn, x, y, k=1, max_steps=iters, tol=tol, mode=mode, params=params,
+                               batch_size=batch_size, generator=generator)
+    return float(pairs.values[0])
 
 
 def hessian_trace(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, *, samples: int = 100,
+                  mode: str = "eval", params: Sequence[str] | None = None, batch_size: int | None = None,
                   generator: torch.Generator | None = None) -> tuple[float, float]:
     """Hutchinson: tr H = E[vᵀHv], v Rademacher (±1 entries). Returns (mean of `samples` draws, its standard
     error s/√samples); the variance of one draw is 2 Σ_{i≠j} H_ij²."""
     if samples < 2:
-        raise ValueError("hessian_trace needs samples ≥ 2 for a standard error")
-    params, hvp = _hvp_operator(model, loss_fn, x, y)
+        raise ConfigError("hessian_trace needs samples ≥ 2 for a standard error")
+    operator = HessianOperator(model, loss_fn, x, y, mode=mode, params=params, batch_size=batch_size)
     values = []
     for _ in range(samples):
-        v = [torch.randint(0, 2, p.shape, generator=generator,
-                           device=generator.device if generator is not None else p.device).to(p) * 2 - 1
-             for p in params]
-        values.append(sum((a * b).sum() for a, b in zip(v, hvp(v), strict=True)))
+        v = _probe(operator.size, operator.params[0], generator)
+        values.append(torch.dot(v, operator(v)))
     values = torch.stack(values).double()
     return values.mean().item(), values.std().item() / math.sqrt(samples)
+
+
+def hessian_vector_product(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor,
+                           v: list[torch.Tensor] | torch.Tensor, *, mode: str = "eval",
+                           batch_size: int | None = None) -> list[torch.Tensor] | torch.Tensor:
+    """H·v; `v` one tensor per trainable parameter (returns the same), or one flat vector (returns flat)."""
+    operator = HessianOperator(model, loss_fn, x, y, mode=mode, batch_size=batch_size)
+    if isinstance(v, torch.Tensor):
+        return operator(v)
+    return operator.split(operator(torch.cat([t.flatten() for t in v])))
+
+
+@dataclass
+class SpectralDensity:
+    """Stochastic Lanczos quadrature: per probe r, nodes θ_rj and weights τ_rj (Σ_j τ_rj = 1)."""
+
+    nodes: list[torch.Tensor]
+    weights: list[torch.Tensor]
+    size: int  # n, the dimension of H
+
+    def integrate(self, f: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Per-probe estimates of (1/n) tr f(H) = Σ_j τ_rj f(θ_rj), shape (probes,)."""
+        return torch.stack([(w * f(t)).sum() for t, w in zip(self.nodes, self.weights, strict=True)])
+
+    def density(self, grid: torch.Tensor, sigma: float) -> torch.Tensor:
+        """φ(t) = mean_r Σ_j τ_rj N(t; θ_rj, σ²) on `grid`: the eigenvalue density smoothed by a Gaussian."""
+        grid = grid.to(self.nodes[0])
+        curves = [(w[:, None] * torch.exp(-(grid[None] - t[:, None]) ** 2 / (2 * sigma**2))).sum(0)
+                  for t, w in zip(self.nodes, self.weights, strict=True)]
+        return torch.stack(curves).mean(0) / (sigma * math.sqrt(2 * math.pi))
+
+
+def hessian_density(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, *, steps: int = 80,
+                    probes: int = 1, mode: str = "eval", params: Sequence[str] | None = None,
+                    batch_size: int | None = None, generator: torch.Generator | None = None) -> SpectralDensity:
+    """Eigenvalue density of H by stochastic Lanczos quadrature: `probes` Rademacher starts, `steps`
+    Lanczos steps each (cost probes × steps Hessian-vector products, memory steps × n)."""
+    operator = HessianOperator(model, loss_fn, x, y, mode=mode, params=params, batch_size=batch_size)
+    nodes, weights = [], []
+    for _ in range(probes):
+        alphas, betas, _ = lanczos(operator, _probe(operator.size, operator.params[0], generator), steps)
+        values, vectors = torch.linalg.eigh(_tridiagonal(alphas, betas))
+        nodes.append(values)
+        weights.append(vectors[0] ** 2)
+    return SpectralDensity(nodes, weights, operator.size)
+
+
+def parameter_modules(model: nn.Module) -> list[str]:
+    """Names of the modules that own trainable parameters directly (the "layers" of per-layer analyses)."""
+    return [name for name, m in model.named_modules()
+            if any(p.requires_grad for p in m.parameters(recurse=False))]

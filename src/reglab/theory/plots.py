@@ -104,3 +104,19 @@ def plot_effective_ratio(epochs: Sequence[Mapping] | Mapping[str, Sequence[Mappi
     ax.set(xlabel="epoch", ylabel="effective ratio", ylim=(0, 1.05))
     ax.legend()
     return _done(fig, path)
+
+
+def plot_hessian_density(density, *, sigma: float | None = None, points: int = 1000,
+                         path: str | Path | None = None) -> Figure:
+    """The Hessian eigenvalue density of a `SpectralDensity` (SLQ), smoothed by a Gaussian of width `sigma`
+    (default 1% of the spread of the nodes), on a log scale like Ghorbani et al. (2019)."""
+    nodes = torch.cat(density.nodes)
+    low, high = nodes.min().item(), nodes.max().item()
+    width = max(high - low, 1e-12)
+    sigma = sigma or 0.01 * width
+    grid = torch.linspace(low - 0.05 * width, high + 0.05 * width, points, dtype=torch.float64)
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.semilogy(_array(grid), _array(density.density(grid, sigma).clamp_min(1e-12)))
+    ax.set(xlabel="eigenvalue", ylabel="density")
+    return _done(fig, path)

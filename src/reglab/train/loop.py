@@ -15,14 +15,14 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from reglab.config import RunConfig
+from reglab.config import ConfigError, RunConfig
 from reglab.data import TensorData, augment_images, batch_indices, load_dataset
 from reglab.models import build_model
 from reglab.regularize.early_stopping import EarlyStopping
@@ -50,6 +50,7 @@ class RunResult:
     device: str
     diverged_epoch: int | None = None
     stopped_epoch: int | None = None
+    threads: int | None = None  # torch intra-op threads the run trained with (train.threads)
     config: dict = field(default_factory=dict)
     confusion: list[list[int]] | None = None  # test set, rows = true class, columns = predicted
 
@@ -58,11 +59,35 @@ class RunResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda, else mps, else cpu; a named device that this machine lacks is a `ConfigError`."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("mps") if torch.backends.mps.is_available() else torch.device("cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name!r} but torch {torch.__version__} sees no CUDA device; "
+                          "use --device cpu (or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {name!r} but this machine has {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device: {name!r} but MPS is not available here; use --device cpu (or auto)")
+    return device
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run with `threads` torch intra-op threads, restoring the previous number afterwards.
+
+    Every execution path (in-process, pool worker, Ray task) trains with the run's own
+    ``train.threads``, so a run's numbers do not depend on where it ran: CPU reductions split
+    over a different number of threads round differently."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 _DATA_CACHE: dict[tuple[str, str], TensorData] = {}
@@ -260,6 +285,16 @@ class Trainer:
             "stopper": self.stopper.state_dict(), "rng": rng,
         }
 
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore the state saved in `path`; an unreadable or mismatched file raises `DamagedFile`."""
+        state = rundir.load_checkpoint(path, self.device)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise rundir.DamagedFile(path, f"does not match this run's model and optimizer "
+                                           f"({type(err).__name__}); delete it to train this run again from "
+                                           "the start") from err
+
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.step = state["epoch"], state["step"]
         self.model.load_state_dict(state["model"])
@@ -275,9 +310,18 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- fit
     def fit(self, run_dir: str | Path | None = None, *, callbacks: Iterable[EpochCallback] = (),
-            resume: bool = True) -> RunResult:
-        """Train for the configured budget; with `run_dir`, log every epoch there and resume from it."""
-        cfg, callbacks = self.cfg, list(callbacks)
+            resume: bool = True, extend: bool = False) -> RunResult:
+        """Train for the configured budget; with `run_dir`, log every epoch there and resume from it.
+
+        A run directory is resumed only with the config it was started with (`rundir.check_resumable`);
+        `extend=True` accepts a larger budget (epochs, max_steps). ``resume=False`` starts over.
+        """
+        with torch_threads(self.cfg.train.threads):
+            return self._fit(run_dir, list(callbacks), resume=resume, extend=extend)
+
+    def _fit(self, run_dir: str | Path | None, callbacks: list[EpochCallback], *, resume: bool,
+             extend: bool) -> RunResult:
+        cfg = self.cfg
         if cfg.train.track_condensation:
             from reglab.theory.condensation import CondensationTracker
 
@@ -285,12 +329,14 @@ class Trainer:
         run_dir = Path(run_dir) if run_dir is not None else None
         epochs: list[dict] = []
         if run_dir is not None:
+            checkpoint = run_dir / "checkpoint.pt"
+            if resume:  # every check before anything in the directory changes
+                rundir.check_resumable(run_dir, cfg.to_dict(), extend=extend)
+            if resume and checkpoint.exists():
+                self.load_checkpoint(checkpoint)
+                epochs = rundir.read_metrics(run_dir / "metrics.jsonl", up_to_epoch=self.epoch)
             run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_json_atomic(run_dir / "config.json", cfg.to_dict())
-            checkpoint = run_dir / "checkpoint.pt"
-            if resume and checkpoint.exists():
-                self.load_state_dict(rundir.load_checkpoint(checkpoint, self.device))
-                epochs = rundir.read_metrics(run_dir / "metrics.jsonl", up_to_epoch=self.epoch)
             rundir.rewrite_metrics(run_dir / "metrics.jsonl", epochs)
 
         status, diverged_epoch, stopped_epoch = "done", None, self.stopper.stopped_epoch
@@ -323,7 +369,8 @@ class Trainer:
             status=status, epochs=epochs, final=final, best=best_epoch(epochs),
             seconds=time.perf_counter() - start, num_params=sum(p.numel() for p in self.params),
             device=str(self.device), diverged_epoch=diverged_epoch, stopped_epoch=stopped_epoch,
-            config=cfg.to_dict(), confusion=self.test_confusion() if status == "done" else None,
+            threads=torch.get_num_threads(), config=cfg.to_dict(),
+            confusion=self.test_confusion() if status == "done" else None,
         )
         if run_dir is not None:
             if status == "done":
@@ -344,9 +391,11 @@ def best_epoch(epochs: list[dict]) -> dict:
 
 
 def train_run(cfg: RunConfig, *, run_dir: str | Path | None = None, callbacks: Iterable[EpochCallback] = (),
-              resume: bool = True, data: TensorData | None = None) -> RunResult:
-    """Train one run described by `cfg` (the library's main entry point)."""
-    return Trainer(cfg, data=data).fit(run_dir, callbacks=callbacks, resume=resume)
+              resume: bool = True, extend: bool = False, data: TensorData | None = None) -> RunResult:
+    """Train one run described by `cfg` (the library's main entry point); see `Trainer.fit`."""
+    if run_dir is not None and resume:  # refuse a mismatched directory before loading data
+        rundir.check_resumable(Path(run_dir), cfg.to_dict(), extend=extend)
+    return Trainer(cfg, data=data).fit(run_dir, callbacks=callbacks, resume=resume, extend=extend)
 
 
 def load_trained(run_dir: str | Path, *, device: str = "cpu", weights: str | Path | None = None

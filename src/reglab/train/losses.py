@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from reglab.config import ConfigError
+
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -23,7 +25,7 @@ def make_criterion(loss: str, num_classes: int | None, *, label_smoothing: float
     """Mean loss of a batch: ``criterion(output, y)``."""
     if loss == "ce":
         if num_classes is None:
-            raise ValueError("train.loss: cross-entropy needs a classification data set; use 'mse'")
+            raise ConfigError("train.loss: cross-entropy needs a classification data set; use 'mse'")
         return lambda out, y: F.cross_entropy(out, y, label_smoothing=label_smoothing)
     if num_classes is None:
         return half_squared_error

@@ -18,6 +18,19 @@ from typing import Any
 
 import torch
 
+from reglab.config import ConfigError
+
+BUDGET_FIELDS = ("train.epochs", "train.max_steps")
+"""Fields a run may be resumed with a larger value of, when the caller says so (``extend=True``)."""
+
+
+class DamagedFile(ConfigError):
+    """A file of a run or study directory cannot be read; the message names it and says what to do."""
+
+    def __init__(self, path: Path, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = Path(path)
+
 
 def clean_json(value: Any) -> Any:
     """Non-finite floats become None so that every file is strict JSON."""
@@ -72,12 +85,64 @@ def rewrite_metrics(path: Path, records: list[dict]) -> None:
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain containers, never pickled code."""
-    return torch.load(path, map_location=device, weights_only=True)
+    """Load a checkpoint with ``weights_only=True``: tensors and plain containers, never pickled code.
+
+    A file that torch cannot read (truncated, overwritten) raises `DamagedFile` naming it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise DamagedFile(path, f"damaged, torch cannot read it ({type(err).__name__}); delete it to train "
+                                "this run again from the start") from err
 
 
 def read_config(run_dir: Path) -> dict:
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no config.json; is {run_dir} a reglab run directory?")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DamagedFile(path, f"not valid JSON ({err}); is {run_dir} a reglab run directory?") from None
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def config_changes(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
+    """Dotted field -> (old, new) for every field that differs between two config dicts."""
+    a, b = flatten(old), flatten(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+def check_resumable(run_dir: Path, config: dict, *, extend: bool = False) -> None:
+    """Refuse to continue the run in `run_dir` with a config other than the one it was started with.
+
+    Only a larger budget (`BUDGET_FIELDS`) is accepted, and only with ``extend=True``; every other
+    change raises a `ConfigError` naming the changed fields. A directory without config.json is new.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: is a file; a run directory must be a directory")
+    if not (run_dir / "config.json").exists():
+        return
+    changes = config_changes(read_config(run_dir), config)
+    grown = {k: v for k, v in changes.items() if k in BUDGET_FIELDS and (v[0] is None) <= (v[1] is None)
+             and (v[1] is None or (v[0] is not None and v[1] >= v[0]))}
+    other = {k: v for k, v in changes.items() if k not in grown}
+    shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in (other or grown).items())
+    if other:
+        raise ConfigError(f"{run_dir}: holds a run with another config ({shown}); resume it with the same "
+                          "options, or train into another directory")
+    if grown and not extend:
+        raise ConfigError(f"{run_dir}: holds a run with a smaller budget ({shown}); pass --extend "
+                          "(extend=True) to train it further, or train into another directory")

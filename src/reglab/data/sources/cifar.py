@@ -118,13 +118,15 @@ def _probe(name: str):
 
 
 @register_dataset("cifar10", description="CIFAR-10: 50k/10k 32×32 colour, 10 classes (binary release)",
-                  probe=_probe("cifar10"))
+                  probe=_probe("cifar10"),
+                  shape=lambda: ((3, 32, 32), 10))
 def load_cifar10(*, data_dir: Path | None, download: bool) -> TensorData:
     return _load("cifar10", data_dir, download, label=0, num_classes=10)
 
 
 @register_dataset("cifar100", description="CIFAR-100: 50k/10k 32×32 colour, 100 fine or 20 coarse classes "
-                  "(binary release)", probe=_probe("cifar100"))
+                  "(binary release)", probe=_probe("cifar100"),
+                  shape=lambda labels: ((3, 32, 32), 100 if labels == "fine" else 20))
 def load_cifar100(*, data_dir: Path | None, download: bool,
                   labels: Literal["fine", "coarse"] = "fine") -> TensorData:
     """`labels`: ``fine`` (100 classes, the record's 2nd byte) or ``coarse`` (20 superclasses, its 1st)."""

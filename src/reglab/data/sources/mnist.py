@@ -76,13 +76,15 @@ def _how(name: str, extra: str = "") -> str:
 
 
 @register_dataset("mnist", description="MNIST handwritten digits: 60k/10k 28×28 grey, 10 classes (IDX files)",
-                  probe=_probe("mnist"))
+                  probe=_probe("mnist"),
+                  shape=lambda: ((1, 28, 28), 10))
 def load_mnist(*, data_dir: Path | None, download: bool) -> TensorData:
     return _load("mnist", data_dir, download, _how("mnist"))
 
 
 @register_dataset("fashion-mnist", description="Fashion-MNIST (Zalando): 60k/10k 28×28 grey, 10 classes "
-                  "(IDX files; Debian package dataset-fashion-mnist)", probe=_probe("fashion-mnist"))
+                  "(IDX files; Debian package dataset-fashion-mnist)", probe=_probe("fashion-mnist"),
+                  shape=lambda: ((1, 28, 28), 10))
 def load_fashion_mnist(*, data_dir: Path | None, download: bool) -> TensorData:
     how = _how("fashion-mnist", " (`reglab data fetch` takes them from the official files, else from Debian's "
                "package dataset-fashion-mnist, no root needed)")

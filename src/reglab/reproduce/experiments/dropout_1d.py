@@ -28,8 +28,7 @@ def config(s: dict, p: float) -> dict:
             "train": {"epochs": s["epochs"], "batch_size": 0, "loss": "mse"}}
 
 
-@preset("dropout-1d", title="1-D fit: dropout finds a flatter solution",
-        where="introductory 1-D example (width-1000 two-layer ReLU net, lr 1e-3)")
+@preset("dropout-1d")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
     fig, (ax_fit, ax_slice) = new_figure(2)

@@ -36,8 +36,7 @@ def _available(data: dict, settings: Settings) -> tuple[dict, str | None]:
     return data, None
 
 
-@preset("dropout-table", title="Dropout across architectures: with vs without",
-        where="table of test accuracy with and without dropout (FNN, VGG-9, ResNet-20, Transformer)")
+@preset("dropout-table")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
     numbers, claims, notes, measured = {}, [], [], {}

@@ -21,8 +21,7 @@ FULL = {"epochs": 30, "width": 1.0, "train_subset": None, "test_subset": None}
 QUICK = {"epochs": 2, "width": 0.125, "train_subset": 64, "test_subset": 64}
 
 
-@preset("effective-ratio", title="Effective ratio of ResNet-18 conv layers with and without dropout",
-        where="CIFAR-10 ResNet-18 experiment (dropout 0.5 after each block, Adam lr 1e-3, batch 128)")
+@preset("effective-ratio")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
     data = {"name": "cifar10", "train_subset": s["train_subset"], "test_subset": s["test_subset"]}

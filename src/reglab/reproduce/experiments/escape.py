@@ -28,8 +28,7 @@ def config(s: dict, objective: str, epochs: int) -> dict:
             "train": {"epochs": epochs, "batch_size": 0, "loss": "mse", "objective": objective}}
 
 
-@preset("escape", title="Escape: dropout / R1 move a trained R_S solution to a condensed one",
-        where="escape experiment (train with R_S, then switch to dropout or R_S + R1)")
+@preset("escape")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
     first = make_trainer(config(s, "rs", s["epochs_rs"]), settings)

@@ -22,8 +22,7 @@ QUICK = {"p": 0.5, "epochs": 2, "lr": 5e-3, "train_subset": 200, "test_subset": 
 OBJECTIVES = {"rs": "R_S", "drop": "R_drop", "rs+r1": "L1 = R_S + R1"}
 
 
-@preset("interpolation", title="Interpolation between the minima of R_S, R_drop and L1",
-        where="interpolation experiment (loss along the line between minima of L_i and L_j)")
+@preset("interpolation")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
     data, data_note = mnist_1000(settings)

@@ -21,8 +21,7 @@ OBJECTIVES = {"rs": "R_S", "drop": "R_drop", "rs+r1": "L1 = R_S + R1", "rs+r2": 
               "drop-r2": "L3 = R_drop − R2", "drop-r1": "L4 = R_drop − R1"}
 
 
-@preset("l1-l4", title="L1–L4: dropout's gain follows its explicit term R1",
-        where="disentangling experiment (R_S, R_drop, L1–L4 over dropout rates, lr 0.05 and 0.005)")
+@preset("l1-l4")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
     data, data_note = mnist_1000(settings)

@@ -36,8 +36,7 @@ def terms(model: torch.nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, dra
     return {"R_S": rs, "R1": r1, "E_R_drop": drop}
 
 
-@preset("r1-mnist", title="R1 on MNIST: dropout ≈ R_S + R1, both beat R_S alone",
-        where="explicit-regularizer experiment (784-1000-10 net, first 1000 MNIST images, lr 5e-3)")
+@preset("r1-mnist")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
     data, data_note = mnist_1000(settings)

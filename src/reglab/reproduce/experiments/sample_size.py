@@ -45,8 +45,7 @@ def trial_error(s: dict, n: int, p: float, trial: int, settings: Settings) -> fl
         return half_mse(trainer.model.eval()(data.x_test), data.y_test).item()
 
 
-@preset("sample-size", title="Sample size: test error vs n with and without dropout",
-        where="sample-size experiment (two-neuron tanh teacher, width-1000 student, Adam lr 1e-4)")
+@preset("sample-size")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
     errors = {f"p={p}": {str(n): [trial_error(s, n, p, t, settings) for t in range(s["trials"])]

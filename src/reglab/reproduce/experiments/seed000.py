@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reglab.config import ConfigError
+from reglab.report import has_finished_run
 from reglab.reproduce.common import new_figure, pct
 from reglab.reproduce.framework import Claim, Outcome, Settings, preset
 from reglab.study import LocalExecutor, StudySpec, load_spec, run_study
@@ -34,13 +36,14 @@ def spec(s: dict, data_dir: Path | None = None) -> StudySpec:
     return StudySpec.from_dict(data)
 
 
-@preset("seed000", title="seed000 study: regularizers of a DeeperCNN against seed noise",
-        where="its arms vs its baseline", source="reglab study preset seed000 (no published numbers)")
+@preset("seed000")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
     study = run_study(spec(s, settings.data_dir), settings.out / "study",
                       executor=LocalExecutor(1, device=settings.device), progress=False)
     study.write_report()
+    if not has_finished_run(study):
+        raise ConfigError(f"seed000: no run of the study finished; the first error: {study.runs['error'].iloc[0]}")
     summary = study.summary()
     acc = summary[summary["metric"] == "final_test_acc"].set_index("arm")
     numbers = {arm: {k: row[k] for k in ("n", "mean", "std", "ci_low", "ci_high", "diff", "test", "p_value",

@@ -31,8 +31,7 @@ def _order(matrix: np.ndarray) -> np.ndarray:
     return np.argsort(matrix @ vt[0])
 
 
-@preset("teacher-student", title="Teacher-student: dropout condenses the student's neurons",
-        where="teacher-student experiment (10-D input, one-neuron tanh teacher)")
+@preset("teacher-student")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
     fig, axes = new_figure(2, width=4.4, height=3.8)

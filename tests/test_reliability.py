@@ -1,0 +1,194 @@
+"""Nothing wrong is recorded: a run directory resumes only with its own config, damaged files are
+named with what to do, a lost run is never reported as done, and reports of odd studies stay honest."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from reglab.config import ConfigError, RunConfig
+from reglab.report import NO_RESULT, NOTES, write_report
+from reglab.study import LocalExecutor, StudySpec, load_study, run_study
+from reglab.study.results import run_record
+from reglab.study.stats import summarize
+from reglab.study.store import RunRow
+from reglab.train import train_run
+from reglab.train.loop import best_epoch
+from reglab.train.rundir import DamagedFile
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BASE = {"data": {"name": "mnist1d", "train_subset": 256, "test_subset": 256},
+        "model": {"name": "mlp", "options": {"widths": [16]}}, "optim": {"name": "momentum", "lr": 0.05},
+        "regularize": {"dropout": {"p": 0.1}},
+        "train": {"epochs": 2, "batch_size": 64, "device": "cpu", "eval_train_samples": 128}}
+
+
+def tiny(**overrides) -> RunConfig:
+    return RunConfig.from_dict(BASE).override(overrides)
+
+
+def without_seconds(epochs):
+    return [{k: v for k, v in e.items() if k != "seconds"} for e in epochs]
+
+
+def files(run_dir):
+    return {p.name: p.read_bytes() for p in run_dir.iterdir()}
+
+
+# ----------------------------------------------------------------------------------- 1: resume
+def test_resume_refuses_another_config_naming_fields_and_touches_nothing(tmp_path):
+    run_dir = tmp_path / "a"
+    train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
+    before = files(run_dir)
+    for overrides, named in (({"optim.lr": 0.01, "regularize.l2": 0.01}, ["optim.lr 0.05 -> 0.01",
+                                                                          "regularize.l2 0.0 -> 0.01"]),
+                             ({"optim.name": "adam"}, ["optim.name 'momentum' -> 'adam'"]),
+                             ({"model.options.widths": [32]}, ["model.options.widths [16] -> [32]"])):
+        with pytest.raises(ConfigError) as err:
+            train_run(tiny(**{"train.epochs": 1, **overrides}), run_dir=run_dir)
+        assert all(name in str(err.value) for name in named), str(err.value)
+        assert files(run_dir) == before  # config.json, metrics and checkpoint untouched
+
+
+def test_a_larger_budget_needs_extend_and_then_matches_an_uninterrupted_run(tmp_path):
+    run_dir = tmp_path / "a"
+    train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
+    with pytest.raises(ConfigError, match=r"train.epochs 1 -> 2.*--extend"):
+        train_run(tiny(), run_dir=run_dir)
+    train_run(tiny(), run_dir=run_dir, extend=True)
+    with pytest.raises(ConfigError, match=r"another config \(train.epochs 2 -> 1\)"):  # shrinking: refused
+        train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir, extend=True)
+    straight = train_run(tiny())
+    assert json.loads((run_dir / "summary.json").read_text())["config"]["train"]["epochs"] == 2
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert without_seconds(lines) == without_seconds(straight.epochs)
+
+
+# ------------------------------------------------------------------------------- 6: corruption
+def test_a_truncated_checkpoint_is_named_with_what_to_do(tmp_path):
+    run_dir = tmp_path / "a"
+    train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
+    checkpoint = run_dir / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    with pytest.raises(DamagedFile, match=f"^{checkpoint}: damaged.*delete it to train this run again"):
+        train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
+
+
+SPEC = {"name": "corrupt", "seeds": 2, "base": BASE, "arms": {"base": {}, "l2": {"regularize": {"l2": 0.001}}}}
+
+
+def epochs_of(study):
+    frame = study.epochs.drop(columns=["seconds"]).sort_values(["run_id", "epoch"])
+    return frame.reset_index(drop=True)
+
+
+def test_lost_files_and_a_damaged_checkpoint_or_index_are_recovered(tmp_path):
+    out = tmp_path / "study"
+    serial = LocalExecutor(workers=1)
+    first = run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=False)
+    reference = epochs_of(first)
+
+    # a run whose summary is gone is not "done", and its damaged checkpoint does not block the rerun
+    run_dir = out / "runs" / "l2__s1"
+    (run_dir / "summary.json").unlink()
+    (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    lost = load_study(out).runs.set_index("run_id").loc["l2__s1"]
+    assert lost["status"] == "missing" and "summary.json is gone" in lost["error"]
+    again = run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=False)
+    assert again.executed == ["l2__s1"] and (again.runs["status"] == "done").all()
+    assert (run_dir / "checkpoint.pt.damaged").exists()
+    assert epochs_of(again).equals(reference)
+
+    # a damaged index: named, with the command that rebuilds it; the rebuild keeps every finished run
+    (out / "study.db").write_bytes(b"garbage" * 100)
+    for name in ("study.db-wal", "study.db-shm"):
+        (out / name).unlink(missing_ok=True)
+    with pytest.raises(DamagedFile, match=r"study.db: damaged .*--rebuild-index"):
+        run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=False)
+    rebuilt = run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=False, rebuild=True)
+    assert rebuilt.executed == [] and len(rebuilt.skipped) == 4
+    assert (rebuilt.runs["status"] == "done").all()
+    assert epochs_of(rebuilt).equals(reference)
+    assert rebuilt.summary().equals(first.summary())
+
+
+# ------------------------------------------------------------------------------------ 3, 8: reports
+class FailEverything:
+    def execute(self, tasks, events):
+        for task in tasks:
+            events.started(task)
+            events.failed(task, "RuntimeError: boom")
+
+
+def test_report_of_a_study_without_a_finished_run_says_so(tmp_path):
+    study = run_study(StudySpec.from_dict(SPEC), tmp_path / "s", executor=FailEverything(), progress=False)
+    paths = write_report(study)
+    markdown, page = paths["markdown"].read_text(), paths["html"].read_text()
+    assert NO_RESULT in markdown and NO_RESULT in page
+    assert markdown.count("RuntimeError: boom") == 4
+
+
+def test_markdown_report_escapes_title_description_and_baseline(tmp_path):
+    spec = {**SPEC, "seeds": 1, "name": "<script>alert(1)</script>", "description": "<img src=x onerror=y> *b*",
+            "arms": {"<b>base</b>": {}, "l2": {"regularize": {"l2": 0.001}}}, "base": {
+                **BASE, "train": {**BASE["train"], "epochs": 1}}}
+    study = run_study(StudySpec.from_dict(spec), tmp_path / "s", executor=LocalExecutor(workers=1),
+                      progress=False)
+    markdown = write_report(study)["markdown"].read_text()
+    assert re.search(r"(?<!\\)<", markdown) is None  # every "<" is an entity or backslash-escaped
+    assert markdown.startswith("# Study: &lt;script&gt;alert(1)&lt;/script&gt;\n")
+    assert "&lt;img src=x onerror=y&gt; \\*b\\*" in markdown
+    assert "baseline: &lt;b&gt;base&lt;/b&gt;" in markdown
+
+
+# ------------------------------------------------------------------------------- 5: spec load
+@pytest.mark.parametrize(("arm", "error"), [
+    ({"model": {"options": {"widths": [-5]}}}, "arms.bad.model.options.widths: widths must be positive"),
+    ({"model": {"name": "vgg9", "options": {}}}, "arms.bad.model.name: 'vgg9' needs image input"),
+    ({"model": {"name": "transformer", "options": {"d_model": 30, "heads": 4}}}, "arms.bad.model.options.heads"),
+])
+def test_every_arms_model_is_built_when_the_spec_loads(arm, error):
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        StudySpec.from_dict({**SPEC, "base": {**BASE, "model": {"name": "mlp"}}, "arms": {"base": {}, "bad": arm}})
+
+
+# ------------------------------------------------------------------------------- 2: threads
+def test_a_run_uses_its_own_thread_count_whatever_the_process_has(tmp_path):
+    torch.set_num_threads(2)  # the ambient count of an in-process run (torch's default on 2 cores)
+    try:
+        ambient = train_run(tiny(), run_dir=tmp_path / "a")
+        assert torch.get_num_threads() == 2  # restored afterwards
+    finally:
+        torch.set_num_threads(1)
+    one = train_run(tiny())
+    assert ambient.threads == 1 and json.loads((tmp_path / "a" / "summary.json").read_text())["threads"] == 1
+    assert without_seconds(ambient.epochs) == without_seconds(one.epochs)
+
+
+# ------------------------------------------------------------------------------- 10: wording
+def test_train_loss_in_training_mode_has_no_better_or_worse_verdict():
+    rng = np.random.default_rng(0)
+    runs = pd.DataFrame({"arm": ["base"] * 4 + ["dropout"] * 4, "status": ["done"] * 8,
+                         "final_train_loss": np.r_[0.10 + 0.001 * rng.standard_normal(4),
+                                                   0.30 + 0.001 * rng.standard_normal(4)],
+                         "final_test_loss": np.r_[0.50 + 0.001 * rng.standard_normal(4),
+                                                  0.60 + 0.001 * rng.standard_normal(4)]})
+    rows = summarize(runs, ["base", "dropout"], "base").set_index(["arm", "metric"])
+    assert rows.loc[("dropout", "final_train_loss"), "verdict"] == "higher"
+    assert rows.loc[("dropout", "final_test_loss"), "verdict"] == "worse"
+    assert "training mode" in rows.loc[("dropout", "final_train_loss"), "label"]
+    assert "can exclude 0 while the verdict says \"not distinguishable\"" in NOTES
+
+
+def test_best_test_loss_is_the_lowest_test_loss_of_any_epoch():
+    epochs = [{"epoch": 1, "test_loss": 0.9, "test_acc": 0.5}, {"epoch": 2, "test_loss": 0.4, "test_acc": 0.6},
+              {"epoch": 3, "test_loss": 0.7, "test_acc": 0.7}]
+    row = RunRow("a__s0", "a", 0, 0, "done", {}, "", 1, None, None, 1.0, None,
+                 {"final": epochs[-1], "best": best_epoch(epochs)})
+    record = run_record(row, epochs)
+    assert record["best_test_acc"] == 0.7 and record["best_epoch"] == 3
+    assert record["best_test_loss"] == min(e["test_loss"] for e in epochs)

@@ -1,0 +1,208 @@
+"""Every bad input is one clear line (exit 2, no traceback, nothing written); internal errors say so;
+help shows defaults; progress and interruption are spoken to logs; `import reglab.cli` needs no torch."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import reglab.train
+from reglab.cli.app import main
+
+TINY = """
+name = "tiny"
+seeds = 2
+[base]
+data = { name = "mnist1d", train_subset = 128, test_subset = 128 }
+model.options.widths = [8]
+train = { epochs = 1, batch_size = 64, device = "cpu", eval_train_samples = 64 }
+[arms.base]
+[arms.l2]
+regularize.l2 = 0.001
+"""
+RUN = ["--train-subset", "128", "--set", "data.test_subset=128", "--batch-size", "64", "--epochs", "1",
+       "--device", "cpu"]
+
+# (argv, a string the one-line error must contain); FILE, DIR, TOML, BAD, BAD.json are in the working dir
+BAD_INPUTS = [
+    *([(["train", "--device", "cuda"], "train.device: 'cuda'")] if not torch.cuda.is_available() else []),
+    (["train", "--device", "banana"], "train.device: unknown device 'banana'"),
+    (["train", "--out", "FILE"], "FILE: is a file"),
+    (["train", "--config", "DIR"], "DIR: is a directory"),
+    (["compare", "--workers", "0"], "'--workers'"),
+    (["train", "--lr", "inf"], "optim.lr: Input should be a finite number"),
+    (["train", "--lr", "nan"], "optim.lr: Input should be a finite number"),
+    (["train", "--data-dir", "/nonexistent"], "data.data_dir: '/nonexistent' is not a directory"),
+    (["train", "--epochs", "0"], "train.epochs"),
+    (["train", "--dropout", "1.5"], "regularize.dropout.p"),
+    (["train", "--optimizer", "bogus"], "optim.name"),
+    (["train", "--batch-size", "-1"], "train.batch_size"),
+    (["train", "--norm", "bogus"], "model.norm"),
+    (["train", "--set", "nosuch.key=1"], "nosuch"),
+    (["train", "--set", "optim.lr"], "--set 'optim.lr': expected KEY=VALUE"),
+    (["train", "--config", "missing.toml"], "missing.toml: no such file"),
+    (["train", "--config", "BAD"], "BAD: invalid TOML"),
+    (["train", "--dataset", "nosuch", *RUN], "data.name: unknown data set 'nosuch'"),
+    (["train", "--model", "nosuch", *RUN], "model.name"),
+    (["train", "--set", "model.options.widths=[-5]", *RUN], "model.options.widths"),
+    (["train", "--nosuch"], "No such option: --nosuch"),
+    (["compare", "nosuchpreset"], "'nosuchpreset' is neither a TOML file nor a preset"),
+    (["compare", "TOML", "--device", "banana"], "'banana'"),
+    (["compare", "TOML", "--out", "FILE", "--workers", "1"], "FILE: is a file"),
+    (["compare", "TOML", "--seeds", "0"], "seeds"),
+    (["compare", "TOML", "--epochs", "0"], "train.epochs"),
+    (["compare", "TOML", "--executor", "nosuch"], "executor: unknown 'nosuch'"),
+    (["sweep", "TOML", "--param", "dropout=:b:"], "--param 'dropout=:b:'"),
+    (["sweep", "TOML", "--param", "dropout=0:0.5:3", "--workers", "0"], "'--workers'"),
+    (["report", "/nonexistent"], "/nonexistent"),
+    (["export", "DIR", "--table", "bogus"], "table: unknown 'bogus'"),
+    (["export", "/nonexistent"], "/nonexistent: no study.db"),
+    (["analyze", "/nonexistent"], "/nonexistent: no such run directory"),
+    (["analyze", "DIR"], "DIR: no model.pt or checkpoint.pt"),
+    (["train", "--config", "BAD.json"], "BAD.json: invalid JSON"),
+    (["reproduce", "nosuch"], "unknown reproduction 'nosuch'"),
+    (["sweep", "TOML", "--param", "nosuch=1:2:3"], "unknown name 'nosuch'"),
+    (["sweep", "TOML", "--param", "dropout=0:2:3"], "regularize.dropout.p: Input should be less than 1"),
+    (["compare", "TOML", "--pack", "0"], "--pack"),
+    (["compare", "TOML", "--seeds", "-3"], "seeds: needs at least one seed"),
+    (["report"], "Missing argument"),
+    (["train", "--set", "optim.betas=[2,0]"], "betas must lie in [0, 1)"),
+    (["train", "--ema", "1.5"], "regularize.ema"),
+    (["train", "--val-split", "1"], "data.val_split"),
+    (["train", "--patience", "3"], "set data.val_split > 0"),
+    (["train", "--mixup", "1", "--cutmix", "1"], "exclusive"),
+    (["train", "--schedule", "bogus"], "optim.schedule.name"),
+    (["train", "--seed", "-1"], "seed: "),
+    (["train", "--loss", "bogus"], "train.loss"),
+    (["train", "--objective", "bogus"], "train.objective"),
+    (["train", "--train-subset", "0"], "data.train_subset"),
+    (["train", "--epochs", "abc"], "'--epochs'"),
+    (["train", "--set", "train.device=cuda:7"], "train.device: 'cuda:7'"),
+    (["train", "--dataset", "fn1d", "--epochs", "1", "--device", "cpu"], "train.loss: cross-entropy needs"),
+    (["train", "--dataset", "fn1d", "--train-subset", "100", "--loss", "mse", "--device", "cpu"],
+     "data.train_subset: 100 exceeds the 20 train samples of fn1d"),
+]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("not a directory")
+    (tmp_path / "DIR").mkdir()
+    (tmp_path / "BAD").write_text("this is = = not toml")
+    (tmp_path / "BAD.json").write_text("{not json")
+    (tmp_path / "TOML").write_text(TINY)
+    return tmp_path
+
+
+def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["reglab", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out = capsys.readouterr()
+    return exit_.value.code, out.out, out.err
+
+
+def listing(path):
+    return sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*"))
+
+
+@pytest.mark.parametrize(("argv", "named"), BAD_INPUTS, ids=[" ".join(a[:3]) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_clear_line_exit_2_and_writes_nothing(argv, named, workdir, monkeypatch, capsys):
+    before = listing(workdir)
+    code, _, err = run_cli(monkeypatch, capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], err
+    assert "Traceback" not in err and "internal error" not in err
+    assert listing(workdir) == before
+
+
+def test_long_errors_are_not_wrapped_off_a_terminal(workdir, monkeypatch, capsys):
+    missing = "/nonexistent/" + "a-long-directory-name/" * 5
+    _, _, err = run_cli(monkeypatch, capsys, "train", "--data-dir", missing)
+    assert len(err.strip().splitlines()) == 1 and len(err.strip()) > 120
+
+
+def test_a_runs_own_config_json_is_accepted_as_config(workdir, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "train", *RUN, "--out", "first")
+    assert code == 0, err
+    assert err.splitlines() and err.splitlines()[0].startswith("epoch 1/1: loss ")  # progress off a terminal
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--config", "first/config.json", "--out", "second")
+    assert code == 0, err
+    assert (workdir / "first" / "config.json").read_text() == (workdir / "second" / "config.json").read_text()
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--config", "first/config.json", "--lr", "0.5",
+                           "--out", "first")
+    assert code == 2 and "optim.lr 0.001 -> 0.5" in err
+
+
+def test_internal_errors_are_not_user_errors_and_debug_shows_the_traceback(workdir, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise KeyError("arm")
+
+    monkeypatch.setattr(reglab.train, "train_run", broken)
+    code, _, err = run_cli(monkeypatch, capsys, "train", *RUN)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "internal error" in err and "KeyError: 'arm'" in err and "test_reliability_cli.py" in err
+    assert "--debug" in err and "Traceback" not in err
+    code, _, err = run_cli(monkeypatch, capsys, "--debug", "train", *RUN)
+    assert code == 1 and "Traceback (most recent call last)" in err and 'raise KeyError("arm")' in err
+
+
+def test_interrupted_command_says_that_rerunning_resumes(workdir, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reglab.train, "train_run", interrupted)
+    code, _, err = run_cli(monkeypatch, capsys, "train", *RUN)
+    assert code == 130 and "rerun the same command to resume" in err
+
+
+def test_help_shows_defaults_literally(monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "compare", "--help")
+    text = " ".join(out.split())
+    assert code == 0
+    assert "[default: 2 with ≥ 2 cores, else 1]" in text and "[default: studies/<name>]" in text
+
+
+def test_study_progress_is_printed_off_a_terminal_as_runs_start(workdir, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "compare", "TOML", "--workers", "1", "--out", "s")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines[0] == "running 4 runs, keeping 0 finished ones"
+    assert lines.index("base__s0: started") < next(i for i, x in enumerate(lines) if x.startswith("base__s0: done"))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["reproduce", "--list"], ["presets"]])
+def test_help_and_listings_import_neither_torch_nor_matplotlib(argv):
+    code = ("import sys; from reglab.cli import main; sys.argv = ['reglab', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'matplotlib', 'pandas') if m in sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr
+    assert proc.stdout.strip()
+
+
+@pytest.mark.slow
+def test_sigterm_keeps_finished_epochs_and_says_that_rerunning_resumes(tmp_path):
+    import json
+    import signal
+    import time
+
+    args = ["train", *RUN, "--epochs", "30", "--out", str(tmp_path / "run")]
+    code = "import sys; from reglab.cli import main; sys.argv[0] = 'reglab'; main()"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "rerun the same command to resume" in err, err
+    kept = metrics.read_text().count("\n")
+    assert 2 <= kept < 30
+    again = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+    assert epochs == list(range(1, 31))

@@ -1,0 +1,74 @@
+"""A killed pool worker costs nothing: its run resumes in a fresh pool, unstarted runs are not failed,
+and the study ends equal, bit for bit, to an uninterrupted in-process one (one thread rule on every path).
+"""
+
+import json
+import multiprocessing
+import os
+import signal
+
+import pytest
+
+from reglab.study import LocalExecutor, StudySpec, run_study
+from reglab.study.store import StudyStore
+
+SPEC = {
+    "name": "killed worker", "seeds": 2,
+    "base": {"data": {"name": "mnist1d", "train_subset": 512, "test_subset": 256},
+             "model": {"name": "mlp", "options": {"widths": [32]}}, "optim": {"name": "momentum", "lr": 0.05},
+             "regularize": {"dropout": {"p": 0.1}},
+             "train": {"epochs": 6, "batch_size": 32, "device": "cpu", "eval_train_samples": 128}},
+    "arms": {"base": {}, "l2": {"regularize": {"l2": 0.001}}},
+}
+
+
+class KillAWorker:
+    """Wraps the study's events: at the first epoch reported, SIGKILL one pool worker process."""
+
+    def __init__(self, events):
+        self.events, self.killed = events, None
+
+    def __getattr__(self, name):
+        return getattr(self.events, name)
+
+    def epoch(self, task, metrics):
+        if self.killed is None:
+            workers = multiprocessing.active_children()
+            assert workers, "no pool worker to kill"
+            self.killed = workers[0].pid
+            os.kill(self.killed, signal.SIGKILL)
+        self.events.epoch(task, metrics)
+
+
+class KillingExecutor:
+    def __init__(self):
+        self.inner, self.wrapper = LocalExecutor(workers=2), None
+
+    def execute(self, tasks, events):
+        self.wrapper = KillAWorker(events)
+        self.inner.execute(tasks, self.wrapper)
+
+
+def metrics(out, run_id):
+    lines = (out / "runs" / run_id / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+
+
+@pytest.mark.slow
+def test_killed_worker_retries_and_matches_an_uninterrupted_in_process_study(tmp_path):
+    spec = StudySpec.from_dict(SPEC)
+    killer = KillingExecutor()
+    pooled = run_study(spec, tmp_path / "pool", executor=killer, progress=False)
+    assert killer.wrapper.killed is not None
+    assert (pooled.runs["status"] == "done").all(), pooled.runs[["run_id", "status", "error"]]
+    with StudyStore(tmp_path / "pool") as store:
+        attempts = {row.run_id: row.attempts for row in store.runs()}
+    assert max(attempts.values()) >= 2  # the killed worker's run was started again
+    assert all(a >= 1 for a in attempts.values())
+
+    serial = run_study(spec, tmp_path / "serial", executor=LocalExecutor(workers=1), progress=False)
+    for run_id in serial.runs["run_id"]:
+        assert metrics(tmp_path / "pool", run_id) == metrics(tmp_path / "serial", run_id), run_id
+        assert len(metrics(tmp_path / "pool", run_id)) == SPEC["base"]["train"]["epochs"]
+    summary = json.loads((tmp_path / "pool" / "runs" / "base__s0" / "summary.json").read_text())
+    assert summary["threads"] == 1 and summary["config"]["train"]["threads"] == 1
