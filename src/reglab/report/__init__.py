@@ -51,8 +51,8 @@ def notes(correction: str) -> str:
             "Test: paired t when the arm and the baseline finished on the same seeds, else Welch's t. "
             f"Verdict: the t-test's p adjusted across the arms by {CORRECTION_NAMES[correction]} "
             f"(p_{correction}), at α = {ALPHA}. With few seeds the bootstrap interval is too narrow (it "
-            "resamples only the n observed values), so it can exclude 0 beside \"not distinguishable\": the "
-            "verdict is the test to trust. Train loss is measured in training mode (dropout and noise active), "
+            "resamples only the n observed values), so it can exclude 0 while the verdict says \"not "
+            "distinguishable\": the verdict is the test to trust. Train loss is measured in training mode (dropout and noise active), "
             "so its verdict is \"higher\" / \"lower\", not better or worse. See docs/studies.md.")
 
 
