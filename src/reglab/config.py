@@ -173,6 +173,10 @@ class TrainConfig(_Section):
     amp: bool = Field(False, description="bf16 autocast on CUDA")
     compile: bool = Field(False, description="torch.compile the model on CUDA")
     channels_last: bool = Field(False, description="channels-last memory format for conv nets on CUDA")
+    cuda_graphs: bool = Field(
+        True, description="packed training on CUDA: capture the whole step as one CUDA graph (eager where "
+                          "capture is impossible, with the reason)"
+    )
     eval_batch_size: int = Field(2048, gt=0)
     eval_train_samples: int = Field(
         10_000, ge=0, description="evaluate (eval mode) on this many training samples per epoch (0: off)"
