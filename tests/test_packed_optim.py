@@ -89,7 +89,7 @@ def test_batched_steps_equal_torch_optim_run_by_run(subset):
     optimizer = BatchedOptimizer(params, [r for r, _, _ in runs], decay.expand(len(runs), -1), lr_table(runs))
     norms = []
     for step in range(STEPS):
-        norms.append(optimizer.step(params, grads[step]))
+        norms.append(optimizer.step(params, grads[step].clone()))
     expected = reference(runs, start, grads)
     for k, (run, _, _) in enumerate(runs):
         error = (params[k] - expected[k]).norm() / expected[k].norm()

@@ -130,7 +130,11 @@ class PackedTrainer:
         if len({t.step for t in runs}) > 1:
             raise ValueError("PackedTrainer: runs must have taken the same number of steps")
         flat = lambda tensors: torch.cat([p.detach().reshape(-1) for p in tensors])  # noqa: E731
-        self.params = torch.stack([flat(t.params) for t in runs]).requires_grad_(True)
+        self.params = torch.stack([flat(t.params) for t in runs])  # (K, P); the leaves below are views of it
+        k = len(runs)
+        self.leaves = [v.view(k, *shape).requires_grad_(True)
+                       for v, shape in zip(self.params.split(self.numels, dim=1), self.shapes, strict=True)]
+        self.grad = torch.zeros_like(self.params)
         self.buffers = {name: torch.stack([dict(t.model.named_buffers())[name] for t in runs])
                         for name in self.buffer_names}
         decay = torch.stack([self._decay_mask(t) for t in runs])
@@ -141,7 +145,6 @@ class PackedTrainer:
             state = [t.optimizer.state.get(p, {}) for p in t.params]
             names = {n for s in state for n, v in s.items() if isinstance(v, torch.Tensor) and v.dim()}
             self.optimizer.load_run_state(slot, {n: flat([s[n] for s in state]) for n in names})
-        k = len(runs)
         classes = self.data.num_classes
         self.smoothing = torch.tensor([t.cfg.regularize.label_smoothing for t in runs], device=self.device)
         self.smoothing_any = any(t.cfg.regularize.label_smoothing for t in runs)
@@ -248,9 +251,7 @@ class PackedTrainer:
         mix = None
         if self.host_draws:
             x, y, mix = self._draw(x, y)
-        k = idx.shape[0]
-        views = self.params.split(self.numels, dim=1)
-        params = {name: v.view(k, *shape) for name, v, shape in zip(self.param_names, views, self.shapes, strict=True)}
+        params = dict(zip(self.param_names, self.leaves, strict=True))
         with self.autocast():
             out = self.forward(params, self.buffers, x)
         out = out.float()
@@ -258,8 +259,10 @@ class PackedTrainer:
         if mix is not None:
             partner, lam = mix
             losses = lam * losses + (1 - lam) * self._losses(out, partner)
-        (grad,) = torch.autograd.grad(losses.sum(), self.params)
-        norms = self.optimizer.step(self.params, grad)
+        grads = torch.autograd.grad(losses.sum(), self.leaves)
+        k = idx.shape[0]
+        torch.cat([g.reshape(k, -1) for g in grads], dim=1, out=self.grad)  # into one static (K, P) buffer
+        norms = self.optimizer.step(self.params, self.grad)
         with torch.no_grad():
             if any(self.ema_on):
                 self.ema_params.lerp_(self.params, self.ema_weight[""])
