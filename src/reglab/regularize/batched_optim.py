@@ -147,7 +147,7 @@ class BatchedOptimizer:
     in cache — the number of ops is then proportional to P/`CPU_CHUNK` but still independent of K.
     """
 
-    CPU_CHUNK = 8192
+    CPU_CHUNK = 32768
     """Columns per chunk on CPU: K rows of them stay in cache through a step's ops for packs of tens."""
 
     def __init__(self, params: Tensor, runs: Sequence[RunOptim], decay: Tensor, lr_table: Tensor):
@@ -188,8 +188,8 @@ class BatchedOptimizer:
 
     @torch.no_grad()
     def step(self, params: Tensor, grad: Tensor) -> Tensor:
-        """One step of every run: updates `params` in place (`grad` is overwritten) and returns each run's gradient norm ``(K,)``
-        (after adding penalty gradients, before clipping — what `clip_grad_norm_` returns)."""
+        """One step of every run: updates `params` in place (`grad` is overwritten) and returns each
+        run's gradient norm ``(K,)`` (with penalty gradients, before clipping, as `clip_grad_norm_`)."""
         scratch, chunks = self.scratch, self.chunks
         for cols in chunks if self.l1 is not None or self.l2 is not None else ():
             if self.l1 is not None:

@@ -6,22 +6,27 @@ cut into packs of at most K runs, trained by `PackedTrainer`. A run that cannot 
 (`packing_blocker`: SAM, early stopping, theory objectives, compile, condensation tracking), that
 resumes from a checkpoint, or that ends up alone, goes to the `LocalExecutor` unchanged.
 
-``pack="auto"`` packs only on CUDA, with K as large as the free memory allows by `estimate_run_bytes`
-(on CPU a pack is not faster than one run after another; see docs/performance.md). ``pack=K``
-forces packs of at most K runs on any device.
+``pack="auto"`` decides by measurement, on any device: for each group it times a few steps of a
+pack of all its runs (at most as many as the free CUDA memory allows by `estimate_run_bytes`) and
+a few steps of one run trained alone, and packs when the pack's time per run is below the solo
+time divided by the number of runs the local executor trains in parallel. A group of one run is
+then a pack of one where that is faster (on CUDA: the captured step). ``pack=K`` forces packs of at
+most K runs on any device (a single leftover run trains alone).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
+from reglab.config import RunConfig
 from reglab.models import build_model
-from reglab.study.executors import LocalExecutor, RunEvents, RunTask, one_line, with_device
+from reglab.study.executors import LocalExecutor, RunEvents, RunTask, one_line, usable_cores, with_device
 from reglab.train.loop import RunResult, Trainer, cached_dataset, resolve_device
-from reglab.train.packed import PackedTrainer, pack_key, packing_blocker
+from reglab.train.packed import PackedTrainer, pack_key, packing_blocker, synchronize
 
 MEMORY_FRACTION = 0.8
 """Share of the free device memory that auto packing plans to fill."""
@@ -61,11 +66,11 @@ def estimate_run_bytes(model: nn.Module, batch: torch.Tensor) -> int:
     return 5 * params + 2 * sum(outputs)
 
 
-def auto_pack_size(task: RunTask) -> int:
-    """Largest pack of runs like `task` that fits the free CUDA memory; 1 off CUDA."""
+def memory_pack_size(task: RunTask) -> int | None:
+    """Largest pack of runs like `task` that fits the free CUDA memory; None off CUDA."""
     device = resolve_device(task.config.train.device)
     if device.type != "cuda":
-        return 1
+        return None
     cfg = task.config
     data = cached_dataset(cfg, device)
     model = build_model(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs,
@@ -76,8 +81,49 @@ def auto_pack_size(task: RunTask) -> int:
     return max(1, int(MEMORY_FRACTION * free) // per_run)
 
 
-def plan_packs(tasks: Sequence[RunTask], pack: str | int) -> tuple[list[list[RunTask]], list[RunTask]]:
-    """Split `tasks` into packs of ≥ 2 runs and the runs that train alone, keeping the plan's order."""
+def solo_step_seconds(cfg: RunConfig, steps: int = 5, *, threads: int | None = None) -> float:
+    """Seconds per step of `cfg` trained alone by `Trainer` (after two warm-up steps), with `threads`
+    torch threads (as a worker process has)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        trainer = Trainer(cfg.override({"train.max_steps": 2}))
+        trainer._train_epoch()
+        trainer.cfg = cfg.override({"train.max_steps": 2 + steps})
+        synchronize(trainer.device)
+        start = time.perf_counter()
+        trainer._train_epoch()
+        synchronize(trainer.device)
+        return (time.perf_counter() - start) / (trainer.step - 2)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1) -> int:
+    """Pack size for runs sharing a `pack_key`, by measurement: the largest pack that fits (all of
+    `group` off CUDA) if its time per run-step beats one run alone with `workers` of them in
+    parallel; 0 when the runs should train alone."""
+    size = min(len(group), memory_pack_size(group[0]) or len(group))
+    threads = max(1, usable_cores() // max(1, workers))
+    solo = solo_step_seconds(group[0].config, threads=threads) / max(1, workers)
+    while size >= 1:
+        try:
+            packed = PackedTrainer([Trainer(t.config) for t in group[:size]]).time_step() / size
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            size //= 2
+            continue
+        return size if packed < solo else 0
+    return 0
+
+
+def plan_packs(tasks: Sequence[RunTask], pack: str | int, *,
+               decide: Callable[[Sequence[RunTask]], int] = measured_pack_size,
+               ) -> tuple[list[list[RunTask]], list[RunTask]]:
+    """Split `tasks` into packs and the runs that train alone, keeping the plan's order.
+
+    ``pack=K``: packs of at most K runs, a single leftover run alone. ``"auto"``: `decide(group)` gives
+    each group's pack size (0: alone), and a pack of one is kept."""
     if pack == "off":
         return [], list(tasks)
     groups: dict[str, list[RunTask]] = {}
@@ -89,10 +135,13 @@ def plan_packs(tasks: Sequence[RunTask], pack: str | int) -> tuple[list[list[Run
             groups.setdefault(pack_key(task.config), []).append(task)
     packs = []
     for group in groups.values():
-        size = pack if isinstance(pack, int) else auto_pack_size(group[0]) if len(group) > 1 else 1
+        size = pack if isinstance(pack, int) else decide(group)
+        if size < 1:
+            alone.extend(group)
+            continue
         for start in range(0, len(group), size):
             chunk = group[start:start + size]
-            if len(chunk) > 1:
+            if len(chunk) > 1 or pack == "auto":
                 packs.append(chunk)
             else:
                 alone.extend(chunk)
@@ -113,7 +162,9 @@ class PackedExecutor:
         self.local = LocalExecutor(workers, device=device)
 
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
-        packs, alone = plan_packs([with_device(t, self.device) for t in tasks], self.pack)
+        workers = self.local.workers
+        packs, alone = plan_packs([with_device(t, self.device) for t in tasks], self.pack,
+                                  decide=lambda group: measured_pack_size(group, workers=workers))
         for pack in packs:
             train_pack(pack, events)
         self.local.execute(alone, events)

@@ -315,6 +315,25 @@ class PackedTrainer:
                 columns.append([base * factor(s) for s in range(t.step, t.step + steps)])
         return torch.tensor(columns, dtype=torch.float64).T
 
+    def time_step(self, steps: int = 5) -> float:
+        """Seconds per step of this pack, after warm-up (and graph capture), on random batches.
+
+        It trains the runs on those batches: for deciding whether to pack, on throwaway trainers."""
+        self.module.train()
+        warmup = self.WARMUP_STEPS + 2 if self.use_graphs else 2
+        self.optimizer.set_lr_table(self._lr_table(warmup + steps))
+        n, k = self.data.x_train.shape[0], len(self.active)
+        idx = torch.randint(0, n, (k, self.trainers[self.active[0]].batch_size), device=self.device)
+        step = self._graph_step if self.use_graphs else self._step
+        for _ in range(warmup):
+            step(idx)
+        synchronize(self.device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(idx)
+        synchronize(self.device)
+        return (time.perf_counter() - start) / steps
+
     def _train_epoch(self) -> list[dict[str, float]]:
         """One lockstep epoch of the active runs; returns each one's training metrics."""
         runs = self._runs()
@@ -409,6 +428,11 @@ def sync_schedule(t: Trainer) -> None:
     for group, lr in zip(t.optimizer.param_groups, lrs, strict=True):
         group["lr"] = lr
     per_step._last_lr = lrs
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def one_line(err: BaseException) -> str:
