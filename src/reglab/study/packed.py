@@ -104,7 +104,7 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1) -> int:
     `group` off CUDA) if its time per run-step beats one run alone with `workers` of them in
     parallel; 0 when the runs should train alone."""
     size = min(len(group), memory_pack_size(group[0]) or len(group))
-    threads = max(1, usable_cores() // max(1, workers))
+    threads = max(1, usable_cores() // workers) if workers > 1 else None  # one run at a time: in this process
     solo = solo_step_seconds(group[0].config, threads=threads) / max(1, workers)
     while size >= 1:
         try:
