@@ -197,11 +197,21 @@ def test_packed_executor_runs_a_study_with_fallback_runs(tmp_path):
         solo_runs.loc["base__s1", "final_test_loss"], abs=1e-5)
 
 
+def test_packs_and_single_runs_share_a_pool_of_worker_processes(tmp_path):
+    spec = tiny_spec({"base": {}, "sam": {"regularize": {"sam_rho": 0.05}}}, seeds=3).override({"train.epochs": 1})
+    result = run_study(spec, tmp_path / "pool", executor=PackedExecutor(workers=2, pack=2), progress=False)
+    alone = run_study(spec, tmp_path / "solo", progress=False)
+    pooled, solo = (r.runs.set_index("run_id") for r in (result, alone))
+    assert (pooled["status"] == "done").all() and len(pooled) == 6
+    for run_id in solo.index:  # base__s0/s1 packed in a worker, base__s2 and the SAM runs alone
+        assert pooled.loc[run_id, "final_test_loss"] == pytest.approx(solo.loc[run_id, "final_test_loss"], abs=1e-5)
+
+
 def test_auto_packing_measures_both_ways(tmp_path):
     tasks = plan(tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}), tmp_path)
     assert solo_step_seconds(tasks[0].config, steps=2) > 0
-    size = measured_pack_size(tasks, workers=2)
-    assert size in (0, len(tasks))  # the whole group on CPU, or alone
+    assert measured_pack_size(tasks, workers=1) in (0, len(tasks))  # in this process: the whole group, or alone
+    assert measured_pack_size(tasks, workers=2) in (0, 3)  # in two workers: half the group each, or alone
 
 
 def test_pack_option_parsing_and_registration():

@@ -6,25 +6,41 @@ cut into packs of at most K runs, trained by `PackedTrainer`. A run that cannot 
 (`packing_blocker`: SAM, early stopping, theory objectives, compile, condensation tracking), that
 resumes from a checkpoint, or that ends up alone, goes to the `LocalExecutor` unchanged.
 
-``pack="auto"`` decides by measurement, on any device: for each group it times a few steps of a
-pack of all its runs (at most as many as the free CUDA memory allows by `estimate_run_bytes`) and
-a few steps of one run trained alone, and packs when the pack's time per run is below the solo
-time divided by the number of runs the local executor trains in parallel. A group of one run is
-then a pack of one where that is faster (on CUDA: the captured step). ``pack=K`` forces packs of at
+``pack="auto"`` decides by measurement, on any device (`measured_pack_size`): for each group it
+times a few steps of a pack (at most as many runs as the free CUDA memory allows by
+`estimate_run_bytes`; with several workers, ⌈group / workers⌉ runs, timed with a worker's threads)
+and a few steps of one run trained alone, and packs when the pack's time per run is the smaller.
+A group of one run is then a pack of one where that is faster (on CUDA: the captured step). With
+several workers, packs and single runs share one pool of worker processes. ``pack=K`` forces packs of at
 most K runs on any device (a single leftover run trains alone).
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import multiprocessing
+import os
+import queue
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from reglab.config import RunConfig
 from reglab.models import build_model
-from reglab.study.executors import LocalExecutor, RunEvents, RunTask, one_line, usable_cores, with_device
+from reglab.study.executors import (
+    LocalExecutor,
+    RunEvents,
+    RunTask,
+    _init_worker,
+    _worker_run,
+    deliver,
+    one_line,
+    usable_cores,
+    with_device,
+)
 from reglab.train.loop import RunResult, Trainer, cached_dataset, resolve_device
 from reglab.train.packed import PackedTrainer, pack_key, packing_blocker, synchronize
 
@@ -100,19 +116,27 @@ def solo_step_seconds(cfg: RunConfig, steps: int = 5, *, threads: int | None = N
 
 
 def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1) -> int:
-    """Pack size for runs sharing a `pack_key`, by measurement: the largest pack that fits (all of
-    `group` off CUDA) if its time per run-step beats one run alone with `workers` of them in
-    parallel; 0 when the runs should train alone."""
+    """Pack size for runs sharing a `pack_key`, by measurement; 0 when the runs should train alone.
+
+    With one worker: a pack of the whole group (at most what fits the free CUDA memory) trained in
+    this process against one run after another. With several: packs of ⌈group / workers⌉ runs, each
+    trained in a worker process like a solo run, so both sides are timed with a worker's threads."""
     size = min(len(group), memory_pack_size(group[0]) or len(group))
-    threads = max(1, usable_cores() // workers) if workers > 1 else None  # one run at a time: in this process
-    solo = solo_step_seconds(group[0].config, threads=threads) / max(1, workers)
+    threads = None
+    if workers > 1:
+        size, threads = max(1, -(-size // workers)), max(1, usable_cores() // workers)
+    solo = solo_step_seconds(group[0].config, threads=threads)
+    previous = torch.get_num_threads()
     while size >= 1:
+        torch.set_num_threads(threads or previous)
         try:
             packed = PackedTrainer([Trainer(t.config) for t in group[:size]]).time_step() / size
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             size //= 2
             continue
+        finally:
+            torch.set_num_threads(previous)
         return size if packed < solo else 0
     return 0
 
@@ -150,10 +174,12 @@ def plan_packs(tasks: Sequence[RunTask], pack: str | int, *,
 
 
 class PackedExecutor:
-    """Trains packs with `PackedTrainer` in this process, then the remaining runs with `LocalExecutor`.
+    """Trains packs with `PackedTrainer` and the remaining runs like `LocalExecutor`.
 
     `workers` and `device` are the `LocalExecutor` options (`device` also applies to the packs);
-    `pack` is ``"auto"``, ``"off"`` or the largest pack size.
+    `pack` is ``"auto"``, ``"off"`` or the largest pack size. With one worker the packs train in this
+    process, then the other runs; with several, packs (largest first) and single runs share one
+    pool of worker processes.
     """
 
     def __init__(self, workers: int = 1, *, device: str | None = None, pack: str | int = "auto"):
@@ -165,9 +191,82 @@ class PackedExecutor:
         workers = self.local.workers
         packs, alone = plan_packs([with_device(t, self.device) for t in tasks], self.pack,
                                   decide=lambda group: measured_pack_size(group, workers=workers))
+        if workers > 1 and packs:
+            self._pool(sorted(packs, key=len, reverse=True), alone, events)
+            return
         for pack in packs:
             train_pack(pack, events)
         self.local.execute(alone, events)
+
+    def _pool(self, packs: Sequence[Sequence[RunTask]], alone: Sequence[RunTask], events: RunEvents) -> None:
+        """Packs and single runs in `workers` spawned processes, reported as `LocalExecutor` reports."""
+        workers = self.local.workers
+        ctx = multiprocessing.get_context("spawn")
+        messages = ctx.Queue()
+        started: set[str] = set()
+        by_id = {t.run_id: t for unit in (*packs, *([t] for t in alone)) for t in unit}
+        pending_ids = set(by_id)
+
+        def drain() -> None:
+            while True:
+                try:
+                    kind, run_id, payload = messages.get_nowait()
+                except queue.Empty:
+                    return
+                if kind == "started" and run_id not in started:
+                    started.add(run_id)
+                    events.started(by_id[run_id])
+                elif kind == "epoch" and run_id in pending_ids:
+                    events.epoch(by_id[run_id], payload)
+
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                    initargs=(max(1, usable_cores() // workers), messages, os.getpid())) as pool:
+            futures = {pool.submit(_worker_pack, list(pack)): (list(pack), True) for pack in packs}
+            futures.update({pool.submit(_worker_run, task): ([task], False) for task in alone})
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+                    drain()
+                    for future in done:
+                        unit, packed = futures[future]
+                        pending_ids.difference_update(t.run_id for t in unit)
+                        for i, task in enumerate(unit):
+                            outcome = (lambda future=future, i=i: future.result()[i]) if packed else future.result
+                            deliver(events, task, started, outcome)  # a killed worker: the run failed
+            except BaseException:  # e.g. Ctrl-C: do not wait for queued work
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            finally:
+                drain()
+
+
+class _Relay:
+    """`RunEvents` of a pack in a worker process: progress to the driver's queue, results kept."""
+
+    def __init__(self, messages: Any):
+        self.messages, self.outcomes = messages, {}
+
+    def started(self, task: RunTask) -> None:
+        self.messages.put(("started", task.run_id, None))
+
+    def epoch(self, task: RunTask, metrics: dict) -> None:
+        self.messages.put(("epoch", task.run_id, metrics))
+
+    def finished(self, task: RunTask, result: RunResult) -> None:
+        self.outcomes[task.run_id] = (True, result)
+
+    def failed(self, task: RunTask, error: str) -> None:
+        self.outcomes[task.run_id] = (False, error)
+
+
+def _worker_pack(tasks: list[RunTask]) -> list[tuple[bool, Any]]:
+    """Train one pack in a worker process; each run's ``(ok, RunResult or one-line error)``."""
+    from reglab.study import executors
+
+    relay = _Relay(executors._MESSAGES)
+    train_pack(tasks, relay)
+    return [relay.outcomes.get(t.run_id, (False, "pack ended without a result")) for t in tasks]
 
 
 def train_pack(tasks: Sequence[RunTask], events: RunEvents) -> None:
