@@ -125,12 +125,14 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1) -> int:
     threads = None
     if workers > 1:
         size, threads = max(1, -(-size // workers)), max(1, usable_cores() // workers)
-    solo = solo_step_seconds(group[0].config, threads=threads)
+    steps = 5  # per timing; the solo side takes as many run-steps as the pack, for the same noise
+    solo = min(solo_step_seconds(group[0].config, steps * size, threads=threads) for _ in range(2))
     previous = torch.get_num_threads()
     while size >= 1:
         torch.set_num_threads(threads or previous)
         try:
-            packed = PackedTrainer([Trainer(t.config) for t in group[:size]]).time_step() / size
+            pack = PackedTrainer([Trainer(t.config) for t in group[:size]])
+            packed = min(pack.time_step(steps) for _ in range(2)) / size  # the less disturbed of two
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             size //= 2
