@@ -108,7 +108,7 @@ def test_a_packed_checkpoint_resumes_alone_as_the_uninterrupted_run(tmp_path):
     configs = [config(seed, **overrides).override({"train.epochs": 1}) for seed in (0, 1)]
     PackedTrainer([Trainer(c) for c in configs]).fit([tmp_path / "a", tmp_path / "b"])
     resumed = Trainer(configs[1].override({"train.epochs": 3}))
-    resumed_epochs = resumed.fit(tmp_path / "b").epochs
+    resumed_epochs = resumed.fit(tmp_path / "b", extend=True).epochs  # a larger budget, made explicit
     straight = Trainer(configs[1].override({"train.epochs": 3}))
     straight_epochs = straight.fit().epochs
     assert_same(straight, resumed, straight_epochs[1:], resumed_epochs[1:])
