@@ -15,7 +15,14 @@ from reglab.cli.app import app
 from reglab.config import RunConfig
 from reglab.data import TensorData
 from reglab.study import StudySpec, make_executor, run_study
-from reglab.study.packed import PackedExecutor, estimate_run_bytes, parse_pack, plan_packs
+from reglab.study.packed import (
+    PackedExecutor,
+    estimate_run_bytes,
+    measured_pack_size,
+    parse_pack,
+    plan_packs,
+    solo_step_seconds,
+)
 from reglab.study.runner import plan
 from reglab.train.loop import Trainer
 from reglab.train.packed import PackedTrainer, pack_key, packing_blocker
@@ -168,7 +175,11 @@ def test_plan_packs_groups_by_architecture_and_keeps_the_rest_in_plan_order(tmp_
     assert [[t.run_id for t in p] for p in packs] == [
         ["base__s0", "wd__s0", "base__s1", "wd__s1"], ["base__s2", "wd__s2"], ["drop__s0", "drop__s1", "drop__s2"]]
     assert [t.run_id for t in alone] == ["sam__s0", "sam__s1", "sam__s2"]
-    assert plan_packs(tasks, "auto") == ([], tasks)  # CPU: nothing is packed
+    assert plan_packs(tasks, "auto", decide=lambda group: 0) == ([], tasks)  # measured: alone is faster
+    packs, alone = plan_packs(tasks, "auto", decide=lambda group: 2)  # measured: packs of two, one kept
+    assert [[t.run_id for t in p] for p in packs] == [
+        ["base__s0", "wd__s0"], ["base__s1", "wd__s1"], ["base__s2", "wd__s2"], ["drop__s0", "drop__s1"],
+        ["drop__s2"]]
     assert plan_packs(tasks, "off") == ([], tasks)
     (tasks[0].run_dir).mkdir(parents=True)
     (tasks[0].run_dir / "checkpoint.pt").touch()  # a run to resume trains alone
@@ -184,6 +195,23 @@ def test_packed_executor_runs_a_study_with_fallback_runs(tmp_path):
     assert packed_runs.loc["sam__s1", "final_test_loss"] == solo_runs.loc["sam__s1", "final_test_loss"]
     assert packed_runs.loc["base__s1", "final_test_loss"] == pytest.approx(
         solo_runs.loc["base__s1", "final_test_loss"], abs=1e-5)
+
+
+def test_packs_and_single_runs_share_a_pool_of_worker_processes(tmp_path):
+    spec = tiny_spec({"base": {}, "sam": {"regularize": {"sam_rho": 0.05}}}, seeds=3).override({"train.epochs": 1})
+    result = run_study(spec, tmp_path / "pool", executor=PackedExecutor(workers=2, pack=2), progress=False)
+    alone = run_study(spec, tmp_path / "solo", progress=False)
+    pooled, solo = (r.runs.set_index("run_id") for r in (result, alone))
+    assert (pooled["status"] == "done").all() and len(pooled) == 6
+    for run_id in solo.index:  # base__s0/s1 packed in a worker, base__s2 and the SAM runs alone
+        assert pooled.loc[run_id, "final_test_loss"] == pytest.approx(solo.loc[run_id, "final_test_loss"], abs=1e-5)
+
+
+def test_auto_packing_measures_both_ways(tmp_path):
+    tasks = plan(tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}), tmp_path)
+    assert solo_step_seconds(tasks[0].config, steps=2) > 0
+    assert measured_pack_size(tasks, workers=1) in (0, len(tasks))  # in this process: the whole group, or alone
+    assert measured_pack_size(tasks, workers=2) in (0, 3)  # in two workers: half the group each, or alone
 
 
 def test_pack_option_parsing_and_registration():

@@ -32,7 +32,7 @@ def tiny(**overrides) -> RunConfig:
 
 
 def without_seconds(epochs):
-    return [{k: v for k, v in e.items() if k != "seconds"} for e in epochs]
+    return [{k: v for k, v in e.items() if not k.endswith("seconds")} for e in epochs]
 
 
 def files(run_dir):
@@ -82,7 +82,8 @@ SPEC = {"name": "corrupt", "seeds": 2, "base": BASE, "arms": {"base": {}, "l2": 
 
 
 def epochs_of(study):
-    frame = study.epochs.drop(columns=["seconds"]).sort_values(["run_id", "epoch"])
+    timings = [c for c in study.epochs if c.endswith("seconds")]
+    frame = study.epochs.drop(columns=timings).sort_values(["run_id", "epoch"])
     return frame.reset_index(drop=True)
 
 

@@ -177,6 +177,10 @@ class TrainConfig(_Section):
     amp: bool = Field(False, description="bf16 autocast on CUDA")
     compile: bool = Field(False, description="torch.compile the model on CUDA")
     channels_last: bool = Field(False, description="channels-last memory format for conv nets on CUDA")
+    cuda_graphs: bool = Field(
+        True, description="packed training on CUDA: capture the whole step as one CUDA graph (eager where "
+                          "capture is impossible, with the reason)"
+    )
     eval_batch_size: int = Field(2048, gt=0)
     eval_train_samples: int | Literal["auto"] = Field(
         "auto", description="training samples evaluated (eval mode) per epoch for the generalization gap; "

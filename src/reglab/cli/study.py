@@ -80,7 +80,7 @@ def compare(
     cpus_per_run: CpusPerRun = None,
     gpus_per_run: GpusPerRun = None,
     pack: Annotated[str, Opt(metavar="auto|off|K", help="local executor: train up to K runs of one architecture "
-                             "together on one device; auto: on CUDA, as many as fit in memory")] = "auto",
+                             "together on one device; auto: where a timing shows packing is faster")] = "auto",
     epochs: Annotated[int | None, Opt(help="override every arm's number of epochs")] = None,
     force: Annotated[bool, Opt(help="adopt a changed spec: keep runs whose config is unchanged, "
                                     "re-run changed ones, delete removed ones")] = False,

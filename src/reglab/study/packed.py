@@ -6,23 +6,43 @@ cut into packs of at most K runs, trained by `PackedTrainer`. A run that cannot 
 (`packing_blocker`: SAM, early stopping, theory objectives, compile, condensation tracking), that
 resumes from a checkpoint, or that ends up alone, goes to the `LocalExecutor` unchanged.
 
-``pack="auto"`` packs only on CUDA, with K as large as the free memory allows by `estimate_run_bytes`
-(on CPU a pack is not faster than one run after another; see docs/performance.md). ``pack=K``
-forces packs of at most K runs on any device.
+``pack="auto"`` decides by measurement, on any device (`measured_pack_size`): for each group it
+times a few steps of a pack (at most as many runs as the free CUDA memory allows by
+`estimate_run_bytes`; with several workers, ⌈group / workers⌉ runs, timed with a worker's threads)
+and a few steps of one run trained alone, and packs when the pack's time per run is the smaller.
+A group of one run is then a pack of one where that is faster (on CUDA: the captured step). With
+several workers, packs and single runs share one pool of worker processes. ``pack=K`` forces packs of at
+most K runs on any device (a single leftover run trains alone).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import concurrent.futures as cf
+import multiprocessing
+import os
+import queue
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from reglab.config import RunConfig
 from reglab.models import build_model
 from reglab.study.analysis import finish_analysis
-from reglab.study.executors import LocalExecutor, RunEvents, RunTask, one_line, with_device
-from reglab.train.loop import RunResult, Trainer, cached_dataset, resolve_device
-from reglab.train.packed import PackedTrainer, pack_key, packing_blocker
+from reglab.study.executors import (
+    LocalExecutor,
+    RunEvents,
+    RunTask,
+    _init_worker,
+    _worker_run,
+    deliver,
+    one_line,
+    with_device,
+)
+from reglab.train.loop import RunResult, Trainer, cached_dataset, resolve_device, torch_threads
+from reglab.train.packed import PackedTrainer, pack_key, packing_blocker, synchronize
 
 MEMORY_FRACTION = 0.8
 """Share of the free device memory that auto packing plans to fill."""
@@ -62,11 +82,11 @@ def estimate_run_bytes(model: nn.Module, batch: torch.Tensor) -> int:
     return 5 * params + 2 * sum(outputs)
 
 
-def auto_pack_size(task: RunTask) -> int:
-    """Largest pack of runs like `task` that fits the free CUDA memory; 1 off CUDA."""
+def memory_pack_size(task: RunTask) -> int | None:
+    """Largest pack of runs like `task` that fits the free CUDA memory; None off CUDA."""
     device = resolve_device(task.config.train.device)
     if device.type != "cuda":
-        return 1
+        return None
     cfg = task.config
     data = cached_dataset(cfg, device)
     model = build_model(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs,
@@ -77,8 +97,59 @@ def auto_pack_size(task: RunTask) -> int:
     return max(1, int(MEMORY_FRACTION * free) // per_run)
 
 
-def plan_packs(tasks: Sequence[RunTask], pack: str | int) -> tuple[list[list[RunTask]], list[RunTask]]:
-    """Split `tasks` into packs of ≥ 2 runs and the runs that train alone, keeping the plan's order."""
+def solo_step_seconds(cfg: RunConfig, steps: int = 5, *, threads: int | None = None) -> float:
+    """Seconds per step of `cfg` trained alone by `Trainer` (after two warm-up steps), with `threads`
+    torch threads (as a worker process has)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        trainer = Trainer(cfg.override({"train.max_steps": 2}))
+        trainer._train_epoch()
+        trainer.cfg = cfg.override({"train.max_steps": 2 + steps})
+        synchronize(trainer.device)
+        start = time.perf_counter()
+        trainer._train_epoch()
+        synchronize(trainer.device)
+        return (time.perf_counter() - start) / (trainer.step - 2)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1) -> int:
+    """Pack size for runs sharing a `pack_key`, by measurement; 0 when the runs should train alone.
+
+    With one worker: a pack of the whole group (at most what fits the free CUDA memory) trained in
+    this process against one run after another. With several: packs of ⌈group / workers⌉ runs, each
+    trained in a worker process like a solo run. Both sides use the runs' own `train.threads`."""
+    size = min(len(group), memory_pack_size(group[0]) or len(group))
+    threads = group[0].config.train.threads
+    if workers > 1:
+        size = max(1, -(-size // workers))
+    steps = 5  # per timing; the solo side takes as many run-steps as the pack, for the same noise
+    solo = min(solo_step_seconds(group[0].config, steps * size, threads=threads) for _ in range(2))
+    previous = torch.get_num_threads()
+    while size >= 1:
+        torch.set_num_threads(threads or previous)
+        try:
+            pack = PackedTrainer([Trainer(t.config) for t in group[:size]])
+            packed = min(pack.time_step(steps) for _ in range(2)) / size  # the less disturbed of two
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            size //= 2
+            continue
+        finally:
+            torch.set_num_threads(previous)
+        return size if packed < solo else 0
+    return 0
+
+
+def plan_packs(tasks: Sequence[RunTask], pack: str | int, *,
+               decide: Callable[[Sequence[RunTask]], int] = measured_pack_size,
+               ) -> tuple[list[list[RunTask]], list[RunTask]]:
+    """Split `tasks` into packs and the runs that train alone, keeping the plan's order.
+
+    ``pack=K``: packs of at most K runs, a single leftover run alone. ``"auto"``: `decide(group)` gives
+    each group's pack size (0: alone), and a pack of one is kept."""
     if pack == "off":
         return [], list(tasks)
     groups: dict[str, list[RunTask]] = {}
@@ -90,10 +161,13 @@ def plan_packs(tasks: Sequence[RunTask], pack: str | int) -> tuple[list[list[Run
             groups.setdefault(pack_key(task.config), []).append(task)
     packs = []
     for group in groups.values():
-        size = pack if isinstance(pack, int) else auto_pack_size(group[0]) if len(group) > 1 else 1
+        size = pack if isinstance(pack, int) else decide(group)
+        if size < 1:
+            alone.extend(group)
+            continue
         for start in range(0, len(group), size):
             chunk = group[start:start + size]
-            if len(chunk) > 1:
+            if len(chunk) > 1 or pack == "auto":
                 packs.append(chunk)
             else:
                 alone.extend(chunk)
@@ -102,10 +176,12 @@ def plan_packs(tasks: Sequence[RunTask], pack: str | int) -> tuple[list[list[Run
 
 
 class PackedExecutor:
-    """Trains packs with `PackedTrainer` in this process, then the remaining runs with `LocalExecutor`.
+    """Trains packs with `PackedTrainer` and the remaining runs like `LocalExecutor`.
 
     `workers` and `device` are the `LocalExecutor` options (`device` also applies to the packs);
-    `pack` is ``"auto"``, ``"off"`` or the largest pack size.
+    `pack` is ``"auto"``, ``"off"`` or the largest pack size. With one worker the packs train in this
+    process, then the other runs; with several, packs (largest first) and single runs share one
+    pool of worker processes.
     """
 
     def __init__(self, workers: int = 1, *, device: str | None = None, pack: str | int = "auto"):
@@ -114,10 +190,85 @@ class PackedExecutor:
         self.local = LocalExecutor(workers, device=device)
 
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
-        packs, alone = plan_packs([with_device(t, self.device) for t in tasks], self.pack)
+        workers = self.local.workers
+        packs, alone = plan_packs([with_device(t, self.device) for t in tasks], self.pack,
+                                  decide=lambda group: measured_pack_size(group, workers=workers))
+        if workers > 1 and packs:
+            self._pool(sorted(packs, key=len, reverse=True), alone, events)
+            return
         for pack in packs:
             train_pack(pack, events)
         self.local.execute(alone, events)
+
+    def _pool(self, packs: Sequence[Sequence[RunTask]], alone: Sequence[RunTask], events: RunEvents) -> None:
+        """Packs and single runs in `workers` spawned processes, reported as `LocalExecutor` reports."""
+        workers = self.local.workers
+        ctx = multiprocessing.get_context("spawn")
+        messages = ctx.Queue()
+        started: set[str] = set()
+        by_id = {t.run_id: t for unit in (*packs, *([t] for t in alone)) for t in unit}
+        pending_ids = set(by_id)
+
+        def drain() -> None:
+            while True:
+                try:
+                    kind, run_id, payload = messages.get_nowait()
+                except queue.Empty:
+                    return
+                if kind == "started" and run_id not in started:
+                    started.add(run_id)
+                    events.started(by_id[run_id])
+                elif kind == "epoch" and run_id in pending_ids:
+                    events.epoch(by_id[run_id], payload)
+
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                    initargs=(messages, os.getpid())) as pool:
+            futures = {pool.submit(_worker_pack, list(pack)): (list(pack), True) for pack in packs}
+            futures.update({pool.submit(_worker_run, task): ([task], False) for task in alone})
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+                    drain()
+                    for future in done:
+                        unit, packed = futures[future]
+                        pending_ids.difference_update(t.run_id for t in unit)
+                        for i, task in enumerate(unit):
+                            outcome = (lambda future=future, i=i: future.result()[i]) if packed else future.result
+                            deliver(events, task, started, outcome)  # a killed worker: the run failed
+            except BaseException:  # e.g. Ctrl-C: do not wait for queued work
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            finally:
+                drain()
+
+
+class _Relay:
+    """`RunEvents` of a pack in a worker process: progress to the driver's queue, results kept."""
+
+    def __init__(self, messages: Any):
+        self.messages, self.outcomes = messages, {}
+
+    def started(self, task: RunTask) -> None:
+        self.messages.put(("started", task.run_id, None))
+
+    def epoch(self, task: RunTask, metrics: dict) -> None:
+        self.messages.put(("epoch", task.run_id, metrics))
+
+    def finished(self, task: RunTask, result: RunResult) -> None:
+        self.outcomes[task.run_id] = (True, result)
+
+    def failed(self, task: RunTask, error: str) -> None:
+        self.outcomes[task.run_id] = (False, error)
+
+
+def _worker_pack(tasks: list[RunTask]) -> list[tuple[bool, Any]]:
+    """Train one pack in a worker process; each run's ``(ok, RunResult or one-line error)``."""
+    from reglab.study import executors
+
+    relay = _Relay(executors._MESSAGES)
+    train_pack(tasks, relay)
+    return [relay.outcomes.get(t.run_id, (False, "pack ended without a result")) for t in tasks]
 
 
 def train_pack(tasks: Sequence[RunTask], events: RunEvents) -> None:
@@ -131,9 +282,10 @@ def train_pack(tasks: Sequence[RunTask], events: RunEvents) -> None:
     for task in tasks:
         events.started(task)
     try:
-        trainer = PackedTrainer([Trainer(t.config) for t in tasks])
-        trainer.fit([t.run_dir for t in tasks], on_epoch=lambda i, metrics: events.epoch(tasks[i], dict(metrics)),
-                    on_result=on_result)
+        with torch_threads(tasks[0].config.train.threads):  # the runs' own thread count (one pack_key)
+            trainer = PackedTrainer([Trainer(t.config) for t in tasks])
+            trainer.fit([t.run_dir for t in tasks], on_epoch=lambda i, metrics: events.epoch(tasks[i], dict(metrics)),
+                        on_result=on_result)
     except Exception as err:  # one bad pack must not end the study
         for i, task in enumerate(tasks):
             if i not in ended:

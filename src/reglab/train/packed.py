@@ -1,40 +1,50 @@
-"""Packed training: K runs of one architecture trained together, one vmapped forward/backward per step.
+"""Packed training: K runs of one architecture trained together as one stacked model, step by step.
 
 Each run keeps its own `Trainer` — built exactly as when trained alone, so its initialisation
-(``torch.manual_seed(seed)`` then `build_model`), data generator, optimizer, schedule, penalties,
-gradient clipping, EMA and criterion are its own. Per step the runs' parameters are stacked
-(``torch.stack``, differentiable, so gradients land on each run's own leaves), their BatchNorm
-buffers are kept stacked ``(K, …)``, and one ``torch.func.vmap(functional_call, randomness="different")``
-evaluates all K models on a ``(K, B, …)`` batch gathered by each run's own index permutation. The
-summed loss is backpropagated once; then every run takes its own optimizer and schedule step.
+(``torch.manual_seed(seed)`` then `build_model`), data generator, optimizer settings, schedule,
+penalties, gradient clipping, EMA and criterion are its own. For the whole training the pack holds
+the runs' state stacked: parameters as the rows of one ``(K, P)`` leaf tensor, BatchNorm buffers as
+``(K, …)`` tensors, optimizer moments, EMA weights and the metric sums likewise. A step is a fixed
+sequence of kernels whatever K is: one gather of the ``(K, B)`` batch indices, one
+``torch.func.vmap(functional_call, randomness="different")`` forward, per-run losses as ``(K,)``,
+one backward to the stacked leaf, one `BatchedOptimizer` step (penalty gradients, per-run clipping,
+each run's lr from a device table, its own update rule) and one EMA lerp. Nothing in a step reads a
+value back to the host, so on CUDA the whole step is captured once as a CUDA graph and replayed
+(``train.cuda_graphs``). The per-run trainers are brought up to date only at epoch boundaries —
+for evaluation, checkpoints (in `torch.optim`'s own state format, so a run resumes alone) and
+``model.pt``.
 
-What is the same as a solo run: the data order, augmentation draws and every parameter update
-rule — so without randomness from torch's global generator a packed run equals its solo run up to
-floating-point rounding (vmapped kernels batch the matrix products differently). What is the same
-only in distribution: dropout, DropBlock and stochastic-depth masks and the mixup/CutMix ``lam``
-(the global generator, drawn once for the whole pack). A run whose loss becomes non-finite is
-finished as diverged at the end of that epoch and the pack goes on without it (the runs do not
-interact: vmap keeps every computation inside its own slice).
+What is the same as a solo run: the data order (each run's permutation from its own generator, drawn
+per epoch), augmentation draws and every update rule — so without randomness from torch's global
+generator a packed run equals its solo run up to floating-point rounding. What is the same only in
+distribution: dropout, DropBlock and stochastic-depth masks and the mixup/CutMix ``lam`` (the global
+generator, drawn once for the whole pack). Augmentation and mixing are drawn per run and step from
+each run's generator (K small draws per step; such packs are not graph-captured). A run whose loss
+becomes non-finite is finished as diverged at the end of that epoch and the pack goes on without it
+(the runs do not interact: every computation stays inside its own row).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
+import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from reglab.config import RunConfig
-from reglab.data import augment_images, batch_indices
+from reglab.data import augment_images
+from reglab.regularize.batched_optim import BatchedOptimizer, RunOptim
 from reglab.regularize.mixing import cutmix, mixup
+from reglab.regularize.penalties import penalized_parameters
 from reglab.train import rundir
 from reglab.train.loop import RunResult, Trainer, best_epoch
-from reglab.train.losses import correct
 
 PER_RUN_OPTIONS = ("l1", "l2", "penalize", "ema", "label_smoothing", "mixup", "cutmix", "grad_clip")
 """`regularize` fields that may differ inside a pack (besides `seed` and the whole `optim` section)."""
@@ -63,9 +73,16 @@ def packing_blocker(cfg: RunConfig) -> str | None:
 
 
 class PackedTrainer:
-    """Train `trainers` (fresh, equal `pack_key`) together; see the module docstring."""
+    """Train `trainers` (fresh, equal `pack_key`) together; see the module docstring.
 
-    def __init__(self, trainers: Sequence[Trainer]):
+    `cuda_graphs`: capture the step as a CUDA graph (default: the runs' ``train.cuda_graphs``; only
+    on CUDA). `graph_note` says why a CUDA pack runs without one.
+    """
+
+    WARMUP_STEPS = 3
+    """Eager steps (on a side stream) before a CUDA graph is captured, as torch.cuda.graphs asks."""
+
+    def __init__(self, trainers: Sequence[Trainer], *, cuda_graphs: bool | None = None):
         if not trainers:
             raise ValueError("PackedTrainer: needs at least one trainer")
         blocked = [(t.cfg.seed, b) for t in trainers if (b := packing_blocker(t.cfg))]
@@ -77,100 +94,275 @@ class PackedTrainer:
             raise ValueError("PackedTrainer: trainers must be fresh (a resumed run trains alone)")
         self.trainers = list(trainers)
         self.active = list(range(len(trainers)))
-        self.module = trainers[0].model  # the code every run executes; weights come from functional_call
-        self.param_names = [name for name, _ in self.module.named_parameters()]
+        first = self.trainers[0]
+        self.module = first.model  # the code every run executes; weights come from functional_call
+        self.device, self.data = first.device, first.data
+        named = [(name, p) for name, p in self.module.named_parameters() if p.requires_grad]
+        self.param_names = [name for name, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.numels = [p.numel() for _, p in named]
         self.buffer_names = [name for name, _ in self.module.named_buffers()]
-        self.buffers = self._stack_buffers()
         self.forward = vmap(self._functional, randomness="different")
+        cfg = first.cfg
+        self.augment = bool(cfg.data.augment.crop_padding or cfg.data.augment.flip)
+        self.host_draws = self.augment or any(t.cfg.regularize.mixup or t.cfg.regularize.cutmix for t in trainers)
+        on_cuda = self.device.type == "cuda"
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)) \
+            if cfg.train.amp and on_cuda else contextlib.nullcontext
+        wanted = cfg.train.cuda_graphs if cuda_graphs is None else cuda_graphs
+        self.graph_note = None
+        if on_cuda and wanted and self.host_draws:
+            self.graph_note = "per-run augmentation or mixing draws on the host"
+        self.use_graphs = on_cuda and wanted and self.graph_note is None
+        self._stack()
 
     # -------------------------------------------------------------------------------- stacking
     def _functional(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.module, (params, buffers), (x,))
 
-    def _stack_buffers(self) -> dict[str, torch.Tensor]:
-        runs = [dict(self.trainers[i].model.named_buffers()) for i in self.active]
-        return {name: torch.stack([r[name] for r in runs]) for name in self.buffer_names}
+    def _runs(self) -> list[Trainer]:
+        return [self.trainers[i] for i in self.active]
 
     @torch.no_grad()
-    def _sync_buffers(self) -> None:
-        """Copy the stacked buffers (BatchNorm statistics) back into each run's own model."""
-        for slot, i in enumerate(self.active):
-            for name, buf in self.trainers[i].model.named_buffers():
+    def _stack(self) -> None:
+        """Build the stacked state of the active runs from their trainers (at the start, after a divergence)."""
+        runs = self._runs()
+        if len({t.step for t in runs}) > 1:
+            raise ValueError("PackedTrainer: runs must have taken the same number of steps")
+        flat = lambda tensors: torch.cat([p.detach().reshape(-1) for p in tensors])  # noqa: E731
+        self.params = torch.stack([flat(t.params) for t in runs])  # (K, P); the leaves below are views of it
+        k = len(runs)
+        self.leaves = [v.view(k, *shape).requires_grad_(True)
+                       for v, shape in zip(self.params.split(self.numels, dim=1), self.shapes, strict=True)]
+        self.grad = torch.zeros_like(self.params)
+        self.buffers = {name: torch.stack([dict(t.model.named_buffers())[name] for t in runs])
+                        for name in self.buffer_names}
+        decay = torch.stack([self._decay_mask(t) for t in runs])
+        self.optimizer = BatchedOptimizer(self.params, [run_optim(t.cfg) for t in runs], decay,
+                                          self.params.new_zeros(1, len(runs)))
+        self.optimizer.set_step(runs[0].step)
+        for slot, t in enumerate(runs):
+            state = [t.optimizer.state.get(p, {}) for p in t.params]
+            names = {n for s in state for n, v in s.items() if isinstance(v, torch.Tensor) and v.dim()}
+            self.optimizer.load_run_state(slot, {n: flat([s[n] for s in state]) for n in names})
+        classes = self.data.num_classes
+        self.smoothing = torch.tensor([t.cfg.regularize.label_smoothing for t in runs], device=self.device)
+        self.smoothing_any = any(t.cfg.regularize.label_smoothing for t in runs)
+        self.loss_name = runs[0].cfg.train.loss
+        self.ema_on = [t.ema is not None for t in runs]
+        if any(self.ema_on):
+            ema_model = [t.ema.module if t.ema is not None else t.model for t in runs]
+            self.ema_params = torch.stack([flat(p for p in m.parameters() if p.requires_grad) for m in ema_model])
+            self.ema_buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in ema_model])
+                                for name in self.buffer_names}
+            rest = torch.tensor([1 - t.cfg.regularize.ema if t.ema is not None else 1.0 for t in runs],
+                                dtype=torch.float64, device=self.device)
+            self.ema_weight = {name: rest.to(b.dtype).view(k, *[1] * (b.dim() - 1))
+                               for name, b in self.ema_buffers.items() if b.is_floating_point()}
+            self.ema_weight[""] = rest.to(self.params.dtype).view(k, 1)
+        self.loss_sum = torch.zeros(k, device=self.device)
+        self.correct_sum = torch.zeros(k, device=self.device, dtype=torch.long)
+        self.norm_sum = torch.zeros(k, device=self.device)
+        self.classify = classes is not None
+        self.graph = None
+        self.eager_steps = 0
+
+    def _decay_mask(self, t: Trainer) -> torch.Tensor:
+        """1 where weight decay and the L1/L2 penalties act on run `t`'s flat parameters."""
+        chosen = {id(p) for p in penalized_parameters(t.model, t.cfg.regularize.penalize)}
+        return torch.cat([torch.full((p.numel(),), float(id(p) in chosen), device=self.device) for p in t.params])
+
+    @torch.no_grad()
+    def _unstack(self) -> None:
+        """Write the stacked state back into each active run's model, optimizer, schedule and EMA."""
+        for slot, t in enumerate(self._runs()):
+            for p, row in zip(t.params, self.params[slot].split(self.numels), strict=True):
+                p.copy_(row.view_as(p))
+            for name, buf in t.model.named_buffers():
                 buf.copy_(self.buffers[name][slot])
+            t.step = int(self.optimizer.step_count.item())
+            self._write_optimizer_state(t, slot)
+            sync_schedule(t)
+            if t.ema is not None:
+                ema_params = [p for p in t.ema.module.parameters() if p.requires_grad]
+                for p, row in zip(ema_params, self.ema_params[slot].split(self.numels), strict=True):
+                    p.copy_(row.view_as(p))
+                for name, buf in t.ema.module.named_buffers():
+                    buf.copy_(self.ema_buffers[name][slot])
+                t.ema.n_averaged.fill_(t.step + 1)
+
+    def _write_optimizer_state(self, t: Trainer, slot: int) -> None:
+        """Run `slot`'s moments into its `torch.optim` optimizer, in torch's own state format."""
+        state = self.optimizer.run_state(slot)
+        if not t.step:
+            return
+        pieces = {name: flat.split(self.numels) for name, flat in state.items()}
+        fused = any(g.get("fused") for g in t.optimizer.param_groups)
+        for i, p in enumerate(t.params):
+            entry = {name: rows[i].view_as(p).clone() for name, rows in pieces.items()}
+            if isinstance(t.optimizer, torch.optim.SGD):
+                entry.setdefault("momentum_buffer", None)
+            else:
+                entry["step"] = torch.tensor(float(t.step), device=p.device if fused else "cpu")
+            t.optimizer.state[p] = entry
 
     # -------------------------------------------------------------------------------- training
-    def _batch(self, trainer: Trainer, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
-        """The run's batch, augmented and mixed from its own generator exactly as `Trainer` does."""
-        cfg, data = trainer.cfg, trainer.data
-        x, y = data.x_train[idx], data.y_train[idx]
-        if cfg.data.augment.crop_padding or cfg.data.augment.flip:
-            x = augment_images(x, cfg.data.augment, trainer.generator)
-        reg = cfg.regularize
-        if reg.mixup or reg.cutmix:
-            x, y_partner, lam = (mixup if reg.mixup else cutmix)(x, y, reg.mixup or reg.cutmix, trainer.generator)
-            return x, y, (y_partner, lam)
-        return x, y, None
+    def _draw(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+        """Augmentation and mixing of each run's batch from its own generator, as `Trainer` draws them."""
+        xs, partners, lams, mixed = [], [], [], False
+        for slot, t in enumerate(self._runs()):
+            xi, yi, reg = x[slot], y[slot], t.cfg.regularize
+            if self.augment:
+                xi = augment_images(xi, t.cfg.data.augment, t.generator)
+            if reg.mixup or reg.cutmix:
+                xi, yi, lam = (mixup if reg.mixup else cutmix)(xi, yi, reg.mixup or reg.cutmix, t.generator)
+                mixed = True
+            else:
+                lam = 1.0
+            xs.append(xi)
+            partners.append(yi)
+            lams.append(lam)
+        x = torch.stack(xs)
+        if not mixed:
+            return x, y, None
+        return x, y, (torch.stack(partners), torch.tensor(lams, device=self.device))
+
+    def _losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each run's mean training loss ``(K,)`` from outputs ``(K, B, …)``, as its `train_criterion`."""
+        smoothing = self.smoothing if self.smoothing_any else None
+        if self.loss_name == "ce":
+            logp = out.log_softmax(-1)
+            loss = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1)
+            if smoothing is not None:
+                loss = (1 - smoothing) * loss + smoothing * -logp.mean(-1).mean(1)
+            return loss
+        if self.classify:
+            target = F.one_hot(y, self.data.num_classes).to(out.dtype)
+            if smoothing is not None:
+                s = smoothing.view(-1, 1, 1)
+                target = target * (1 - s) + s / self.data.num_classes
+        else:
+            target = y
+        return 0.5 * (out - target).pow(2).flatten(2).sum(2).mean(1)
+
+    def _step(self, idx: torch.Tensor) -> None:
+        """One training step of every run on batch indices ``(K, B)``; no host synchronisation."""
+        x, y = self.data.x_train[idx], self.data.y_train[idx]
+        mix = None
+        if self.host_draws:
+            x, y, mix = self._draw(x, y)
+        params = dict(zip(self.param_names, self.leaves, strict=True))
+        with self.autocast():
+            out = self.forward(params, self.buffers, x)
+        out = out.float()
+        losses = self._losses(out, y)
+        if mix is not None:
+            partner, lam = mix
+            losses = lam * losses + (1 - lam) * self._losses(out, partner)
+        grads = torch.autograd.grad(losses.sum(), self.leaves)
+        k = idx.shape[0]
+        torch.cat([g.reshape(k, -1) for g in grads], dim=1, out=self.grad)  # into one static (K, P) buffer
+        norms = self.optimizer.step(self.params, self.grad)
+        with torch.no_grad():
+            if any(self.ema_on):
+                self.ema_params.lerp_(self.params, self.ema_weight[""])
+                for name, buf in self.ema_buffers.items():
+                    if name in self.ema_weight:
+                        buf.lerp_(self.buffers[name], self.ema_weight[name])
+                    else:
+                        buf.copy_(self.buffers[name])
+            self.loss_sum.add_(losses.detach() * idx.shape[1])
+            if self.classify:
+                self.correct_sum.add_((out.argmax(-1) == y).sum(1))
+            self.norm_sum.add_(norms)
+
+    def _graph_step(self, idx: torch.Tensor) -> None:
+        """`_step` replayed from a CUDA graph (captured after a few eager warm-up steps); eager on failure."""
+        if self.graph is None:
+            if self.eager_steps < self.WARMUP_STEPS:
+                stream = torch.cuda.Stream(self.device)
+                stream.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(stream):
+                    self._step(idx)
+                torch.cuda.current_stream(self.device).wait_stream(stream)
+                self.eager_steps += 1
+                return
+            self.static_idx = idx.clone()
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    self._step(self.static_idx)
+            except Exception as err:  # capture is impossible here: train eagerly, say why once
+                self.use_graphs, self.graph_note = False, one_line(err)
+                warnings.warn(f"train.cuda_graphs: eager steps instead of a CUDA graph: {self.graph_note}",
+                              stacklevel=2)
+                self._step(idx)
+                return
+            self.graph = graph
+        else:
+            self.static_idx.copy_(idx)
+        self.graph.replay()
+
+    def _lr_table(self, steps: int) -> torch.Tensor:
+        """Learning rate of each of the next `steps` steps of every active run ``(steps, K)``, from its schedule."""
+        columns = []
+        for t in self._runs():
+            if t.schedule.plateau is not None:
+                columns.append([t.optimizer.param_groups[0]["lr"]] * steps)
+            else:
+                per_step = t.schedule.per_step
+                base, factor = per_step.base_lrs[0], per_step.lr_lambdas[0]
+                columns.append([base * factor(s) for s in range(t.step, t.step + steps)])
+        return torch.tensor(columns, dtype=torch.float64).T
+
+    def time_step(self, steps: int = 5) -> float:
+        """Seconds per step of this pack, after warm-up (and graph capture), on random batches.
+
+        It trains the runs on those batches: for deciding whether to pack, on throwaway trainers."""
+        self.module.train()
+        warmup = self.WARMUP_STEPS + 2 if self.use_graphs else 2
+        self.optimizer.set_lr_table(self._lr_table(warmup + steps))
+        n, k = self.data.x_train.shape[0], len(self.active)
+        idx = torch.randint(0, n, (k, self.trainers[self.active[0]].batch_size), device=self.device)
+        step = self._graph_step if self.use_graphs else self._step
+        for _ in range(warmup):
+            step(idx)
+        synchronize(self.device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(idx)
+        synchronize(self.device)
+        return (time.perf_counter() - start) / steps
 
     def _train_epoch(self) -> list[dict[str, float]]:
         """One lockstep epoch of the active runs; returns each one's training metrics."""
-        runs = [self.trainers[i] for i in self.active]
-        first, k = runs[0], len(runs)
-        n, device = first.data.x_train.shape[0], first.device
-        for t in runs:
-            t.model.train()
-        loss_sum = torch.zeros(k, device=device)
-        correct_sum = torch.zeros(k, device=device, dtype=torch.long)
-        grad_norm_sum = torch.zeros(k, device=device)
+        runs = self._runs()
+        first = runs[0]
+        n, batch = self.data.x_train.shape[0], first.batch_size
+        self.module.train()
+        perms = torch.stack([torch.randperm(n, generator=t.generator, device=t.generator.device) for t in runs])
+        self.optimizer.set_lr_table(self._lr_table(first.steps_per_epoch))
+        for total in (self.loss_sum, self.correct_sum, self.norm_sum):
+            total.zero_()
         seen = steps = 0
-        run_params = [[p for _, p in t.model.named_parameters()] for t in runs]
-        ema = any(t.ema is not None for t in runs)
-        for idxs in zip(*(batch_indices(n, first.batch_size, t.generator) for t in runs), strict=True):
-            batches = [self._batch(t, idx) for t, idx in zip(runs, idxs, strict=True)]
-            stacked = [torch.stack(ps) for ps in zip(*run_params, strict=True)]
-            params = dict(zip(self.param_names, stacked, strict=True))
-            with first.autocast():
-                out = self.forward(params, self.buffers, torch.stack([x for x, _, _ in batches]))
-            totals, losses = [], []
-            for slot, (t, out_i, (_, y, mixed)) in enumerate(zip(runs, out.float(), batches, strict=True)):
-                if mixed is None:
-                    loss = t.train_criterion(out_i, y)
-                    if t.data.num_classes is not None:
-                        correct_sum[slot] += correct(out_i.detach(), y)
-                else:
-                    y_partner, lam = mixed
-                    loss = lam * t.train_criterion(out_i, y) + (1 - lam) * t.train_criterion(out_i, y_partner)
-                losses.append(loss)
-                totals.append(loss + t.penalty() if t.penalty.active else loss)
-                t.optimizer.zero_grad(set_to_none=True)
-            torch.stack(totals).sum().backward()
-            if ema:
-                self._sync_buffers()
-            norms = []
-            for t in runs:
-                if t.cfg.regularize.grad_clip:
-                    norms.append(nn.utils.clip_grad_norm_(t.params, t.cfg.regularize.grad_clip))
-                else:
-                    norms.append(nn.utils.get_total_norm([p.grad for p in t.params if p.grad is not None]))
-                t.optimizer.step()
-                t.schedule.step()
-                if t.ema is not None:
-                    t.ema.update_parameters(t.model)
-                t.step += 1
-            batch = idxs[0].shape[0]
-            loss_sum += torch.stack(losses).detach() * batch
-            grad_norm_sum += torch.stack(norms)
-            seen += batch
+        step, max_steps = first.step, first.cfg.train.max_steps
+        for start in range(0, n, batch):
+            idx = perms[:, start:start + batch]
+            if self.use_graphs and idx.shape[1] == batch:
+                self._graph_step(idx)
+            else:
+                self._step(idx)
+            seen += idx.shape[1]
             steps += 1
-            max_steps = first.cfg.train.max_steps
-            if max_steps and first.step >= max_steps:
+            if max_steps and step + steps >= max_steps:
                 break
-        self._sync_buffers()
+        self._unstack()
         records = []
-        for t, loss, grad_norm, right in zip(runs, (loss_sum / seen).tolist(), (grad_norm_sum / steps).tolist(),
-                                             correct_sum.tolist(), strict=True):
+        for t, loss, grad_norm, right in zip(runs, (self.loss_sum / seen).tolist(), (self.norm_sum / steps).tolist(),
+                                             self.correct_sum.tolist(), strict=True):
             record = {"train_loss": loss, "grad_norm": grad_norm}
             reg = t.cfg.regularize
-            if t.data.num_classes is not None and not (reg.mixup or reg.cutmix):
+            if self.classify and not (reg.mixup or reg.cutmix):
                 record["train_acc"] = right / seen
             records.append(record)
         return records
@@ -210,12 +402,42 @@ class PackedTrainer:
                 results[i] = logs[i].finish()
                 on_result(i, results[i])
             if diverged and self.active:
-                self.buffers = self._stack_buffers()
+                self._stack()
         for i in list(self.active):
             results[i] = logs[i].finish()
             on_result(i, results[i])
         self.active = []
         return results
+
+
+def run_optim(cfg: RunConfig) -> RunOptim:
+    """A run's optimizer, penalty and clipping settings as `BatchedOptimizer` takes them."""
+    optim, reg = cfg.optim, cfg.regularize
+    return RunOptim(optim.name, momentum=optim.momentum, nesterov=optim.name == "nesterov", alpha=optim.alpha,
+                    betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay, l1=reg.l1, l2=reg.l2,
+                    grad_clip=reg.grad_clip or 0.0)
+
+
+def sync_schedule(t: Trainer) -> None:
+    """Set a run's per-step schedule (`LambdaLR`) and its optimizer's lr to where `t.step` steps leave them."""
+    if t.schedule.plateau is not None:
+        return
+    per_step = t.schedule.per_step
+    per_step.last_epoch = t.step
+    lrs = [base * fn(t.step) for base, fn in zip(per_step.base_lrs, per_step.lr_lambdas, strict=True)]
+    for group, lr in zip(t.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    per_step._last_lr = lrs
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
 class RunLog:

@@ -1,0 +1,235 @@
+"""Every GPU benchmark in one process, printed as one table (run through bench/gpu.sh).
+
+    bench/gpu.sh                                   # on a CUDA machine: the full benchmark, < 8 minutes
+    bench/gpu.sh --dry-run                         # CPU, tiny sizes: every code path, seconds
+    bench/gpu.sh --data-dir .gpudata/fashion-mnist # IDX files of Fashion-MNIST (else a stand-in, said so)
+
+Rows, each against the plain PyTorch loop of `bench.reference` (TensorDataset + DataLoader, eager,
+same model, optimizer and initialisation) on the same device:
+
+* single run — DeeperCNN on Fashion-MNIST, batch 64, Adam: one training epoch of reglab's step (a
+  pack of one: stacked state, batched optimizer, CUDA graph, bf16 autocast) vs one epoch of the
+  reference loop (median of the timed epochs, after an untimed warm-up epoch each);
+* study — the seed000 arms (4 arms × 5 seeds × 10 epochs, batch 64) run by `reglab` with
+  ``--pack auto`` vs the reference loop run after run. The reference trains `--reference-runs`
+  runs (the first seed of the first arms) and its wall time is scaled to all runs — printed as such;
+* accuracy — final test accuracy per arm, mean ± std over seeds (reglab) and over the reference runs;
+* loss surface — the 51×51 surface of `bench.analysis` (784-1000-10 MLP, 1000 samples).
+
+Without Fashion-MNIST files the benchmark uses generated stand-in data of the same shape (60k/10k
+1×28×28 images, 10 classes: a noisy class template per image) and prints a note; timings hold,
+accuracies are not Fashion-MNIST's. The table is also written to ``$OUT/gpu_bench.txt`` (and the
+numbers to ``$OUT/gpu_bench.json``) when ``OUT`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from bench.reference import reference_epoch, reference_run, synchronize
+from reglab.config import RunConfig
+from reglab.data import TensorData, load_dataset
+from reglab.data.registry import Found, register_dataset
+from reglab.study import load_spec, make_executor, run_study
+from reglab.study.spec import StudySpec
+from reglab.theory import filter_normalized_direction, loss_surface
+from reglab.train import Trainer
+from reglab.train.packed import PackedTrainer
+
+STANDIN = "fashion-standin"
+
+FULL = {"samples": None, "test_samples": None, "arms": 4, "seeds": 5, "epochs": 10, "reference_runs": 2,
+        "single_epochs": 2, "points": 51, "surface_samples": 1000, "cnn": {}, "mlp_width": 1000,
+        "standin": {}}
+DRY = {"samples": 256, "test_samples": 128, "arms": 4, "seeds": 2, "epochs": 1, "reference_runs": 1,
+       "single_epochs": 1, "points": 5, "surface_samples": 100, "cnn": {"channels": [4, 8, 8], "fc_widths": [16]},
+       "mlp_width": 32, "standin": {"n_train": 256, "n_test": 128}}
+
+
+@register_dataset(STANDIN, description="generated stand-in of Fashion-MNIST's shape for benchmarks: 60k/10k "
+                  "1×28×28, 10 classes (a noisy class template per image)",
+                  probe=lambda data_dir: Found("generated", "60000 train / 10000 test"))
+def load_standin(*, data_dir: Path | None, download: bool, n_train: int = 60000, n_test: int = 10000) -> TensorData:
+    generator = torch.Generator().manual_seed(0)
+    templates = F.avg_pool2d(torch.rand(10, 1, 28, 28, generator=generator), 5, stride=1, padding=2)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, 10, (n,), generator=generator)
+        x = templates[y] + 0.35 * torch.randn(n, 1, 28, 28, generator=generator)
+        return (x.clamp(0, 1) * 255).round() / 255, y
+
+    return TensorData(STANDIN, *split(n_train), *split(n_test), num_classes=10)
+
+
+def data_section(data_dir: Path | None, standin: dict) -> tuple[dict, str]:
+    """The `data` config: Fashion-MNIST from `data_dir` when its files are there, else the stand-in
+    (generated with the `standin` options)."""
+    if data_dir is not None:
+        try:
+            load_dataset(RunConfig.from_dict({"data": {"name": "fashion-mnist", "data_dir": str(data_dir)}}).data)
+            return {"name": "fashion-mnist", "data_dir": str(data_dir)}, f"Fashion-MNIST from {data_dir}"
+        except Exception as err:  # missing or unreadable files: benchmark on the stand-in
+            reason = str(err).splitlines()[0][:120]
+            return {"name": STANDIN, "options": standin}, f"stand-in data (no Fashion-MNIST in {data_dir}: {reason})"
+    return {"name": STANDIN, "options": standin}, "stand-in data (no Fashion-MNIST folder)"
+
+
+def subset(data: dict, size: dict) -> dict:
+    return {**data, **{k: v for k, v in (("train_subset", size["samples"]), ("test_subset", size["test_samples"]))
+                       if v is not None}}
+
+
+def bench_single(data: dict, size: dict, device: torch.device, amp: bool) -> dict:
+    cfg = RunConfig.from_dict({
+        "seed": 0, "data": subset(data, size), "model": {"name": "deeper_cnn", "options": size["cnn"]},
+        "optim": {"name": "adam", "lr": 1e-3},
+        "train": {"epochs": size["single_epochs"] + 1, "batch_size": 64, "device": str(device),
+                  "eval_train_samples": 0, "amp": amp},
+    })
+    pack = PackedTrainer([Trainer(cfg)])
+    cpu = load_dataset(cfg.data, device="cpu")
+    torch.manual_seed(1)
+    reference_model = Trainer(cfg).model
+    kwargs = {"batch_size": 64, "lr": 1e-3, "device": device, "seed": 1}
+    pack._train_epoch()  # warm-up: graph capture, allocator
+    reference_epoch(reference_model, cpu.x_train, cpu.y_train, **kwargs)
+    ours, ref = [], []
+    for _ in range(size["single_epochs"]):
+        ref.append(reference_epoch(reference_model, cpu.x_train, cpu.y_train, **kwargs)[0])
+        synchronize(device)
+        start = time.perf_counter()
+        pack._train_epoch()
+        synchronize(device)
+        ours.append(time.perf_counter() - start)
+    n = cpu.x_train.shape[0]
+    return {"samples": n, "reference_s": statistics.median(ref), "reglab_s": statistics.median(ours),
+            "graph": pack.graph is not None, "graph_note": pack.graph_note}
+
+
+def study_spec(data: dict, size: dict, device: torch.device, amp: bool) -> StudySpec:
+    spec = load_spec("seed000", seeds=size["seeds"], epochs=size["epochs"]).to_dict()
+    spec["arms"] = dict(list(spec["arms"].items())[:size["arms"]])
+    base = spec["base"]
+    model = {**base.get("model", {}), "options": {**base.get("model", {}).get("options", {}), **size["cnn"]}}
+    spec["base"] = {**base, "model": model, "data": {**base.get("data", {}), **subset(data, size)},
+                    "train": {**base.get("train", {}), "batch_size": 64, "eval_train_samples": 0, "amp": amp,
+                              "device": str(device), "checkpoint_every": 0}}
+    return StudySpec.from_dict(spec)
+
+
+def bench_study(spec: StudySpec, size: dict, device: torch.device) -> dict:
+    configs = {arm: [spec.arm_config(arm, seed) for seed in spec.seed_list] for arm in spec.arms}
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        result = run_study(spec, Path(out), executor=make_executor("packed", workers=1, device=str(device)),
+                           progress=False)
+        ours = time.perf_counter() - start
+    runs = result.runs
+    accuracy = {arm: runs[runs["arm"] == arm]["final_test_acc"].tolist() for arm in spec.arms}
+    chosen = [(arm, cfgs[0].override({"train.amp": False})) for arm, cfgs in configs.items()]
+    chosen = chosen[:size["reference_runs"]]
+    cpu = load_dataset(chosen[0][1].data, device="cpu")
+    reference: dict[str, list[float]] = {}
+    start = time.perf_counter()
+    for arm, cfg in chosen:
+        reference.setdefault(arm, []).append(reference_run(cfg, cpu, device)[1])
+    measured = time.perf_counter() - start
+    total = sum(len(c) for c in configs.values())
+    return {"runs": total, "reglab_s": ours, "reference_measured_s": measured, "reference_runs": len(chosen),
+            "reference_s": measured * total / len(chosen), "accuracy": accuracy, "reference_accuracy": reference,
+            "failed": int((runs["status"] != "done").sum())}
+
+
+def bench_surface(data: dict, size: dict, device: torch.device) -> dict:
+    cfg = RunConfig.from_dict({
+        "data": {**data, "train_subset": size["surface_samples"]},
+        "model": {"name": "mlp", "options": {"widths": [size["mlp_width"]]}},
+        "train": {"epochs": 1, "device": str(device), "eval_train_samples": 0},
+    })
+    trainer = Trainer(cfg)
+    model, x, y = trainer.model.eval(), trainer.data.x_train, trainer.data.y_train
+    generator = torch.Generator(device=device).manual_seed(0)
+    d1, d2 = (filter_normalized_direction(model, generator) for _ in range(2))
+    loss_surface(model, d1, d2, F.cross_entropy, x, y, torch.linspace(-1, 1, 3), torch.linspace(-1, 1, 3))
+    grid = torch.linspace(-1.0, 1.0, size["points"])
+    synchronize(device)
+    start = time.perf_counter()
+    losses = loss_surface(model, d1, d2, F.cross_entropy, x, y, grid, grid)
+    synchronize(device)
+    return {"points": size["points"], "seconds": time.perf_counter() - start, "finite": bool(losses.isfinite().all())}
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "—"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {std:.4f} (n={len(values)})"
+
+
+def table(header: str, single: dict, study: dict, surface: dict, size: dict) -> str:
+    lines = [header, "",
+             f"{'benchmark':<44}{'reference':>14}{'reglab':>12}{'ratio':>9}",
+             f"{'single run: s/epoch (' + str(single['samples']) + ' samples, batch 64)':<44}"
+             f"{single['reference_s']:>14.2f}{single['reglab_s']:>12.2f}"
+             f"{single['reference_s'] / single['reglab_s']:>8.1f}x",
+             f"{'study: wall s (' + str(study['runs']) + ' runs × ' + str(size['epochs']) + ' epochs)':<44}"
+             f"{study['reference_s']:>13.1f}*{study['reglab_s']:>12.1f}"
+             f"{study['reference_s'] / study['reglab_s']:>8.1f}x",
+             f"{'loss surface ' + str(surface['points']) + '×' + str(surface['points']) + ': s':<44}"
+             f"{'':>14}{surface['seconds']:>12.2f}",
+             "",
+             f"* reference measured on {study['reference_runs']} run(s) ({study['reference_measured_s']:.1f} s) and "
+             f"scaled to {study['runs']}",
+             f"single run: CUDA graph {'captured' if single['graph'] else 'not used'}"
+             + (f" ({single['graph_note']})" if single["graph_note"] else ""),
+             f"study: {study['failed']} failed run(s)",
+             "", "final test accuracy (mean ± std over seeds):"]
+    for arm, values in study["accuracy"].items():
+        reference = spread(study["reference_accuracy"].get(arm, []))
+        lines.append(f"  {arm:<34} reglab {spread(values):<28} reference {reference}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: exercise every code path")
+    parser.add_argument("--device", default=None, help="default: cuda (cpu with --dry-run)")
+    parser.add_argument("--data-dir", type=Path, default=Path(".gpudata/fashion-mnist"))
+    parser.add_argument("--no-amp", action="store_true", help="reglab in float32 instead of bf16 autocast")
+    args = parser.parse_args()
+    size = DRY if args.dry_run else FULL
+    device = torch.device(args.device or ("cpu" if args.dry_run else "cuda"))
+    amp = not args.no_amp and device.type == "cuda"
+    data, note = data_section(args.data_dir if args.data_dir.exists() else None, size["standin"])
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    header = (f"reglab GPU benchmark{' (dry run: tiny sizes)' if args.dry_run else ''} — device {device} ({where}), "
+              f"torch {torch.__version__}, reglab {'bf16 autocast' if amp else 'float32'}, reference float32\n"
+              f"data: {note}")
+    print(header, flush=True)
+    single = bench_single(data, size, device, amp)
+    print(f"single run done: {single}", flush=True)
+    study = bench_study(study_spec(data, size, device, amp), size, device)
+    print(f"study done: {study['reglab_s']:.1f} s reglab, {study['reference_measured_s']:.1f} s reference", flush=True)
+    surface = bench_surface(data, size, device)
+    text = table(header, single, study, surface, size)
+    print()
+    print(text)
+    if os.environ.get("OUT"):
+        out = Path(os.environ["OUT"])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "gpu_bench.txt").write_text(text + "\n")
+        (out / "gpu_bench.json").write_text(json.dumps({"single": single, "study": study, "surface": surface,
+                                                        "header": header}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every GPU benchmark of reglab in one run, printed as one table (see bench/gpu.py).
+#   bench/gpu.sh [--dry-run] [--data-dir DIR] [--device cuda:N] [--no-amp]
+# Runs from a source checkout without installing: PYTHONPATH gets src/ (and /tmp/site, where the
+# dependencies may be unpacked); PYTHON picks the interpreter (default python3). With OUT set, the
+# table is also written to $OUT/gpu_bench.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="src:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+exec "${PYTHON:-python3}" -m bench.gpu "$@"

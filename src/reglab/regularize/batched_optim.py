@@ -1,0 +1,238 @@
+"""One optimizer step for K runs at once, over their parameters stacked as rows of a ``(K, P)`` tensor.
+
+Each row is one run's parameters flattened; every per-run hyper-parameter (lr, momentum, betas, eps,
+weight decay, L1/L2, clipping threshold) is a ``(K, 1)`` or ``(K, P)`` tensor broadcast over the rows,
+so a step launches the same few kernels whatever K is, never reads a value back to the host and can
+be captured in a CUDA graph. The update rules are `torch.optim`'s, written as broadcast tensor ops:
+
+  SGD (Polyak momentum / Nesterov, dampening d)  g ← g + λ·w;  b ← μ·b + (1 − d)·g  (b ← g first);
+                                                 w ← w − η·(g + μ·b if Nesterov else b)
+  RMSprop (Hinton 2012)                          g ← g + λ·w;  v ← α·v + (1 − α)·g²;  w ← w − η·g/(√v + ε)
+  Adam (Kingma & Ba 2015) / AdamW (Loshchilov    w ← w·(1 − η·λ_dec);  g ← g + λ·w;  m ← m + (1 − β₁)(g − m);
+  & Hutter 2019)                                 v ← β₂·v + (1 − β₂)·g²;  w ← w − (η/(1 − β₁ᵗ))·m/(√v/√(1 − β₂ᵗ) + ε)
+
+Runs of different families (SGD-like, RMSprop, Adam-like) may share a stack: each family updates its
+own rows (one gather and one scatter when it does not cover them all). Before the optimizer, the
+L1/L2 penalties enter as their exact gradients (``l1·sign(w) + l2·w``, the gradient of
+``l1·Σ|w| + (l2/2)·Σw²``) and each run's gradient is clipped to its own total norm, as
+`torch.nn.utils.clip_grad_norm_` does (``g·min(1, c/(‖g‖ + 1e-6))``).
+The learning rate of step t of run k is ``lr_table[t, k]``, read on the device by a step counter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+FAMILIES = {"sgd": "sgd", "momentum": "sgd", "nesterov": "sgd", "rmsprop": "rmsprop", "adam": "adam",
+            "adamw": "adam"}
+"""reglab optimizer name → the update rule family that runs it."""
+
+
+@dataclass(frozen=True)
+class RunOptim:
+    """One run's optimizer hyper-parameters (`torch.optim` meanings); `weight_decay` is decoupled for AdamW."""
+
+    name: str
+    momentum: float = 0.0
+    dampening: float = 0.0
+    nesterov: bool = False
+    alpha: float = 0.99
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    l1: float = 0.0
+    l2: float = 0.0
+    grad_clip: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in FAMILIES:
+            raise ValueError(f"optim.name: unknown optimizer {self.name!r}")
+
+
+def _column(values: Sequence[float], like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """Per-run values as a ``(n, 1)`` column on `like`'s device (float64 unless `dtype` is given)."""
+    dtype = dtype or (torch.float32 if like.device.type == "mps" else torch.float64)
+    return torch.tensor(list(values), dtype=dtype, device=like.device).unsqueeze(1)
+
+
+class _Family:
+    """The rows of one update rule: their hyper-parameters as columns and their optimizer state.
+
+    Hyper-parameter arithmetic (1 − β, bias corrections, η/(1 − β₁ᵗ)) is done in float64 and rounded
+    once to the parameters' dtype, as `torch.optim` does with Python floats."""
+
+    def __init__(self, kind: str, rows: list[int], runs: list[RunOptim], decay: Tensor, params: Tensor):
+        self.kind, self.n, dtype = kind, len(rows), params.dtype
+        self.rows = None if rows == list(range(params.shape[0])) else torch.tensor(rows, device=params.device)
+        col = lambda values: _column(values, params)  # noqa: E731
+        low = lambda values: _column(values, params).to(dtype)  # noqa: E731
+        coupled = [0.0 if r.name == "adamw" else r.weight_decay for r in runs]
+        decoupled = [r.weight_decay if r.name == "adamw" else 0.0 for r in runs]
+        self.coupled = low(coupled) * decay if any(coupled) else None
+        self.decoupled = col(decoupled) if any(decoupled) else None
+        self.decay_mask, self.one = decay.bool(), params.new_ones(())
+        width = params.shape[1]
+        if kind == "sgd":
+            momentum = [r.momentum if r.name != "sgd" else 0.0 for r in runs]
+            self.momentum = low(momentum)
+            self.keep = low([1 - (r.dampening if m else 0.0) for r, m in zip(runs, momentum, strict=True)])
+            self.nesterov = col([float(r.nesterov) for r in runs]).bool()
+            self.any_nesterov = any(r.nesterov for r in runs)
+            self.buffers = {"momentum_buffer": params.new_zeros(self.n, width)} if any(momentum) else {}
+        elif kind == "rmsprop":
+            self.alpha, self.rest = low([r.alpha for r in runs]), low([1 - r.alpha for r in runs])
+            self.eps = low([r.eps for r in runs])
+            self.buffers = {"square_avg": params.new_zeros(self.n, width)}
+        else:
+            self.beta1, self.beta2 = col([r.betas[0] for r in runs]), col([r.betas[1] for r in runs])
+            self.rest1, self.rest2 = low([1 - r.betas[0] for r in runs]), low([1 - r.betas[1] for r in runs])
+            self.beta2_low, self.eps = low([r.betas[1] for r in runs]), low([r.eps for r in runs])
+            self.buffers = {"exp_avg": params.new_zeros(self.n, width), "exp_avg_sq": params.new_zeros(self.n, width)}
+
+    def update(self, w: Tensor, g: Tensor, lr: Tensor, step: Tensor, scratch: Tensor,
+               chunks: Sequence[slice]) -> None:
+        """Update rows `w` (in place) by gradient `g` (overwritten) with learning rates `lr` ``(n, 1)``
+        (float64); `step` (float64) counts this step, 1 on the first. `scratch` is a buffer shaped like
+        `w`: every large intermediate is written there, so a step allocates nothing of size P. The
+        columns are updated `chunks` at a time (on CPU a chunk stays in cache through all the ops)."""
+        dtype = w.dtype
+        lr_low = lr.to(dtype)
+        shrink = (1 - lr * self.decoupled).to(dtype) if self.decoupled is not None else None
+        if self.kind == "sgd" and self.buffers:
+            keep = torch.where(step <= 1, torch.ones_like(self.keep), self.keep)  # first: a copy of g
+        if self.kind == "adam":
+            step_size = (lr / (1 - self.beta1.pow(step))).to(dtype)
+            root = (1 - self.beta2.pow(step)).sqrt().to(dtype)
+        for cols in chunks:
+            wc, gc, s = w[:, cols], g[:, cols], scratch[:, cols]
+            state = {name: buf[:, cols] for name, buf in self.buffers.items()}
+            if shrink is not None:
+                wc.mul_(torch.where(self.decay_mask[:, cols], shrink, self.one, out=s))
+            if self.coupled is not None:
+                gc.add_(torch.mul(self.coupled[:, cols], wc, out=s))
+            if self.kind == "sgd":
+                if state:
+                    buf = state["momentum_buffer"]
+                    buf.mul_(self.momentum).add_(torch.mul(gc, keep, out=s))
+                    if self.any_nesterov:
+                        torch.mul(self.momentum, buf, out=s).add_(gc)
+                        gc = torch.where(self.nesterov, s, buf, out=s)
+                    else:
+                        gc = buf
+                wc.sub_(torch.mul(gc, lr_low, out=s))
+            elif self.kind == "rmsprop":
+                square = state["square_avg"]
+                square.mul_(self.alpha).add_(torch.mul(gc, gc, out=s).mul_(self.rest))
+                torch.sqrt(square, out=s).add_(self.eps)
+                wc.sub_(torch.div(gc, s, out=s).mul_(lr_low))
+            else:
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.lerp_(gc, self.rest1)
+                v.mul_(self.beta2_low).add_(torch.mul(gc, gc, out=s).mul_(self.rest2))
+                torch.sqrt(v, out=s).div_(root).add_(self.eps)
+                wc.sub_(torch.div(m, s, out=s).mul_(step_size))
+
+
+class BatchedOptimizer:
+    """Penalty gradients, per-run clipping and the optimizer update for the rows of `params` ``(K, P)``.
+
+    `runs[k]` holds run k's hyper-parameters; `decay` ``(K, P)`` (0/1) marks the entries that weight
+    decay and the L1/L2 penalties act on; `lr_table` ``(T, K)`` the learning rate of each step
+    (`set_lr_table` replaces it and restarts its counter). On accelerators every op covers all P
+    columns at once; on CPU the columns go in chunks of `CPU_CHUNK` columns, which keeps the data
+    in cache — the number of ops is then proportional to P/`CPU_CHUNK` but still independent of K.
+    """
+
+    CPU_CHUNK = 32768
+    """Columns per chunk on CPU: K rows of them stay in cache through a step's ops for packs of tens."""
+
+    def __init__(self, params: Tensor, runs: Sequence[RunOptim], decay: Tensor, lr_table: Tensor):
+        if params.dim() != 2 or len(runs) != params.shape[0] or decay.shape != params.shape:
+            raise ValueError("BatchedOptimizer: expects params and decay (K, P) and one RunOptim per row")
+        self.runs = list(runs)
+        decay = decay.to(params)
+        col = lambda values: _column(values, params, params.dtype)  # noqa: E731
+        self.l1 = col([r.l1 for r in runs]) * decay if any(r.l1 for r in runs) else None
+        self.l2 = col([r.l2 for r in runs]) * decay if any(r.l2 for r in runs) else None
+        clip = [r.grad_clip for r in runs]
+        self.clip = col(clip).squeeze(1) if any(clip) else None
+        self.clipped = self.clip > 0 if self.clip is not None else None
+        self.families = []
+        for kind in dict.fromkeys(FAMILIES[r.name] for r in runs):
+            rows = [k for k, r in enumerate(runs) if FAMILIES[r.name] == kind]
+            self.families.append(_Family(kind, rows, [runs[k] for k in rows], decay[rows], params))
+        self.scratch = torch.empty_like(params, requires_grad=False)
+        width = params.shape[1]
+        per_chunk = width if params.device.type != "cpu" else self.CPU_CHUNK
+        self.chunks = [slice(start, start + per_chunk) for start in range(0, width, per_chunk)]
+        self.step_count = torch.zeros((), dtype=self.hyper_dtype(params), device=params.device)
+        self.lr_table = lr_table.to(self.step_count).clone()
+        self.lr_index = torch.zeros(1, dtype=torch.long, device=params.device)
+
+    @staticmethod
+    def hyper_dtype(params: Tensor) -> torch.dtype:
+        """Dtype of learning rates and step counts: float64 (float32 on MPS, which has none)."""
+        return torch.float32 if params.device.type == "mps" else torch.float64
+
+    def set_lr_table(self, table: Tensor) -> None:
+        """Learning rates ``(T, K)`` of the next T steps; same shape refills in place (graph-safe)."""
+        if table.shape == self.lr_table.shape:
+            self.lr_table.copy_(table)
+        else:
+            self.lr_table = table.to(self.lr_table).clone()
+        self.lr_index.zero_()
+
+    @torch.no_grad()
+    def step(self, params: Tensor, grad: Tensor) -> Tensor:
+        """One step of every run: updates `params` in place (`grad` is overwritten) and returns each
+        run's gradient norm ``(K,)`` (with penalty gradients, before clipping, as `clip_grad_norm_`)."""
+        scratch, chunks = self.scratch, self.chunks
+        for cols in chunks if self.l1 is not None or self.l2 is not None else ():
+            if self.l1 is not None:
+                grad[:, cols].add_(torch.sign(params[:, cols], out=scratch[:, cols]).mul_(self.l1[:, cols]))
+            if self.l2 is not None:
+                grad[:, cols].add_(torch.mul(self.l2[:, cols], params[:, cols], out=scratch[:, cols]))
+        norm = torch.linalg.vector_norm(grad, dim=1)
+        if self.clip is not None:
+            coef = torch.where(self.clipped, (self.clip / (norm + 1e-6)).clamp(max=1.0), torch.ones_like(norm))
+            grad.mul_(coef.unsqueeze(1))
+        lr = self.lr_table.index_select(0, self.lr_index).squeeze(0).unsqueeze(1)
+        self.lr_index.add_(1)
+        self.step_count.add_(1)
+        for family in self.families:
+            if family.rows is None:
+                family.update(params, grad, lr, self.step_count, scratch, chunks)
+            else:
+                w = params.index_select(0, family.rows)
+                family.update(w, grad.index_select(0, family.rows), lr.index_select(0, family.rows),
+                              self.step_count, scratch[:family.n], chunks)
+                params.index_copy_(0, family.rows, w)
+        return norm
+
+    # ----------------------------------------------------------------- state as torch.optim keeps it
+    def _locate(self, k: int) -> tuple[_Family, int]:
+        kind = FAMILIES[self.runs[k].name]
+        family = next(f for f in self.families if f.kind == kind)
+        return family, (k if family.rows is None else family.rows.tolist().index(k))
+
+    def run_state(self, k: int) -> dict[str, Tensor]:
+        """Run k's optimizer state as flat ``(P,)`` tensors named as `torch.optim` names them."""
+        family, row = self._locate(k)
+        return {name: buf[row] for name, buf in family.buffers.items()}
+
+    @torch.no_grad()
+    def load_run_state(self, k: int, state: dict[str, Tensor]) -> None:
+        """Set run k's optimizer state from flat tensors named as in `run_state`."""
+        family, row = self._locate(k)
+        for name, buf in family.buffers.items():
+            if name in state:
+                buf[row].copy_(state[name])
+
+    @torch.no_grad()
+    def set_step(self, step: int) -> None:
+        """Number of steps already taken (every run of a stack has taken the same number)."""
+        self.step_count.fill_(step)
