@@ -52,8 +52,9 @@ def notes(correction: str) -> str:
             f"Verdict: the t-test's p adjusted across the arms by {CORRECTION_NAMES[correction]} "
             f"(p_{correction}), at α = {ALPHA}. With few seeds the bootstrap interval is too narrow (it "
             "resamples only the n observed values), so it can exclude 0 while the verdict says \"not "
-            "distinguishable\": the verdict is the test to trust. Train loss is measured in training mode (dropout and noise active), "
-            "so its verdict is \"higher\" / \"lower\", not better or worse. See docs/studies.md.")
+            "distinguishable\": the verdict is the test to trust. Train loss is measured in training mode "
+            "(dropout and noise active), so its verdict is \"higher\" / \"lower\", not better or worse. "
+            "See docs/studies.md.")
 
 
 STABILITY_NOTE = ("Fluctuation: mean |L_t − L_{t−1}| of the test loss over the epochs t of the last half "
