@@ -25,14 +25,15 @@ def reproduce(
 ) -> None:
     """Run a reproduction: figures, results.json, report.html and a measured-vs-reported table."""
     from reglab.reproduce import Settings, presets, run
-    from reglab.reproduce.output import claims_table
+    from reglab.reproduce.output import claims_table, full_run_time
 
     if list_ or name is None:
-        listing = Table(title="reproductions (reglab reproduce <name> [--quick])")
-        for column in ("name", "source", "what"):
+        listing = Table(title="reproductions (reglab reproduce <name> [--quick])",
+                        caption="full run: time of the committed docs/results run on a 2-core CPU")
+        for column in ("name", "reproduces", "full run", "what"):
             listing.add_column(column)
         for p in presets():
-            listing.add_row(p.name, escape(p.where), escape(p.title))
+            listing.add_row(p.name, escape(p.figure), escape(full_run_time(p.name)), escape(p.title))
         print_table(listing)
         return
     out = out or Path("reproductions") / name
