@@ -30,7 +30,8 @@ LABELS = {"rs": "R_S", "drop": "R_drop", "rs+r1": "L1 = R_S + R1", "rs+r2": "L2 
 CHOICES = {
     "initialisation": "PyTorch default (uniform ±1/√fan_in); one initialisation per seed shared by all objectives",
     "loss": "½‖f − y‖² on one-hot labels (the chapter's MSE setting of the R1 lemma)",
-    "inputs": "pixels standardised to mean 0, std 1 over the training images (reglab's MNIST loader)",
+    "inputs": "raw pixels in [0, 1] (torchvision's ToTensor); standardised pixels make full-batch GD at "
+              "ε = 0.05 diverge within a few steps, so the chapter cannot have used them with its step size",
     "optimizer": "plain gradient descent on the full batch of 1000 images, no momentum, no weight decay",
     "accuracy": "test accuracy of the final iterate, dropout off",
 }
@@ -46,10 +47,11 @@ class Data:
 
 
 def mnist_first_1000(settings: Settings, train_subset: int = 1000, test_subset: int | None = None) -> Data:
-    """The first `train_subset` MNIST training images (mnist-5k where full MNIST is absent) and the test set."""
+    """The first `train_subset` MNIST training images (mnist-5k where full MNIST is absent), pixels in [0, 1],
+    and the test set."""
     cfg, note = mnist_1000(settings)
     d = load_dataset(DataConfig(**{**cfg, "train_subset": train_subset, "test_subset": test_subset},
-                                data_dir=settings.data_dir), device="cpu")
+                                normalize=False, data_dir=settings.data_dir), device="cpu")
     return Data(d.x_train.flatten(1), nn.functional.one_hot(d.y_train, 10).float(), d.x_test.flatten(1),
                 d.y_test, note)
 
@@ -87,5 +89,5 @@ def paired_ci(values: list[float]) -> dict[str, float]:
 
 
 def fmt_ci(ci: dict[str, float], scale: float = 1.0, unit: str = "") -> str:
-    return (f"{scale * ci['mean']:+.2f}{unit} (95% CI {scale * ci['ci_low']:+.2f} to "
-            f"{scale * ci['ci_high']:+.2f}{unit}, {ci['n']} seeds)")
+    return (f"{scale * ci['mean']:+.3g}{unit} (95% CI {scale * ci['ci_low']:+.3g} to "
+            f"{scale * ci['ci_high']:+.3g}{unit}, {ci['n']} seeds)")
