@@ -18,6 +18,8 @@ Arg, Opt = typer.Argument, typer.Option
 def reproduce(
     name: Annotated[str | None, Arg(help="reproduction to run (see --list)")] = None,
     quick: Annotated[bool, Opt(help="small version, well under a minute on a CPU")] = False,
+    reduced: Annotated[bool, Opt(help="the preset's stated reduced budget for a small CPU (where it has one)")
+                       ] = False,
     out: Annotated[Path | None, Opt(help="output directory [default: reproductions/<name>]")] = None,
     device: Annotated[str, Opt(help="training device: cpu|cuda|cuda:N|auto")] = "cpu",
     data_dir: Annotated[Path | None, Opt(help="directory searched first for data files")] = None,
@@ -37,7 +39,7 @@ def reproduce(
         print_table(listing)
         return
     out = out or Path("reproductions") / name
-    data = run(name, Settings(quick=quick, device=device, data_dir=data_dir), out)
+    data = run(name, Settings(quick=quick, reduced=reduced, device=device, data_dir=data_dir), out)
     print_table(claims_table(data))
     for note in data["notes"]:
         console.print(f"· {escape(note)}", highlight=False)

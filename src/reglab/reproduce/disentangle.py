@@ -51,21 +51,21 @@ def mnist_first_1000(settings: Settings, train_subset: int = 1000, test_subset: 
     and the test set."""
     cfg, note = mnist_1000(settings)
     d = load_dataset(DataConfig(**{**cfg, "train_subset": train_subset, "test_subset": test_subset},
-                                normalize=False, data_dir=settings.data_dir), device="cpu")
+                                normalize=False, data_dir=settings.data_dir), device=settings.device)
     return Data(d.x_train.flatten(1), nn.functional.one_hot(d.y_train, 10).float(), d.x_test.flatten(1),
                 d.y_test, note)
 
 
-def fnn(p: float, seed: int) -> nn.Sequential:
-    """784 → 1000 ReLU → Dropout(p) → 10, initialised from `seed` (the same for every p)."""
+def fnn(p: float, seed: int, device: str | torch.device = "cpu") -> nn.Sequential:
+    """784 → 1000 ReLU → Dropout(p) → 10, initialised from `seed` (the same for every p) on the CPU."""
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(784, 1000), nn.ReLU(), nn.Dropout(p), nn.Linear(1000, 10))
+    return nn.Sequential(nn.Linear(784, 1000), nn.ReLU(), nn.Dropout(p), nn.Linear(1000, 10)).to(device)
 
 
 def train_gd(objective: str, p: float, lr: float, steps: int, seed: int, data: Data) -> nn.Sequential:
     """`steps` full-batch GD steps of size `lr` on `objective` from initialisation `seed`; masks drawn from
     a generator seeded by `seed` as well."""
-    model = fnn(p, seed)
+    model = fnn(p, seed, data.x.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     torch.manual_seed(10_000 + seed)
     for _ in range(steps):

@@ -64,7 +64,7 @@ def cpu_model() -> str:
 
 
 def command(preset: Preset, settings: Settings) -> str:
-    flags = " --quick" if settings.quick else ""
+    flags = " --quick" if settings.quick else " --reduced" if settings.reduced else ""
     flags += f" --device {settings.device}" if settings.device != "cpu" else ""
     flags += f" --data-dir {settings.data_dir}" if settings.data_dir is not None else ""
     return f"reglab reproduce {preset.name}{flags}"

@@ -7,8 +7,10 @@ reglab.reproduce.disentangle); for a pair L_i & L_j both minima start from the s
 an R̃2-trained one (L2 or L4) at α = 1. The chapter: (a, b) the loss stays near zero along the line;
 (c–f) the R1-trained minima are flatter than the R̃2-trained ones.
 
-Chosen where the chapter is silent (also in results.json "choices"): ε = 0.05, 300 full-batch GD
-steps, p ∈ {0.2, 0.5}, 3 seeds, α ∈ [−0.5, 1.5] in steps of 0.05. Criteria, per seed averaged over
+Chosen where the chapter is silent (also in results.json "choices"): ε = 0.05, 1000 full-batch GD
+steps, p ∈ {0.2, 0.5}, 3 seeds, α ∈ [−0.5, 1.5] in steps of 0.05, pixels in [0, 1]. ``--reduced``
+(for a small CPU): p = 0.5 only and 150 steps. On a GPU: ``reglab reproduce interpolation --device cuda``.
+Criteria, per seed averaged over
 rates (and over the four pairs of c–f), then mean and 95% Student-t interval over seeds:
 
 * "near zero along the line" (a, b): max_{α∈[0,1]} R_S(θ(α)) ≤ 10% of R_S at the initialisation;
@@ -26,7 +28,8 @@ from reglab.reproduce.disentangle import CHOICES, LABELS, fmt_ci, fnn, mnist_fir
 from reglab.reproduce.framework import Claim, Outcome, Settings, preset
 from reglab.theory import interpolate
 
-FULL = {"rates": [0.2, 0.5], "lr": 0.05, "steps": 300, "seeds": [0, 1, 2], "train_subset": 1000, "per_unit": 20}
+FULL = {"rates": [0.2, 0.5], "lr": 0.05, "steps": 1000, "seeds": [0, 1, 2], "train_subset": 1000, "per_unit": 20}
+REDUCED = {**FULL, "rates": [0.5], "steps": 150}  # a 2-core CPU shared with other jobs
 QUICK = {"rates": [0.5], "lr": 0.05, "steps": 3, "seeds": [0, 1, 2], "train_subset": 100, "per_unit": 4}
 PAIRS = {"a": ("rs+r1", "drop-r2"), "b": ("rs+r2", "drop-r1"), "c": ("rs+r1", "rs+r2"), "d": ("rs+r1", "drop-r1"),
          "e": ("drop-r2", "rs+r2"), "f": ("drop-r2", "drop-r1")}
@@ -41,7 +44,7 @@ def _short(objective: str) -> str:
 @preset("interpolation", title="Interpolation between minima of L1–L4: R1-trained minima are flatter",
         where="fig. 1.11 (R_S on the line between minima of L_i and L_j, one curve per dropout rate)")
 def run(settings: Settings) -> Outcome:
-    s = QUICK if settings.quick else FULL
+    s = QUICK if settings.quick else REDUCED if settings.reduced else FULL
     data = mnist_first_1000(settings, s["train_subset"])
     n = s["per_unit"]  # α = k/n for k = −n/2 … 3n/2: 0, 1, −0.25 and 1.25 exactly on the grid
     alphas = torch.arange(-n // 2, 3 * n // 2 + 1, dtype=torch.float64) / n
@@ -52,7 +55,7 @@ def run(settings: Settings) -> Outcome:
     flatter: dict[int, list[float]] = {}
     for seed in s["seeds"]:
         with torch.no_grad():
-            init_loss = half_mse(fnn(0.0, seed)(data.x), data.y).item()
+            init_loss = half_mse(fnn(0.0, seed, data.x.device)(data.x), data.y).item()
         for p in s["rates"]:
             minima = {o: train_gd(o, p, s["lr"], s["steps"], seed, data)
                       for o in ("rs+r1", "rs+r2", "drop-r2", "drop-r1")}
@@ -86,13 +89,14 @@ def run(settings: Settings) -> Outcome:
                         source="R1-trained minima show greater flatness than R̃2-trained minima (figure only)",
                         criterion=f"95% CI over seeds of [R_S(θ(1+{STEP_OUT})) − R_S(θ(1))] − "
                                   f"[R_S(θ(−{STEP_OUT})) − R_S(θ(0))] above 0, averaged over rates and panels c–f"))
-    return Outcome(figures={"interpolation": fig},
+    reduced = "p = 0.5 only, 150 GD steps (full: p ∈ {0.2, 0.5}, 1000 steps)" if settings.reduced else None
+    return Outcome(figures={"interpolation": fig}, reduced=reduced,
                    numbers={"alphas": alphas, "pairs": {k: list(v) for k, v in PAIRS.items()},
                             "train_loss_per_seed": curves, "max_on_segment_over_init": ratio,
                             "flatness_difference": diff},
                    claims=claims, settings=s, choices={
                        **CHOICES, "step size": "ε = 0.05 (the chapter does not say which of fig. 1.10's two)",
-                       "steps": "300 full-batch GD steps", "dropout rates": "p ∈ {0.2, 0.5}",
+                       "steps": f"{s['steps']} full-batch GD steps", "dropout rates": f"p ∈ {s['rates']}",
                        "panels c–f": "the four R1-vs-R̃2 pairs L1&L2, L1&L4, L3&L2, L3&L4 (not named in the text)",
                        "seeds": "3 initialisations, each shared by the four objectives"},
                    notes=[data.note])
