@@ -47,14 +47,18 @@ def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else REDUCED if settings.reduced else FULL
     data = mnist_first_1000(settings, s["train_subset"], s["test_subset"])
     acc: dict[str, dict[str, dict[str, dict[int, float]]]] = {}
+    loss: dict[str, dict[str, dict[str, dict[int, float]]]] = {}  # final training loss R_S, dropout off
     for lr in s["lrs"]:
         acc[f"lr={lr}"] = table = {}
-        rs = {seed: evaluate(train_gd("rs", 0.0, lr, s["steps"], seed, data), data)["test_acc"] for seed in s["seeds"]}
-        table["rs"] = {f"p={p}": rs for p in s["rates"]}  # R_S has no dropout rate: one run per seed
+        loss[f"lr={lr}"] = losses = {}
+        rs = {seed: evaluate(train_gd("rs", 0.0, lr, s["steps"], seed, data), data) for seed in s["seeds"]}
+        table["rs"] = {f"p={p}": {k: v["test_acc"] for k, v in rs.items()} for p in s["rates"]}  # one run per seed
+        losses["rs"] = {f"p={p}": {k: v["train_loss"] for k, v in rs.items()} for p in s["rates"]}
         for objective in list(LABELS)[1:]:
-            table[objective] = {f"p={p}": {seed: evaluate(train_gd(objective, p, lr, s["steps"], seed, data),
-                                                          data)["test_acc"] for seed in s["seeds"]}
-                                for p in s["rates"]}
+            runs = {f"p={p}": {seed: evaluate(train_gd(objective, p, lr, s["steps"], seed, data), data)
+                               for seed in s["seeds"]} for p in s["rates"]}
+            table[objective] = {r: {k: v["test_acc"] for k, v in t.items()} for r, t in runs.items()}
+            losses[objective] = {r: {k: v["train_loss"] for k, v in t.items()} for r, t in runs.items()}
     fig, axes = new_figure(2, width=4.6)
     for ax, group in zip(axes, (("rs", "drop", "rs+r1", "drop-r2"), ("rs", "drop", "rs+r2", "drop-r1")),
                          strict=True):
@@ -72,36 +76,57 @@ def run(settings: Settings) -> Outcome:
              (("rs+r1", "drop"), ("drop-r2", "drop"), ("rs+r1", "rs"), ("rs+r1", "rs+r2"), ("drop-r1", "rs"),
               ("drop", "rs"), ("rs+r2", "rs"))}
     pts = {"scale": 100, "unit": " pts"}
+
+    def checked(a: str, b: str) -> str:
+        """For a disagreement: the difference at each ε and the final training loss of both objectives."""
+        def diff(lr: float) -> float:
+            t = acc[f"lr={lr}"]
+            return 100 * float(np.mean([t[a][r][k] - t[b][r][k] for r in t[a] for k in s["seeds"]]))
+
+        def final_loss(lr: float, o: str) -> float:
+            return float(np.mean([v for t in loss[f"lr={lr}"][o].values() for v in t.values()]))
+
+        per_lr = "; ".join(f"ε={lr}: {diff(lr):+.2f} pts" for lr in s["lrs"])
+        fit_ = "; ".join(f"ε={lr}: {LABELS[o].split(' =')[0]} {final_loss(lr, o):.3g}"
+                         for lr in s["lrs"] for o in (a, b))
+        return f"the difference per step size ({per_lr}) and the final training loss R_S of both ({fit_})"
     claims = [
         Claim("L1 = R_S + R1 reaches the test accuracy of dropout (fig. 1.10a)",
               f"acc L1 − acc R_drop {fmt_ci(gains['rs+r1 − drop'], **pts)}",
               abs(gains["rs+r1 − drop"]["mean"]) <= TOLERANCE, source="almost the same test accuracy as dropout",
+              checked="" if abs(gains["rs+r1 − drop"]["mean"]) <= TOLERANCE else checked("rs+r1", "drop"),
               criterion="|mean over seeds of acc(L1) − acc(R_drop)| ≤ 1 point (averaged over rates and ε)"),
         Claim("L3 = R_drop − R̃2 reaches the test accuracy of dropout (fig. 1.10a)",
               f"acc L3 − acc R_drop {fmt_ci(gains['drop-r2 − drop'], **pts)}",
               abs(gains["drop-r2 − drop"]["mean"]) <= TOLERANCE, source="almost the same test accuracy as dropout",
+              checked="" if abs(gains["drop-r2 − drop"]["mean"]) <= TOLERANCE else checked("drop-r2", "drop"),
               criterion="|mean over seeds of acc(L3) − acc(R_drop)| ≤ 1 point (averaged over rates and ε)"),
         Claim("R1 carries dropout's benefit: L1 beats R_S (fig. 1.10a)",
               f"acc L1 − acc R_S {fmt_ci(gains['rs+r1 − rs'], **pts)}", gains["rs+r1 − rs"]["ci_low"] > 0,
+              checked="" if gains["rs+r1 − rs"]["ci_low"] > 0 else checked("rs+r1", "rs"),
               source="L1 at dropout's accuracy, above R_S",
               criterion="95% CI over seeds of acc(L1) − acc(R_S) above 0"),
         Claim("R̃2 helps only slightly compared with R1: L2 below L1 (fig. 1.10b)",
               f"acc L1 − acc L2 {fmt_ci(gains['rs+r1 − rs+r2'], **pts)}; L2 − R_S "
               f"{fmt_ci(gains['rs+r2 − rs'], **pts)}", gains["rs+r1 − rs+r2"]["ci_low"] > 0,
+              checked="" if gains["rs+r1 − rs+r2"]["ci_low"] > 0 else checked("rs+r1", "rs+r2"),
               source="R̃2 only slightly improves full-batch GD's generalization, compared with R1",
               criterion="95% CI over seeds of acc(L1) − acc(L2) above 0"),
         Claim("without R1, dropout keeps little of its benefit: L4 near R_S (fig. 1.10b)",
               f"acc L4 − acc R_S {fmt_ci(gains['drop-r1 − rs'], **pts)} vs acc R_drop − acc R_S "
               f"{fmt_ci(gains['drop − rs'], **pts)}",
               gains["drop-r1 − rs"]["mean"] < 0.5 * gains["drop − rs"]["mean"],
+              checked="" if gains["drop-r1 − rs"]["mean"] < 0.5 * gains["drop − rs"]["mean"]
+              else checked("drop-r1", "rs"),
               source="curves of L4 in fig. 1.10b close to R_S (figure only)",
               criterion="mean(acc L4 − acc R_S) < ½ mean(acc R_drop − acc R_S)"),
     ]
     mean = {f"lr={lr}": {o: {p: float(np.mean(list(v.values()))) for p, v in t.items()}
                          for o, t in acc[f"lr={lr}"].items()} for lr in s["lrs"]}
     reduced = "p = 0.5 only, 150 GD steps (full: p ∈ {0.2, 0.5}, 1000 steps)" if settings.reduced else None
-    return Outcome(figures={"l1_l4": fig}, reduced=reduced, numbers={"test_acc_per_seed": acc, "test_acc_mean": mean,
-                                                    "paired_differences": gains},
+    return Outcome(figures={"l1_l4": fig}, reduced=reduced, numbers={
+                       "test_acc_per_seed": acc, "test_acc_mean": mean, "paired_differences": gains,
+                       "final_train_loss_per_seed": loss},
                    claims=claims, settings=s, choices={
                        **CHOICES, "dropout rates": f"p ∈ {s['rates']} (the chapter's rates are not stated)",
                        "steps": f"{s['steps']} full-batch GD steps at both ε (not stated; the same for both)",
