@@ -25,6 +25,7 @@ from reglab.study import LocalExecutor, StudySpec, load_spec, run_study
 
 FULL = {"train_subset": None, "test_subset": None, "epochs": 15, "seeds": 3}
 HERE = {"train_subset": 2000, "test_subset": None, "epochs": 2, "seeds": 3}  # a 2-core CPU shared with other jobs
+SUBSTITUTE_ON_GPU = {"train_subset": None, "test_subset": None, "epochs": 15, "seeds": 3}  # mnist-5k, full budget
 QUICK = {"train_subset": 128, "test_subset": 128, "epochs": 1, "seeds": 2}
 ACC = {"Baseline": 0.9922, "Weight decay 0.001": 0.9922, "Dropout 0.3 (FC layers)": 0.9912,
        "Stochastic depth conv1 p=0.2": 0.9924}
@@ -55,7 +56,8 @@ def spec(s: dict, data: str) -> StudySpec:
 def run(settings: Settings) -> Outcome:
     data, data_note = _data(settings)
     full = not settings.quick and not settings.reduced and data == "mnist"
-    s = QUICK if settings.quick else FULL if full else HERE
+    s = QUICK if settings.quick else FULL if full else \
+        SUBSTITUTE_ON_GPU if settings.device != "cpu" and not settings.reduced else HERE
     study_spec = spec(s, data)
     if settings.data_dir is not None:
         study_spec = study_spec.override({"data.data_dir": str(settings.data_dir)})
@@ -110,7 +112,7 @@ def run(settings: Settings) -> Outcome:
     ax.set(xlabel="final test accuracy (%) — mean and 95% CI over seeds", xlim=(100 * min(acc["ci_low"].min(),
            min(ACC.values())) - 1, 100), title=f"seed000 on {data}" + ("" if full else " (reduced)"))
     ax.legend(fontsize=7)
-    reduced = None if full else (f"{data}, first {s['train_subset']} training images, {s['epochs']} epochs, "
+    reduced = None if full else (f"{data}, first {s['train_subset'] or 'all'} training images, {s['epochs']} epochs, "
                                  f"{s['seeds']} seeds (the full preset: MNIST, 15 epochs, 3 seeds; on a GPU: "
                                  f"`{GPU_COMMAND}`)")
     return Outcome(figures={"seed000_test_acc": fig}, numbers=numbers, claims=claims, settings=s, reduced=reduced,
