@@ -11,7 +11,7 @@ Data: MNIST falls back to the real digits of mnist-5k; CIFAR-10/100 rows run whe
 reader or translation Transformer, so that row is reported "not run here: data" always.
 
 Chosen where the chapter is silent (also in results.json "choices"): Adam lr 1e-3, batch 128,
-cross-entropy, 30 epochs (``--reduced``: 10), 3 seeds; FNN 784-1024-1024-10 with dropout 0.5 after
+cross-entropy, 30 epochs (``--reduced``: 5), 3 seeds; FNN 784-1024-1024-10 with dropout 0.5 after
 each hidden layer, VGG-9 dropout 0.5, ResNet-20 dropout 0.1 at the model's dropout sites.
 Flatness: 5 random directions; sharpness = mean over them and α = ±0.5 of L(θ + αd) − L(θ), with
 R_S the training cross-entropy on the first 1000 training samples, dropout off.
@@ -41,7 +41,7 @@ ROWS = {
 }
 MULTI30K = ("Transformer / Multi30k (first 2048)", (0.493, 0.347))
 FULL = {"epochs": 30, "train_subset": None, "seeds": [0, 1, 2], "directions": 5, "flat_samples": 1000}
-REDUCED = {**FULL, "epochs": 10}
+REDUCED = {**FULL, "epochs": 5}
 QUICK = {"epochs": 1, "train_subset": 256, "seeds": [0, 1, 2], "directions": 2, "flat_samples": 128}
 MNIST_SUBSTITUTE = "mnist-5k"
 RADII = (0.25, 0.5, 1.0)  # the criterion uses 0.5; the others are checked for a disagreement
