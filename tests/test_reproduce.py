@@ -147,7 +147,7 @@ def test_summary_has_a_row_per_claim_and_pending_rows_for_old_runs(tmp_path):
         by_figure.setdefault(r[0], []).append(r)
     assert {figure for figure, _ in CATALOG} == set(by_figure)
     assert [r[4] for r in by_figure["Fig. 1.10"]] == ["disagree", "agree"]
-    assert by_figure["Fig. 1.10"][0][5] == "equal Checked: the data"
+    assert by_figure["Fig. 1.10"][0][5] == "equal. Checked: the data"
     assert by_figure["Fig. 1.4"][0][4] == "pending rerun" and by_figure["Fig. 1.11"][0][4] == "pending rerun"
     text = markdown(tmp_path)
     assert "| a \\| b | 1% | 2% | disagree |" in text and "Totals: 1 agree, 1 disagree" in text

@@ -73,7 +73,7 @@ def rows(results_dir: Path = RESULTS_DIR) -> list[list[str]]:
         seen.add(name)
         run = f"[{data['budget']}](results/{name}/README.md), {data['seconds'] / 60:.0f} min"
         for c in data["claims"]:
-            why = c.get("criterion", "") + (f" Checked: {c['checked']}" if c.get("checked") else "")
+            why = c.get("criterion", "") + (f". Checked: {c['checked']}" if c.get("checked") else "")
             out.append([figure, c["claim"], c.get("source", ""), c.get("reglab", c.get("measured", "")),
                         c["verdict"], why, run])
     return out

@@ -130,7 +130,7 @@ def run(settings: Settings) -> Outcome:
                        "final_train_loss_per_seed": loss},
                    claims=claims, settings=s, choices={
                        **CHOICES, "dropout rates": f"p ∈ {s['rates']} (the chapter's rates are not stated)",
-                       "steps": f"{s['steps']} full-batch GD steps at both ε (not stated; the same for both)",
+                       "steps": f"{s['steps']} full-batch GD steps at every ε (not stated; the same for each)",
                        "seeds": "3 initialisations, the same for every objective"},
                    notes=[data.note, "R_S is trained once per seed and ε (no dropout rate); it is drawn at "
                           "every rate for comparison."])
