@@ -129,7 +129,9 @@ def test_reduced_runs_are_marked_and_listed_with_their_run_time(tmp_path):
     _results(tmp_path, "full", budget="full", seconds=754.0)
     _results(tmp_path, "quick", budget="quick", quick=True, seconds=3.0)
     _results(tmp_path, "old", quick=False, seconds=30.0)  # written before the budget field existed
-    assert full_run_time("full", tmp_path) == "13 min" and full_run_time("old", tmp_path) == "30 s"
+    _results(tmp_path, "short", budget="full", seconds=42.0)
+    assert full_run_time("full", tmp_path) == "13 min" and full_run_time("short", tmp_path) == "42 s"
+    assert full_run_time("old", tmp_path) == "pending rerun"
     assert full_run_time("quick", tmp_path) == "not run" and full_run_time("absent", tmp_path) == "not run"
     assert full_run_time("toy", tmp_path).endswith("(reduced)")
 

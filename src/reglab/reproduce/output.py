@@ -107,12 +107,15 @@ def results(preset: Preset, outcome: Outcome, settings: Settings, seconds: float
 
 
 def full_run_time(name: str, results_dir: Path = RESULTS_DIR) -> str:
-    """The run time of the committed results of preset `name` ("12 min", "38 min (reduced)"), or "not run"."""
+    """The run time of the committed results of preset `name` ("12 min", "38 min (reduced)"), "not run", or
+    "pending rerun" for results older than the claim format."""
     try:
         data = json.loads((results_dir / name / "results.json").read_text())
     except (OSError, ValueError):
         return "not run"
-    kind = data.get("budget", "quick" if data.get("quick") else "full")
+    kind = data.get("budget")
+    if kind is None:  # written before the presets followed the sources
+        return "pending rerun"
     if kind == "quick":
         return "not run"
     minutes = data.get("seconds", 0) / 60
