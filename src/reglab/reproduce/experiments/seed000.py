@@ -24,7 +24,7 @@ from reglab.reproduce.framework import Claim, Outcome, Settings, preset
 from reglab.study import LocalExecutor, StudySpec, load_spec, run_study
 
 FULL = {"train_subset": None, "test_subset": None, "epochs": 15, "seeds": 3}
-HERE = {"train_subset": 2000, "test_subset": None, "epochs": 2, "seeds": 3}  # a 2-core CPU shared with other jobs
+HERE = {"train_subset": 1000, "test_subset": None, "epochs": 1, "seeds": 3}  # a 2-core CPU shared with other jobs
 SUBSTITUTE_ON_GPU = {"train_subset": None, "test_subset": None, "epochs": 15, "seeds": 3}  # mnist-5k, full budget
 QUICK = {"train_subset": 128, "test_subset": 128, "epochs": 1, "seeds": 2}
 ACC = {"Baseline": 0.9922, "Weight decay 0.001": 0.9922, "Dropout 0.3 (FC layers)": 0.9912,
