@@ -89,12 +89,12 @@ def test_interpolation_draws_the_six_panels_and_judges_flatness(tmp_path):
     assert len(data["claims"]) == 3
 
 
-def _fake_cifar100(root, per_file: int = 64) -> None:
+def _fake_cifar100(root) -> None:
     """A CIFAR-100-format stand-in (coarse, fine label bytes + random pixels) for tests only."""
     folder = root / "cifar-100-binary"
     folder.mkdir(parents=True)
     generator = torch.Generator().manual_seed(1)
-    for name in ("train.bin", "test.bin"):
+    for name, per_file in (("train.bin", 320), ("test.bin", 64)):
         labels = torch.cat([torch.randint(0, 20, (per_file, 1), generator=generator, dtype=torch.uint8),
                             torch.randint(0, 100, (per_file, 1), generator=generator, dtype=torch.uint8)], 1)
         pixels = torch.randint(0, 256, (per_file, 3072), generator=generator, dtype=torch.uint8)

@@ -87,14 +87,14 @@ def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else REDUCED if settings.reduced else FULL
     numbers, claims, notes, measured = {}, [], [], {}
     for row, (data, model, p, norm, source) in ROWS.items():
+        if s["train_subset"] is not None:
+            data = {**data, "train_subset": min(s["train_subset"], data.get("train_subset") or s["train_subset"])}
         data, missing = _available(data, settings)
         if missing is not None:
             numbers[row] = {"not run here": f"data: {missing}"}
             notes.append(f"{row}: not run here: data — {missing}")
             claims += _not_run(row, source, "files not found")
             continue
-        if s["train_subset"] is not None:
-            data = {**data, "train_subset": min(s["train_subset"], data.get("train_subset") or s["train_subset"])}
         runs = {q: {"test_acc": [], "train_loss": [], "sharpness": [], **{f"sharpness r={r}": [] for r in RADII}}
                 for q in (0.0, p)}
         for seed in s["seeds"]:
