@@ -79,6 +79,21 @@ def rows(results_dir: Path = RESULTS_DIR) -> list[list[str]]:
     return out
 
 
+def runs(results_dir: Path = RESULTS_DIR) -> list[str]:
+    """One line per committed run: preset, budget (and what was cut), time, code version."""
+    lines = []
+    for name in dict.fromkeys(n for _, n in CATALOG if n is not None):
+        data = load(results_dir, name)
+        if data is None:
+            lines.append(f"- `{name}`: pending rerun")
+            continue
+        cut = f" — {data['reduced']}" if data.get("reduced") else ""
+        commit = (data.get("code") or {}).get("git_commit") or "unknown"
+        lines.append(f"- `{name}`: {data['budget']}{cut}; {data['seconds'] / 60:.0f} min on {data['device']}, "
+                     f"commit {commit[:10]}; command `{data['command']}`")
+    return lines
+
+
 def markdown(results_dir: Path = RESULTS_DIR) -> str:
     table = rows(results_dir)
     counts = {v: sum(r[4] == v for r in table) for v in ("agree", "disagree", "not run", "pending rerun")}
@@ -95,7 +110,9 @@ def markdown(results_dir: Path = RESULTS_DIR) -> str:
         "than the preset's full setting (their README says which and gives the full command); *not run* means the "
         "data (CIFAR, Multi30k, full MNIST for absolute numbers) is not available here; *pending rerun* means the "
         "committed run predates the source-faithful preset. Each preset's settings, the choices made where the "
-        "source is silent (results.json \"choices\") and the code version are in docs/results/<preset>/.",
+        "source is silent (results.json \"choices\") and the code version are in docs/results/<preset>/. The "
+        "reduced CPU runs stop far from convergence (each disagreement's check reports the final training loss): "
+        "their verdicts describe that budget, not the source's full setting, which `tools/reproduce_gpu.sh` runs.",
         "",
         f"Totals: {counts['agree']} agree, {counts['disagree']} disagree, {counts['not run']} not run, "
         f"{counts['pending rerun']} pending rerun.",
@@ -103,6 +120,10 @@ def markdown(results_dir: Path = RESULTS_DIR) -> str:
         "| figure | claim | source | reglab | verdict | criterion / checked | run |",
         "|---|---|---|---|---|---|---|",
         *("| " + " | ".join(_cell(c) for c in r) + " |" for r in table),
+        "",
+        "## Runs behind the table",
+        "",
+        *runs(results_dir),
         "",
         "## Where a source contradicts itself",
         "",
