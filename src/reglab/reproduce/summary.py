@@ -89,8 +89,9 @@ def runs(results_dir: Path = RESULTS_DIR) -> list[str]:
             continue
         cut = f" — {data['reduced']}" if data.get("reduced") else ""
         commit = (data.get("code") or {}).get("git_commit") or "unknown"
-        lines.append(f"- `{name}`: {data['budget']}{cut}; {data['seconds'] / 60:.0f} min on {data['device']}, "
-                     f"commit {commit[:10]}; command `{data['command']}`")
+        minutes, device = data.get("seconds", 0) / 60, data.get("device", "?")
+        lines.append(f"- `{name}`: {data['budget']}{cut}; {minutes:.0f} min on {device}, commit {commit[:10]}; "
+                     f"command `{data.get('command', '?')}`")
     return lines
 
 
