@@ -9,7 +9,7 @@ an R̃2-trained one (L2 or L4) at α = 1. The chapter: (a, b) the loss stays nea
 
 Chosen where the chapter is silent (also in results.json "choices"): ε = 0.05, 1000 full-batch GD
 steps, p ∈ {0.2, 0.5}, 3 seeds, α ∈ [−0.5, 1.5] in steps of 0.05, pixels in [0, 1]. ``--reduced``
-(for a small CPU): p = 0.5 only and 100 steps. On a GPU: ``reglab reproduce interpolation --device cuda``.
+(for a small CPU): p = 0.5 only and 300 steps. On a GPU: ``reglab reproduce interpolation --device cuda``.
 Criteria, per seed averaged over
 rates (and over the four pairs of c–f), then mean and 95% Student-t interval over seeds:
 
@@ -29,7 +29,7 @@ from reglab.reproduce.framework import Claim, Outcome, Settings, preset
 from reglab.theory import interpolate
 
 FULL = {"rates": [0.2, 0.5], "lr": 0.05, "steps": 1000, "seeds": [0, 1, 2], "train_subset": 1000, "per_unit": 20}
-REDUCED = {**FULL, "rates": [0.5], "steps": 100}  # a 2-core CPU shared with other jobs
+REDUCED = {**FULL, "rates": [0.5], "steps": 300}  # a 2-core CPU shared with other jobs
 QUICK = {"rates": [0.5], "lr": 0.05, "steps": 3, "seeds": [0, 1, 2], "train_subset": 100, "per_unit": 4}
 PAIRS = {"a": ("rs+r1", "drop-r2"), "b": ("rs+r2", "drop-r1"), "c": ("rs+r1", "rs+r2"), "d": ("rs+r1", "drop-r1"),
          "e": ("drop-r2", "rs+r2"), "f": ("drop-r2", "drop-r1")}
@@ -105,7 +105,7 @@ def run(settings: Settings) -> Outcome:
                         source="R1-trained minima show greater flatness than R̃2-trained minima (figure only)",
                         criterion=f"95% CI over seeds of [R_S(θ(1+{STEP_OUT})) − R_S(θ(1))] − "
                                   f"[R_S(θ(−{STEP_OUT})) − R_S(θ(0))] above 0, averaged over rates and panels c–f"))
-    reduced = "p = 0.5 only, 100 GD steps (full: p ∈ {0.2, 0.5}, 1000 steps)" if settings.reduced else None
+    reduced = "p = 0.5 only, 300 GD steps (full: p ∈ {0.2, 0.5}, 1000 steps)" if settings.reduced else None
     return Outcome(figures={"interpolation": fig}, reduced=reduced,
                    numbers={"alphas": alphas, "pairs": {k: list(v) for k, v in PAIRS.items()},
                             "train_loss_per_seed": curves, "max_on_segment_over_init": ratio,
