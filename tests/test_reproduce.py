@@ -38,8 +38,9 @@ def _outcome() -> Outcome:
     fig, (ax,) = new_figure(1)
     ax.plot([0, 1], [1, 0])
     return Outcome(figures={"line": fig}, numbers={"x": math.nan, "y": [1.5, math.inf]},
-                   claims=[Claim("<script>alert(1)</script> holds", "1 < 2 & 3", True),
-                           Claim("untestable", "-", None), Claim("wrong", "0", False)],
+                   claims=[Claim("<script>alert(1)</script> holds", "1 < 2 & 3", True, source="2 > 1"),
+                           Claim("untestable", "-", None), Claim("wrong", "0", False, source="1",
+                                                                  criterion="equal", checked="the units")],
                    notes=["note <b>bold</b>"], settings={"epochs": 1})
 
 
@@ -51,8 +52,12 @@ def test_write_produces_png_strict_json_and_escaped_self_contained_html(tmp_path
     loaded = json.loads((tmp_path / "results.json").read_text())  # strict: NaN/inf became null
     assert loaded == json.loads(json.dumps(data))
     assert loaded["numbers"] == {"x": None, "y": [1.5, None]}
-    assert [c["verdict"] for c in loaded["claims"]] == ["agree", "n/a", "disagree"]
-    assert loaded["source"] == "a source, somewhere" and loaded["quick"] is True
+    assert [c["verdict"] for c in loaded["claims"]] == ["agree", "not run", "disagree"]
+    assert loaded["claims"][2] == {"claim": "wrong", "source": "1", "reglab": "0", "verdict": "disagree",
+                                   "criterion": "equal", "checked": "the units"}
+    assert loaded["source"] == "a source, somewhere" and loaded["quick"] is True and loaded["budget"] == "quick"
+    assert loaded["command"] == "reglab reproduce toy --quick" and "torch" in loaded["environment"]
+    assert set(loaded["code"]) == {"reglab", "git_commit", "git_dirty"}
     html = (tmp_path / "report.html").read_text()
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "1 &lt; 2 &amp; 3" in html and "note &lt;b&gt;bold&lt;/b&gt;" in html and "<i>" not in html
@@ -61,13 +66,13 @@ def test_write_produces_png_strict_json_and_escaped_self_contained_html(tmp_path
 
 
 def test_claims_table_has_one_row_per_claim_with_its_verdict():
-    data = {"preset": "toy", "source": "s", "claims": [
-        {"claim": c.claim, "measured": c.measured, "verdict": c.verdict} for c in _outcome().claims]}
+    data = {"preset": "toy", "figure": "Fig. 9", "source": "s", "claims": [c.row() for c in _outcome().claims]}
     console = Console(record=True, width=200)
     console.print(claims_table(data))
     lines = [line for line in console.export_text().splitlines() if "│" in line]
     assert len(lines) == 3
-    assert [line.split("│")[3].strip() for line in lines] == ["agree", "n/a", "disagree"]
+    assert [line.split("│")[4].strip() for line in lines] == ["agree", "not run", "disagree"]
+    assert lines[0].split("│")[2].strip() == "2 > 1"  # the source's value beside reglab's
     assert "<script>alert(1)</script> holds" in lines[0]  # markup-escaped, printed verbatim
 
 
@@ -76,6 +81,7 @@ def test_cli_lists_presets_and_rejects_an_unknown_one(tmp_path):
     assert listing.returncode == 0, listing.stderr
     for name in NAMES:
         assert name in listing.stdout
+    assert "Fig. 1.10" in listing.stdout and "full run" in listing.stdout
     bad = reglab("reproduce", "nope", cwd=tmp_path)
     assert bad.returncode == 2
     assert "unknown reproduction 'nope'" in bad.stderr and "Traceback" not in bad.stderr
@@ -88,7 +94,7 @@ def test_cli_runs_a_quick_preset_into_the_default_folder(tmp_path):
     assert {p.name for p in out.iterdir()} == {"dropout_1d.png", "results.json", "report.html", "README.md"}
     readme = (out / "README.md").read_text()
     assert "`reglab reproduce dropout-1d --quick`" in readme and "![dropout_1d](dropout_1d.png)" in readme
-    assert "measured vs reported" in proc.stdout and "the solution found with dropout is flatter" in proc.stdout
+    assert "source vs reglab" in proc.stdout
     # the quick version already shows the source's direction: a flatter loss slice with dropout
     results = json.loads((out / "results.json").read_text())
     rise = {k: v["mean_loss_rise"] for k, v in results["numbers"].items()}
@@ -104,3 +110,46 @@ def test_orientation_number_counts_amplitude_weighted_orientations():
     assert orientation_number(two, torch.tensor([1.0, 1.0, 2.0, 0.0])) == pytest.approx(2)
     assert orientation_number(two, torch.tensor([3.0, 0.0, 1.0, 0.0])) == pytest.approx(
         math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))))
+
+
+def _results(folder, name: str, **fields) -> None:
+    (folder / name).mkdir(parents=True)
+    (folder / name / "results.json").write_text(json.dumps({"preset": name, **fields}))
+
+
+def test_reduced_runs_are_marked_and_listed_with_their_run_time(tmp_path):
+    from reglab.reproduce.output import full_run_time
+
+    outcome = _outcome()
+    outcome.reduced = "2 epochs"
+    toy = Preset("toy", "Toy", "somewhere", lambda s: outcome)
+    data = write(toy, outcome, Settings(reduced=True), tmp_path / "toy")
+    assert data["budget"] == "reduced" and data["reduced"] == "2 epochs" and not data["quick"]
+    assert data["command"] == "reglab reproduce toy --reduced"
+    _results(tmp_path, "full", budget="full", seconds=754.0)
+    _results(tmp_path, "quick", budget="quick", quick=True, seconds=3.0)
+    _results(tmp_path, "old", quick=False, seconds=30.0)  # written before the budget field existed
+    _results(tmp_path, "short", budget="full", seconds=42.0)
+    assert full_run_time("full", tmp_path) == "13 min" and full_run_time("short", tmp_path) == "42 s"
+    assert full_run_time("old", tmp_path) == "pending rerun"
+    assert full_run_time("quick", tmp_path) == "not run" and full_run_time("absent", tmp_path) == "not run"
+    assert full_run_time("toy", tmp_path).endswith("(reduced)")
+
+
+def test_summary_has_a_row_per_claim_and_pending_rows_for_old_runs(tmp_path):
+    from reglab.reproduce.summary import CATALOG, markdown, rows
+
+    claim = {"claim": "a | b", "source": "1%", "reglab": "2%", "verdict": "disagree", "criterion": "equal",
+             "checked": "the data"}
+    _results(tmp_path, "l1-l4", budget="reduced", seconds=600, claims=[claim, {**claim, "verdict": "agree"}])
+    _results(tmp_path, "r1-mnist", quick=False, seconds=10, claims=[])  # old format: pending
+    table = rows(tmp_path)
+    by_figure = {}
+    for r in table:
+        by_figure.setdefault(r[0], []).append(r)
+    assert {figure for figure, _ in CATALOG} == set(by_figure)
+    assert [r[4] for r in by_figure["Fig. 1.10"]] == ["disagree", "agree"]
+    assert by_figure["Fig. 1.10"][0][5] == "equal. Checked: the data"
+    assert by_figure["Fig. 1.4"][0][4] == "pending rerun" and by_figure["Fig. 1.11"][0][4] == "pending rerun"
+    text = markdown(tmp_path)
+    assert "| a \\| b | 1% | 2% | disagree |" in text and "Totals: 1 agree, 1 disagree" in text

@@ -8,6 +8,11 @@ input has 1 or 3 channels and output 64 — can be skipped by stochastic depth (
                                                             proj = conv1×1 → [norm]
     then [DropBlock] → MaxPool 2×2;   with residual=False the block is just body(x).
 
+With residual=False and `replace_skip=True`, a block that stochastic depth selects takes the form of
+source 000 (the MNIST DeeperCNN comparison) instead: while training it is *replaced* by the
+parameter-free identity with probability 1 − p (y = pad(x), x zero-padded to the block's channels, He
+et al.'s option A), else y = body(x); at test y = p·body(x) + (1 − p)·pad(x). No 1×1 convolutions.
+
 Then Flatten → (Linear → ReLU → [Dropout]) per `fc_widths` → Linear classifier. Norm (default batch)
 is used in the conv blocks only. Dropout site i: after the activation of hidden FC layer i; DropBlock
 (if p > 0) after every conv block. Residual blocks: conv1, conv2, … (stochastic-depth indices 0, 1, …).
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch
 from torch import nn
 
 from reglab.config import ConfigError, DropBlockConfig, DropoutConfig, StochasticDepthConfig
@@ -38,6 +44,38 @@ from reglab.regularize.stochastic_depth import Residual, shortcut_error, surviva
 class DeeperCNN(ZooModel):
     """Conv blocks (optionally residual) → FC layers → classifier."""
 
+    def residual_blocks(self) -> list[nn.Module]:
+        """The blocks stochastic depth can skip: the `Residual` ones, or the `ReplaceSkip` ones."""
+        return super().residual_blocks() or [m for m in self.modules() if isinstance(m, ReplaceSkip)]
+
+
+class ReplaceSkip(nn.Module):
+    """Source 000's stochastic depth of one block: y = body(x) with probability `p`, else the identity
+    (channels zero-padded to `c_out`); at test the expectation p·body(x) + (1 − p)·pad(x).
+
+    `mode`: "batch" draws one keep/skip per batch (Huang et al.), "row" one per sample. Tensor ops only.
+    """
+
+    def __init__(self, body: nn.Module, p: float, c_out: int, mode: str = "batch"):
+        super().__init__()
+        self.body, self.p, self.c_out, self.mode = body, float(p), c_out, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = nn.functional.pad(x, (0, 0, 0, 0, 0, self.c_out - x.shape[1]))  # (N, c_in, H, W) -> (N, c_out, H, W)
+        out = self.body(x)
+        if not self.training:
+            return self.p * out + (1.0 - self.p) * skip
+        lead = x.shape[0] if self.mode == "row" else 1
+        keep = (torch.rand((lead, 1, 1, 1), dtype=out.dtype, device=out.device) < self.p).to(out.dtype)
+        return keep * out + (1.0 - keep) * skip
+
+    @property
+    def survival_probability(self) -> float:
+        return self.p
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:.4g}, mode={self.mode}"
+
 
 def conv_block(c_in: int, c_out: int, norm: str) -> nn.Sequential:
     """conv3×3 (stride 1, padding 1) → [norm] → ReLU: (N, c_in, H, W) -> (N, c_out, H, W)."""
@@ -56,14 +94,17 @@ def projection(c_in: int, c_out: int, norm: str, stride: int = 1) -> nn.Sequenti
 def build_deeper_cnn(*, input_shape: tuple[int, ...], num_outputs: int, norm: str, dropout: DropoutConfig,
                      stochastic_depth: StochasticDepthConfig, dropblock: DropBlockConfig,
                      channels: tuple[int, ...] = (64, 128, 256), fc_widths: tuple[int, ...] = (512,),
-                     residual: bool = True) -> DeeperCNN:
+                     residual: bool = True, replace_skip: bool = False) -> DeeperCNN:
     (c, h, w), prep = image_input(input_shape, "deeper_cnn")
     n = len(channels)
     if n == 0 or min(h, w) < 2 ** n:
         raise ConfigError(f"model.options.channels: {n} conv blocks (each halving H, W) need an input of at "
                           f"least {2 ** n}×{2 ** n} (got {h}×{w})")
-    if not residual:
-        probs = survival_probabilities(n, stochastic_depth)
+    probs = survival_probabilities(n, stochastic_depth)
+    if replace_skip and (residual or stochastic_depth.scaling != "test"):
+        raise ConfigError("model.options.replace_skip needs model.options.residual = false and "
+                          "regularize.stochastic_depth.scaling = 'test' (source 000's expectation at test time)")
+    if not residual and not replace_skip:
         for i, p in enumerate(probs):
             if p < 1.0:
                 c_in = c if i == 0 else channels[i - 1]
@@ -78,8 +119,15 @@ def build_deeper_cnn(*, input_shape: tuple[int, ...], num_outputs: int, norm: st
     c_in = c
     for i, (c_out, gate) in enumerate(zip(channels, block_gates, strict=True), start=1):
         body = conv_block(c_in, c_out, norm)  # (N, c_in, H, W) -> (N, c_out, H, W)
-        layers[f"conv{i}"] = Residual(body, projection(c_in, c_out, norm), gate=gate, name=f"conv{i}") \
-            if residual else body
+        if residual:
+            layers[f"conv{i}"] = Residual(body, projection(c_in, c_out, norm), gate=gate, name=f"conv{i}")
+        elif replace_skip and probs[i - 1] < 1.0:
+            if c_out < c_in:
+                raise ConfigError(f"model.options.replace_skip: conv{i} has fewer output than input channels "
+                                  f"({c_in} -> {c_out}); the identity cannot be zero-padded to it")
+            layers[f"conv{i}"] = ReplaceSkip(body, probs[i - 1], c_out, stochastic_depth.mode)
+        else:
+            layers[f"conv{i}"] = body
         if (db := dropblock_layer(dropblock)) is not None:
             layers[f"dropblock{i}"] = db
         layers[f"pool{i}"] = nn.MaxPool2d(2)  # (N, c_out, H, W) -> (N, c_out, H/2, W/2)

@@ -1,9 +1,10 @@
 """Reproductions of the dropout-theory experiments: ``reglab reproduce <name> [--quick]``.
 
-Each preset re-runs one experiment of Zhang & Xu 2022 (*Implicit regularization of dropout*,
-arXiv:2207.05952) — or, for ``seed000``, the project's own study — and writes PNG figures, a
-``results.json``, a self-contained ``report.html`` and a ``README.md`` comparing what it measured with
-what the source reports (see docs/reproduce.md).
+Each preset re-runs one experiment of the dropout chapter (Zhang & Xu 2022, *Implicit regularization
+of dropout*, arXiv:2207.05952) — or, for ``seed000``, source 000's MNIST DeeperCNN comparison — and
+writes PNG figures, a ``results.json``, a self-contained ``report.html`` and a ``README.md`` putting
+the source's value beside reglab's for every claim, with a verdict (docs/reproduce.md collects them:
+``python -m reglab.reproduce.summary``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ def run(name: str, settings: Settings = Settings(), out: str | Path | None = Non
 
     chosen = get_preset(name)
     settings = dataclasses.replace(settings, out=Path(out) if out is not None else Path("reproductions") / name)
+    code = output.code_version()  # the code the run starts from
     start = time.perf_counter()
     outcome = chosen.run(settings)
-    return output.write(chosen, outcome, settings, settings.out, time.perf_counter() - start)
+    return output.write(chosen, outcome, settings, settings.out, time.perf_counter() - start, code)
 
 
 __all__ = ["Claim", "Outcome", "Preset", "Settings", "get_preset", "presets", "run"]

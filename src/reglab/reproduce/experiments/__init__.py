@@ -12,8 +12,8 @@ CATALOG: dict[str, PresetInfo] = {
         "dropout_1d", "1-D fit: dropout finds a flatter solution",
         "introductory 1-D example (width-1000 two-layer ReLU net, lr 1e-3)"),
     "dropout-table": PresetInfo(
-        "dropout_table", "Dropout across architectures: with vs without",
-        "table of test accuracy with and without dropout (FNN, VGG-9, ResNet-20, Transformer)"),
+        "dropout_table", "Dropout across architectures: accuracy and flatness with vs without",
+        "Table 1.1 and fig. 1.9 (FNN/MNIST, VGG-9/CIFAR-10, ResNet-20/CIFAR-100, Transformer/Multi30k)"),
     "effective-ratio": PresetInfo(
         "effective_ratio", "Effective ratio of ResNet-18 conv layers with and without dropout",
         "CIFAR-10 ResNet-18 experiment (dropout 0.5 after each block, Adam lr 1e-3, batch 128)"),
@@ -21,11 +21,11 @@ CATALOG: dict[str, PresetInfo] = {
         "escape", "Escape: dropout / R1 move a trained R_S solution to a condensed one",
         "escape experiment (train with R_S, then switch to dropout or R_S + R1)"),
     "interpolation": PresetInfo(
-        "interpolation", "Interpolation between the minima of R_S, R_drop and L1",
-        "interpolation experiment (loss along the line between minima of L_i and L_j)"),
+        "interpolation", "Interpolation between minima of L1–L4: R1-trained minima are flatter",
+        "fig. 1.11 (R_S on the line between minima of L_i and L_j, one curve per dropout rate)"),
     "l1-l4": PresetInfo(
-        "l1_l4", "L1–L4: dropout's gain follows its explicit term R1",
-        "disentangling experiment (R_S, R_drop, L1–L4 over dropout rates, lr 0.05 and 0.005)"),
+        "l1_l4", "L1–L4: R1 carries dropout's benefit, R̃2 helps only slightly",
+        "fig. 1.10 (R_S, R_drop, L1–L4 over dropout rates, full-batch GD at ε = 0.05 and 0.005)"),
     "r1-mnist": PresetInfo(
         "r1_mnist", "R1 on MNIST: dropout ≈ R_S + R1, both beat R_S alone",
         "explicit-regularizer experiment (784-1000-10 net, first 1000 MNIST images, lr 5e-3)"),
@@ -33,9 +33,9 @@ CATALOG: dict[str, PresetInfo] = {
         "sample_size", "Sample size: test error vs n with and without dropout",
         "sample-size experiment (two-neuron tanh teacher, width-1000 student, Adam lr 1e-4)"),
     "seed000": PresetInfo(
-        "seed000", "seed000 study: regularizers of a DeeperCNN against seed noise",
-        "its arms vs its baseline",
-        source="reglab study preset seed000 (no published numbers)"),
+        "seed000", "Source 000: Baseline / weight decay / dropout / stochastic depth on an MNIST DeeperCNN",
+        "Fig. 1 and Table 1 (MNIST DeeperCNN, four arms)",
+        source="source 000 (regularization methods on MNIST, shared/seeds/000)"),
     "teacher-student": PresetInfo(
         "teacher_student", "Teacher-student: dropout condenses the student's neurons",
         "teacher-student experiment (10-D input, one-neuron tanh teacher)"),
