@@ -22,7 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from reglab.theory.condensation import _LAYER_TYPES, cosine_similarity_matrix, effective_ratio, neuron_features
+from reglab.theory.condensation import (
+    _LAYER_TYPES,
+    cosine_similarity_matrix,
+    effective_ratio_greedy,
+    neuron_features,
+)
 from reglab.theory.hessian import hessian_top_eigenvalue, hessian_trace
 from reglab.theory.landscape import filter_normalized_direction, loss_along_direction, loss_surface
 from reglab.train.loop import load_trained
@@ -102,7 +107,7 @@ def layer_condensation(model: nn.Module, threshold: float, out: Path) -> dict:
         slug = name.replace(".", "_") or "model"
         order = features.angle.argsort() if features.angle is not None else None
         plot_cosine_similarity(cosine_similarity_matrix(layer), order=order, path=out / f"cosine_{slug}.png")
-        record = {"neurons": m, "effective_ratio": effective_ratio(layer, threshold),
+        record = {"neurons": m, "effective_ratio": effective_ratio_greedy(layer, threshold),
                   "figures": [f"cosine_{slug}.png"]}
         if features.angle is not None:
             plot_neuron_features(features, path=out / f"features_{slug}.png")

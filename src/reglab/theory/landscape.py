@@ -3,8 +3,9 @@
 Li, Xu, Taylor, Studer & Goldstein (2018), *Visualizing the loss landscape of neural nets*, NeurIPS:
 a random Gaussian direction d whose every filter is rescaled to the norm of the model's filter,
 d_{i,j} ← d_{i,j} ‖θ_{i,j}‖/‖d_{i,j}‖ (filter j of layer i: a row of a Linear weight, an output
-channel of a Conv weight), then L(θ + αδ) or L(θ + αδ + βη). Goodfellow, Vinyals & Saxe (2015)
-for the interpolation L((1 − α)θ_a + αθ_b).
+channel of a Conv weight), then L(θ + αδ) or L(θ + αδ + βη). Zhang & Xu (2022) normalise an FNN's
+directions per layer instead ("each layer can be seen as one filter"): ``norm="layer"``.
+Goodfellow, Vinyals & Saxe (2015) for the interpolation L((1 − α)θ_a + αθ_b).
 
 Slices are evaluated in eval mode without gradients, many parameter points at once:
 `torch.func.functional_call` vmapped over chunks of `chunk_size` points. Memory grows with
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -24,23 +26,30 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def filter_normalized_direction(model: nn.Module, generator: torch.Generator | None = None, *,
+                                norm: Literal["filter", "layer"] = "filter",
                                 include_bias_and_norm: bool = False) -> list[torch.Tensor]:
-    """One tensor per `model.parameters()`: Gaussian, each filter rescaled to the model's filter norm.
+    """One tensor per `model.parameters()`: Gaussian, rescaled to the model's norms.
 
+    ``norm="filter"`` (Li et al. 2018): each filter of a ≥ 2-D parameter — a Linear row, a Conv output
+    channel — gets the norm of the model's filter. ``norm="layer"`` (Zhang & Xu's FNNs, where "each
+    layer is one filter"): each parameter tensor as a whole, d_i ← d_i ‖θ_i‖/‖d_i‖.
     Parameters with ≤ 1 dimension (biases, normalisation scales/shifts) are 0, or with
-    `include_bias_and_norm` a copy of the parameter (Li et al.'s code: one scalar per "filter",
-    rescaled to |θ|, which they take as θ itself).
+    `include_bias_and_norm`: per filter, a copy of the parameter (Li et al.'s code: one scalar per
+    "filter", rescaled to |θ|, which they take as θ itself); per layer, a Gaussian vector rescaled to ‖θ_i‖.
     """
+    if norm not in ("filter", "layer"):
+        raise ValueError(f"norm must be 'filter' or 'layer', got {norm!r}")
     direction = []
     for p in model.parameters():
         p = p.detach()
-        if p.dim() <= 1:
+        if p.dim() <= 1 and not (include_bias_and_norm and norm == "layer"):
             direction.append(p.clone() if include_bias_and_norm else torch.zeros_like(p))
             continue
         device = generator.device if generator is not None else p.device
         d = torch.randn(p.shape, generator=generator, device=device, dtype=p.dtype).to(p.device)
-        scale = p.flatten(1).norm(dim=1) / d.flatten(1).norm(dim=1).clamp_min(torch.finfo(p.dtype).tiny)
-        direction.append(d * scale.view(-1, *[1] * (p.dim() - 1)))
+        units_p, units_d = (p.flatten(1), d.flatten(1)) if norm == "filter" else (p.reshape(1, -1), d.reshape(1, -1))
+        scale = units_p.norm(dim=1) / units_d.norm(dim=1).clamp_min(torch.finfo(p.dtype).tiny)
+        direction.append(d * (scale.view(-1, *[1] * (p.dim() - 1)) if norm == "filter" else scale))
     return direction
 
 
