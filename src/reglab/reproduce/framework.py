@@ -1,7 +1,9 @@
 """The shared frame of every reproduction: settings in, an `Outcome` (figures, numbers, claims) out.
 
 A preset is a function ``run(settings) -> Outcome`` registered with `@preset`; `reglab.reproduce.run`
-calls it and writes what it returns (see `reglab.reproduce.output`).
+calls it and writes what it returns (see `reglab.reproduce.output`). Each `Claim` is one row of the
+comparison with the source: the source's value, reglab's value, the verdict (agree / disagree /
+not run), the criterion that decided it and, for a disagreement, what was checked to explain it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from matplotlib.figure import Figure
 from reglab.config import ConfigError
 
 SOURCE = "Zhang & Xu 2022, Implicit regularization of dropout, arXiv:2207.05952"
+CHAPTER = "Dropout chapter (source 004: Zhang & Xu 2022, Implicit regularization of dropout)"
+
+#: which figure or table of the sources each preset reproduces (shown by ``reglab reproduce --list``)
+FIGURES = {
+    "dropout-1d": "Fig. 1.1, 1.8", "condensation": "Fig. 1.2", "teacher-student": "Fig. 1.3 (a, b)",
+    "effective-ratio": "Fig. 1.3 (c)", "r1-mnist": "Fig. 1.4", "escape": "Fig. 1.6", "sample-size": "Fig. 1.7",
+    "dropout-table": "Table 1.1, Fig. 1.9", "l1-l4": "Fig. 1.10", "interpolation": "Fig. 1.11",
+    "seed000": "source 000 (MNIST DeeperCNN), Fig. 1 / Table 1",
+}
+VERDICTS = ("agree", "disagree", "not run")
 
 
 @dataclass(frozen=True)
@@ -31,27 +43,46 @@ class Settings:
 
 @dataclass
 class Claim:
-    """One row of "measured vs reported": the source's claim as text, our number, and whether they agree
-    (None: the source gives no number or direction to compare with)."""
+    """One row of "source vs reglab".
+
+    `claim`: what the source states; `measured`: reglab's value; `agrees`: True/False by `criterion`,
+    None when it was not run (missing data, a reduced run that cannot judge it); `source`: the
+    source's own number or qualitative statement; `criterion`: the checkable rule behind the verdict;
+    `checked`: for a disagreement, what was checked to explain it.
+    """
 
     claim: str
     measured: str
     agrees: bool | None
+    source: str = ""
+    criterion: str = ""
+    checked: str = ""
 
     @property
     def verdict(self) -> str:
-        return {True: "agree", False: "disagree", None: "n/a"}[self.agrees]
+        return {True: "agree", False: "disagree", None: "not run"}[self.agrees]
+
+    def row(self) -> dict[str, str]:
+        """The claim as a results.json row."""
+        return {"claim": self.claim, "source": self.source, "reglab": self.measured, "verdict": self.verdict,
+                "criterion": self.criterion, "checked": self.checked}
 
 
 @dataclass
 class Outcome:
-    """What a preset produced: figures by file stem, JSON-able numbers, claims and notes for the report."""
+    """What a preset produced: figures by file stem, JSON-able numbers, claims and notes for the report.
+
+    `reduced`: None for a run of the preset's full setting, else what was cut (its results are then
+    marked ``"budget": "reduced"``); `choices`: the settings the source leaves open and the values chosen.
+    """
 
     figures: dict[str, Figure] = field(default_factory=dict)
     numbers: dict[str, Any] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    choices: dict[str, str] = field(default_factory=dict)
+    reduced: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +92,10 @@ class Preset:
     where: str  # which experiment of the source
     run: Callable[[Settings], Outcome]
     source: str = SOURCE
+
+    @property
+    def figure(self) -> str:
+        return FIGURES.get(self.name, "—")
 
 
 _PRESETS: dict[str, Preset] = {}

@@ -1,8 +1,9 @@
 """Writing a reproduction: PNG figures, ``results.json``, a self-contained ``report.html``, a rich table.
 
     <out>/<figure>.png   one file per figure
-    <out>/results.json   {preset, title, source, command, quick, seconds, settings, numbers, claims, notes,
-                          environment}
+    <out>/results.json   {preset, title, figure, source, command, quick, budget, reduced, seconds, settings,
+                          choices, numbers, claims, notes, environment, code}; each claim row is
+                          {claim, source, reglab, verdict, criterion, checked}
     <out>/report.html    the claims table, notes and every figure (base64 PNG); all text escaped
     <out>/README.md      the same in Markdown, figures linked, with the command and the hardware
 """
@@ -14,6 +15,7 @@ import io
 import json
 import math
 import platform
+import subprocess
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,10 @@ from reglab.report.environment import environment
 from reglab.report.html import CSS
 from reglab.reproduce.framework import Outcome, Preset, Settings
 
-VERDICT_STYLE = {"agree": "bold green", "disagree": "bold red", "n/a": "dim"}
-VERDICT_CLASS = {"agree": "better", "disagree": "worse", "n/a": "muted"}  # colours of reglab.report.html.CSS
+VERDICT_STYLE = {"agree": "bold green", "disagree": "bold red", "not run": "dim"}
+VERDICT_CLASS = {"agree": "better", "disagree": "worse", "not run": "muted"}  # colours of reglab.report.html.CSS
+#: the committed full runs (``reglab reproduce --list`` reads their run times), in a source checkout
+RESULTS_DIR = Path(__file__).resolve().parents[3] / "docs" / "results"
 
 
 def _png(fig) -> bytes:
@@ -62,51 +66,99 @@ def cpu_model() -> str:
 def command(preset: Preset, settings: Settings) -> str:
     flags = " --quick" if settings.quick else ""
     flags += f" --device {settings.device}" if settings.device != "cpu" else ""
+    flags += f" --data-dir {settings.data_dir}" if settings.data_dir is not None else ""
     return f"reglab reproduce {preset.name}{flags}"
+
+
+def code_version() -> dict[str, Any]:
+    """The reglab version and, in a git checkout, the commit and whether the tree had local changes."""
+    from reglab import __version__
+
+    root = Path(__file__).resolve().parents[3]
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"reglab": __version__, "git_commit": commit, "git_dirty": bool(status) if commit else None}
+
+
+def budget(outcome: Outcome, settings: Settings) -> str:
+    """"quick", "reduced" (a preset that cannot run its full setting here) or "full"."""
+    return "quick" if settings.quick else "reduced" if outcome.reduced else "full"
 
 
 def results(preset: Preset, outcome: Outcome, settings: Settings, seconds: float) -> dict[str, Any]:
     return _jsonable({
-        "preset": preset.name, "title": preset.title, "source": f"{preset.source}, {preset.where}",
-        "command": command(preset, settings), "quick": settings.quick, "device": settings.device,
-        "seconds": round(seconds, 1), "settings": outcome.settings,
-        "numbers": outcome.numbers,
-        "claims": [{"claim": c.claim, "measured": c.measured, "verdict": c.verdict} for c in outcome.claims],
+        "preset": preset.name, "title": preset.title, "figure": preset.figure,
+        "source": f"{preset.source}, {preset.where}", "command": command(preset, settings),
+        "quick": settings.quick, "budget": budget(outcome, settings), "reduced": outcome.reduced,
+        "device": settings.device, "seconds": round(seconds, 1), "settings": outcome.settings,
+        "choices": outcome.choices, "numbers": outcome.numbers, "claims": [c.row() for c in outcome.claims],
         "notes": outcome.notes, "environment": {**environment([settings.device]), "cpu": cpu_model()},
+        "code": code_version(),
     })
 
 
+def full_run_time(name: str, results_dir: Path = RESULTS_DIR) -> str:
+    """The run time of the committed results of preset `name` ("12 min", "38 min (reduced)"), or "not run"."""
+    try:
+        data = json.loads((results_dir / name / "results.json").read_text())
+    except (OSError, ValueError):
+        return "not run"
+    kind = data.get("budget", "quick" if data.get("quick") else "full")
+    if kind == "quick":
+        return "not run"
+    minutes = data.get("seconds", 0) / 60
+    text = f"{minutes:.0f} min" if minutes >= 1 else f"{data.get('seconds', 0):.0f} s"
+    return text if kind == "full" else f"{text} ({kind})"
+
+
+def _why(c: dict[str, str]) -> str:
+    """Criterion, and for a disagreement what was checked."""
+    return c["criterion"] + (f" Checked: {c['checked']}" if c["checked"] else "")
+
+
 def html_page(data: dict[str, Any], pngs: dict[str, bytes]) -> str:
-    rows = "".join(f"<tr><td>{escape(c['claim'])}</td><td>{escape(c['measured'])}</td>"
-                   f'<td class="{VERDICT_CLASS[c["verdict"]]}">{escape(c["verdict"])}</td></tr>'
-                   for c in data["claims"])
+    rows = "".join(f"<tr><td>{escape(c['claim'])}</td><td>{escape(c['source'])}</td><td>{escape(c['reglab'])}</td>"
+                   f'<td class="{VERDICT_CLASS[c["verdict"]]}">{escape(c["verdict"])}</td>'
+                   f"<td>{escape(_why(c))}</td></tr>" for c in data["claims"])
     notes = "".join(f"<li>{escape(n)}</li>" for n in data["notes"])
     figures = "".join(f'<figure><img alt="{escape(name)}" src="data:image/png;base64,'
                       f'{base64.b64encode(png).decode("ascii")}"><figcaption>{escape(name)}.png'
                       "</figcaption></figure>" for name, png in pngs.items())
-    mode = "quick (reduced) run" if data["quick"] else "full run"
+    mode = {"quick": "quick run", "reduced": f"reduced run ({data['reduced']})", "full": "full run"}[data["budget"]]
     settings = escape(json.dumps(data["settings"], indent=2))
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>reglab reproduce: {escape(data['preset'])}</title><style>{CSS}</style></head>\n"
             f"<body><main>\n<h1>{escape(data['title'])}</h1>\n"
             f'<p class="meta">{escape(data["source"])} · {mode} · device {escape(data["device"])}</p>\n'
-            "<h2>Measured vs reported by the source</h2>\n<table><thead><tr><th>source</th><th>measured</th>"
-            f"<th>verdict</th></tr></thead><tbody>{rows}</tbody></table>\n"
+            "<h2>Source vs reglab</h2>\n<table><thead><tr><th>claim</th><th>source</th><th>reglab</th>"
+            f"<th>verdict</th><th>criterion / checked</th></tr></thead><tbody>{rows}</tbody></table>\n"
             f"<h2>Notes</h2><ul>{notes}</ul>\n<h2>Figures</h2>{figures}\n"
             f"<h2>Settings</h2><pre>{settings}</pre>\n</main></body></html>\n")
 
 
 def readme(data: dict[str, Any], figures: list[str]) -> str:
-    """README.md of a run: command, hardware, measured vs reported, notes, figures, settings."""
+    """README.md of a run: figure, command, hardware, source vs reglab, choices, notes, figures, settings."""
     env = data["environment"]
-    rows = "".join(f"| {c['claim']} | {c['measured']} | {c['verdict']} |\n" for c in data["claims"])
+    rows = "".join(f"| {c['claim']} | {c['source']} | {c['reglab']} | {c['verdict']} | {_why(c)} |\n"
+                   for c in data["claims"])
+    mode = {"quick": "quick version", "reduced": f"reduced: {data['reduced']}", "full": "full version"}
     return "\n".join([
         f"# {data['title']}\n", f"Source: {data['source']}.\n",
-        f"Command: `{data['command']}` ({'quick, reduced' if data['quick'] else 'full'} version; "
-        f"{data['seconds']:.0f} s).\n",
+        f"Reproduces: {data['figure']}.\n",
+        f"Command: `{data['command']}` ({mode[data['budget']]}; {data['seconds']:.0f} s).\n",
         f"Hardware: {env['cpu']}, {env['cpu cores']} cores, device {data['device']}; torch {env['torch']}, "
-        f"reglab {env['reglab']}, Python {env['python']}.\n",
-        "## Measured vs reported by the source\n", "| source | measured | verdict |\n|---|---|---|\n" + rows,
+        f"reglab {env['reglab']} (commit {data['code']['git_commit'] or 'unknown'}), Python {env['python']}.\n",
+        "## Source vs reglab\n",
+        "| claim | source | reglab | verdict | criterion / checked |\n|---|---|---|---|---|\n" + rows,
+        "## Choices where the source is silent\n", *(f"- {k}: {v}" for k, v in data["choices"].items()), "",
         "## Notes\n", *(f"- {n}" for n in data["notes"]), "\n## Figures\n",
         *(f"![{name}]({name}.png)\n" for name in figures),
         "## Settings\n", f"```json\n{json.dumps(data['settings'], indent=2)}\n```\n"])
@@ -127,12 +179,13 @@ def write(preset: Preset, outcome: Outcome, settings: Settings, out: Path, secon
 
 
 def claims_table(data: dict[str, Any]) -> Table:
-    """The short terminal table: the source's claim, our number, agree / disagree."""
-    table = Table(title=rich_escape(f"{data['preset']}: measured vs reported"),
+    """The short terminal table: the claim, the source's value, reglab's, the verdict."""
+    table = Table(title=rich_escape(f"{data['preset']} ({data['figure']}): source vs reglab"),
                   caption=rich_escape(data["source"]), caption_justify="left")
-    for column in ("source", "measured", "verdict"):
+    for column in ("claim", "source", "reglab", "verdict"):
         table.add_column(column, overflow="fold")
     for c in data["claims"]:
         style = VERDICT_STYLE[c["verdict"]]
-        table.add_row(rich_escape(c["claim"]), rich_escape(c["measured"]), f"[{style}]{c['verdict']}[/]")
+        table.add_row(rich_escape(c["claim"]), rich_escape(c["source"]), rich_escape(c["reglab"]),
+                      f"[{style}]{c['verdict']}[/]")
     return table

@@ -13,7 +13,7 @@ import numpy as np
 
 from reglab.reproduce.common import make_trainer, new_figure, orientation_number, sci
 from reglab.reproduce.framework import Claim, Outcome, Settings, preset
-from reglab.theory import effective_ratio, neuron_features
+from reglab.theory import effective_ratio_greedy, neuron_features
 
 FULL = {"width": 1000, "epochs_rs": 5000, "epochs_after": 5000, "lr": 5e-3, "p": 0.3, "threshold": 0.99}
 QUICK = {"width": 100, "epochs_rs": 300, "epochs_after": 300, "lr": 5e-3, "p": 0.3, "threshold": 0.99}
@@ -36,7 +36,7 @@ def run(settings: Settings) -> Outcome:
     before = first.fit()
     start = {k: v.clone() for k, v in first.model.state_dict().items()}
     numbers = {"after R_S": {"R_S": before.final["train_eval_loss"],
-                             "effective_ratio": effective_ratio(first.model[0], s["threshold"])}}
+                             "effective_ratio": effective_ratio_greedy(first.model[0], s["threshold"])}}
     fig, axes = new_figure(1 + len(CONTINUATIONS), width=3.8, height=3.2)
     ax_loss = axes[0]
     head = [e["train_eval_loss"] for e in before.epochs]
@@ -48,7 +48,7 @@ def run(settings: Settings) -> Outcome:
         tail = [e["train_eval_loss"] for e in result.epochs]
         ax_loss.plot(range(len(head) + 1, len(head) + len(tail) + 1), tail, label=label)
         f = neuron_features(trainer.model[0], trainer.model[-1])
-        numbers[label] = {"R_S": tail[-1], "effective_ratio": effective_ratio(trainer.model[0], s["threshold"]),
+        numbers[label] = {"R_S": tail[-1], "effective_ratio": effective_ratio_greedy(trainer.model[0], s["threshold"]),
                           "orientations": orientation_number(f.angle, f.amplitude)}
         ax.scatter(f.angle.cpu().numpy(), f.amplitude.cpu().numpy(), s=4)
         ax.set(xlim=(-np.pi, np.pi), xlabel="orientation θ = atan2(b, w)", ylabel="amplitude |a|·‖(w, b)‖",
