@@ -6,7 +6,7 @@ weights. Source claim: with dropout the student's neurons have only two directio
 without dropout they do not.
 
 Choices where the source is silent (also in results.json "choices"): teacher f*(x) = tanh(w*·x) with
-w* a fixed random unit vector; 200 training inputs x ~ N(0, I_10); student width 1000 with biases,
+w* a fixed random unit vector; 100 training inputs x ~ N(0, I_10); student width 1000 with biases,
 initialised in the linear regime N(0, m^−0.2) (the chapter's Fig. 1.8 init); Adam, lr 1e-3 (the
 chapter's rate for its other two-layer tanh experiments), full batch, 10,000 steps; drop rates 0.1
 and 0.3 against 0; 3 seeds.
@@ -23,13 +23,13 @@ from reglab.reproduce.framework import Claim, Outcome, Settings, preset
 from reglab.reproduce.stacked import init_nets, risk, train
 from reglab.theory import cosine_similarity_matrix
 
-FULL = {"width": 1000, "d": 10, "n_train": 200, "n_test": 2000, "rates": [0.0, 0.1, 0.3], "seeds": 3,
+FULL = {"width": 1000, "d": 10, "n_train": 100, "n_test": 2000, "rates": [0.0, 0.1, 0.3], "seeds": 3,
         "lr": 1e-3, "steps": 10000}
 QUICK = {"width": 100, "d": 10, "n_train": 100, "n_test": 500, "rates": [0.0, 0.3], "seeds": 2,
          "lr": 1e-3, "steps": 300}
 CHOICES = {
     "teacher": "tanh(w*·x), w* a fixed random unit vector of R^10 (seed 1234), no bias",
-    "data": "200 training and 2000 test inputs x ~ N(0, I_10)",
+    "data": "100 training and 2000 test inputs x ~ N(0, I_10)",
     "student": "width 1000, tanh, biases; every weight and bias N(0, m^−0.2) (linear regime, as Fig. 1.8)",
     "training": "Adam lr 1e-3, full batch, 10,000 steps, loss ½(f − y)²",
     "dropout rates": "drop probability 0.1 and 0.3 against 0",
