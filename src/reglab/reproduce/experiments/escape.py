@@ -94,10 +94,11 @@ def run(settings: Settings) -> Outcome:
     claims = []
     for label in ("R_drop", "R_S + R1"):
         mine = numbers[label]["nonzero_directions"]
+        moved = numbers[label]["relative_change_from_R_S_minimum"]
         claims.append(Claim(
             f"continuing with {label} leaves the R_S minimum for a condensed model",
             f"directions covering the neurons of amplitude ≥ {FLOOR}·max (cos > 0.95, exact cover): {fmt(mine)} vs "
-            f"{fmt(control)} when R_S continues; ‖W − W_RS‖/‖W_RS‖ {fmt(numbers[label]['relative_change_from_R_S_minimum'])}"
+            f"{fmt(control)} when R_S continues; ‖W − W_RS‖/‖W_RS‖ {fmt(moved)}"
             f" vs {fmt(numbers['R_S (reference)']['relative_change_from_R_S_minimum'])}",
             mine["mean"] + mine["ci95"] < control["mean"] - control["ci95"],
             source="orange (R_drop) and green (R_S + R1) condense, blue (R_S) does not",
