@@ -32,10 +32,13 @@ VERDICTS = ("agree", "disagree", "not run")
 
 @dataclass(frozen=True)
 class Settings:
-    """How a preset runs: `quick` is the small CPU version; `data_dir` is searched first for data files;
-    `out` is the output directory (presets that keep runs on disk, like studies, put them there)."""
+    """How a preset runs: `quick` is the small CPU version (seconds, for tests); `reduced` the stated
+    reduced budget of a preset too slow for a small CPU (presets without one run in full); `data_dir`
+    is searched first for data files; `out` is the output directory (presets that keep runs on disk,
+    like studies, put them there)."""
 
     quick: bool = False
+    reduced: bool = False
     device: str = "cpu"
     data_dir: Path | None = None
     out: Path = Path("reproductions")

@@ -64,7 +64,7 @@ def cpu_model() -> str:
 
 
 def command(preset: Preset, settings: Settings) -> str:
-    flags = " --quick" if settings.quick else ""
+    flags = " --quick" if settings.quick else " --reduced" if settings.reduced else ""
     flags += f" --device {settings.device}" if settings.device != "cpu" else ""
     flags += f" --data-dir {settings.data_dir}" if settings.data_dir is not None else ""
     return f"reglab reproduce {preset.name}{flags}"
@@ -93,7 +93,8 @@ def budget(outcome: Outcome, settings: Settings) -> str:
     return "quick" if settings.quick else "reduced" if outcome.reduced else "full"
 
 
-def results(preset: Preset, outcome: Outcome, settings: Settings, seconds: float) -> dict[str, Any]:
+def results(preset: Preset, outcome: Outcome, settings: Settings, seconds: float,
+            code: dict[str, Any] | None = None) -> dict[str, Any]:
     return _jsonable({
         "preset": preset.name, "title": preset.title, "figure": preset.figure,
         "source": f"{preset.source}, {preset.where}", "command": command(preset, settings),
@@ -101,7 +102,7 @@ def results(preset: Preset, outcome: Outcome, settings: Settings, seconds: float
         "device": settings.device, "seconds": round(seconds, 1), "settings": outcome.settings,
         "choices": outcome.choices, "numbers": outcome.numbers, "claims": [c.row() for c in outcome.claims],
         "notes": outcome.notes, "environment": {**environment([settings.device]), "cpu": cpu_model()},
-        "code": code_version(),
+        "code": code or code_version(),
     })
 
 
@@ -164,14 +165,15 @@ def readme(data: dict[str, Any], figures: list[str]) -> str:
         "## Settings\n", f"```json\n{json.dumps(data['settings'], indent=2)}\n```\n"])
 
 
-def write(preset: Preset, outcome: Outcome, settings: Settings, out: Path, seconds: float = 0.0
-          ) -> dict[str, Any]:
-    """Write figures, results.json, report.html and README.md under `out`; returns the results dict."""
+def write(preset: Preset, outcome: Outcome, settings: Settings, out: Path, seconds: float = 0.0,
+          code: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write figures, results.json, report.html and README.md under `out`; returns the results dict.
+    `code`: the code version the run started from (default: now)."""
     out.mkdir(parents=True, exist_ok=True)
     pngs = {name: _png(fig) for name, fig in outcome.figures.items()}
     for name, png in pngs.items():
         (out / f"{name}.png").write_bytes(png)
-    data = results(preset, outcome, settings, seconds)
+    data = results(preset, outcome, settings, seconds, code)
     (out / "results.json").write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     (out / "report.html").write_text(html_page(data, pngs))
     (out / "README.md").write_text(readme(data, list(pngs)))
