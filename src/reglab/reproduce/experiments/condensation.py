@@ -25,8 +25,8 @@ from reglab.reproduce.stacked import forward, init_nets, train
 
 FULL = {"width": 1000, "depths": [2, 3], "rates": [0.0, 0.1, 0.3], "seeds": 3, "n_train": 20, "lr": 1e-3,
         "steps": {"2": 20000, "3": 5000}}
-QUICK = {"width": 100, "depths": [2, 3], "rates": [0.0, 0.3], "seeds": 2, "n_train": 20, "lr": 1e-3,
-         "steps": {"2": 300, "3": 100}}
+QUICK = {"width": 50, "depths": [2, 3], "rates": [0.0, 0.3], "seeds": 2, "n_train": 20, "lr": 1e-3,
+         "steps": {"2": 200, "3": 50}}
 CHOICES = {
     "optimizer": "Adam, full batch (the source gives only the learning rate 1e-3)",
     "training data": "20 points evenly spaced on [−10, 10]",
