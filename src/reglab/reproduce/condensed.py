@@ -78,6 +78,18 @@ def fmt(s: dict, digits: int = 3) -> str:
     return f"{s['mean']:.{digits}g} ± {s['ci95']:.{digits}g}" if math.isfinite(s["ci95"]) else f"{s['mean']:.{digits}g}"
 
 
+def below(a: dict, b: dict) -> bool:
+    """Summary a's 95% CI entirely below summary b's."""
+    return a["mean"] + a["ci95"] < b["mean"] - b["ci95"]
+
+
+def why_not_below(a: dict, b: dict, what: str) -> str:
+    """For a failed `below(a, b)`: whether the means are at least ordered, and that the CIs overlap."""
+    order = "in the source's order" if a["mean"] < b["mean"] else "in the opposite order"
+    return (f"{what}: means {order} ({fmt(a)} vs {fmt(b)}), 95% CIs over {a['n']} seeds "
+            f"{'overlap' if a['mean'] < b['mean'] else 'do not support the claim'}.")
+
+
 def scatter(ax, nets: StackedNets, t: int, initial: StackedNets, title: str) -> None:
     """The source's scatter: initial (blue) and final (orange) neurons, amplitudes rescaled to max 1."""
     for which, color, label in ((initial, "tab:blue", "initial"), (nets, "tab:orange", "final")):

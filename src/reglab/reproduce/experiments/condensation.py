@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from reglab.reproduce.common import new_figure
-from reglab.reproduce.condensed import FLOOR, condensation, fmt, scatter, summary
+from reglab.reproduce.condensed import FLOOR, below, condensation, fmt, scatter, summary, why_not_below
 from reglab.reproduce.framework import Claim, Outcome, Settings, preset
 from reglab.reproduce.stacked import forward, init_nets, train
 
@@ -96,11 +96,8 @@ def claims_for(depth: int, r: dict, rates: list[float]) -> list[Claim]:
     plain = r[f"p={rates[0]}"]
     dropped = {k: v for k, v in r.items() if k.startswith("p=") and k != f"p={rates[0]}"}
 
-    def disjoint_below(a: dict, b: dict) -> bool:  # a's 95% CI entirely below b's
-        return a["mean"] + a["ci95"] < b["mean"] - b["ci95"]
-
     near = plain["relative_change"]["mean"] < 0.2
-    fewer = all(disjoint_below(v["nonzero_directions"], plain["nonzero_directions"]) for v in dropped.values())
+    fewer = all(below(v["nonzero_directions"], plain["nonzero_directions"]) for v in dropped.values())
     smoother = all(v["output_total_variation"]["mean"] < plain["output_total_variation"]["mean"]
                    for v in dropped.values())
     moved = all(v["relative_change"]["mean"] > plain["relative_change"]["mean"] for v in dropped.values())
@@ -109,19 +106,26 @@ def claims_for(depth: int, r: dict, rates: list[float]) -> list[Claim]:
               f"‖W − W₀‖/‖W₀‖ of the first layer: {fmt(plain['relative_change'])} without dropout; "
               + ", ".join(f"{fmt(v['relative_change'])} at {k}" for k, v in dropped.items()),
               near and moved, source="orange (trained) close to blue (initial) without dropout; far with dropout",
-              criterion="mean relative change < 0.2 without dropout, and larger at every dropout rate"),
+              criterion="mean relative change < 0.2 without dropout, and larger at every dropout rate",
+              checked="" if near and moved else f"no-dropout mean {plain['relative_change']['mean']:.3g}; "
+              f"final training R_S without dropout {fmt(plain['train_R_S'])}"),
         Claim(f"{depth}-layer: with dropout the non-zero neurons condense on a few orientations",
               f"directions covering the neurons of amplitude ≥ {FLOOR}·max (cos > 0.95, exact cover): "
               f"{fmt(plain['nonzero_directions'])} without dropout; "
               + ", ".join(f"{fmt(v['nonzero_directions'])} at {k}" for k, v in dropped.items()),
               fewer, source="scatter: with dropout the non-zero parameters gather at a few discrete directions",
-              criterion="95% CI of the count at every dropout rate entirely below the no-dropout CI (3 seeds)"),
+              criterion="95% CI of the count at every dropout rate entirely below the no-dropout CI (3 seeds)",
+              checked=" ".join(why_not_below(v["nonzero_directions"], plain["nonzero_directions"], k)
+                               for k, v in dropped.items() if not below(v["nonzero_directions"],
+                                                                        plain["nonzero_directions"]))),
         Claim(f"{depth}-layer: the output without dropout oscillates more than with dropout",
               f"total variation of f on [−10, 10]: {fmt(plain['output_total_variation'])} without; "
               + ", ".join(f"{fmt(v['output_total_variation'])} at {k}" for k, v in dropped.items())
               + f" (target {r['target_total_variation']:.3g})",
               smoother, source="Fig. 1.2 (b, g) vs (c, h): more oscillation without dropout",
-              criterion="mean total variation lower at every dropout rate than without"),
+              criterion="mean total variation lower at every dropout rate than without",
+              checked="" if smoother else "final training R_S: " + ", ".join(
+                  f"{k} {fmt(v['train_R_S'])}" for k, v in r.items() if k.startswith("p="))),
     ]
 
 

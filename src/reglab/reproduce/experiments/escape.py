@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from reglab.reproduce.common import new_figure
-from reglab.reproduce.condensed import FLOOR, condensation, features, fmt, summary
+from reglab.reproduce.condensed import FLOOR, below, condensation, features, fmt, summary, why_not_below
 from reglab.reproduce.experiments.condensation import target
 from reglab.reproduce.framework import Claim, Outcome, Settings, preset
 from reglab.reproduce.stacked import forward, init_nets, train
@@ -100,10 +100,12 @@ def run(settings: Settings) -> Outcome:
             f"directions covering the neurons of amplitude ≥ {FLOOR}·max (cos > 0.95, exact cover): {fmt(mine)} vs "
             f"{fmt(control)} when R_S continues; ‖W − W_RS‖/‖W_RS‖ {fmt(moved)}"
             f" vs {fmt(numbers['R_S (reference)']['relative_change_from_R_S_minimum'])}",
-            mine["mean"] + mine["ci95"] < control["mean"] - control["ci95"],
+            below(mine, control),
             source="orange (R_drop) and green (R_S + R1) condense, blue (R_S) does not",
             criterion="95% CI of the direction count after the switch entirely below that of the R_S continuation "
-                      f"({s['seeds']} seeds)"))
+                      f"({s['seeds']} seeds)",
+            checked="" if below(mine, control) else why_not_below(mine, control, "direction count")
+            + f" Final R_S: {fmt(numbers[label]['R_S'])} vs {fmt(numbers['R_S (reference)']['R_S'])}."))
     return Outcome(figures={"escape": fig}, numbers=numbers, claims=claims, settings=s, choices=CHOICES, notes=[
         "Scatter as the source's: (orientation of (w, b), amplitude |a|·‖(w, b)‖) rescaled to max 1 per model; "
         "blue: R_S continued, orange: R_drop, green: R_S + R1.",

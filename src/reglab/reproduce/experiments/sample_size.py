@@ -82,7 +82,7 @@ def run(settings: Settings) -> Outcome:
     ax_curves.legend(fontsize=8)
 
     above = [n for n in s["sizes"] if n > 6]
-    plain = errors[f"p={s['rates'][0]}"]
+    plain, train_plain = errors[f"p={s['rates'][0]}"], train_errors[f"p={s['rates'][0]}"]
     dropped = {k: v for k, v in errors.items() if k != f"p={s['rates'][0]}"}
     drop_good = all(v[str(n)]["mean"] < GOOD for v in dropped.values() for n in above)
     plain_bad = all(plain[str(n)]["mean"] >= GOOD for n in above)
@@ -94,9 +94,13 @@ def run(settings: Settings) -> Outcome:
         Claim("with dropout the student generalizes well once n > 6",
               "; ".join(f"{k}: {row(v)}" for k, v in dropped.items()), drop_good,
               source="low test error for every dropout rate once n > 6 (the teacher's 6 free parameters)",
-              criterion=f"mean test error < {GOOD} at every dropout rate and every n > 6 ({s['trials']} trials)"),
+              criterion=f"mean test error < {GOOD} at every dropout rate and every n > 6 ({s['trials']} trials)",
+              checked="" if drop_good else "final training error with dropout: " + "; ".join(
+                  f"{k}: " + ", ".join(f"n={n}: {fmt(train_errors[k][str(n)])}" for n in above) for k in dropped)),
         Claim("without dropout the student generalizes badly", f"p=0: {row(plain)}", plain_bad,
-              source="high test error without dropout", criterion=f"mean test error ≥ {GOOD} at every n > 6"),
+              source="high test error without dropout", criterion=f"mean test error ≥ {GOOD} at every n > 6",
+              checked="" if plain_bad else "final training error without dropout: " + ", ".join(
+                  f"n={n}: {fmt(train_plain[str(n)])}" for n in above)),
     ]
     return Outcome(figures={"sample_size": fig}, numbers={"test_error": errors, "train_R_S": train_errors},
                    claims=claims, settings=s, choices=CHOICES, notes=[
