@@ -48,7 +48,8 @@ def test_condensation_counts_directions_exactly_on_both_depths(tmp_path):
     for rate in ("p=0.0", "p=0.3"):
         assert numbers[rate]["count_methods"] == ["exact"]
         for net in numbers[rate]["per_seed"]:
-            assert 1 <= net["nonzero_directions"]["count"] <= net["nonzero_neurons"]
+            assert 1 <= net["nonzero_directions"]["count"] <= net["nonzero_directions"]["greedy_count"]
+            assert net["nonzero_directions"]["greedy_count"] <= net["nonzero_neurons"]
             assert net["effective_ratio"]["method"] == "exact" and 0 < net["effective_ratio"]["ratio"] <= 1
 
 
@@ -88,3 +89,15 @@ def test_effective_ratio_needs_cifar10_and_runs_on_a_stand_in(tmp_path):
             assert h[layer]["method"] == "exact" and 0 < h[layer]["ratio"] <= h[layer]["greedy"] <= 1
 
 
+
+
+def test_direction_count_is_exact_or_says_it_fell_back_to_the_greedy_bound(monkeypatch):
+    from reglab.reproduce import condensed
+
+    pairs = torch.tensor([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [0.05, 0.99], [-1.0, 0.0]])
+    assert condensed.direction_count(pairs) == {"count": 3, "ratio": 3 / 5, "method": "exact", "greedy_count": 3}
+    monkeypatch.setattr(condensed, "TIME_LIMIT", 0.0)
+    spread = torch.randn(300, 3, generator=torch.Generator().manual_seed(0))
+    fallback = condensed.direction_count(spread, 0.5)
+    assert fallback["method"].startswith("greedy") and fallback["count"] == fallback["greedy_count"]
+    assert fallback["greedy_max_factor"] > 1
