@@ -107,12 +107,15 @@ def results(preset: Preset, outcome: Outcome, settings: Settings, seconds: float
 
 
 def full_run_time(name: str, results_dir: Path = RESULTS_DIR) -> str:
-    """The run time of the committed results of preset `name` ("12 min", "38 min (reduced)"), or "not run"."""
+    """The run time of the committed results of preset `name` ("12 min", "38 min (reduced)"), "not run", or
+    "pending rerun" for results older than the claim format."""
     try:
         data = json.loads((results_dir / name / "results.json").read_text())
     except (OSError, ValueError):
         return "not run"
-    kind = data.get("budget", "quick" if data.get("quick") else "full")
+    kind = data.get("budget")
+    if kind is None:  # written before the presets followed the sources
+        return "pending rerun"
     if kind == "quick":
         return "not run"
     minutes = data.get("seconds", 0) / 60
@@ -122,7 +125,12 @@ def full_run_time(name: str, results_dir: Path = RESULTS_DIR) -> str:
 
 def _why(c: dict[str, str]) -> str:
     """Criterion, and for a disagreement what was checked."""
-    return c["criterion"] + (f" Checked: {c['checked']}" if c["checked"] else "")
+    return c["criterion"] + (f". Checked: {c['checked']}" if c["checked"] else "")
+
+
+def _md(text: str) -> str:
+    """A Markdown table cell: pipes escaped, one line."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def html_page(data: dict[str, Any], pngs: dict[str, bytes]) -> str:
@@ -148,8 +156,8 @@ def html_page(data: dict[str, Any], pngs: dict[str, bytes]) -> str:
 def readme(data: dict[str, Any], figures: list[str]) -> str:
     """README.md of a run: figure, command, hardware, source vs reglab, choices, notes, figures, settings."""
     env = data["environment"]
-    rows = "".join(f"| {c['claim']} | {c['source']} | {c['reglab']} | {c['verdict']} | {_why(c)} |\n"
-                   for c in data["claims"])
+    rows = "".join("| " + " | ".join(_md(v) for v in (c["claim"], c["source"], c["reglab"], c["verdict"], _why(c)))
+                   + " |\n" for c in data["claims"])
     mode = {"quick": "quick version", "reduced": f"reduced: {data['reduced']}", "full": "full version"}
     return "\n".join([
         f"# {data['title']}\n", f"Source: {data['source']}.\n",
