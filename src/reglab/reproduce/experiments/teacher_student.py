@@ -75,6 +75,7 @@ def run(settings: Settings) -> Outcome:
             "nonzero_directions": summary([per_net[t]["nonzero_directions"]["count"] for t in idx]),
             "effective_ratio_all_neurons": summary([per_net[t]["effective_ratio"]["ratio"] for t in idx]),
             "train_R_S": summary([train_rs[t] for t in idx]), "test_R_S": summary([test[t] for t in idx]),
+            "relative_change": summary([per_net[t]["relative_change"] for t in idx]),
             "count_methods": sorted({per_net[t][k]["method"] for t in idx
                                      for k in ("effective_ratio", "nonzero_directions")}),
             "per_seed": [per_net[t] for t in idx]}
@@ -99,7 +100,11 @@ def run(settings: Settings) -> Outcome:
                   + ", ".join(f"{fmt(v['nonzero_directions'])} at {k}" for k, v in dropped.items()),
                   two and many, source="two directions with dropout (cosine-similarity matrix); no such structure "
                   "without", criterion=f"every seed at every dropout rate needs ≤ 2 directions to cover its neurons of "
-                  f"rescaled amplitude ≥ {FLOOR}, and every seed without dropout needs > 2")
+                  f"rescaled amplitude ≥ {FLOOR}, and every seed without dropout needs > 2",
+                  checked="" if two and many else "How far training moved the first layer from its random init, "
+                  "‖W − W₀‖/‖W₀‖: " + ", ".join(f"{k} {fmt(v['relative_change'])}" for k, v in numbers.items())
+                  + "; training R_S " + ", ".join(f"{k} {fmt(v['train_R_S'])}" for k, v in numbers.items())
+                  + "; test R_S " + ", ".join(f"{k} {fmt(v['test_R_S'])}" for k, v in numbers.items()) + ".")
     return Outcome(figures={"cosine_similarity": fig}, numbers=numbers, claims=[claim], settings=s, choices=CHOICES,
                    notes=[
         "Input weight of a neuron: (incoming weights, bias), 11-D. Direction counts: exact minimum cover at the "
