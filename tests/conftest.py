@@ -11,3 +11,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def fake_cifar10(root, per_file: int = 64) -> None:
+    """A CIFAR-10-format stand-in (random pixels and labels) for tests only: 5 training files + test."""
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(0)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        labels = torch.randint(0, 10, (per_file, 1), generator=generator, dtype=torch.uint8)
+        pixels = torch.randint(0, 256, (per_file, 3072), generator=generator, dtype=torch.uint8)
+        (folder / name).write_bytes(torch.cat([labels, pixels], 1).numpy().tobytes())

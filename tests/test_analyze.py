@@ -19,7 +19,7 @@ from reglab.cli import app, main
 from reglab.config import ConfigError
 from reglab.report import write_report
 from reglab.study import StudySpec, run_study
-from reglab.theory import effective_ratio, filter_normalized_direction
+from reglab.theory import effective_ratio_greedy, filter_normalized_direction
 from reglab.theory.analyze import analyze_run
 from reglab.train.rundir import read_metrics
 
@@ -91,7 +91,7 @@ def test_library_analysis_matches_independent_computation(run_dir, trained, tmp_
     assert list(layers) == ["0"]  # the 1-neuron output layer has no pairs to condense
     ratio = layers["0"]["effective_ratio"]
     assert 0 < ratio <= 1 and layers["0"]["neurons"] == 32
-    assert ratio == effective_ratio(model[0]) == read_metrics(run_dir / "metrics.jsonl")[-1]["effective_ratio/0"]
+    assert ratio == effective_ratio_greedy(model[0]) == read_metrics(run_dir / "metrics.jsonl")[-1]["effective_ratio/0"]
 
 
 def test_cli_on_a_checkpoint_and_with_defaults(run_dir, trained, tmp_path):
@@ -212,4 +212,4 @@ def test_sharpness_metrics_against_dense_hessian_and_by_hand(trained):
         rises.append(sum(losses) / 2 - half_mse(model, x, y))
     assert values["landscape_rise"] == pytest.approx(sum(rises) / 3, rel=1e-4)
     assert values["landscape_rise_se"] == pytest.approx(torch.tensor(rises).std().item() / 3**0.5, rel=1e-3)
-    assert values["effective_ratio"] == effective_ratio(model[0])
+    assert values["effective_ratio"] == effective_ratio_greedy(model[0])

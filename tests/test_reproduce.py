@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from rich.console import Console
 
 from reglab.config import ConfigError
@@ -95,21 +94,9 @@ def test_cli_runs_a_quick_preset_into_the_default_folder(tmp_path):
     readme = (out / "README.md").read_text()
     assert "`reglab reproduce dropout-1d --quick`" in readme and "![dropout_1d](dropout_1d.png)" in readme
     assert "source vs reglab" in proc.stdout
-    # the quick version already shows the source's direction: a flatter loss slice with dropout
     results = json.loads((out / "results.json").read_text())
-    rise = {k: v["mean_loss_rise"] for k, v in results["numbers"].items()}
-    assert rise["dropout p=0.2"] < rise["without dropout"]
-
-
-def test_orientation_number_counts_amplitude_weighted_orientations():
-    from reglab.reproduce.common import orientation_number
-
-    centres = (torch.arange(72, dtype=torch.float64) + 0.5) * (2 * math.pi / 72) - math.pi  # one per 5° bin
-    assert orientation_number(centres, torch.ones(72)) == pytest.approx(72)
-    two = torch.tensor([-1.0, -1.01, 2.0, 2.5])  # 2.5 lies in another bin but carries no amplitude
-    assert orientation_number(two, torch.tensor([1.0, 1.0, 2.0, 0.0])) == pytest.approx(2)
-    assert orientation_number(two, torch.tensor([3.0, 0.0, 1.0, 0.0])) == pytest.approx(
-        math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))))
+    assert {"without dropout", "dropout p=0.3"} <= set(results["numbers"])
+    assert all(results["numbers"][k]["mean_loss_rise"]["n"] == 2 for k in ("without dropout", "dropout p=0.3"))
 
 
 def _results(folder, name: str, **fields) -> None:

@@ -10,7 +10,8 @@ import json
 import pytest
 import torch
 
-from reglab.data import DataNotFoundError, get_dataset_info
+from conftest import fake_cifar10
+from reglab.data import get_dataset_info
 from reglab.reproduce import Settings, run
 
 
@@ -30,29 +31,6 @@ def quick(name: str, tmp_path, **settings) -> dict:
     assert json.loads((tmp_path / name / "results.json").read_text()) == json.loads(json.dumps(data))
     assert data["quick"] is True and data["claims"]
     return data
-
-
-def test_teacher_student_dropout_lowers_the_effective_ratio_early_in_training(tmp_path):
-    """The quick run (1000 steps) separates clearly (≈ 1.0 vs 0.8). Not a proof of the claim: the full
-    run, trained 10,000 steps, condenses more *without* dropout (docs/results/teacher-student)."""
-    numbers = quick("teacher-student", tmp_path)["numbers"]
-    assert numbers["dropout p=0.2"]["effective_ratio"] < numbers["without dropout"]["effective_ratio"] - 0.05
-
-
-def test_r1_mnist_mean_dropout_loss_is_rs_plus_r1(tmp_path):
-    data = quick("r1-mnist", tmp_path)
-    for objective in ("dropout", "R_S + R1"):
-        terms = data["numbers"][objective]["p=0.5"]
-        assert terms["E_R_drop"] == pytest.approx(terms["R_S"] + terms["R1"], rel=0.02)
-        assert terms["R1"] > 0
-    assert 0 <= data["numbers"]["R_S alone"]["test_acc"] <= 1
-    assert any("mnist-5k" in note or "first 1000 MNIST" in note for note in data["notes"])
-
-
-@pytest.mark.parametrize("name", ["condensation", "sample-size", "escape"])
-def test_quick_presets_run_and_report_every_claim(name, tmp_path):
-    data = quick(name, tmp_path)
-    assert all(c["verdict"] in ("agree", "disagree", "not run") for c in data["claims"])
 
 
 def _row_claims(data: dict, verdicts=("agree", "disagree")) -> None:
@@ -123,37 +101,13 @@ def test_dropout_table_reports_rows_without_data_as_not_run(tmp_path):
 
 @pytest.mark.slow
 def test_dropout_table_runs_the_cifar_rows_on_stand_in_files(tmp_path):
-    _fake_cifar10(tmp_path / "data")
+    fake_cifar10(tmp_path / "data")
     _fake_cifar100(tmp_path / "data")
     data = quick("dropout-table", tmp_path, data_dir=tmp_path / "data")
     for row in ("VGG-9 / CIFAR-10 (first 2048)", "ResNet-20 / CIFAR-100"):
         assert data["numbers"][row]["direction_norm"] == "filter"
         claims = [c for c in data["claims"] if c["claim"].startswith(row)]
         assert len(claims) == 2 and all(c["verdict"] in ("agree", "disagree") for c in claims)
-
-
-def _fake_cifar10(root, per_file: int = 64) -> None:
-    """A CIFAR-10-format stand-in (random pixels and labels) for tests only: 5 training files + test."""
-    folder = root / "cifar-10-batches-bin"
-    folder.mkdir(parents=True)
-    generator = torch.Generator().manual_seed(0)
-    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
-        labels = torch.randint(0, 10, (per_file, 1), generator=generator, dtype=torch.uint8)
-        pixels = torch.randint(0, 256, (per_file, 3072), generator=generator, dtype=torch.uint8)
-        (folder / name).write_bytes(torch.cat([labels, pixels], 1).numpy().tobytes())
-
-
-def test_effective_ratio_needs_cifar10_and_runs_on_a_stand_in(tmp_path):
-    if get_dataset_info("cifar10").probe(None) is None:
-        with pytest.raises(DataNotFoundError, match="cifar10: .*not found; looked in:"):
-            run("effective-ratio", Settings(quick=True, data_dir=tmp_path / "empty"), tmp_path / "missing")
-    _fake_cifar10(tmp_path / "data")
-    data = quick("effective-ratio", tmp_path, data_dir=tmp_path / "data")
-    assert any(str(tmp_path / "data") in note for note in data["notes"])  # says which data it used
-    assert any("not a result" in note for note in data["notes"])
-    history = data["numbers"]["dropout p=0.5"]["history"]
-    assert [h["epoch"] for h in history] == [1, 2]
-    assert all(0 < h[layer] <= 1 for h in history for layer in ("conv1", "conv8", "conv16"))
 
 
 def test_seed000_runs_the_study_with_verdicts(tmp_path):

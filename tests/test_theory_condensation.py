@@ -10,9 +10,10 @@ from torch import nn
 
 from reglab.theory import (
     CondensationTracker,
+    CoverNotSolved,
     cosine_similarity_matrix,
-    effective_ratio,
     effective_ratio_exact,
+    effective_ratio_greedy,
     neuron_features,
     neuron_weights,
 )
@@ -77,7 +78,7 @@ def test_effective_ratio_greedy_vs_exact_on_small_cases(seed):
     threshold = [0.0, 0.3, 0.6, 0.8][seed % 4]
     exact = brute_force_ratio(w.numpy(), threshold)
     assert effective_ratio_exact(w, threshold) == pytest.approx(exact)
-    greedy = effective_ratio(w, threshold)
+    greedy = effective_ratio_greedy(w, threshold)
     harmonic = sum(1 / i for i in range(1, m + 1))
     assert exact - 1e-12 <= greedy <= harmonic * exact + 1e-12
 
@@ -85,31 +86,31 @@ def test_effective_ratio_greedy_vs_exact_on_small_cases(seed):
 def test_greedy_can_exceed_the_minimum_within_its_bound():
     w = torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert brute_force_ratio(w.numpy(), 0.0) == effective_ratio_exact(w, 0.0) == 2 / 8
-    assert effective_ratio(w, 0.0) == 3 / 8  # ≤ H(8)·2/8
+    assert effective_ratio_greedy(w, 0.0) == 3 / 8  # ≤ H(8)·2/8
 
 
 @pytest.mark.parametrize(("k", "per", "d"), [(1, 10, 5), (3, 3, 4), (5, 40, 20), (10, 10, 50)])
 def test_effective_ratio_of_clustered_neurons_is_k_over_m(k, per, d):
     w = clustered(k, per, d, spread=0.01, seed=k)
-    assert effective_ratio(w) == pytest.approx(k / (k * per))
+    assert effective_ratio_greedy(w) == pytest.approx(k / (k * per))
     if k * per <= 50:
         assert effective_ratio_exact(w) == pytest.approx(k / (k * per))
 
 
 def test_effective_ratio_of_random_directions_in_high_dimension_is_one():
     w = torch.randn(200, 500, generator=torch.Generator().manual_seed(0))
-    assert effective_ratio(w) == 1.0
+    assert effective_ratio_greedy(w) == 1.0
 
 
 def test_effective_ratio_threshold_is_strict_and_zero_neurons_count_alone():
     w = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
-    assert effective_ratio(w, threshold=math.cos(math.pi / 4) + 1e-6) == pytest.approx(1.0)
-    assert effective_ratio(w, threshold=0.5) == pytest.approx(2 / 3)
+    assert effective_ratio_greedy(w, threshold=math.cos(math.pi / 4) + 1e-6) == pytest.approx(1.0)
+    assert effective_ratio_greedy(w, threshold=0.5) == pytest.approx(2 / 3)
 
 
 def test_effective_ratio_handles_1000_neurons():
     w = clustered(20, 50, 30, spread=0.01, seed=0)
-    assert effective_ratio(w) == pytest.approx(20 / 1000)
+    assert effective_ratio_greedy(w) == pytest.approx(20 / 1000)
 
 
 def test_condensation_tracker_default_and_named_layers():
@@ -146,3 +147,10 @@ def test_cover_ratio_states_its_method_and_takes_the_bias():
         layer.weight.copy_(weight)
         layer.bias.copy_(bias)
     assert cover_ratio(layer).value == cover_ratio(weight, bias=bias).value == 1.0
+def test_exact_cover_under_a_time_limit_is_proven_or_raises():
+    """A cover the MILP solves instantly comes back exact; a zero time limit cannot prove optimality."""
+    w = torch.cat([torch.tensor([[1.0, 0.0]]).repeat(5, 1), torch.tensor([[0.0, 1.0]]).repeat(5, 1)])
+    assert effective_ratio_exact(w, time_limit=30) == 2 / 10
+    big = torch.randn(300, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(CoverNotSolved, match="not solved to optimality"):
+        effective_ratio_exact(big, 0.5, time_limit=0.0)

@@ -213,3 +213,22 @@ def test_moving_buffers_before_the_first_layer_is_exact():
             if name in d:
                 t.add_(0.5 * d[name])
         torch.testing.assert_close(losses[0], mse(moved(x), y))
+def test_layer_normalized_direction_matches_a_hand_computation():
+    """norm="layer": the same Gaussian draw as the generator gives, each tensor scaled by ‖θ_i‖/‖d_i‖."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.arange(12.0).view(4, 3) - 5)
+        model[0].bias.copy_(torch.tensor([3.0, 0.0, -4.0, 0.0]))  # ‖b‖ = 5
+    g = torch.Generator().manual_seed(7)
+    direction = filter_normalized_direction(model, g, norm="layer", include_bias_and_norm=True)
+    g = torch.Generator().manual_seed(7)
+    for p, d in zip(model.parameters(), direction, strict=True):
+        raw = torch.randn(p.shape, generator=g)
+        expected = raw * (p.detach().pow(2).sum().sqrt() / raw.pow(2).sum().sqrt())
+        torch.testing.assert_close(d, expected)
+    assert direction[1].norm().item() == pytest.approx(5.0)
+    rows = direction[0].norm(dim=1) / model[0].weight.detach().norm(dim=1)
+    assert rows.std() > 0.05  # whole-layer, not per-row, scaling
+    assert filter_normalized_direction(model, g, norm="layer")[1].abs().sum() == 0  # biases 0 by default
+    with pytest.raises(ValueError, match="norm must be 'filter' or 'layer'"):
+        filter_normalized_direction(model, norm="neuron")

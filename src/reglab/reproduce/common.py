@@ -77,17 +77,3 @@ def mnist_mlp(data: dict[str, Any], *, objective: str, p: float, optimizer: str,
     return {"data": data, "model": {"name": "mlp", "options": {"widths": [1000], "activation": "relu"}},
             "optim": {"name": optimizer, "lr": lr}, "regularize": {"dropout": {"p": p}},
             "train": {"epochs": epochs, "batch_size": batch_size, "loss": "mse", "objective": objective}}
-
-
-def orientation_number(angle: torch.Tensor, amplitude: torch.Tensor, bins: int = 72) -> float:
-    """Amplitude-weighted effective number of orientations of 1-D-input neurons: exp(entropy) of the
-    histogram of θ_k over `bins` equal bins of [−π, π), each neuron weighted by its amplitude A_k.
-
-    Unlike the effective ratio, neurons of negligible amplitude barely count: it is low when the
-    output is carried by neurons at a few orientations (the condensed picture of the scatter plots).
-    """
-    index = ((angle.double().cpu() + torch.pi) / (2 * torch.pi) * bins).long().clamp(0, bins - 1)
-    hist = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, amplitude.double().cpu())
-    q = hist / hist.sum()
-    q = q[q > 0]
-    return float(torch.exp(-(q * q.log()).sum()))

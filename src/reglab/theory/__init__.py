@@ -1,7 +1,8 @@
 """The theory of why dropout works, and the tools to look: Zhang & Xu, *Implicit regularization of
 dropout* (arXiv:2207.05952, IEEE TPAMI 2024).
 
-* `dropout`      — explicit regularizer R1, implicit (learning-rate) regularizer R2, objectives L1–L4;
+* `dropout`      — R1 (dropout's learning-rate-independent implicit regularizer), R2 (learning-rate
+  dependent), objectives L1–L4;
 * `condensation` — neuron features, cosine similarity, effective ratio, an epoch tracker;
 * `landscape`    — filter-normalized directions, 1-D / 2-D loss slices, interpolation (Li et al. 2018);
 * `hessian`      — Hessian-vector products, top-k eigenpairs, spectral density, trace (sharpness);
@@ -12,10 +13,11 @@ Dropout ``p`` is the drop probability everywhere; the theory's keep probability 
 
 from reglab.theory.condensation import (
     CondensationTracker,
+    CoverNotSolved,
     NeuronFeatures,
     cosine_similarity_matrix,
-    effective_ratio,
     effective_ratio_exact,
+    effective_ratio_greedy,
     neuron_features,
     neuron_weights,
 )
@@ -65,6 +67,7 @@ __all__ = [*_PLOTS,
     "Eigenpairs",
     "HessianOperator",
     "SpectralDensity",
+    "CoverNotSolved",
     "NeuronFeatures",
     "cosine_similarity_matrix",
     "cover_ratio",
@@ -72,7 +75,7 @@ __all__ = [*_PLOTS,
     "dropout_mode",
     "dropout_r1",
     "dropout_r2",
-    "effective_ratio",
+    "effective_ratio_greedy",
     "effective_ratio_exact",
     "filter_normalized_direction",
     "hessian_density",

@@ -31,7 +31,12 @@ import torch
 from torch import nn
 
 from reglab.config import ConfigError
-from reglab.theory.condensation import _LAYER_TYPES, cosine_similarity_matrix, effective_ratio, neuron_features
+from reglab.theory.condensation import (
+    _LAYER_TYPES,
+    cosine_similarity_matrix,
+    effective_ratio_greedy,
+    neuron_features,
+)
 from reglab.theory.cover import cover_ratio
 from reglab.theory.hessian import (
     check_mode,
@@ -134,7 +139,7 @@ def layer_condensation(model: nn.Module, threshold: float, out: Path) -> dict:
         slug = name.replace(".", "_") or "model"
         order = features.angle.argsort() if features.angle is not None else None
         plot_cosine_similarity(cosine_similarity_matrix(layer), order=order, path=out / f"cosine_{slug}.png")
-        record = {"neurons": m, "effective_ratio": effective_ratio(layer, threshold), "method": "greedy",
+        record = {"neurons": m, "effective_ratio": effective_ratio_greedy(layer, threshold), "method": "greedy",
                   "figures": [f"cosine_{slug}.png"]}
         if features.angle is not None:
             plot_neuron_features(features, path=out / f"features_{slug}.png")

@@ -5,12 +5,14 @@ weights of hidden neurons condense on isolated orientations. The input weight of
 w_k = (its incoming weights, its bias) — the paper's wording, bias included; for a convolution each
 output channel's flattened kernel (plus bias) is one neuron.
 
-Effective ratio (the chapter's Definition 1, as given in the project's issue text; the stored copies
-of the paper searched here showed only its abstract): the smallest number r of directions, chosen
-among the neurons' own unit directions u_k = w_k/‖w_k‖, such that every neuron has cosine similarity
-> threshold with one of them, divided by the number of neurons m. Computing r is minimum set cover
-(NP-hard): `effective_ratio` uses the greedy cover (r_greedy ≤ H(s)·r ≤ (ln s + 1)·r, s the largest
-set, Johnson 1974 / Chvátal 1979); `effective_ratio_exact` solves the 0/1 program with scipy's MILP.
+Effective ratio (the source's Definition 1): m_eff/m, where m_eff is the smallest size of a set U of
+unit directions such that every neuron's unit input weight has cosine > threshold (0.95) with some
+u ∈ U. reglab takes the candidate directions u among the neurons' own unit directions u_k = w_k/‖w_k‖,
+which makes it minimum set cover. (With U free, the minimum lies between this cover at the doubled
+angle, threshold cos(2·arccos t), and this cover at t.) Set cover is NP-hard:
+`effective_ratio_exact` solves the 0/1 program with scipy's MILP (HiGHS), optionally under a time
+limit; `effective_ratio_greedy` is the greedy cover, an upper bound with r_greedy ≤ H(s)·r ≤
+(ln s + 1)·r, s the largest set (Johnson 1974 / Chvátal 1979).
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def _coverage(weights: nn.Module | torch.Tensor, threshold: float) -> torch.Tens
     return cover.fill_diagonal_(True)
 
 
-def effective_ratio(weights: nn.Module | torch.Tensor, threshold: float = 0.95) -> float:
+def effective_ratio_greedy(weights: nn.Module | torch.Tensor, threshold: float = 0.95) -> float:
     """Greedy upper bound r_greedy/m of the effective ratio (module docstring); r_greedy ≤ (ln m + 1)·r.
 
     Greedy: repeatedly take the direction covering the most still-uncovered neurons (lowest index on
@@ -108,19 +110,26 @@ def effective_ratio(weights: nn.Module | torch.Tensor, threshold: float = 0.95) 
         uncovered = uncovered * (1 - cover[:, best])
 
 
-def effective_ratio_exact(weights: nn.Module | torch.Tensor, threshold: float = 0.95) -> float:
+class CoverNotSolved(RuntimeError):
+    """The exact set cover was not proven optimal (time limit or solver failure)."""
+
+
+def effective_ratio_exact(weights: nn.Module | torch.Tensor, threshold: float = 0.95, *,
+                          time_limit: float | None = None) -> float:
     """Exact effective ratio r/m: min Σ_j x_j s.t. Σ_j cover_ij x_j ≥ 1 ∀i, x ∈ {0,1}^m (HiGHS MILP).
 
-    Exponential in the worst case; meant for small m (tests, checks of the greedy bound).
+    Exponential in the worst case. With `time_limit` (seconds) a cover not proven optimal by then
+    raises `CoverNotSolved` (callers fall back to `effective_ratio_greedy` and say so).
     """
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     cover = _coverage(weights, threshold).cpu().numpy().astype(np.float64)
     m = cover.shape[0]
+    options = {} if time_limit is None else {"time_limit": float(time_limit)}
     result = milp(np.ones(m), constraints=LinearConstraint(cover, lb=1.0), integrality=np.ones(m),
-                  bounds=Bounds(0.0, 1.0))
-    if not result.success:
-        raise RuntimeError(f"set-cover MILP failed: {result.message}")
+                  bounds=Bounds(0.0, 1.0), options=options)
+    if result.status != 0:
+        raise CoverNotSolved(f"set-cover MILP not solved to optimality: {result.message}")
     return round(result.fun) / m
 
 
@@ -132,7 +141,8 @@ def _first_layer(model: nn.Module) -> str:
 
 
 class CondensationTracker:
-    """Epoch callback ``(epoch, model, metrics) -> {"effective_ratio/<layer>": r}`` for the trainer.
+    """Epoch callback ``(epoch, model, metrics) -> {"effective_ratio/<layer>": r}`` for the trainer
+    (r: the greedy upper bound, `effective_ratio_greedy`, cheap enough for every epoch).
 
     `layers`: module names (``model.get_submodule``) of Linear/Conv layers; default the first one
     (the first hidden layer). `history` keeps one record per call, keyed like the metrics.
@@ -145,7 +155,7 @@ class CondensationTracker:
 
     def __call__(self, epoch: int, model: nn.Module, metrics: dict | None = None) -> dict[str, float]:
         names = self.layers if self.layers is not None else [_first_layer(model)]
-        ratios = {f"effective_ratio/{name}": effective_ratio(model.get_submodule(name), self.threshold)
+        ratios = {f"effective_ratio/{name}": effective_ratio_greedy(model.get_submodule(name), self.threshold)
                   for name in names}
         self.history.append({"epoch": epoch, **ratios})
         return ratios

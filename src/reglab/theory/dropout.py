@@ -1,4 +1,5 @@
-"""Explicit (R1) and implicit (R2) regularizers of dropout, and the training objectives built on them.
+"""Dropout's regularizers R1 (learning-rate independent) and R2 (from the step size), and the objectives
+built on them.
 
 Zhang & Xu, *Implicit regularization of dropout*, arXiv:2207.05952 (IEEE TPAMI 2024). Their setting
 is dropout on the last hidden layer: with features h = f^{[L−1]}(x) ∈ R^m,
@@ -9,21 +10,26 @@ where q = 1 − p is the **keep** probability (PyTorch's nn.Dropout(p) with inve
 E η_j = 1 and Var η_j = (1 − q)/q. The loss is reglab's ``mse``, R_S(θ) = 1/(2n) Σ_i ‖f(x_i) − y_i‖²;
 R_drop(θ, η) is the same loss of the dropout network f^η.
 
-* R1, the explicit regularizer (the paper's Lemma; exact for ``mse``):
+* R1, the term the source credits as dropout's implicit regularization (its Lemma; exact for ``mse``;
+  independent of the learning rate, so it acts even under gradient flow):
   E_η R_drop(θ, η) = R_S(θ) + R_1(θ),  R_1(θ) = (1 − q)/(2nq) Σ_i Σ_j ‖W_j^{[L]} h_j(x_i)‖²,
   with W_j the j-th column of W^{[L]}. Derivation: f^η − f = Σ_j (η_j − 1) h_j W_j has mean 0 and
   independent terms, so E ½‖f^η − y‖² = ½‖f − y‖² + ½ Σ_j Var(η_j) h_j² ‖W_j‖². The output bias
   is added after the mask and does not enter.
-* R2, the implicit regularizer: gradient descent with step ε on R_drop (a fresh η every step)
+* R2, the learning-rate-dependent term (from discretising the flow; vanishes as ε → 0): gradient
+  descent with step ε on R_drop (a fresh η every step)
   follows, to first order in ε, the modified gradient flow of E_η R_drop + R_2 (backward error
   analysis, Barrett & Dherin 2021; Smith et al. 2021 for SGD), R_2(θ) = (ε/4) E_η ‖∇_θ R_drop(θ, η)‖².
 * The training objectives of the paper's disentangling experiment (``train.objective``):
   ``rs``  R_S (dropout off);                    ``drop`` R_drop (ordinary dropout);
-  ``rs+r1`` L1 = R_S + R_1 (explicit effect only); ``rs+r2`` L2 = R_S + R_2 (implicit effect only);
-  ``drop-r2`` L3 = R_drop − R_2 (dropout with its implicit term cancelled);
-  ``drop-r1`` L4 = R_drop − R_1 (dropout with its explicit term cancelled: E_η L4 = R_S).
-  L1–L4 follow the project's issue text; the stored copies of the paper searched here showed only
-  its abstract and introduction, so these four were not checked against the paper's own equations.
+  ``rs+r1`` L1 = R_S + R_1 (the R1 effect only); ``rs+r2`` L2 = R_S + R_2 (the R2 effect only);
+  ``drop-r2`` L3 = R_drop − R_2 (dropout with its R2 term cancelled);
+  ``drop-r1`` L4 = R_drop − R_1 (dropout with its R1 term cancelled: E_η L4 = R_S).
+  L1–L4 are the source's eq. (1.1), with R_2 estimated by one mask draw (its R̃_2).
+
+Naming: the source (Zhang & Xu) calls both terms implicit regularization of dropout and credits R1;
+Wei, Kakade & Ma (ICML 2020) call the R1-type expected-loss term "explicit" and the noise-driven one
+"implicit". reglab follows the source and names the terms R1 and R2 (docs/theory.md).
 
 Several dropout layers: R1 uses the features entering the *last* nn.Dropout computed with every
 earlier layer in the mode it is in. Conditioning on the earlier masks, the derivation above gives

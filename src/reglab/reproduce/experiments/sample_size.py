@@ -1,9 +1,17 @@
-"""`sample-size`: test error against the number of samples, with and without dropout (Zhang & Xu 2022).
+"""`sample-size`: with dropout the student generalizes once n exceeds the teacher's 6 parameters
+(source Fig. 1.7).
 
-A two-neuron tanh teacher on 10-D Gaussian inputs, fitted by a width-1000 two-layer tanh student with
-Adam (lr 1e-4), for several training-set sizes n and dropout rates, several trials each (a trial
-draws new inputs and a new student initialisation; the teacher is fixed). The source: with dropout
-the student, condensed on few directions, needs fewer samples to reach a small test error.
+Source setting: teacher f(x) = tanh(x − 6) + tanh(x + 6), a two-layer tanh network with two neurons and
+6 free parameters; student a two-layer tanh network of width 1000; Adam, learning rate 1e-4; mean test
+error over 10 independent trials (random initialisations) per sample size and dropout rate. Source
+claim: with dropout the model generalizes well once the number of samples exceeds 6, without dropout
+it generalizes badly.
+
+Choices where the source is silent (also in results.json "choices"): training inputs x ~ U[−10, 10]
+drawn per trial; test error ½(f − y)² averaged over 401 grid points of [−10, 10]; n ∈ {2, 4, 6, 8, 10,
+14, 20}; drop rates 0.1 and 0.3 against 0; every weight and bias N(0, m^−0.2) (the chapter's
+linear-regime init of Fig. 1.8); full batch, 50,000 steps. "Generalizes well": mean test error below
+0.01 (the target's ½-variance on [−10, 10] is ≈ 0.8, so 0.01 is about 1% of it).
 """
 
 from __future__ import annotations
@@ -11,64 +19,91 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reglab.config import DataConfig
-from reglab.data import load_dataset
-from reglab.reproduce.common import fit, half_mse, new_figure, sci
+from reglab.reproduce.common import new_figure
+from reglab.reproduce.condensed import fmt, summary
+from reglab.reproduce.experiments.condensation import target
 from reglab.reproduce.framework import Claim, Outcome, Settings, preset
+from reglab.reproduce.stacked import init_nets, risk, train
 
-FULL = {"sizes": [20, 50, 100, 200], "rates": [0.0, 0.1, 0.3], "trials": 10, "width": 1000, "epochs": 5000,
-        "lr": 1e-4}
-QUICK = {"sizes": [10, 40], "rates": [0.0, 0.3], "trials": 2, "width": 100, "epochs": 200, "lr": 1e-3}
-TEST_SAMPLES = 2000
-MONITOR_SAMPLES = 100  # test samples evaluated every epoch; the reported error uses TEST_SAMPLES
-
-
-def data_options(n: int, n_test: int, trial: int) -> dict:
-    return {"d": 10, "m": 2, "n_train": n, "n_test": n_test, "seed": trial}
-
-
-def config(s: dict, n: int, p: float, trial: int) -> dict:
-    return {"seed": trial,
-            "data": {"name": "teacher-student", "options": data_options(n, MONITOR_SAMPLES, trial)},
-            "model": {"name": "mlp", "options": {"widths": [s["width"]], "activation": "tanh",
-                                                  "init": "normal", "init_gamma": 0.5}},
-            "optim": {"name": "adam", "lr": s["lr"]}, "regularize": {"dropout": {"p": p}},
-            "train": {"epochs": s["epochs"], "batch_size": 0, "loss": "mse", "eval_train_samples": 0}}
-
-
-def trial_error(s: dict, n: int, p: float, trial: int, settings: Settings) -> float:
-    """½‖f − y‖² on TEST_SAMPLES fresh inputs after training (the training inputs come first, so they match)."""
-    trainer, _ = fit(config(s, n, p, trial), settings)
-    data = load_dataset(DataConfig(name="teacher-student", options=data_options(n, TEST_SAMPLES, trial)),
-                        device=trainer.device)
-    with torch.no_grad():
-        return half_mse(trainer.model.eval()(data.x_test), data.y_test).item()
+FULL = {"sizes": [2, 4, 6, 8, 10, 14, 20], "rates": [0.0, 0.1, 0.3], "trials": 10, "width": 1000,
+        "steps": 50000, "lr": 1e-4}
+QUICK = {"sizes": [4, 10], "rates": [0.0, 0.3], "trials": 3, "width": 50, "steps": 200, "lr": 1e-3}
+GOOD = 0.01  # mean test error below which a setting "generalizes well"
+CHOICES = {
+    "data": "training inputs x ~ U[−10, 10], drawn per trial; test: 401 grid points of [−10, 10]",
+    "sample sizes": "n ∈ {2, 4, 6, 8, 10, 14, 20}",
+    "dropout rates": "drop probability 0.1 and 0.3 against 0",
+    "initialisation": "every weight and bias N(0, m^−0.2) (the chapter's linear-regime init of Fig. 1.8)",
+    "training": "full batch, 50,000 Adam steps at the source's lr 1e-4",
+    "generalizes well": f"mean test error ½(f − y)² below {GOOD} (≈ 1% of the target's ½-variance)",
+}
 
 
 @preset("sample-size")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
-    errors = {f"p={p}": {str(n): [trial_error(s, n, p, t, settings) for t in range(s["trials"])]
+    cells = [(n, p, trial) for n in s["sizes"] for p in s["rates"] for trial in range(s["trials"])]
+    n_max = max(s["sizes"])
+    x = torch.zeros(len(cells), n_max, 1)
+    weight = torch.zeros(len(cells), n_max)
+    for t, (n, _, trial) in enumerate(cells):  # trial k draws the same inputs at every rate
+        g = torch.Generator().manual_seed(1000 * n + trial)
+        x[t, :n, 0] = torch.rand(n, generator=g) * 20 - 10
+        weight[t, :n] = 1
+    x, weight = x.to(settings.device), weight.to(settings.device)
+    nets = init_nets([1, s["width"], 1], [s["width"] ** -0.1] * 2, [p for _, p, _ in cells], activation="tanh",
+                     seeds=[trial for _, _, trial in cells], device=settings.device)
+    train(nets, "drop", x, target(x), weight=weight, steps=s["steps"], lr=s["lr"], record_every=s["steps"])
+    grid = torch.linspace(-10, 10, 401, device=settings.device).unsqueeze(1)
+    with torch.no_grad():
+        test = risk(nets, grid, target(grid)).tolist()
+        train_rs = risk(nets, x, target(x), weight).tolist()
+    errors = {f"p={p}": {str(n): summary([test[t] for t, c in enumerate(cells) if c[:2] == (n, p)])
                          for n in s["sizes"]} for p in s["rates"]}
-    fig, (ax,) = new_figure(1, width=5.0, height=3.8)
-    for label, by_n in errors.items():
-        runs = np.array(list(by_n.values()))
-        ax.errorbar(s["sizes"], runs.mean(1), yerr=runs.std(1), marker="o", capsize=3, label=label)
-    ax.set(xscale="log", yscale="log", xlabel="number of training samples n", ylabel="test error ½‖f − y‖²",
-           title=f"mean ± std over {s['trials']} trials")
-    ax.set_xticks(s["sizes"], [str(n) for n in s["sizes"]], minor=False)
-    ax.xaxis.set_minor_formatter("")
-    ax.legend()
+    train_errors = {f"p={p}": {str(n): summary([train_rs[t] for t, c in enumerate(cells) if c[:2] == (n, p)])
+                               for n in s["sizes"]} for p in s["rates"]}
 
-    small = s["sizes"][: max(1, len(s["sizes"]) // 2)]
-    plain = float(np.mean([errors[f"p={s['rates'][0]}"][str(n)] for n in small]))
-    dropped = {k: float(np.mean([v[str(n)] for n in small])) for k, v in errors.items() if k != f"p={s['rates'][0]}"}
-    claim = Claim("dropout lowers the test error at small sample sizes (fewer samples needed)",
-                  f"mean test error over n = {small}: {sci(plain)} without; "
-                  + ", ".join(f"{sci(v)} at {k}" for k, v in dropped.items()),
-                  all(v < plain for v in dropped.values()))
-    return Outcome(figures={"sample_size": fig}, numbers={"test_error": errors}, claims=[claim], settings=s, notes=[
-        "Student: N(0, 1/fan_in) init of every weight and bias, full-batch Adam, loss ½‖f − y‖²; test error on "
-        f"{TEST_SAMPLES} fresh samples after the last epoch.",
-        f"{s['trials']} trials per point (the source: 10), {s['epochs']} full-batch steps (this project's choice), "
-        f"n ∈ {s['sizes']}, p ∈ {s['rates']}." if not settings.quick else "Quick: width 100, Adam lr 1e-3, 200 steps."])
+    fig, (ax_map, ax_curves) = new_figure(2, width=4.6, height=3.6)
+    grid_means = np.array([[errors[f"p={p}"][str(n)]["mean"] for n in s["sizes"]] for p in s["rates"]])
+    image = ax_map.imshow(np.log10(grid_means), aspect="auto", origin="lower", cmap="viridis")
+    ax_map.set(xticks=range(len(s["sizes"])), xticklabels=s["sizes"], yticks=range(len(s["rates"])),
+               yticklabels=s["rates"], xlabel="number of samples n", ylabel="drop probability",
+               title=f"log10 mean test error ({s['trials']} trials)")
+    fig.colorbar(image, ax=ax_map)
+    for p in s["rates"]:
+        e = [errors[f"p={p}"][str(n)] for n in s["sizes"]]
+        ax_curves.errorbar(s["sizes"], [v["mean"] for v in e], yerr=[np.nan_to_num(v["ci95"]) for v in e],
+                           marker="o", capsize=3, label=f"p={p}")
+    ax_curves.axhline(GOOD, color="gray", ls=":", lw=0.8)
+    ax_curves.axvline(6, color="k", ls=":", lw=0.8)
+    ax_curves.set(yscale="log", xlabel="number of samples n", ylabel="test error ½(f − y)²",
+                  title="mean ± 95% CI")
+    ax_curves.legend(fontsize=8)
+
+    above = [n for n in s["sizes"] if n > 6]
+    plain, train_plain = errors[f"p={s['rates'][0]}"], train_errors[f"p={s['rates'][0]}"]
+    dropped = {k: v for k, v in errors.items() if k != f"p={s['rates'][0]}"}
+    drop_good = all(v[str(n)]["mean"] < GOOD for v in dropped.values() for n in above)
+    plain_bad = all(plain[str(n)]["mean"] >= GOOD for n in above)
+
+    def row(e: dict) -> str:
+        return ", ".join(f"n={n}: {fmt(e[str(n)])}" for n in above)
+
+    claims = [
+        Claim("with dropout the student generalizes well once n > 6",
+              "; ".join(f"{k}: {row(v)}" for k, v in dropped.items()), drop_good,
+              source="low test error for every dropout rate once n > 6 (the teacher's 6 free parameters)",
+              criterion=f"mean test error < {GOOD} at every dropout rate and every n > 6 ({s['trials']} trials)",
+              checked="" if drop_good else "final training error with dropout: " + "; ".join(
+                  f"{k}: " + ", ".join(f"n={n}: {fmt(train_errors[k][str(n)])}" for n in above) for k in dropped)),
+        Claim("without dropout the student generalizes badly", f"p=0: {row(plain)}", plain_bad,
+              source="high test error without dropout", criterion=f"mean test error ≥ {GOOD} at every n > 6",
+              checked="" if plain_bad else "final training error without dropout: " + ", ".join(
+                  f"n={n}: {fmt(train_plain[str(n)])}" for n in above)),
+    ]
+    return Outcome(figures={"sample_size": fig}, numbers={"test_error": errors, "train_R_S": train_errors},
+                   claims=claims, settings=s, choices=CHOICES, notes=[
+        "Every (n, rate, trial) is one net; all are trained stacked (reglab.reproduce.stacked), samples padded to "
+        "the largest n with zero weight, which leaves each net's loss and gradient its own. Trial k uses the same "
+        "inputs and the same initialisation at every dropout rate.",
+        "Test error: ½(f − y)² averaged over 401 grid points of [−10, 10], without dropout."])
