@@ -105,7 +105,7 @@ def _results(folder, name: str, **fields) -> None:
 
 
 def test_reduced_runs_are_marked_and_listed_with_their_run_time(tmp_path):
-    from reglab.reproduce.output import full_run_time
+    from reglab.reproduce.committed import full_run_time
 
     outcome = _outcome()
     outcome.reduced = "2 epochs"

@@ -27,7 +27,7 @@ def reproduce(
 ) -> None:
     """Run a reproduction: figures, results.json, report.html and a measured-vs-reported table."""
     from reglab.reproduce import Settings, presets, run
-    from reglab.reproduce.output import claims_table, full_run_time
+    from reglab.reproduce.committed import full_run_time
 
     if list_ or name is None:
         listing = Table(title="reproductions (reglab reproduce <name> [--quick])",
@@ -38,6 +38,8 @@ def reproduce(
             listing.add_row(p.name, escape(p.figure), escape(full_run_time(p.name)), escape(p.title))
         print_table(listing)
         return
+    from reglab.reproduce.output import claims_table
+
     out = out or Path("reproductions") / name
     data = run(name, Settings(quick=quick, reduced=reduced, device=device, data_dir=data_dir), out)
     print_table(claims_table(data))

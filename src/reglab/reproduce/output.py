@@ -30,7 +30,6 @@ from reglab.reproduce.framework import Outcome, Preset, Settings
 VERDICT_STYLE = {"agree": "bold green", "disagree": "bold red", "not run": "dim"}
 VERDICT_CLASS = {"agree": "better", "disagree": "worse", "not run": "muted"}  # colours of reglab.report.html.CSS
 #: the committed full runs (``reglab reproduce --list`` reads their run times), in a source checkout
-RESULTS_DIR = Path(__file__).resolve().parents[3] / "docs" / "results"
 
 
 def _png(fig) -> bytes:
@@ -104,23 +103,6 @@ def results(preset: Preset, outcome: Outcome, settings: Settings, seconds: float
         "notes": outcome.notes, "environment": {**environment([settings.device]), "cpu": cpu_model()},
         "code": code or code_version(),
     })
-
-
-def full_run_time(name: str, results_dir: Path = RESULTS_DIR) -> str:
-    """The run time of the committed results of preset `name` ("12 min", "38 min (reduced)"), "not run", or
-    "pending rerun" for results older than the claim format."""
-    try:
-        data = json.loads((results_dir / name / "results.json").read_text())
-    except (OSError, ValueError):
-        return "not run"
-    kind = data.get("budget")
-    if kind is None:  # written before the presets followed the sources
-        return "pending rerun"
-    if kind == "quick":
-        return "not run"
-    minutes = data.get("seconds", 0) / 60
-    text = f"{minutes:.0f} min" if minutes >= 1 else f"{data.get('seconds', 0):.0f} s"
-    return text if kind == "full" else f"{text} ({kind})"
 
 
 def _why(c: dict[str, str]) -> str:

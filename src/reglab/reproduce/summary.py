@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reglab.reproduce.committed import RESULTS_DIR
 from reglab.reproduce.framework import FIGURES
-from reglab.reproduce.output import RESULTS_DIR
 
 #: the chapter's figures and tables in order, and the preset reproducing each (None: no experiment)
 CATALOG: list[tuple[str, str | None]] = [

@@ -1,0 +1,26 @@
+"""What docs/results holds: the committed runs of the reproductions (read without torch or plotting,
+so `reglab reproduce --list` stays fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parents[3] / "docs" / "results"
+
+
+def full_run_time(name: str, results_dir: Path = RESULTS_DIR) -> str:
+    """The run time of the committed results of preset `name` ("12 min", "38 min (reduced)"), "not run", or
+    "pending rerun" for results older than the claim format."""
+    try:
+        data = json.loads((results_dir / name / "results.json").read_text())
+    except (OSError, ValueError):
+        return "not run"
+    kind = data.get("budget")
+    if kind is None:  # written before the presets followed the sources
+        return "pending rerun"
+    if kind == "quick":
+        return "not run"
+    minutes = data.get("seconds", 0) / 60
+    text = f"{minutes:.0f} min" if minutes >= 1 else f"{data.get('seconds', 0):.0f} s"
+    return text if kind == "full" else f"{text} ({kind})"
