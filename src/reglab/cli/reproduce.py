@@ -31,7 +31,8 @@ def reproduce(
 
     if list_ or name is None:
         listing = Table(title="reproductions (reglab reproduce <name> [--quick])",
-                        caption="full run: time of the committed docs/results run on a 2-core CPU")
+                        caption="full run: time of the committed docs/results run "
+                                "(on a 2-core CPU unless a device is named)")
         for column in ("name", "reproduces", "full run", "what"):
             listing.add_column(column)
         for p in presets():

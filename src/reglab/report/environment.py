@@ -22,6 +22,7 @@ def environment(devices: list[str] | None = None) -> dict[str, str]:
         "platform": platform.platform(terse=True), "machine": platform.machine(),
         "cpu cores": str(os.cpu_count()), "torch threads": str(torch.get_num_threads()),
         "cuda": torch.version.cuda or "none",
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
         "device(s) used": ", ".join(devices) if devices else "—",
         "generated (UTC)": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -10,7 +10,8 @@ RESULTS_DIR = Path(__file__).resolve().parents[3] / "docs" / "results"
 
 
 def full_run_time(name: str, results_dir: Path = RESULTS_DIR) -> str:
-    """The run time of the committed results of preset `name` ("12 min", "38 min (reduced)"), "not run", or
+    """The run time of the committed results of preset `name` ("12 min", "3 min on cuda", "38 min (reduced)"),
+    "not run", or
     "pending rerun" for results older than the claim format."""
     try:
         data = json.loads((results_dir / name / "results.json").read_text())
@@ -23,4 +24,6 @@ def full_run_time(name: str, results_dir: Path = RESULTS_DIR) -> str:
         return "not run"
     minutes = data.get("seconds", 0) / 60
     text = f"{minutes:.0f} min" if minutes >= 1 else f"{data.get('seconds', 0):.0f} s"
+    device = data.get("device", "cpu")
+    text += "" if device == "cpu" else f" on {device}"
     return text if kind == "full" else f"{text} ({kind})"

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import math
@@ -69,8 +70,19 @@ def command(preset: Preset, settings: Settings) -> str:
     return f"reglab reproduce {preset.name}{flags}"
 
 
+def sources_sha256() -> str:
+    """SHA-256 over reglab's Python sources (path and bytes, in path order): the code version where no git
+    checkout tells it."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def code_version() -> dict[str, Any]:
-    """The reglab version and, in a git checkout, the commit and whether the tree had local changes."""
+    """The reglab version, the hash of its sources and, in a git checkout, the commit and whether the tree
+    had local changes."""
     from reglab import __version__
 
     root = Path(__file__).resolve().parents[3]
@@ -84,7 +96,8 @@ def code_version() -> dict[str, Any]:
 
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"reglab": __version__, "git_commit": commit, "git_dirty": bool(status) if commit else None}
+    return {"reglab": __version__, "git_commit": commit, "git_dirty": bool(status) if commit else None,
+            "sources_sha256": sources_sha256()}
 
 
 def budget(outcome: Outcome, settings: Settings) -> str:
@@ -145,7 +158,8 @@ def readme(data: dict[str, Any], figures: list[str]) -> str:
         f"# {data['title']}\n", f"Source: {data['source']}.\n",
         f"Reproduces: {data['figure']}.\n",
         f"Command: `{data['command']}` ({mode[data['budget']]}; {data['seconds']:.0f} s).\n",
-        f"Hardware: {env['cpu']}, {env['cpu cores']} cores, device {data['device']}; torch {env['torch']}, "
+        f"Hardware: {env['cpu']}, {env['cpu cores']} cores, device {data['device']}"
+        f"{'' if env.get('gpu', 'none') == 'none' else ' (' + env['gpu'] + ')'}; torch {env['torch']}, "
         f"reglab {env['reglab']} (commit {data['code']['git_commit'] or 'unknown'}), Python {env['python']}.\n",
         "## Source vs reglab\n",
         "| claim | source | reglab | verdict | criterion / checked |\n|---|---|---|---|---|\n" + rows,

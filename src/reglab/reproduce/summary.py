@@ -55,6 +55,11 @@ def load(results_dir: Path, name: str) -> dict[str, Any] | None:
     return data
 
 
+NEEDS_DATA = {"effective-ratio": "CIFAR-10 is not available offline here; the preset runs with --data-dir and "
+                                 "is tested on generated stand-in files"}
+"""Presets whose only data is not available here, and why (their rows say "not run", not "pending")."""
+
+
 def rows(results_dir: Path = RESULTS_DIR) -> list[list[str]]:
     """[figure, claim, source, reglab, verdict, criterion / checked, run] for every claim."""
     out, seen = [], set()
@@ -63,6 +68,10 @@ def rows(results_dir: Path = RESULTS_DIR) -> list[list[str]]:
             out.append([figure, NO_EXPERIMENT[figure], "—", "—", "not run", "—", "—"])
             continue
         data = load(results_dir, name)
+        if data is None and name in NEEDS_DATA:
+            out.append([figure, f"all claims of {FIGURES.get(name, figure)}", "—", "—", "not run",
+                        f"not run here: data ({NEEDS_DATA[name]})", f"`reglab reproduce {name} --data-dir DIR`"])
+            continue
         if data is None:
             out.append([figure, f"all claims of {FIGURES.get(name, figure)}", "—", "pending rerun", "pending rerun",
                         "—", f"`reglab reproduce {name}`"])
@@ -71,7 +80,9 @@ def rows(results_dir: Path = RESULTS_DIR) -> list[list[str]]:
             out.append([figure, f"see {FIGURES.get(name, name)} above", "", "", "", "", ""])
             continue
         seen.add(name)
-        run = f"[{data['budget']}](results/{name}/README.md), {data['seconds'] / 60:.0f} min"
+        seconds = data.get("seconds", 0)
+        took = f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        run = f"[{data['budget']}](results/{name}/README.md), {took} on {data.get('device', 'cpu')}"
         for c in data["claims"]:
             why = c.get("criterion", "") + (f". Checked: {c['checked']}" if c.get("checked") else "")
             out.append([figure, c["claim"], c.get("source", ""), c.get("reglab", c.get("measured", "")),
@@ -85,12 +96,14 @@ def runs(results_dir: Path = RESULTS_DIR) -> list[str]:
     for name in dict.fromkeys(n for _, n in CATALOG if n is not None):
         data = load(results_dir, name)
         if data is None:
-            lines.append(f"- `{name}`: pending rerun")
+            lines.append(f"- `{name}`: " + (f"not run here: data ({NEEDS_DATA[name]})" if name in NEEDS_DATA
+                                             else "pending rerun"))
             continue
         cut = f" — {data['reduced']}" if data.get("reduced") else ""
         commit = (data.get("code") or {}).get("git_commit") or "unknown"
-        minutes, device = data.get("seconds", 0) / 60, data.get("device", "?")
-        lines.append(f"- `{name}`: {data['budget']}{cut}; {minutes:.0f} min on {device}, commit {commit[:10]}; "
+        seconds, device = data.get("seconds", 0), data.get("device", "?")
+        took = f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        lines.append(f"- `{name}`: {data['budget']}{cut}; {took} on {device}, commit {commit[:10]}; "
                      f"command `{data.get('command', '?')}`")
     return lines
 
@@ -111,9 +124,10 @@ def markdown(results_dir: Path = RESULTS_DIR) -> str:
         "than the preset's full setting (their README says which and gives the full command); *not run* means the "
         "data (CIFAR, Multi30k, full MNIST for absolute numbers) is not available here; *pending rerun* means the "
         "committed run predates the source-faithful preset. Each preset's settings, the choices made where the "
-        "source is silent (results.json \"choices\") and the code version are in docs/results/<preset>/. The "
-        "reduced CPU runs stop far from convergence (each disagreement's check reports the final training loss): "
-        "their verdicts describe that budget, not the source's full setting, which `tools/reproduce_gpu.sh` runs.",
+        "source is silent (results.json \"choices\") and the code version are in docs/results/<preset>/. The run "
+        "column gives each row's budget, time and device; a reduced run's verdicts describe that budget, not the "
+        "source's full setting (`tools/reproduce_gpu.sh` and `tools/reproduce_theory_gpu.sh` run the full ones "
+        "on a GPU).",
         "",
         f"Totals: {counts['agree']} agree, {counts['disagree']} disagree, {counts['not run']} not run, "
         f"{counts['pending rerun']} pending rerun.",

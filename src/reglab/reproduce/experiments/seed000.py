@@ -124,7 +124,8 @@ def run(settings: Settings) -> Outcome:
     ax.set(xlabel="final test accuracy (%) — mean and 95% CI over seeds", xlim=(100 * min(acc["ci_low"].min(),
            min(ACC.values())) - 1, 100), title=f"seed000 on {data}" + ("" if full else " (reduced)"))
     ax.legend(fontsize=7)
-    reduced = None if full else (f"{data}, first {s['train_subset'] or 'all'} training images, {s['epochs']} epochs, "
+    images = f"first {s['train_subset']}" if s["train_subset"] else "all"
+    reduced = None if full else (f"{data}, {images} training images, {s['epochs']} epochs, "
                                  f"{s['seeds']} seeds (the full preset: MNIST, 15 epochs, 3 seeds; on a GPU: "
                                  f"`{GPU_COMMAND}`)")
     return Outcome(figures={"seed000_test_acc": fig}, numbers=numbers, claims=claims, settings=s, reduced=reduced,
