@@ -72,3 +72,29 @@ def test_killed_worker_retries_and_matches_an_uninterrupted_in_process_study(tmp
         assert len(metrics(tmp_path / "pool", run_id)) == SPEC["base"]["train"]["epochs"]
     summary = json.loads((tmp_path / "pool" / "runs" / "base__s0" / "summary.json").read_text())
     assert summary["threads"] == 1 and summary["config"]["train"]["threads"] == 1
+
+
+class KillingPackedExecutor:
+    def __init__(self):
+        from reglab.study.packed import PackedExecutor
+
+        self.inner, self.wrapper = PackedExecutor(workers=2, pack=2), None
+
+    def execute(self, tasks, events):
+        self.wrapper = KillAWorker(events)
+        self.inner.execute(tasks, self.wrapper)
+
+
+@pytest.mark.slow
+def test_killed_worker_of_a_packed_pool_retries_its_runs(tmp_path):
+    """Packs share a pool with single runs: a killed worker's pack is retried run by run from checkpoints."""
+    spec = StudySpec.from_dict(SPEC)
+    killer = KillingPackedExecutor()
+    packed = run_study(spec, tmp_path / "packed", executor=killer, progress=False)
+    assert killer.wrapper.killed is not None
+    assert (packed.runs["status"] == "done").all(), packed.runs[["run_id", "status", "error"]]
+    with StudyStore(tmp_path / "packed") as store:
+        attempts = {row.run_id: row.attempts for row in store.runs()}
+    assert max(attempts.values()) >= 2
+    for run_id in packed.runs["run_id"]:
+        assert len(metrics(tmp_path / "packed", run_id)) == SPEC["base"]["train"]["epochs"]

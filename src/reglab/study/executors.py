@@ -192,22 +192,30 @@ class LocalExecutor:
                 raise
             finally:
                 drain(timeout=0.1 if lost else 0.0)
-        retry = []
-        for task in lost:
-            if task.run_id not in started:
-                retry.append(task)  # never started: not a failure
-                continue
-            deaths[task.run_id] = deaths.get(task.run_id, 0) + 1
-            if deaths[task.run_id] >= MAX_WORKER_DEATHS:
-                events.failed(task, f"WorkerDied: its worker process died {deaths[task.run_id]} times "
-                                    "(killed, or out of memory?); rerun the study to try again")
-            else:
-                retry.append(task)  # resumes from its last checkpoint
-        return retry
+        return settle_lost(lost, started, deaths, events)
 
 
 MAX_WORKER_DEATHS = 3
 """A run whose worker process dies this many times is recorded as failed."""
+
+
+def settle_lost(lost: Sequence[RunTask], started: set[str], deaths: dict[str, int], events: RunEvents
+                ) -> list[RunTask]:
+    """The runs of a broken pool to run again: those that never started (not a failure), and those that had
+    started while their worker died fewer than `MAX_WORKER_DEATHS` times (they resume from their last
+    checkpoint); the others are recorded as failed."""
+    retry = []
+    for task in lost:
+        if task.run_id not in started:
+            retry.append(task)
+            continue
+        deaths[task.run_id] = deaths.get(task.run_id, 0) + 1
+        if deaths[task.run_id] >= MAX_WORKER_DEATHS:
+            events.failed(task, f"WorkerDied: its worker process died {deaths[task.run_id]} times "
+                                "(killed, or out of memory?); rerun the study to try again")
+        else:
+            retry.append(task)
+    return retry
 
 
 _MESSAGES: Any = None

@@ -23,6 +23,7 @@ import os
 import queue
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import torch
@@ -39,6 +40,7 @@ from reglab.study.executors import (
     _worker_run,
     deliver,
     one_line,
+    settle_lost,
     with_device,
 )
 from reglab.train.loop import RunResult, Trainer, cached_dataset, resolve_device, torch_threads
@@ -201,13 +203,24 @@ class PackedExecutor:
         self.local.execute(alone, events)
 
     def _pool(self, packs: Sequence[Sequence[RunTask]], alone: Sequence[RunTask], events: RunEvents) -> None:
-        """Packs and single runs in `workers` spawned processes, reported as `LocalExecutor` reports."""
+        """Packs and single runs in `workers` spawned processes, reported as `LocalExecutor` reports. A
+        worker that dies breaks the pool: the runs of every unit that had started are retried in a fresh
+        pool one by one, from their checkpoints (`settle_lost`); units that had not started are queued again."""
+        deaths: dict[str, int] = {}
+        packs, alone = [list(p) for p in packs], list(alone)
+        while packs or alone:
+            packs, alone = self._pool_round(packs, alone, events, deaths)
+
+    def _pool_round(self, packs: list[list[RunTask]], alone: list[RunTask], events: RunEvents,
+                    deaths: dict[str, int]) -> tuple[list[list[RunTask]], list[RunTask]]:
+        """One process pool; returns the (packs, single runs) to run again because the pool broke."""
         workers = self.local.workers
         ctx = multiprocessing.get_context("spawn")
         messages = ctx.Queue()
         started: set[str] = set()
         by_id = {t.run_id: t for unit in (*packs, *([t] for t in alone)) for t in unit}
         pending_ids = set(by_id)
+        lost: list[tuple[list[RunTask], bool]] = []
 
         def drain() -> None:
             while True:
@@ -223,7 +236,7 @@ class PackedExecutor:
 
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                     initargs=(messages, os.getpid())) as pool:
-            futures = {pool.submit(_worker_pack, list(pack)): (list(pack), True) for pack in packs}
+            futures = {pool.submit(_worker_pack, pack): (pack, True) for pack in packs}
             futures.update({pool.submit(_worker_run, task): ([task], False) for task in alone})
             pending = set(futures)
             try:
@@ -233,14 +246,21 @@ class PackedExecutor:
                     for future in done:
                         unit, packed = futures[future]
                         pending_ids.difference_update(t.run_id for t in unit)
+                        if isinstance(future.exception(), BrokenProcessPool):
+                            lost.append((unit, packed))
+                            continue
                         for i, task in enumerate(unit):
                             outcome = (lambda future=future, i=i: future.result()[i]) if packed else future.result
-                            deliver(events, task, started, outcome)  # a killed worker: the run failed
+                            deliver(events, task, started, outcome)
             except BaseException:  # e.g. Ctrl-C: do not wait for queued work
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             finally:
+                time.sleep(0.1 if lost else 0.0)
                 drain()
+        unstarted = [unit for unit, packed in lost if packed and not any(t.run_id in started for t in unit)]
+        broken = [t for unit, packed in lost if not (packed and unit in unstarted) for t in unit]
+        return unstarted, settle_lost(broken, started, deaths, events)
 
 
 class _Relay:
