@@ -56,7 +56,8 @@ def test_write_produces_png_strict_json_and_escaped_self_contained_html(tmp_path
                                    "criterion": "equal", "checked": "the units"}
     assert loaded["source"] == "a source, somewhere" and loaded["quick"] is True and loaded["budget"] == "quick"
     assert loaded["command"] == "reglab reproduce toy --quick" and "torch" in loaded["environment"]
-    assert set(loaded["code"]) == {"reglab", "git_commit", "git_dirty"}
+    assert set(loaded["code"]) == {"reglab", "git_commit", "git_dirty", "sources_sha256"}
+    assert len(loaded["code"]["sources_sha256"]) == 64 and int(loaded["code"]["sources_sha256"], 16) >= 0
     html = (tmp_path / "report.html").read_text()
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "1 &lt; 2 &amp; 3" in html and "note &lt;b&gt;bold&lt;/b&gt;" in html and "<i>" not in html
@@ -140,3 +141,17 @@ def test_summary_has_a_row_per_claim_and_pending_rows_for_old_runs(tmp_path):
     assert by_figure["Fig. 1.4"][0][4] == "pending rerun" and by_figure["Fig. 1.11"][0][4] == "pending rerun"
     text = markdown(tmp_path)
     assert "| a \\| b | 1% | 2% | disagree |" in text and "Totals: 1 agree, 1 disagree" in text
+
+
+def test_sources_hash_is_sha256_over_every_source_path_and_its_bytes():
+    """The code version outside a git checkout: a hash over every .py of the package, path and bytes."""
+    import hashlib
+    from pathlib import Path
+
+    from reglab.reproduce import output
+
+    package = Path(output.__file__).resolve().parents[1]
+    expected = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        expected.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    assert output.sources_sha256() == expected.hexdigest()
