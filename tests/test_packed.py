@@ -62,6 +62,10 @@ def test_packed_runs_equal_solo_runs_with_their_own_optimizers_and_penalties():
     for s, p, rs, rp in zip(solo, packed, solo_results, packed_results, strict=True):
         assert rp.status == "done" and len(rp.epochs) == 2
         assert_same_run(s, p, rs.epochs, rp.epochs)
+        assert rp.confusion is not None and sum(map(sum, rp.confusion)) == sum(map(sum, rs.confusion))
+        mismatched = sum(abs(a - b) for ra, rb in zip(rs.confusion, rp.confusion, strict=True)
+                         for a, b in zip(ra, rb, strict=True))
+        assert mismatched <= 2  # per-class counts as the solo run's (a rounding-level tie may flip one)
     finals = [r.final["train_loss"] for r in packed_results]
     assert len(set(finals)) == len(finals)  # the runs really differ from one another
 

@@ -472,6 +472,7 @@ class RunLog:
             status=self.status, epochs=self.epochs, final=dict(self.epochs[-1]), best=best_epoch(self.epochs),
             seconds=sum(e["seconds"] for e in self.epochs), num_params=sum(p.numel() for p in t.params),
             device=str(t.device), diverged_epoch=self.diverged_epoch, stopped_epoch=None, config=t.cfg.to_dict(),
+            threads=torch.get_num_threads(), confusion=t.test_confusion() if self.status == "done" else None,
         )
         if self.run_dir is not None:
             if self.status == "done":
