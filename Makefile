@@ -20,7 +20,7 @@ test: $(VENV)/.installed-$(EXTRAS)
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed-$(EXTRAS)
-	$(PY) -m bench.single --device cpu
+	$(PY) -m bench.single --device cpu --dataset mnist-5k  # data every installation has
 	$(PY) -m bench.study --device cpu
 
 clean:

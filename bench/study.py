@@ -5,7 +5,8 @@
     python -m bench.study --device cpu --pack off 4           # reglab once per pack setting (CPU evidence)
 
 The study is the seed000 preset (DeeperCNN with BatchNorm, momentum SGD, cosine schedule on
-Fashion-MNIST) with its first `--arms` arms. Both sides train the same runs (model, optimizer,
+MNIST) with its first `--arms` arms, on `--dataset` (default: MNIST where its files are found, else
+the 5,000 real digits of mnist-5k, which every installation has). Both sides train the same runs (model, optimizer,
 schedule and initialisation from the run config) and evaluate the test set after every epoch;
 reglab's per-epoch evaluation of training samples is switched off so the work matches. Prints the
 wall time of each side, the ratio and the final test accuracy per arm (mean ± std over seeds).
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from bench.reference import reference_run
-from reglab.data import load_dataset
+from reglab.data import get_dataset_info, load_dataset
 from reglab.study import StudySpec, load_spec, make_executor, run_study
 from reglab.study.packed import parse_pack
 from reglab.train.loop import cached_dataset
@@ -35,7 +36,7 @@ def bench_spec(args: argparse.Namespace) -> StudySpec:
     spec = load_spec("seed000", seeds=args.seeds, epochs=args.epochs).to_dict()
     spec["arms"] = dict(list(spec["arms"].items())[:args.arms])
     spec["base"] = {**spec["base"], "train": {**spec["base"].get("train", {}), "eval_train_samples": 0}}
-    overrides = {"train.device": args.device, "data.train_subset": args.train_subset,
+    overrides = {"train.device": args.device, "data.name": args.dataset, "data.train_subset": args.train_subset,
                  "data.test_subset": args.test_subset}
     return StudySpec.from_dict(spec).override({k: v for k, v in overrides.items() if v is not None})
 
@@ -54,8 +55,11 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, help="first N training samples (default: all on CUDA, 1024)")
     parser.add_argument("--test-subset", type=int, help="first N test samples (default: all on CUDA, 1000)")
     parser.add_argument("--pack", nargs="+", default=["auto"], help="reglab runs, one per value: auto|off|K")
+    parser.add_argument("--dataset", default=None, help="data set (default: mnist if found, else mnist-5k)")
     parser.add_argument("--skip-reference", action="store_true", help="time reglab only")
     args = parser.parse_args()
+    if args.dataset is None:
+        args.dataset = "mnist" if get_dataset_info("mnist").probe(None) is not None else "mnist-5k"
     for key, value in (CUDA_DEFAULTS if args.device.startswith("cuda") else CPU_DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)

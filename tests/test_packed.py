@@ -234,3 +234,12 @@ def test_memory_estimate_grows_with_the_batch():
     small, large = (estimate_run_bytes(model, torch.randn(n, 10)) for n in (1, 101))
     assert small == 5 * params + 2 * 4 * (20 + 20 + 3)
     assert large - small == 2 * 4 * 100 * (20 + 20 + 3)
+
+
+def test_solo_step_timing_spans_epochs_shorter_than_the_steps_it_times():
+    """One batch per epoch: the timing goes on over epochs instead of dividing by zero steps."""
+    from reglab.study.packed import solo_step_seconds
+
+    cfg = config(0, **{"data.train_subset": 32, "train.batch_size": 32})
+    seconds = solo_step_seconds(cfg, steps=3)
+    assert 0 < seconds < 60

@@ -106,13 +106,16 @@ def solo_step_seconds(cfg: RunConfig, steps: int = 5, *, threads: int | None = N
     torch.set_num_threads(threads or previous)
     try:
         trainer = Trainer(cfg.override({"train.max_steps": 2}))
-        trainer._train_epoch()
-        trainer.cfg = cfg.override({"train.max_steps": 2 + steps})
+        while trainer.step < 2:  # an epoch may be shorter than the steps asked for
+            trainer._train_epoch()
+        warm = trainer.step
+        trainer.cfg = cfg.override({"train.max_steps": warm + steps})
         synchronize(trainer.device)
         start = time.perf_counter()
-        trainer._train_epoch()
+        while trainer.step < warm + steps:
+            trainer._train_epoch()
         synchronize(trainer.device)
-        return (time.perf_counter() - start) / (trainer.step - 2)
+        return (time.perf_counter() - start) / (trainer.step - warm)
     finally:
         torch.set_num_threads(previous)
 
