@@ -41,8 +41,10 @@ class KillAWorker:
 
 
 class KillingExecutor:
-    def __init__(self):
-        self.inner, self.wrapper = LocalExecutor(workers=2), None
+    """Runs the study with `inner` (default: a 2-worker local pool), killing one worker at the first epoch."""
+
+    def __init__(self, inner=None):
+        self.inner, self.wrapper = inner or LocalExecutor(workers=2), None
 
     def execute(self, tasks, events):
         self.wrapper = KillAWorker(events)
@@ -74,22 +76,13 @@ def test_killed_worker_retries_and_matches_an_uninterrupted_in_process_study(tmp
     assert summary["threads"] == 1 and summary["config"]["train"]["threads"] == 1
 
 
-class KillingPackedExecutor:
-    def __init__(self):
-        from reglab.study.packed import PackedExecutor
-
-        self.inner, self.wrapper = PackedExecutor(workers=2, pack=2), None
-
-    def execute(self, tasks, events):
-        self.wrapper = KillAWorker(events)
-        self.inner.execute(tasks, self.wrapper)
-
-
 @pytest.mark.slow
 def test_killed_worker_of_a_packed_pool_retries_its_runs(tmp_path):
     """Packs share a pool with single runs: a killed worker's pack is retried run by run from checkpoints."""
+    from reglab.study.packed import PackedExecutor
+
     spec = StudySpec.from_dict(SPEC)
-    killer = KillingPackedExecutor()
+    killer = KillingExecutor(PackedExecutor(workers=2, pack=2))
     packed = run_study(spec, tmp_path / "packed", executor=killer, progress=False)
     assert killer.wrapper.killed is not None
     assert (packed.runs["status"] == "done").all(), packed.runs[["run_id", "status", "error"]]
