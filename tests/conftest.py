@@ -22,3 +22,17 @@ def fake_cifar10(root, per_file: int = 64) -> None:
         labels = torch.randint(0, 10, (per_file, 1), generator=generator, dtype=torch.uint8)
         pixels = torch.randint(0, 256, (per_file, 3072), generator=generator, dtype=torch.uint8)
         (folder / name).write_bytes(torch.cat([labels, pixels], 1).numpy().tobytes())
+
+
+def run_quick_preset(name: str, tmp_path, **settings) -> dict:
+    """A reproduction's --quick run into tmp_path/name: its files exist and results.json is its strict JSON."""
+    import json
+
+    from reglab.reproduce import Settings, run
+
+    data = run(name, Settings(quick=True, **settings), tmp_path / name)
+    files = {p.name for p in (tmp_path / name).iterdir()}
+    assert {"results.json", "report.html"} <= files and any(f.endswith(".png") for f in files)
+    assert json.loads((tmp_path / name / "results.json").read_text()) == json.loads(json.dumps(data))
+    assert data["quick"] is True and data["claims"]
+    return data

@@ -5,32 +5,20 @@ condensation early in training, the R1 lemma, which is exact); dropout-1d's flat
 the CLI in test_reproduce.py.
 """
 
-import json
 
 import pytest
 import torch
 
-from conftest import fake_cifar10
+from conftest import fake_cifar10, run_quick_preset
 from reglab.data import get_dataset_info
-from reglab.reproduce import Settings, run
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """The quick runs are tiny: one thread avoids oversubscribing a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here on one thread (the shared fixture of conftest)."""
 
 
-def quick(name: str, tmp_path, **settings) -> dict:
-    data = run(name, Settings(quick=True, **settings), tmp_path / name)
-    files = {p.name for p in (tmp_path / name).iterdir()}
-    assert {"results.json", "report.html"} <= files and any(f.endswith(".png") for f in files)
-    assert json.loads((tmp_path / name / "results.json").read_text()) == json.loads(json.dumps(data))
-    assert data["quick"] is True and data["claims"]
-    return data
+quick = run_quick_preset
 
 
 def _row_claims(data: dict, verdicts=("agree", "disagree")) -> None:

@@ -2,12 +2,11 @@
 every claim row carries the source's statement and the criterion, counts are exact covers, the data
 used is named. The quick runs are too small to judge the claims; only their shape is asserted."""
 
-import json
 
 import pytest
 import torch
 
-from conftest import fake_cifar10
+from conftest import fake_cifar10, run_quick_preset
 from reglab.data import DataNotFoundError, get_dataset_info
 from reglab.reproduce import Settings, run
 
@@ -17,13 +16,7 @@ def _one_thread(one_thread):
     """Every test here on one thread (the shared fixture of conftest)."""
 
 
-def quick(name: str, tmp_path, **settings) -> dict:
-    data = run(name, Settings(quick=True, **settings), tmp_path / name)
-    files = {p.name for p in (tmp_path / name).iterdir()}
-    assert {"results.json", "report.html"} <= files and any(f.endswith(".png") for f in files)
-    assert json.loads((tmp_path / name / "results.json").read_text()) == json.loads(json.dumps(data))
-    assert data["quick"] is True and data["claims"]
-    return data
+quick = run_quick_preset
 
 
 QUICK_CLAIMS = {"teacher-student": 1, "escape": 2, "sample-size": 2, "dropout-1d": 2,
