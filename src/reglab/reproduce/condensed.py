@@ -86,7 +86,8 @@ def below(a: dict, b: dict) -> bool:
 
 def why_not_below(a: dict, b: dict, what: str) -> str:
     """For a failed `below(a, b)`: whether the means are at least ordered, and that the CIs overlap."""
-    order = "in the source's order" if a["mean"] < b["mean"] else "in the opposite order"
+    order = ("in the source's order" if a["mean"] < b["mean"] else "equal" if a["mean"] == b["mean"]
+             else "in the opposite order")
     return (f"{what}: means {order} ({fmt(a)} vs {fmt(b)}), 95% CIs over {a['n']} seeds "
             f"{'overlap' if a['mean'] < b['mean'] else 'do not support the claim'}.")
 

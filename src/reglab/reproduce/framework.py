@@ -53,7 +53,7 @@ class Claim:
     `claim`: what the source states; `measured`: reglab's value; `agrees`: True/False by `criterion`,
     None when it was not run (missing data, a reduced run that cannot judge it); `source`: the
     source's own number or qualitative statement; `criterion`: the checkable rule behind the verdict;
-    `checked`: for a disagreement, what was checked to explain it.
+    `checked`: what was checked to explain a disagreement (kept in the row only for a disagreement).
     """
 
     claim: str
@@ -70,7 +70,7 @@ class Claim:
     def row(self) -> dict[str, str]:
         """The claim as a results.json row."""
         return {"claim": self.claim, "source": self.source, "reglab": self.measured, "verdict": self.verdict,
-                "criterion": self.criterion, "checked": self.checked}
+                "criterion": self.criterion, "checked": self.checked if self.agrees is False else ""}
 
 
 @dataclass

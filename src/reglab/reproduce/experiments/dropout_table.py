@@ -122,12 +122,12 @@ def run(settings: Settings) -> Outcome:
                   f"{data['name']}); gain {fmt_ci(gain, 100, ' pts')}", gain["ci_low"] > 0,
                   source=f"{pct(source[0])} with vs {pct(source[1])} without",
                   criterion="95% CI over seeds of acc(with) − acc(without) above 0",
-                  checked="" if gain["ci_low"] > 0 else f"{fit_}; the data ({data['name']}) and the budget "
+                  checked=f"{fit_}; the data ({data['name']}) and the budget "
                                                       f"({s['epochs']} epochs) differ from the source's"),
             Claim(f"{row}: dropout finds a flatter minimum (fig. 1.9)",
                   f"sharpness {mean[p]['sharpness']:.3g} with vs {mean[0.0]['sharpness']:.3g} without; reduction "
                   f"{fmt_ci(flatter)}", flatter["ci_low"] > 0, source="flatter with dropout (figure only)",
-                  checked="" if flatter["ci_low"] > 0 else f"other radii ({other}); {fit_}",
+                  checked=f"other radii ({other}); {fit_}",
                   criterion="95% CI over seeds of sharpness(without) − sharpness(with) above 0; sharpness = mean "
                             f"R_S(θ ± 0.5d) − R_S(θ) over {s['directions']} {norm}-normalised directions")]
         if data["name"] == MNIST_SUBSTITUTE:

@@ -103,7 +103,7 @@ def run(settings: Settings) -> Outcome:
             source="orange (R_drop) and green (R_S + R1) condense, blue (R_S) does not",
             criterion="95% CI of the direction count after the switch entirely below that of the R_S continuation "
                       f"({s['seeds']} seeds)",
-            checked="" if below(mine, control) else why_not_below(mine, control, "direction count")
+            checked=why_not_below(mine, control, "direction count")
             + f" Final R_S: {fmt(numbers[label]['R_S'])} vs {fmt(numbers['R_S (reference)']['R_S'])}."))
     return Outcome(figures={"escape": fig}, numbers=numbers, claims=claims, settings=s, choices=CHOICES, notes=[
         "Scatter as the source's: (orientation of (w, b), amplitude |a|·‖(w, b)‖) rescaled to max 1 per model; "

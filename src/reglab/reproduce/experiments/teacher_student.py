@@ -100,7 +100,7 @@ def run(settings: Settings) -> Outcome:
                   two and many, source="two directions with dropout (cosine-similarity matrix); no such structure "
                   "without", criterion=f"every seed at every dropout rate needs ≤ 2 directions to cover its neurons of "
                   f"rescaled amplitude ≥ {FLOOR}, and every seed without dropout needs > 2",
-                  checked="" if two and many else "How far training moved the first layer from its random init, "
+                  checked="How far training moved the first layer from its random init, "
                   "‖W − W₀‖/‖W₀‖: " + ", ".join(f"{k} {fmt(v['relative_change'])}" for k, v in numbers.items())
                   + "; training R_S " + ", ".join(f"{k} {fmt(v['train_R_S'])}" for k, v in numbers.items())
                   + "; test R_S " + ", ".join(f"{k} {fmt(v['test_R_S'])}" for k, v in numbers.items()) + ".")
