@@ -14,7 +14,10 @@ same model, optimizer and initialisation) on the same device:
   ``--pack auto`` vs the reference loop run after run. The reference trains `--reference-runs`
   runs (the first seed of the first arms) and its wall time is scaled to all runs — printed as such;
 * accuracy — final test accuracy per arm, mean ± std over seeds (reglab) and over the reference runs;
-* loss surface — the 51×51 surface of `bench.analysis` (784-1000-10 MLP, 1000 samples).
+* loss surface — the 51×51 surface of `bench.analysis` (784-1000-10 MLP, 1000 samples);
+* pack scaling — seconds per training step of a pack of K of the study's runs (K = 1, 5, 10, 20; after
+  warm-up and CUDA-graph capture), in bf16 autocast and in float32, against one run trained alone by
+  `Trainer` (the solo step, float32): how far a step's cost is from growing with K.
 
 Without Fashion-MNIST files the benchmark uses generated stand-in data of the same shape (60k/10k
 1×28×28 images, 10 classes: a noisy class template per image) and prints a note; timings hold,
@@ -28,6 +31,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +43,10 @@ from bench.reference import reference_epoch, reference_run, synchronize
 from reglab.config import RunConfig
 from reglab.data import TensorData, load_dataset
 from reglab.data.registry import Found, register_dataset
+from reglab.report.environment import environment
+from reglab.reproduce.output import code_version
 from reglab.study import load_spec, make_executor, run_study
+from reglab.study.packed import solo_step_seconds
 from reglab.study.spec import StudySpec
 from reglab.theory import filter_normalized_direction, loss_surface
 from reglab.train import Trainer
@@ -49,10 +56,10 @@ STANDIN = "fashion-standin"
 
 FULL = {"samples": None, "test_samples": None, "arms": 4, "seeds": 5, "epochs": 10, "reference_runs": 2,
         "single_epochs": 2, "points": 51, "surface_samples": 1000, "cnn": {}, "mlp_width": 1000,
-        "standin": {}}
+        "standin": {}, "pack_sizes": [1, 5, 10, 20]}
 DRY = {"samples": 256, "test_samples": 128, "arms": 4, "seeds": 2, "epochs": 1, "reference_runs": 1,
        "single_epochs": 1, "points": 5, "surface_samples": 100, "cnn": {"channels": [4, 8, 8], "fc_widths": [16]},
-       "mlp_width": 32, "standin": {"n_train": 256, "n_test": 128}}
+       "mlp_width": 32, "standin": {"n_train": 256, "n_test": 128}, "pack_sizes": [1, 2, 4]}
 
 
 @register_dataset(STANDIN, description="generated stand-in of Fashion-MNIST's shape for benchmarks: 60k/10k "
@@ -168,6 +175,19 @@ def bench_surface(data: dict, size: dict, device: torch.device) -> dict:
     return {"points": size["points"], "seconds": time.perf_counter() - start, "finite": bool(losses.isfinite().all())}
 
 
+def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dict:
+    """Seconds per step of packs of the study's runs (arms × seeds in turn) at each size, bf16 and float32."""
+    configs = [spec.arm_config(arm, seed) for seed in range(max(size["pack_sizes"])) for arm in spec.arms]
+    rows = {}
+    for amp in ([True, False] if device.type == "cuda" else [False]):
+        chosen = [c.override({"train.amp": amp}) for c in configs]
+        for k in size["pack_sizes"]:
+            pack = PackedTrainer([Trainer(c) for c in chosen[:k]])
+            rows[f"{'bf16' if amp else 'float32'} K={k}"] = pack.time_step(10)
+    solo = solo_step_seconds(configs[0].override({"train.amp": False}), 10)
+    return {"step_s": rows, "solo_step_s": solo}
+
+
 def spread(values: list[float]) -> str:
     if not values:
         return "—"
@@ -175,7 +195,7 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {std:.4f} (n={len(values)})"
 
 
-def table(header: str, single: dict, study: dict, surface: dict, size: dict) -> str:
+def table(header: str, single: dict, study: dict, surface: dict, size: dict, scaling: dict) -> str:
     lines = [header, "",
              f"{'benchmark':<44}{'reference':>14}{'reglab':>12}{'ratio':>9}",
              f"{'single run: s/epoch (' + str(single['samples']) + ' samples, batch 64)':<44}"
@@ -196,6 +216,13 @@ def table(header: str, single: dict, study: dict, surface: dict, size: dict) -> 
     for arm, values in study["accuracy"].items():
         reference = spread(study["reference_accuracy"].get(arm, []))
         lines.append(f"  {arm:<34} reglab {spread(values):<28} reference {reference}")
+    solo = scaling["solo_step_s"]
+    lines += ["", f"pack scaling: ms per step (study runs, batch 64); one run alone (Trainer, float32): "
+                  f"{1e3 * solo:.2f} ms/step"]
+    for name, seconds in scaling["step_s"].items():
+        k = int(name.split("K=")[1])
+        lines.append(f"  {name:<14}{1e3 * seconds:>9.2f} ms/step{1e3 * seconds / k:>9.2f} ms per run-step"
+                     f"{solo * k / seconds:>8.1f}x the runs alone")
     return "\n".join(lines)
 
 
@@ -220,7 +247,8 @@ def main() -> None:
     study = bench_study(study_spec(data, size, device, amp), size, device)
     print(f"study done: {study['reglab_s']:.1f} s reglab, {study['reference_measured_s']:.1f} s reference", flush=True)
     surface = bench_surface(data, size, device)
-    text = table(header, single, study, surface, size)
+    scaling = bench_pack_scaling(study_spec(data, size, device, amp), size, device)
+    text = table(header, single, study, surface, size, scaling)
     print()
     print(text)
     if os.environ.get("OUT"):
@@ -228,7 +256,10 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "gpu_bench.txt").write_text(text + "\n")
         (out / "gpu_bench.json").write_text(json.dumps({"single": single, "study": study, "surface": surface,
-                                                        "header": header}, indent=1, default=str))
+                                                        "scaling": scaling, "header": header,
+                                                        "command": "bench/gpu.sh " + " ".join(sys.argv[1:]),
+                                                        "environment": environment([str(device)]),
+                                                        "code": code_version()}, indent=1, default=str))
 
 
 if __name__ == "__main__":

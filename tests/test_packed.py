@@ -117,11 +117,12 @@ def test_dropout_masks_are_drawn_per_run_at_the_solo_rate():
     assert twins[0].final["train_loss"] != twins[1].final["train_loss"]
 
     k = 400  # one hidden layer, dropout before the output layer: the output is linear in the mask
-    pack = PackedTrainer([Trainer(cfg) for _ in range(2)])  # no buffers: its forward takes any number of runs
+    pack = PackedTrainer([Trainer(cfg) for _ in range(2)])  # its forward takes any number of runs
     model, x = pack.trainers[0].model.train(), pack.trainers[0].data.x_test[:8]
     params = {name: p.detach().expand(k, *p.shape) for name, p in model.named_parameters()}
+    buffers = {name: b[0].expand(k, *b.shape[1:]) for name, b in pack.buffers.items()}  # the dropout rate
     with torch.no_grad():
-        packed = pack.forward(params, pack.buffers, x.expand(k, *x.shape))
+        packed = pack.forward(params, buffers, x.expand(k, *x.shape))
         solo = torch.stack([model(x) for _ in range(k)])
         expected = model.eval()(x)
     assert (packed.mean(0) - expected).abs().max() < 4 * packed.std(0).max() / k ** 0.5  # inverted dropout
@@ -157,14 +158,15 @@ def test_packed_run_directories_match_what_trainer_fit_writes(tmp_path):
 def test_what_can_share_a_pack():
     assert pack_key(config(0)) == pack_key(config(5, **{"optim.name": "adam", "optim.lr": 0.3,
                                                         "regularize.l2": 0.1, "regularize.mixup": 0.2}))
-    assert pack_key(config(0)) != pack_key(config(0, **{"regularize.dropout.p": 0.1}))
+    assert pack_key(config(0)) == pack_key(config(0, **{"regularize.dropout.p": 0.1}))  # a per-run rate
     assert pack_key(config(0)) != pack_key(config(0, **{"train.batch_size": 32}))
+    assert pack_key(config(0)) != pack_key(config(0, **{"regularize.dropblock.p": 0.1}))
     assert packing_blocker(config(0)) is None
     assert packing_blocker(config(0, **{"regularize.sam_rho": 0.05})) == "regularize.sam_rho"
     with pytest.raises(ValueError, match="regularize.sam_rho: run with seed 1 cannot be trained packed"):
         PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"regularize.sam_rho": 0.05}))])
-    with pytest.raises(ValueError, match="differ in data, model or training budget"):
-        PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"regularize.dropout.p": 0.1}))])
+    with pytest.raises(ValueError, match="differ in data, model, stochastic-depth form or training budget"):
+        PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"train.batch_size": 32}))])
 
 
 def tiny_spec(arms: dict, seeds: int = 3) -> StudySpec:
@@ -172,18 +174,18 @@ def tiny_spec(arms: dict, seeds: int = 3) -> StudySpec:
 
 
 def test_plan_packs_groups_by_architecture_and_keeps_the_rest_in_plan_order(tmp_path):
-    spec = tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}},
-                      "drop": {"regularize": {"dropout": {"p": 0.2}}}, "sam": {"regularize": {"sam_rho": 0.05}}})
+    spec = tiny_spec({"base": {}, "drop": {"regularize": {"dropout": {"p": 0.2}}},
+                      "b32": {"train": {"batch_size": 32}}, "sam": {"regularize": {"sam_rho": 0.05}}})
     tasks = plan(spec, tmp_path)
     packs, alone = plan_packs(tasks, 4)
-    assert [[t.run_id for t in p] for p in packs] == [
-        ["base__s0", "wd__s0", "base__s1", "wd__s1"], ["base__s2", "wd__s2"], ["drop__s0", "drop__s1", "drop__s2"]]
+    assert [[t.run_id for t in p] for p in packs] == [  # dropout rates are per run: base and drop share packs
+        ["base__s0", "drop__s0", "base__s1", "drop__s1"], ["base__s2", "drop__s2"], ["b32__s0", "b32__s1", "b32__s2"]]
     assert [t.run_id for t in alone] == ["sam__s0", "sam__s1", "sam__s2"]
     assert plan_packs(tasks, "auto", decide=lambda group: 0) == ([], tasks)  # measured: alone is faster
     packs, alone = plan_packs(tasks, "auto", decide=lambda group: 2)  # measured: packs of two, one kept
     assert [[t.run_id for t in p] for p in packs] == [
-        ["base__s0", "wd__s0"], ["base__s1", "wd__s1"], ["base__s2", "wd__s2"], ["drop__s0", "drop__s1"],
-        ["drop__s2"]]
+        ["base__s0", "drop__s0"], ["base__s1", "drop__s1"], ["base__s2", "drop__s2"], ["b32__s0", "b32__s1"],
+        ["b32__s2"]]
     assert plan_packs(tasks, "off") == ([], tasks)
     (tasks[0].run_dir).mkdir(parents=True)
     (tasks[0].run_dir / "checkpoint.pt").touch()  # a run to resume trains alone

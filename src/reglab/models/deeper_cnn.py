@@ -90,7 +90,8 @@ def projection(c_in: int, c_out: int, norm: str, stride: int = 1) -> nn.Sequenti
 
 
 @register_model("deeper_cnn", description="3 conv blocks 64/128/256 (+ projection shortcuts) → FC 512 → out",
-                residual=True, dropout_sites="after each hidden FC activation", dropblock=True)
+                residual=True, dropout_sites="after each hidden FC activation", dropblock=True,
+                depth_options=("replace_skip",))
 def build_deeper_cnn(*, input_shape: tuple[int, ...], num_outputs: int, norm: str, dropout: DropoutConfig,
                      stochastic_depth: StochasticDepthConfig, dropblock: DropBlockConfig,
                      channels: tuple[int, ...] = (64, 128, 256), fc_widths: tuple[int, ...] = (512,),

@@ -43,6 +43,7 @@ class ModelInfo:
     default_norm: str
     dropblock: bool  # has conv feature maps (DropBlock applies)
     builder: Callable[..., nn.Module]
+    depth_options: tuple[str, ...] = ()  # options that change the network only where stochastic depth acts
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -57,8 +58,12 @@ def _option_params(builder: Callable[..., nn.Module]) -> dict[str, inspect.Param
 
 
 def register_model(name: str, *, description: str, residual: bool, dropout_sites: str,
-                   norms: tuple[str, ...] = NORMS, default_norm: str = "batch", dropblock: bool = False):
-    """Decorator registering a model builder under `name` (re-registering warns and replaces)."""
+                   norms: tuple[str, ...] = NORMS, default_norm: str = "batch", dropblock: bool = False,
+                   depth_options: tuple[str, ...] = ()):
+    """Decorator registering a model builder under `name` (re-registering warns and replaces).
+
+    `depth_options`: builder options that change the network only in the blocks stochastic depth
+    selects (with rate 0 every value builds the same network); packing relies on it."""
     if default_norm not in norms or not set(norms) <= set(NORMS):
         raise ValueError(f"model {name!r}: default_norm {default_norm!r} must be one of norms {norms}")
 
@@ -69,7 +74,7 @@ def register_model(name: str, *, description: str, residual: bool, dropout_sites
             warnings.warn(f"model {name!r} registered again; the new builder replaces the old one",
                           stacklevel=2)
         _REGISTRY[name] = ModelInfo(name, description, options, residual, dropout_sites, tuple(norms),
-                                    default_norm, dropblock, builder)
+                                    default_norm, dropblock, builder, tuple(depth_options))
         return builder
 
     return decorate

@@ -1,10 +1,11 @@
 """The packed executor: a study's runs that share an architecture trained K at a time on one device.
 
-Runs are grouped by `reglab.train.packed.pack_key` (same data, model, model regularizers and
-budget; seed, the whole `optim` section and the per-run regularizers may differ) and each group is
-cut into packs of at most K runs, trained by `PackedTrainer`. A run that cannot be packed
-(`packing_blocker`: SAM, early stopping, theory objectives, compile, condensation tracking), that
-resumes from a checkpoint, or that ends up alone, goes to the `LocalExecutor` unchanged.
+Runs are grouped by `reglab.train.packed.pack_groups` (same data, model, DropBlock and budget;
+seed, the whole `optim` section, the per-run regularizers and the dropout and stochastic-depth
+rates may differ) and each group is cut into packs of at most K runs, trained by `PackedTrainer`.
+A run that cannot be packed (`packing_blocker`: SAM, early stopping, theory objectives, compile,
+condensation tracking), that resumes from a checkpoint, or that ends up alone, goes to the
+`LocalExecutor` unchanged.
 
 ``pack="auto"`` decides by measurement, on any device (`measured_pack_size`): for each group it
 times a few steps of a pack (at most as many runs as the free CUDA memory allows by
@@ -44,7 +45,7 @@ from reglab.study.executors import (
     with_device,
 )
 from reglab.train.loop import RunResult, Trainer, cached_dataset, resolve_device, torch_threads
-from reglab.train.packed import PackedTrainer, pack_key, packing_blocker, synchronize
+from reglab.train.packed import PackedTrainer, pack_groups, packing_blocker, synchronize
 
 MEMORY_FRACTION = 0.8
 """Share of the free device memory that auto packing plans to fill."""
@@ -121,7 +122,7 @@ def solo_step_seconds(cfg: RunConfig, steps: int = 5, *, threads: int | None = N
 
 
 def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1) -> int:
-    """Pack size for runs sharing a `pack_key`, by measurement; 0 when the runs should train alone.
+    """Pack size for runs of one `pack_groups` group, by measurement; 0 when the runs should train alone.
 
     With one worker: a pack of the whole group (at most what fits the free CUDA memory) trained in
     this process against one run after another. With several: packs of ⌈group / workers⌉ runs, each
@@ -157,15 +158,15 @@ def plan_packs(tasks: Sequence[RunTask], pack: str | int, *,
     each group's pack size (0: alone), and a pack of one is kept."""
     if pack == "off":
         return [], list(tasks)
-    groups: dict[str, list[RunTask]] = {}
-    alone = []
+    alone, packable = [], []
     for task in tasks:
         if packing_blocker(task.config) or (task.run_dir / "checkpoint.pt").exists():
             alone.append(task)
         else:
-            groups.setdefault(pack_key(task.config), []).append(task)
+            packable.append(task)
     packs = []
-    for group in groups.values():
+    for indices in pack_groups([t.config for t in packable]):
+        group = [packable[i] for i in indices]
         size = pack if isinstance(pack, int) else decide(group)
         if size < 1:
             alone.extend(group)
@@ -305,7 +306,7 @@ def train_pack(tasks: Sequence[RunTask], events: RunEvents) -> None:
     for task in tasks:
         events.started(task)
     try:
-        with torch_threads(tasks[0].config.train.threads):  # the runs' own thread count (one pack_key)
+        with torch_threads(tasks[0].config.train.threads):  # the runs' own thread count (one pack group)
             trainer = PackedTrainer([Trainer(t.config) for t in tasks])
             trainer.fit([t.run_dir for t in tasks], on_epoch=lambda i, metrics: events.epoch(tasks[i], dict(metrics)),
                         on_result=on_result)

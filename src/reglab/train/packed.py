@@ -27,7 +27,6 @@ becomes non-finite is finished as diverged at the end of that epoch and the pack
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 import warnings
@@ -45,19 +44,9 @@ from reglab.regularize.mixing import cutmix, mixup
 from reglab.regularize.penalties import penalized_parameters
 from reglab.train import rundir
 from reglab.train.loop import RunResult, Trainer, best_epoch
+from reglab.train.rates import pack_groups, pack_key, rate_network
 
-PER_RUN_OPTIONS = ("l1", "l2", "penalize", "ema", "label_smoothing", "mixup", "cutmix", "grad_clip")
-"""`regularize` fields that may differ inside a pack (besides `seed` and the whole `optim` section)."""
-
-
-def pack_key(cfg: RunConfig) -> str:
-    """Runs with equal keys can share a pack: same data, architecture, model regularizers and budget."""
-    shared = cfg.to_dict()
-    del shared["seed"], shared["optim"]
-    for name in PER_RUN_OPTIONS:
-        del shared["regularize"][name]
-    return json.dumps(shared, sort_keys=True)
-
+__all__ = ["PackedTrainer", "pack_groups", "pack_key", "packing_blocker"]
 
 def packing_blocker(cfg: RunConfig) -> str | None:
     """Why a run cannot be trained packed (None: it can)."""
@@ -73,7 +62,7 @@ def packing_blocker(cfg: RunConfig) -> str | None:
 
 
 class PackedTrainer:
-    """Train `trainers` (fresh, equal `pack_key`) together; see the module docstring.
+    """Train `trainers` (fresh, one of `pack_groups`) together; see the module docstring.
 
     `cuda_graphs`: capture the step as a CUDA graph (default: the runs' ``train.cuda_graphs``; only
     on CUDA). `graph_note` says why a CUDA pack runs without one.
@@ -88,20 +77,28 @@ class PackedTrainer:
         blocked = [(t.cfg.seed, b) for t in trainers if (b := packing_blocker(t.cfg))]
         if blocked:
             raise ValueError(f"{blocked[0][1]}: run with seed {blocked[0][0]} cannot be trained packed")
-        if len({pack_key(t.cfg) for t in trainers}) > 1:
-            raise ValueError("PackedTrainer: runs differ in data, model or training budget; pack them separately")
+        if len(pack_groups([t.cfg for t in trainers])) > 1:
+            raise ValueError("PackedTrainer: runs differ in data, model, stochastic-depth form or training budget; "
+                             "pack them separately")
         if any(t.epoch for t in trainers):
             raise ValueError("PackedTrainer: trainers must be fresh (a resumed run trains alone)")
         self.trainers = list(trainers)
         self.active = list(range(len(trainers)))
         first = self.trainers[0]
-        self.module = first.model  # the code every run executes; weights come from functional_call
         self.device, self.data = first.device, first.data
+        # the code every run executes (with per-run dropout and stochastic-depth rates); tensors come from the pack
+        self.module, self.rate_values = rate_network([t.cfg for t in trainers], [t.model for t in trainers],
+                                                     input_shape=self.data.input_shape,
+                                                     num_outputs=self.data.num_outputs)
         named = [(name, p) for name, p in self.module.named_parameters() if p.requires_grad]
         self.param_names = [name for name, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.numels = [p.numel() for _, p in named]
-        self.buffer_names = [name for name, _ in self.module.named_buffers()]
+        self.buffer_names = [name for name, _ in self.module.named_buffers() if name not in self.rate_values]
+        buffer_shapes = [self.module.get_buffer(name).shape for name in self.buffer_names]
+        for t in trainers:  # runs map onto the pack's network by position
+            if [p.shape for p in t.params] != self.shapes or [b.shape for b in t.model.buffers()] != buffer_shapes:
+                raise ValueError(f"PackedTrainer: run with seed {t.cfg.seed} does not fit the pack's network")
         self.forward = vmap(self._functional, randomness="different")
         cfg = first.cfg
         self.augment = bool(cfg.data.augment.crop_padding or cfg.data.augment.flip)
@@ -135,8 +132,9 @@ class PackedTrainer:
         self.leaves = [v.view(k, *shape).requires_grad_(True)
                        for v, shape in zip(self.params.split(self.numels, dim=1), self.shapes, strict=True)]
         self.grad = torch.zeros_like(self.params)
-        self.buffers = {name: torch.stack([dict(t.model.named_buffers())[name] for t in runs])
-                        for name in self.buffer_names}
+        self.buffers = stacked_buffers([t.model for t in runs], self.buffer_names) | {
+            name: torch.tensor([values[i] for i in self.active], device=self.device)  # per-run rates
+            for name, values in self.rate_values.items()}
         decay = torch.stack([self._decay_mask(t) for t in runs])
         self.optimizer = BatchedOptimizer(self.params, [run_optim(t.cfg) for t in runs], decay,
                                           self.params.new_zeros(1, len(runs)))
@@ -153,8 +151,7 @@ class PackedTrainer:
         if any(self.ema_on):
             ema_model = [t.ema.module if t.ema is not None else t.model for t in runs]
             self.ema_params = torch.stack([flat(p for p in m.parameters() if p.requires_grad) for m in ema_model])
-            self.ema_buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in ema_model])
-                                for name in self.buffer_names}
+            self.ema_buffers = stacked_buffers(ema_model, self.buffer_names)
             rest = torch.tensor([1 - t.cfg.regularize.ema if t.ema is not None else 1.0 for t in runs],
                                 dtype=torch.float64, device=self.device)
             self.ema_weight = {name: rest.to(b.dtype).view(k, *[1] * (b.dim() - 1))
@@ -178,7 +175,7 @@ class PackedTrainer:
         for slot, t in enumerate(self._runs()):
             for p, row in zip(t.params, self.params[slot].split(self.numels), strict=True):
                 p.copy_(row.view_as(p))
-            for name, buf in t.model.named_buffers():
+            for name, buf in zip(self.buffer_names, t.model.buffers(), strict=True):
                 buf.copy_(self.buffers[name][slot])
             t.step = int(self.optimizer.step_count.item())
             self._write_optimizer_state(t, slot)
@@ -187,7 +184,7 @@ class PackedTrainer:
                 ema_params = [p for p in t.ema.module.parameters() if p.requires_grad]
                 for p, row in zip(ema_params, self.ema_params[slot].split(self.numels), strict=True):
                     p.copy_(row.view_as(p))
-                for name, buf in t.ema.module.named_buffers():
+                for name, buf in zip(self.buffer_names, t.ema.module.buffers(), strict=True):
                     buf.copy_(self.ema_buffers[name][slot])
                 t.ema.n_averaged.fill_(t.step + 1)
 
@@ -408,6 +405,12 @@ class PackedTrainer:
             on_result(i, results[i])
         self.active = []
         return results
+
+
+def stacked_buffers(models: Sequence[torch.nn.Module], names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The models' buffers stacked ``(K, …)`` under the pack network's `names`, matched by position."""
+    columns = zip(*(list(m.buffers()) for m in models), strict=True)
+    return {name: torch.stack(column) for name, column in zip(names, columns, strict=True)}
 
 
 def run_optim(cfg: RunConfig) -> RunOptim:

@@ -1,0 +1,117 @@
+"""Per-run dropout and stochastic-depth rates in one pack (reglab.train.rates).
+
+Expectations are independent of the code under test: survival probabilities worked out by hand from
+the linear rule, a rate-0 run equal to its solo run (the neutral rate is the identity), and Monte
+Carlo keep frequencies of the rate modules against their probabilities.
+"""
+
+import pytest
+import torch
+
+from reglab.config import RunConfig
+from reglab.data import TensorData
+from reglab.models.deeper_cnn import ReplaceSkip
+from reglab.study.spec import load_spec
+from reglab.train.loop import Trainer
+from reglab.train.packed import PackedTrainer, pack_groups
+from reglab.train.rates import RateGate, RateReplaceSkip
+
+RESMLP = {
+    "data": {"name": "mnist1d", "train_subset": 256, "test_subset": 128},
+    "model": {"name": "resmlp", "options": {"width": 16, "blocks": 2}},
+    "optim": {"name": "adamw", "lr": 3e-3},
+    "train": {"epochs": 2, "batch_size": 64, "device": "cpu", "eval_train_samples": 64},
+}
+
+
+def resmlp(seed: int = 0, **overrides) -> RunConfig:
+    return RunConfig.from_dict({"seed": seed, **RESMLP}).override(overrides)
+
+
+def test_each_run_gets_its_own_rates_and_a_rate_free_run_trains_as_alone():
+    configs = [resmlp(0), resmlp(1, **{"regularize.dropout.p": 0.3}),
+               resmlp(2, **{"regularize.stochastic_depth.rate": 0.5}),
+               resmlp(3, **{"regularize.dropout": {"p": 0.2, "layers": [0]}})]
+    assert pack_groups(configs) == [[0, 1, 2, 3]]
+    pack = PackedTrainer([Trainer(c) for c in configs])
+    dropout = [values for name, values in pack.rate_values.items() if name.endswith(".rate")]
+    survival = [values for name, values in pack.rate_values.items() if name.endswith(".survival")]
+    # sites 0, 1 inside the blocks and 2 before the head; the linear rule over L = 2 blocks: 1 − l/2 · 0.5
+    assert [list(run) for run in zip(*dropout, strict=True)] == [[0, 0, 0], [0.3, 0.3, 0.3], [0, 0, 0], [0.2, 0, 0]]
+    assert [list(run) for run in zip(*survival, strict=True)] == [[1, 1], [1, 1], [0.75, 0.5], [1, 1]]
+
+    results = pack.fit()
+    solo = Trainer(configs[0])
+    solo_epochs = solo.fit().epochs
+    for a, b in zip(solo_epochs, results[0].epochs, strict=True):  # rate 0 and survival 1: the identity
+        for key in ("train_loss", "test_loss", "test_acc", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], abs=1e-5), key
+    for a, b in zip(solo.model.state_dict().values(), pack.trainers[0].model.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+    assert all(r.status == "done" for r in results)
+
+
+def test_dropout_rates_differ_per_run_in_one_forward():
+    cfg = resmlp(0, **{"model.name": "mlp", "model.options": {"widths": [32]}, "regularize.dropout.p": 0.5})
+    pack = PackedTrainer([Trainer(cfg), Trainer(cfg.override({"regularize.dropout.p": 0.0}))])
+    k = 400  # per run: one hidden layer, dropout before the output layer
+    model, x = pack.trainers[0].model.train(), pack.trainers[0].data.x_test[:8]
+    params = {name: p.detach().expand(2 * k, *p.shape) for name, p in model.named_parameters()}
+    buffers = {name: b.repeat_interleave(k, 0) for name, b in pack.buffers.items()}  # k copies of each run
+    with torch.no_grad():
+        out = pack.forward(params, buffers, x.expand(2 * k, *x.shape)).view(2, k, *x.shape[:1], -1)
+        solo = torch.stack([model(x) for _ in range(k)])
+        expected = model.eval()(x)
+    torch.testing.assert_close(out[1], expected.expand_as(out[1]), atol=1e-6, rtol=0)  # rate 0: no mask at all
+    ratio = out[0].std(0) / solo.std(0)
+    assert ratio.min() > 0.8 and ratio.max() < 1.25  # rate 0.5: the solo mask distribution
+
+
+@pytest.mark.parametrize("scaling", ["inverted", "test"])
+def test_rate_gate_keeps_a_branch_with_its_survival_probability(scaling):
+    torch.manual_seed(0)
+    gate, p, n = RateGate("row", scaling), 0.7, 20000
+    gate.survival.fill_(p)
+    out = gate.train()(torch.ones(n, 3))
+    kept = out[:, 0] != 0
+    assert abs(kept.float().mean().item() - p) < 4 * (p * (1 - p) / n) ** 0.5
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / p if scaling == "inverted" else 1.0))
+    assert torch.equal(out[:, 0] == out[:, 1], torch.ones(n, dtype=torch.bool))  # one draw per sample
+    assert torch.allclose(gate.eval()(torch.ones(4, 3)), torch.full((4, 3), p if scaling == "test" else 1.0))
+
+
+def test_rate_replace_skip_matches_source_000s_block():
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU())
+    solo, rated = ReplaceSkip(body, 0.8, 4, mode="row"), RateReplaceSkip(body, 4, "row")
+    rated.survival.fill_(0.8)
+    x = torch.randn(5000, 2, 4, 4)
+    torch.testing.assert_close(rated.eval()(x), solo.eval()(x))  # the expectation at test time
+    out = rated.train()(x)
+    replaced = (out[:, 2:] == 0).flatten(1).all(1)  # padded channels stay zero only where the block was skipped
+    assert abs(1 - replaced.float().mean().item() - 0.8) < 4 * (0.16 / 5000) ** 0.5
+
+
+def images() -> TensorData:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(96, 1, 16, 16, generator=g), torch.randint(0, 3, (96,), generator=g)
+    return TensorData("images", x[:64], y[:64], x[64:], y[64:], num_classes=3)
+
+
+def test_seed000_arms_share_one_pack_and_its_baseline_trains_as_alone():
+    spec = load_spec("seed000")
+    configs = [spec.arm_config(arm, 0) for arm in spec.arms]
+    assert pack_groups(configs) == [[0, 1, 2, 3]]  # replace_skip and the gate's form only matter with a rate
+    other_form = configs[3].override({"regularize.stochastic_depth.mode": "row"})
+    assert pack_groups([*configs, other_form]) == [[0, 1, 2, 3], [4]]
+
+    small = {"data.name": "mnist", "model.options.channels": [4, 8, 8], "model.options.fc_widths": [16],
+             "train.epochs": 1, "train.batch_size": 16, "train.device": "cpu", "train.eval_train_samples": 32}
+    configs = [c.override(small) for c in configs]
+    pack = PackedTrainer([Trainer(c, data=images()) for c in configs])
+    assert [v for name, v in pack.rate_values.items() if name.endswith("survival")] == [[1.0, 1.0, 1.0, 0.8]]
+    results = pack.fit()
+    solo = Trainer(configs[0], data=images())
+    for a, b in zip(solo.fit().epochs, results[0].epochs, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-5)
+        assert b["test_loss"] == pytest.approx(a["test_loss"], abs=1e-5)
