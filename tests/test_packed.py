@@ -245,3 +245,19 @@ def test_solo_step_timing_spans_epochs_shorter_than_the_steps_it_times():
     cfg = config(0, **{"data.train_subset": 32, "train.batch_size": 32})
     seconds = solo_step_seconds(cfg, steps=3)
     assert 0 < seconds < 60
+
+
+def test_float32_batch_norms_keep_the_network_and_its_parameter_order():
+    from reglab.train.packed import Float32Norm, float32_batch_norms
+
+    model = Trainer(config(0, **{"model.norm": "batch"})).model.eval()
+    x = torch.randn(5, 40)
+    before, shapes = model(x), [p.shape for p in model.parameters()]
+    float32_batch_norms(model)
+    assert any(isinstance(m, Float32Norm) for m in model.modules())
+    assert [p.shape for p in model.parameters()] == shapes
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = [m(torch.randn(4, m.norm.num_features, dtype=torch.bfloat16)) for m in model.modules()
+                  if isinstance(m, Float32Norm)]
+    assert all(out.dtype == torch.float32 for out in inside)
+    torch.testing.assert_close(model(x), before)

@@ -90,6 +90,10 @@ class PackedTrainer:
         self.module, self.rate_values = rate_network([t.cfg for t in trainers], [t.model for t in trainers],
                                                      input_shape=self.data.input_shape,
                                                      num_outputs=self.data.num_outputs)
+        cfg = first.cfg
+        on_cuda = self.device.type == "cuda"
+        if cfg.train.amp and on_cuda:
+            float32_batch_norms(self.module)
         named = [(name, p) for name, p in self.module.named_parameters() if p.requires_grad]
         self.param_names = [name for name, _ in named]
         self.shapes = [p.shape for _, p in named]
@@ -100,10 +104,8 @@ class PackedTrainer:
             if [p.shape for p in t.params] != self.shapes or [b.shape for b in t.model.buffers()] != buffer_shapes:
                 raise ValueError(f"PackedTrainer: run with seed {t.cfg.seed} does not fit the pack's network")
         self.forward = vmap(self._functional, randomness="different")
-        cfg = first.cfg
         self.augment = bool(cfg.data.augment.crop_padding or cfg.data.augment.flip)
         self.host_draws = self.augment or any(t.cfg.regularize.mixup or t.cfg.regularize.cutmix for t in trainers)
-        on_cuda = self.device.type == "cuda"
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)) \
             if cfg.train.amp and on_cuda else contextlib.nullcontext
         wanted = cfg.train.cuda_graphs if cuda_graphs is None else cuda_graphs
@@ -405,6 +407,27 @@ class PackedTrainer:
             on_result(i, results[i])
         self.active = []
         return results
+
+
+class Float32Norm(torch.nn.Module):
+    """A BatchNorm layer run in float32 under bf16 autocast: vmap's batch-norm backward needs the input
+    in the dtype of the (float32) running statistics. The next layer casts back to bf16."""
+
+    def __init__(self, norm: torch.nn.Module):
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.norm(x.float())
+
+
+def float32_batch_norms(model: torch.nn.Module) -> None:
+    """Wrap every BatchNorm layer of `model` in `Float32Norm` (parameters and buffers keep their order)."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, Float32Norm(module))
 
 
 def stacked_buffers(models: Sequence[torch.nn.Module], names: Sequence[str]) -> dict[str, torch.Tensor]:
