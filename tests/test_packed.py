@@ -261,39 +261,3 @@ def test_float32_batch_norms_keep_the_network_and_its_parameter_order():
                   if isinstance(m, Float32Norm)]
     assert all(out.dtype == torch.float32 for out in inside)
     torch.testing.assert_close(model(x), before)
-
-
-@pytest.mark.parametrize("options", [{"padding": 1}, {"stride": 2, "padding": 2, "dilation": 2, "bias": False}])
-def test_gemm_convolution_equals_conv2d_per_run_under_vmap(options):
-    from reglab.train.packed import GemmConv2d
-
-    torch.manual_seed(0)
-    convs = [torch.nn.Conv2d(3, 5, 3, **options) for _ in range(3)]
-    x = torch.randn(3, 4, 3, 9, 11)
-    expected = torch.stack([conv(xi) for conv, xi in zip(convs, x, strict=True)])
-    gemm = GemmConv2d(convs[0])
-    params = {name: torch.stack([dict(c.named_parameters())[name] for c in convs])
-              for name, _ in gemm.named_parameters()}
-    out = torch.func.vmap(lambda p, xi: torch.func.functional_call(gemm, p, (xi,)))(params, x)
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
-
-
-def test_a_pack_with_gemm_convolutions_equals_solo_runs():
-    from reglab.train.packed import gemm_convolutions
-
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(96, 1, 8, 8, generator=g), torch.randint(0, 3, (96,), generator=g)
-
-    def images() -> TensorData:
-        return TensorData("images", x[:64], y[:64], x[64:], y[64:], num_classes=3)
-
-    configs = [config(s, **{"model.name": "deeper_cnn", "model.norm": "batch", "train.epochs": 1,
-                            "model.options": {"channels": [4, 8], "fc_widths": [16]},
-                            "train.batch_size": 16}) for s in (0, 1)]
-    solo = [Trainer(c, data=images()) for c in configs]
-    solo_epochs = [t.fit().epochs for t in solo]
-    pack = PackedTrainer([Trainer(c, data=images()) for c in configs])
-    gemm_convolutions(pack.module)  # the CUDA form, here on CPU
-    results = pack.fit()
-    for i in range(2):
-        assert_same_run(solo[i], pack.trainers[i], solo_epochs[i], results[i].epochs)

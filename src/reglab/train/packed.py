@@ -92,10 +92,8 @@ class PackedTrainer:
                                                      num_outputs=self.data.num_outputs)
         cfg = first.cfg
         on_cuda = self.device.type == "cuda"
-        if on_cuda:  # on CPU the vmapped (grouped) convolution is the faster form
-            gemm_convolutions(self.module)
-            if cfg.train.amp:
-                float32_batch_norms(self.module)
+        if cfg.train.amp and on_cuda:
+            float32_batch_norms(self.module)
         named = [(name, p) for name, p in self.module.named_parameters() if p.requires_grad]
         self.param_names = [name for name, _ in named]
         self.shapes = [p.shape for _, p in named]
@@ -409,41 +407,6 @@ class PackedTrainer:
             on_result(i, results[i])
         self.active = []
         return results
-
-
-class GemmConv2d(torch.nn.Module):
-    """`nn.Conv2d` (groups 1, zero padding) as im2col and one matrix product per run.
-
-    Under vmap a convolution whose weights differ per run becomes a grouped convolution, which GPUs
-    run far below their matrix-product rate; written as ``W (O, C·kh·kw) @ cols (C·kh·kw, B·L)`` it
-    becomes one batched GEMM over the pack. Same parameters (names and shapes) as the layer it replaces.
-    """
-
-    def __init__(self, conv: torch.nn.Conv2d):
-        super().__init__()
-        self.weight, self.bias = conv.weight, conv.bias
-        self.kernel_size, self.stride, self.padding, self.dilation = (conv.kernel_size, conv.stride, conv.padding,
-                                                                      conv.dilation)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
-        h_out, w_out = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (B, C·kh·kw, L)
-        cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # (C·kh·kw, B·L)
-        out = self.weight.flatten(1) @ cols  # (O, B·L)
-        if self.bias is not None:
-            out = out + self.bias[:, None]
-        return out.view(-1, b, h_out, w_out).transpose(0, 1)  # (B, O, H', W')
-
-
-def gemm_convolutions(model: torch.nn.Module) -> None:
-    """Replace every plain `nn.Conv2d` of `model` (groups 1, zero padding) by a `GemmConv2d`."""
-    for name, module in list(model.named_modules()):
-        if type(module) is torch.nn.Conv2d and module.groups == 1 and module.padding_mode == "zeros" \
-                and not isinstance(module.padding, str):
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, child, GemmConv2d(module))
 
 
 class Float32Norm(torch.nn.Module):
