@@ -203,6 +203,26 @@ def test_packed_executor_runs_a_study_with_fallback_runs(tmp_path):
         solo_runs.loc["base__s1", "final_test_loss"], abs=1e-5)
 
 
+def test_a_pack_out_of_memory_trains_again_in_halves(tmp_path, monkeypatch):
+    fit, sizes = PackedTrainer.fit, []
+
+    def fit_within_memory(self, *args, **kwargs):  # a device that holds at most two runs at once
+        sizes.append(len(self.trainers))
+        if len(self.trainers) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(PackedTrainer, "fit", fit_within_memory)
+    spec = tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}, seeds=3).override({"train.epochs": 1})
+    result = run_study(spec, tmp_path / "packed", executor=PackedExecutor(pack=6), progress=False)
+    alone = run_study(spec, tmp_path / "solo", progress=False)
+    assert sizes == [6, 3, 1, 2, 3, 1, 2]  # halves, and halves of halves, down to what fits
+    packed, solo = (r.runs.set_index("run_id") for r in (result, alone))
+    assert (packed["status"] == "done").all() and len(packed) == 6
+    for run_id in solo.index:
+        assert packed.loc[run_id, "final_test_loss"] == pytest.approx(solo.loc[run_id, "final_test_loss"], abs=1e-5)
+
+
 def test_packs_and_single_runs_share_a_pool_of_worker_processes(tmp_path):
     spec = tiny_spec({"base": {}, "sam": {"regularize": {"sam_rho": 0.05}}}, seeds=3).override({"train.epochs": 1})
     result = run_study(spec, tmp_path / "pool", executor=PackedExecutor(workers=2, pack=2), progress=False)

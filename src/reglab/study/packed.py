@@ -296,21 +296,43 @@ def _worker_pack(tasks: list[RunTask]) -> list[tuple[bool, Any]]:
 
 
 def train_pack(tasks: Sequence[RunTask], events: RunEvents) -> None:
-    """Train one pack; an error ends every run of the pack still going as failed (a re-run resumes them)."""
+    """Train one pack. Out of CUDA memory, the runs still going start again in two halves (each halved
+    again as needed, down to single runs); any other error ends every run still going as failed (a
+    re-run resumes them)."""
+    for task in tasks:
+        events.started(task)
+    _train_pack(list(tasks), events)
+
+
+def _train_pack(tasks: list[RunTask], events: RunEvents) -> None:
     ended: set[int] = set()
 
     def on_result(i: int, result: RunResult) -> None:
         ended.add(i)
         events.finished(tasks[i], finish_analysis(tasks[i], result))
 
-    for task in tasks:
-        events.started(task)
+    trainer, out_of_memory = None, False
     try:
         with torch_threads(tasks[0].config.train.threads):  # the runs' own thread count (one pack group)
             trainer = PackedTrainer([Trainer(t.config) for t in tasks])
             trainer.fit([t.run_dir for t in tasks], on_epoch=lambda i, metrics: events.epoch(tasks[i], dict(metrics)),
                         on_result=on_result)
+    except torch.cuda.OutOfMemoryError as err:
+        out_of_memory, message = True, one_line(err)
     except Exception as err:  # one bad pack must not end the study
-        for i, task in enumerate(tasks):
-            if i not in ended:
-                events.failed(task, one_line(err))
+        out_of_memory, message = False, one_line(err)
+    else:
+        return
+    left = [t for i, t in enumerate(tasks) if i not in ended]
+    if not (out_of_memory and len(left) > 1):
+        for task in left:
+            events.failed(task, message)
+        return
+    trainer = None  # free the pack's memory before its halves start
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    for task in left:  # the halves train from the start
+        (task.run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    half = len(left) // 2
+    _train_pack(left[:half], events)
+    _train_pack(left[half:], events)
