@@ -281,3 +281,27 @@ def test_float32_batch_norms_keep_the_network_and_its_parameter_order():
                   if isinstance(m, Float32Norm)]
     assert all(out.dtype == torch.float32 for out in inside)
     torch.testing.assert_close(model(x), before)
+
+
+def test_a_single_run_as_a_pack_of_one_trains_like_the_solo_trainer(tmp_path, monkeypatch):
+    from reglab.train import loop
+
+    cfg = config(0, **{"regularize.ema": 0.9})
+    seen = []
+
+    def note(epoch, model, metrics):
+        seen.append((epoch, isinstance(model, torch.nn.Module)))
+        return {"noted": float(epoch)}
+
+    packed = loop.train_run(cfg, run_dir=tmp_path / "one", callbacks=[note], pack_of_one=True)
+    solo = loop.train_run(cfg, run_dir=tmp_path / "solo", pack_of_one=False)
+    assert seen == [(1, True), (2, True)]
+    for a, b in zip(solo.epochs, packed.epochs, strict=True):
+        for key in ("train_loss", "test_loss", "test_acc", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], abs=1e-5), key
+    lines = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["noted"] for x in lines] == [1.0, 2.0]  # what a callback adds is stored, as Trainer.fit does
+    assert (tmp_path / "one" / "model.pt").exists()
+
+    monkeypatch.setattr(loop, "_fit_packed", lambda *a: pytest.fail("a CPU run has no CUDA graph to gain"))
+    assert loop.train_run(cfg).status == "done"  # default: the solo step where no graph is captured

@@ -391,11 +391,38 @@ def best_epoch(epochs: list[dict]) -> dict:
 
 
 def train_run(cfg: RunConfig, *, run_dir: str | Path | None = None, callbacks: Iterable[EpochCallback] = (),
-              resume: bool = True, extend: bool = False, data: TensorData | None = None) -> RunResult:
-    """Train one run described by `cfg` (the library's main entry point); see `Trainer.fit`."""
+              resume: bool = True, extend: bool = False, data: TensorData | None = None,
+              pack_of_one: bool | None = None) -> RunResult:
+    """Train one run described by `cfg` (the library's main entry point); see `Trainer.fit`.
+
+    `pack_of_one`: train through `PackedTrainer` as a pack of one (stacked state, batched optimizer,
+    CUDA graph). None (default): where that step is captured as a CUDA graph and the run starts
+    fresh; elsewhere, and for a run that resumes, the solo `Trainer` step.
+    """
     if run_dir is not None and resume:  # refuse a mismatched directory before loading data
         rundir.check_resumable(Path(run_dir), cfg.to_dict(), extend=extend)
-    return Trainer(cfg, data=data).fit(run_dir, callbacks=callbacks, resume=resume, extend=extend)
+    trainer = Trainer(cfg, data=data)
+    fresh = run_dir is None or not resume or not (Path(run_dir) / "checkpoint.pt").exists()
+    if pack_of_one is not False and fresh:
+        from reglab.train.packed import PackedTrainer, packing_blocker
+
+        if packing_blocker(cfg) is None:
+            pack = PackedTrainer([trainer])
+            if pack_of_one or pack.use_graphs:
+                return _fit_packed(pack, run_dir, list(callbacks))
+    return trainer.fit(run_dir, callbacks=callbacks, resume=resume, extend=extend)
+
+
+def _fit_packed(pack, run_dir: str | Path | None, callbacks: list[EpochCallback]) -> RunResult:
+    """`Trainer.fit` of a pack of one: the callbacks see each epoch's evaluated model and metrics."""
+    trainer = pack.trainers[0]
+
+    def on_epoch(_: int, metrics: dict) -> None:
+        for callback in callbacks:
+            metrics.update(callback(trainer.epoch, trainer.evaluated_model, metrics) or {})
+
+    with torch_threads(trainer.cfg.train.threads):
+        return pack.fit([run_dir], on_epoch=on_epoch)[0]
 
 
 def load_trained(run_dir: str | Path, *, device: str = "cpu", weights: str | Path | None = None
