@@ -6,6 +6,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from reglab.config import RunConfig
+from reglab.data import TensorData, draw_augmentation
 from reglab.train.loop import Trainer
 from reglab.train.packed import PackedTrainer
 
@@ -67,6 +68,33 @@ def test_a_mixed_optimizer_pack_still_takes_a_constant_number_of_ops():
     def ops(k):
         return pack_step_ops([config(s, **{"optim.name": names[s % 4], "optim.lr": 0.01}) for s in range(k)])
     assert len(ops(16)) <= 1.3 * len(ops(4))
+
+
+def test_augmentation_is_drawn_per_epoch_so_a_step_takes_a_constant_number_of_ops():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(96, 1, 8, 8, generator=g), torch.randint(0, 3, (96,), generator=g)
+    data = TensorData("images", x[:64], y[:64], x[64:], y[64:], num_classes=3)
+    augment = {"model.name": "deeper_cnn", "model.norm": "batch", "data.augment.crop_padding": 2,
+               "data.augment.flip": True, "model.options": {"channels": [4], "fc_widths": [8]}}
+
+    def ops(k):
+        configs = [config(s, **augment) for s in range(k)]
+        pack = PackedTrainer([Trainer(c, data=data) for c in configs])
+        assert not pack.host_draws  # nothing is drawn on the host inside a step: a CUDA pack is captured
+        pack.module.train()
+        pack.optimizer.set_lr_table(pack._lr_table(10))
+        idx = torch.randint(0, 64, (k, 16))
+        draw = pack._stack_draws([draw_augmentation(16, configs[0].data.augment, torch.Generator().manual_seed(s))
+                                  for s in range(k)])
+        pack._step(idx, draw)
+        with OpCounter() as counter:
+            pack._step(idx, draw)
+        return counter.ops
+
+    two, sixteen = ops(2), ops(16)
+    assert len(sixteen) <= 1.3 * len(two), (len(two), len(sixteen))
+    assert "aten._local_scalar_dense" not in sixteen
+    assert PackedTrainer([Trainer(config(0, **{"regularize.mixup": 0.2}))]).host_draws  # mixing still is
 
 
 def assert_same(solo: Trainer, packed: Trainer, a: list[dict], b: list[dict]) -> None:

@@ -15,7 +15,7 @@ Files are searched in ``data.data_dir`` (and its ``<name>/``), ``$REGLAB_DATA/<n
 
 from reglab.data import sources  # noqa: F401  (registration)
 from reglab.data.base import CorruptDataError, DataNotFoundError, TensorData
-from reglab.data.batching import augment_images, batch_indices
+from reglab.data.batching import AugmentDraw, apply_augmentation, augment_images, batch_indices, draw_augmentation
 from reglab.data.prepare import load_dataset
 from reglab.data.registry import (
     DATASETS,
@@ -28,6 +28,6 @@ from reglab.data.registry import (
     register_dataset,
 )
 
-__all__ = ["DATASETS", "CorruptDataError", "DataNotFoundError", "DatasetInfo", "DatasetStatus", "Found",
-           "TensorData", "augment_images", "available_datasets", "batch_indices", "dataset_status",
-           "get_dataset_info", "load_dataset", "register_dataset"]
+__all__ = ["DATASETS", "AugmentDraw", "CorruptDataError", "DataNotFoundError", "DatasetInfo", "DatasetStatus",
+           "Found", "TensorData", "apply_augmentation", "augment_images", "available_datasets", "batch_indices",
+           "dataset_status", "draw_augmentation", "get_dataset_info", "load_dataset", "register_dataset"]

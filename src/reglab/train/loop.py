@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from reglab.config import ConfigError, RunConfig
-from reglab.data import TensorData, augment_images, batch_indices, load_dataset
+from reglab.data import TensorData, apply_augmentation, batch_indices, draw_augmentation, load_dataset
 from reglab.models import build_model
 from reglab.regularize.early_stopping import EarlyStopping
 from reglab.regularize.ema import build_ema
@@ -209,10 +209,13 @@ class Trainer:
         correct_sum = torch.zeros((), device=self.device, dtype=torch.long)
         grad_norm_sum = torch.zeros((), device=self.device)
         seen = steps = 0
-        for idx in batch_indices(data.x_train.shape[0], self.batch_size, self.generator):
+        n = data.x_train.shape[0]
+        batches = batch_indices(n, self.batch_size, self.generator)  # the epoch's permutation, then
+        draw = draw_augmentation(n, cfg.data.augment, self.generator)  # its augmentation, in one draw each
+        for idx in batches:
             x, y = data.x_train[idx], data.y_train[idx]
-            if cfg.data.augment.crop_padding or cfg.data.augment.flip:
-                x = augment_images(x, cfg.data.augment, self.generator)
+            if draw is not None:
+                x = apply_augmentation(x, cfg.data.augment, draw.rows(seen, seen + idx.shape[0]))
             if cfg.train.channels_last and x.dim() == 4 and self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
 

@@ -20,8 +20,9 @@ What is the same as a solo run: the data order (each run's permutation from its 
 per epoch), augmentation draws and every update rule — so without randomness from torch's global
 generator a packed run equals its solo run up to floating-point rounding. What is the same only in
 distribution: dropout, DropBlock and stochastic-depth masks and the mixup/CutMix ``lam`` (the global
-generator, drawn once for the whole pack). Augmentation and mixing are drawn per run and step from
-each run's generator (K small draws per step; such packs are not graph-captured). A run whose loss
+generator, drawn once for the whole pack). Augmentation (crop offsets, flips) is drawn once per epoch
+from each run's generator, as `Trainer` draws it, and applied to the pack's batch in one gather;
+mixup/CutMix are drawn per run and step (K small host draws; such packs are not graph-captured). A run whose loss
 becomes non-finite is finished as diverged at the end of that epoch and the pack goes on without it
 (the runs do not interact: every computation stays inside its own row).
 """
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from reglab.config import RunConfig
-from reglab.data import augment_images
+from reglab.data import AugmentDraw, apply_augmentation, draw_augmentation
 from reglab.regularize.batched_optim import BatchedOptimizer, RunOptim
 from reglab.regularize.mixing import cutmix, mixup
 from reglab.regularize.penalties import penalized_parameters
@@ -107,13 +108,13 @@ class PackedTrainer:
                 raise ValueError(f"PackedTrainer: run with seed {t.cfg.seed} does not fit the pack's network")
         self.forward = vmap(self._functional, randomness="different")
         self.augment = bool(cfg.data.augment.crop_padding or cfg.data.augment.flip)
-        self.host_draws = self.augment or any(t.cfg.regularize.mixup or t.cfg.regularize.cutmix for t in trainers)
+        self.host_draws = any(t.cfg.regularize.mixup or t.cfg.regularize.cutmix for t in trainers)
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)) \
             if cfg.train.amp and on_cuda else contextlib.nullcontext
         wanted = cfg.train.cuda_graphs if cuda_graphs is None else cuda_graphs
         self.graph_note = None
         if on_cuda and wanted and self.host_draws:
-            self.graph_note = "per-run augmentation or mixing draws on the host"
+            self.graph_note = "per-run mixup or CutMix draws on the host"
         self.use_graphs = on_cuda and wanted and self.graph_note is None
         self._stack()
 
@@ -209,12 +210,10 @@ class PackedTrainer:
 
     # -------------------------------------------------------------------------------- training
     def _draw(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
-        """Augmentation and mixing of each run's batch from its own generator, as `Trainer` draws them."""
+        """Mixing of each run's batch from its own generator, as `Trainer` draws it (per step)."""
         xs, partners, lams, mixed = [], [], [], False
         for slot, t in enumerate(self._runs()):
             xi, yi, reg = x[slot], y[slot], t.cfg.regularize
-            if self.augment:
-                xi = augment_images(xi, t.cfg.data.augment, t.generator)
             if reg.mixup or reg.cutmix:
                 xi, yi, lam = (mixup if reg.mixup else cutmix)(xi, yi, reg.mixup or reg.cutmix, t.generator)
                 mixed = True
@@ -246,9 +245,19 @@ class PackedTrainer:
             target = y
         return 0.5 * (out - target).pow(2).flatten(2).sum(2).mean(1)
 
-    def _step(self, idx: torch.Tensor) -> None:
-        """One training step of every run on batch indices ``(K, B)``; no host synchronisation."""
+    def _augment(self, x: torch.Tensor, draw: AugmentDraw) -> torch.Tensor:
+        """Crop and flip of the runs' batches ``(K, B, C, H, W)`` with their draws, in one gather."""
+        k, b = x.shape[:2]
+        merged = AugmentDraw(None if draw.offsets is None else draw.offsets.transpose(0, 1).reshape(2, k * b, 1),
+                             None if draw.flips is None else draw.flips.reshape(k * b, 1))
+        return apply_augmentation(x.flatten(0, 1), self.trainers[0].cfg.data.augment, merged).unflatten(0, (k, b))
+
+    def _step(self, idx: torch.Tensor, draw: AugmentDraw | None = None) -> None:
+        """One training step of every run on batch indices ``(K, B)`` and their augmentation draws;
+        no host synchronisation."""
         x, y = self.data.x_train[idx], self.data.y_train[idx]
+        if draw is not None:
+            x = self._augment(x, draw)
         mix = None
         if self.host_draws:
             x, y, mix = self._draw(x, y)
@@ -277,32 +286,43 @@ class PackedTrainer:
                 self.correct_sum.add_((out.argmax(-1) == y).sum(1))
             self.norm_sum.add_(norms)
 
-    def _graph_step(self, idx: torch.Tensor) -> None:
+    def _graph_step(self, idx: torch.Tensor, draw: AugmentDraw | None = None) -> None:
         """`_step` replayed from a CUDA graph (captured after a few eager warm-up steps); eager on failure."""
         if self.graph is None:
             if self.eager_steps < self.WARMUP_STEPS:
                 stream = torch.cuda.Stream(self.device)
                 stream.wait_stream(torch.cuda.current_stream(self.device))
                 with torch.cuda.stream(stream):
-                    self._step(idx)
+                    self._step(idx, draw)
                 torch.cuda.current_stream(self.device).wait_stream(stream)
                 self.eager_steps += 1
                 return
             self.static_idx = idx.clone()
+            self.static_draw = None if draw is None else AugmentDraw(*(None if t is None else t.clone() for t in draw))
             graph = torch.cuda.CUDAGraph()
             try:
                 with torch.cuda.graph(graph):
-                    self._step(self.static_idx)
+                    self._step(self.static_idx, self.static_draw)
             except Exception as err:  # capture is impossible here: train eagerly, say why once
                 self.use_graphs, self.graph_note = False, one_line(err)
                 warnings.warn(f"train.cuda_graphs: eager steps instead of a CUDA graph: {self.graph_note}",
                               stacklevel=2)
-                self._step(idx)
+                self._step(idx, draw)
                 return
             self.graph = graph
         else:
             self.static_idx.copy_(idx)
+            for static, new in zip(self.static_draw or (), draw or (), strict=True):
+                if static is not None:
+                    static.copy_(new)
         self.graph.replay()
+
+    @staticmethod
+    def _stack_draws(draws: Sequence[AugmentDraw | None]) -> AugmentDraw | None:
+        """The runs' augmentation draws as one `AugmentDraw` of ``(K, …)`` tensors (None: no augmentation)."""
+        if draws[0] is None:
+            return None
+        return AugmentDraw(*(None if parts[0] is None else torch.stack(parts) for parts in zip(*draws, strict=True)))
 
     def _lr_table(self, steps: int) -> torch.Tensor:
         """Learning rate of each of the next `steps` steps of every active run ``(steps, K)``, from its schedule."""
@@ -324,14 +344,17 @@ class PackedTrainer:
         warmup = self.WARMUP_STEPS + 2 if self.use_graphs else 2
         self.optimizer.set_lr_table(self._lr_table(warmup + steps))
         n, k = self.data.x_train.shape[0], len(self.active)
-        idx = torch.randint(0, n, (k, self.trainers[self.active[0]].batch_size), device=self.device)
+        first = self.trainers[self.active[0]]
+        idx = torch.randint(0, n, (k, first.batch_size), device=self.device)
+        draw = self._stack_draws([draw_augmentation(first.batch_size, first.cfg.data.augment,
+                                                    torch.Generator(self.device).manual_seed(i)) for i in range(k)])
         step = self._graph_step if self.use_graphs else self._step
         for _ in range(warmup):
-            step(idx)
+            step(idx, draw)
         synchronize(self.device)
         start = time.perf_counter()
         for _ in range(steps):
-            step(idx)
+            step(idx, draw)
         synchronize(self.device)
         return (time.perf_counter() - start) / steps
 
@@ -342,6 +365,7 @@ class PackedTrainer:
         n, batch = self.data.x_train.shape[0], first.batch_size
         self.module.train()
         perms = torch.stack([torch.randperm(n, generator=t.generator, device=t.generator.device) for t in runs])
+        draw = self._stack_draws([draw_augmentation(n, t.cfg.data.augment, t.generator) for t in runs])  # as Trainer
         self.optimizer.set_lr_table(self._lr_table(first.steps_per_epoch))
         for total in (self.loss_sum, self.correct_sum, self.norm_sum):
             total.zero_()
@@ -349,10 +373,11 @@ class PackedTrainer:
         step, max_steps = first.step, first.cfg.train.max_steps
         for start in range(0, n, batch):
             idx = perms[:, start:start + batch]
+            rows = None if draw is None else draw.rows(start, start + batch)
             if self.use_graphs and idx.shape[1] == batch:
-                self._graph_step(idx)
+                self._graph_step(idx, rows)
             else:
-                self._step(idx)
+                self._step(idx, rows)
             seen += idx.shape[1]
             steps += 1
             if max_steps and step + steps >= max_steps:
