@@ -305,3 +305,14 @@ def test_a_single_run_as_a_pack_of_one_trains_like_the_solo_trainer(tmp_path, mo
 
     monkeypatch.setattr(loop, "_fit_packed", lambda *a: pytest.fail("a CPU run has no CUDA graph to gain"))
     assert loop.train_run(cfg).status == "done"  # default: the solo step where no graph is captured
+
+
+def test_a_run_without_mixing_trains_as_alone_in_a_pack_with_mixup_and_cutmix():
+    configs = [config(0), config(1, **{"regularize.mixup": 0.4}), config(2, **{"regularize.cutmix": 1.0})]
+    solo = Trainer(configs[0])
+    solo_epochs = solo.fit().epochs
+    packed = [Trainer(c) for c in configs]
+    results = PackedTrainer(packed).fit()
+    assert_same_run(solo, packed[0], solo_epochs, results[0].epochs)  # lam 1, no box: exactly its own batch
+    assert all(r.status == "done" for r in results)
+    assert results[1].final["train_loss"] != results[2].final["train_loss"]

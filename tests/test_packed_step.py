@@ -80,7 +80,6 @@ def test_augmentation_is_drawn_per_epoch_so_a_step_takes_a_constant_number_of_op
     def ops(k):
         configs = [config(s, **augment) for s in range(k)]
         pack = PackedTrainer([Trainer(c, data=data) for c in configs])
-        assert not pack.host_draws  # nothing is drawn on the host inside a step: a CUDA pack is captured
         pack.module.train()
         pack.optimizer.set_lr_table(pack._lr_table(10))
         idx = torch.randint(0, 64, (k, 16))
@@ -94,7 +93,25 @@ def test_augmentation_is_drawn_per_epoch_so_a_step_takes_a_constant_number_of_op
     two, sixteen = ops(2), ops(16)
     assert len(sixteen) <= 1.3 * len(two), (len(two), len(sixteen))
     assert "aten._local_scalar_dense" not in sixteen
-    assert PackedTrainer([Trainer(config(0, **{"regularize.mixup": 0.2}))]).host_draws  # mixing still is
+
+
+def test_mixing_is_drawn_per_epoch_so_a_step_takes_a_constant_number_of_ops():
+    arms = [{"regularize.mixup": 0.4}, {"regularize.cutmix": 1.0}, {}]  # mixup, CutMix and no mixing in one pack
+
+    def ops(k):
+        pack = PackedTrainer([Trainer(config(s, **arms[s % 3])) for s in range(k)])
+        pack.module.train()
+        pack.optimizer.set_lr_table(pack._lr_table(10))
+        idx = torch.randint(0, 256, (k, 50))
+        mix = pack._stack_mixing([pack.trainers[i].draw_mixing() for i in range(k)]).step(0)
+        pack._step(idx, None, mix)
+        with OpCounter() as counter:
+            pack._step(idx, None, mix)
+        return counter.ops
+
+    three, eighteen = ops(3), ops(18)
+    assert len(eighteen) <= 1.3 * len(three), (len(three), len(eighteen))
+    assert "aten._local_scalar_dense" not in eighteen  # no host synchronisation: a CUDA pack is captured
 
 
 def assert_same(solo: Trainer, packed: Trainer, a: list[dict], b: list[dict]) -> None:

@@ -27,7 +27,7 @@ from reglab.data import TensorData, apply_augmentation, batch_indices, draw_augm
 from reglab.models import build_model
 from reglab.regularize.early_stopping import EarlyStopping
 from reglab.regularize.ema import build_ema
-from reglab.regularize.mixing import cutmix, mixup
+from reglab.regularize.mixing import MixDraw, draw_mixing, mix_batch
 from reglab.regularize.optim import Schedule, build_optimizer
 from reglab.regularize.penalties import Penalty, penalized_parameters
 from reglab.regularize.sam import sam_gradients
@@ -134,6 +134,7 @@ class Trainer:
                                               label_smoothing=reg.label_smoothing)
         self.eval_criterion = make_criterion(train.loss, self.data.num_classes)
         self.epoch, self.step = 0, 0
+        self.mix: MixDraw | None = None  # the current step's mixing draws
 
     # ------------------------------------------------------------------------------- evaluation
     @property
@@ -181,15 +182,14 @@ class Trainer:
     # --------------------------------------------------------------------------------- training
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean training loss of a batch (with mixing and the theory objectives) and its output."""
-        reg, objective = self.cfg.regularize, self.cfg.train.objective
+        objective = self.cfg.train.objective
         if objective != "drop":
             from reglab.theory.dropout import objective_loss
 
             lr = self.optimizer.param_groups[0]["lr"]
             return objective_loss(objective, self.forward, x, y, lr=lr, loss_fn=self.train_criterion), None
-        if reg.mixup or reg.cutmix:
-            mix = mixup if reg.mixup else cutmix
-            x, y_partner, lam = mix(x, y, reg.mixup or reg.cutmix, self.generator)
+        if self.mix is not None:  # this step's mixing draws (same for SAM's second gradient)
+            x, y_partner, lam = mix_batch(x, y, self.mix)
             out = self.forward(x).float()
             loss = lam * self.train_criterion(out, y) + (1 - lam) * self.train_criterion(out, y_partner)
             return loss, out
@@ -211,7 +211,8 @@ class Trainer:
         seen = steps = 0
         n = data.x_train.shape[0]
         batches = batch_indices(n, self.batch_size, self.generator)  # the epoch's permutation, then
-        draw = draw_augmentation(n, cfg.data.augment, self.generator)  # its augmentation, in one draw each
+        draw = draw_augmentation(n, cfg.data.augment, self.generator)  # its augmentation and mixing,
+        mixing = self.draw_mixing()  # in one draw each
         for idx in batches:
             x, y = data.x_train[idx], data.y_train[idx]
             if draw is not None:
@@ -219,6 +220,7 @@ class Trainer:
             if cfg.train.channels_last and x.dim() == 4 and self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
 
+            self.mix = None if mixing is None else mixing.step(steps)
             total, loss, out = self._objective(x, y)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -249,6 +251,14 @@ class Trainer:
         ):
             metrics["train_acc"] = correct_sum.item() / seen
         return metrics
+
+    def draw_mixing(self) -> MixDraw | None:
+        """This epoch's mixup/CutMix draws (None without mixing or with a theory objective)."""
+        reg = self.cfg.regularize
+        if not (reg.mixup or reg.cutmix) or self.cfg.train.objective != "drop":
+            return None
+        return draw_mixing(self.steps_per_epoch, self.batch_size, self.data.input_shape, mixup=reg.mixup,
+                           cutmix=reg.cutmix, generator=self.generator)
 
     def run_epoch(self) -> dict:
         """Train one epoch, evaluate, and return the epoch's metrics record."""

@@ -20,9 +20,9 @@ What is the same as a solo run: the data order (each run's permutation from its 
 per epoch), augmentation draws and every update rule — so without randomness from torch's global
 generator a packed run equals its solo run up to floating-point rounding. What is the same only in
 distribution: dropout, DropBlock and stochastic-depth masks and the mixup/CutMix ``lam`` (the global
-generator, drawn once for the whole pack). Augmentation (crop offsets, flips) is drawn once per epoch
-from each run's generator, as `Trainer` draws it, and applied to the pack's batch in one gather;
-mixup/CutMix are drawn per run and step (K small host draws; such packs are not graph-captured). A run whose loss
+generator, drawn once for the whole pack). Augmentation (crop offsets, flips) and mixing (partners,
+CutMix boxes) are drawn once per epoch from each run's generator, as `Trainer` draws them, and
+applied to the pack's batch with O(1) ops per step. A run whose loss
 becomes non-finite is finished as diverged at the end of that epoch and the pack goes on without it
 (the runs do not interact: every computation stays inside its own row).
 """
@@ -43,7 +43,7 @@ from torch.func import functional_call, vmap
 from reglab.config import RunConfig
 from reglab.data import AugmentDraw, apply_augmentation, draw_augmentation
 from reglab.regularize.batched_optim import BatchedOptimizer, RunOptim
-from reglab.regularize.mixing import cutmix, mixup
+from reglab.regularize.mixing import MixDraw, mix_batch
 from reglab.regularize.penalties import penalized_parameters
 from reglab.train import rundir
 from reglab.train.loop import RunResult, Trainer, best_epoch
@@ -108,14 +108,11 @@ class PackedTrainer:
                 raise ValueError(f"PackedTrainer: run with seed {t.cfg.seed} does not fit the pack's network")
         self.forward = vmap(self._functional, randomness="different")
         self.augment = bool(cfg.data.augment.crop_padding or cfg.data.augment.flip)
-        self.host_draws = any(t.cfg.regularize.mixup or t.cfg.regularize.cutmix for t in trainers)
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)) \
             if cfg.train.amp and on_cuda else contextlib.nullcontext
         wanted = cfg.train.cuda_graphs if cuda_graphs is None else cuda_graphs
         self.graph_note = None
-        if on_cuda and wanted and self.host_draws:
-            self.graph_note = "per-run mixup or CutMix draws on the host"
-        self.use_graphs = on_cuda and wanted and self.graph_note is None
+        self.use_graphs = on_cuda and wanted
         self._stack()
 
     # -------------------------------------------------------------------------------- stacking
@@ -209,24 +206,6 @@ class PackedTrainer:
             t.optimizer.state[p] = entry
 
     # -------------------------------------------------------------------------------- training
-    def _draw(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
-        """Mixing of each run's batch from its own generator, as `Trainer` draws it (per step)."""
-        xs, partners, lams, mixed = [], [], [], False
-        for slot, t in enumerate(self._runs()):
-            xi, yi, reg = x[slot], y[slot], t.cfg.regularize
-            if reg.mixup or reg.cutmix:
-                xi, yi, lam = (mixup if reg.mixup else cutmix)(xi, yi, reg.mixup or reg.cutmix, t.generator)
-                mixed = True
-            else:
-                lam = 1.0
-            xs.append(xi)
-            partners.append(yi)
-            lams.append(lam)
-        x = torch.stack(xs)
-        if not mixed:
-            return x, y, None
-        return x, y, (torch.stack(partners), torch.tensor(lams, device=self.device))
-
     def _losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Each run's mean training loss ``(K,)`` from outputs ``(K, B, …)``, as its `train_criterion`."""
         smoothing = self.smoothing if self.smoothing_any else None
@@ -252,22 +231,22 @@ class PackedTrainer:
                              None if draw.flips is None else draw.flips.reshape(k * b, 1))
         return apply_augmentation(x.flatten(0, 1), self.trainers[0].cfg.data.augment, merged).unflatten(0, (k, b))
 
-    def _step(self, idx: torch.Tensor, draw: AugmentDraw | None = None) -> None:
-        """One training step of every run on batch indices ``(K, B)`` and their augmentation draws;
-        no host synchronisation."""
+    def _step(self, idx: torch.Tensor, draw: AugmentDraw | None = None, mix: MixDraw | None = None) -> None:
+        """One training step of every run on batch indices ``(K, B)`` with their augmentation and
+        mixing draws; no host synchronisation."""
         x, y = self.data.x_train[idx], self.data.y_train[idx]
         if draw is not None:
             x = self._augment(x, draw)
-        mix = None
-        if self.host_draws:
-            x, y, mix = self._draw(x, y)
+        partner = lam = None
+        if mix is not None:
+            dims = MixDraw(0, 0, None if mix.box is None else 0)
+            x, partner, lam = vmap(mix_batch, in_dims=(0, 0, dims))(x, y, mix)  # each run's own partners, lam, box
         params = dict(zip(self.param_names, self.leaves, strict=True))
         with self.autocast():
             out = self.forward(params, self.buffers, x)
         out = out.float()
         losses = self._losses(out, y)
         if mix is not None:
-            partner, lam = mix
             losses = lam * losses + (1 - lam) * self._losses(out, partner)
         grads = torch.autograd.grad(losses.sum(), self.leaves)
         k = idx.shape[0]
@@ -286,35 +265,36 @@ class PackedTrainer:
                 self.correct_sum.add_((out.argmax(-1) == y).sum(1))
             self.norm_sum.add_(norms)
 
-    def _graph_step(self, idx: torch.Tensor, draw: AugmentDraw | None = None) -> None:
+    def _graph_step(self, idx: torch.Tensor, draw: AugmentDraw | None = None, mix: MixDraw | None = None) -> None:
         """`_step` replayed from a CUDA graph (captured after a few eager warm-up steps); eager on failure."""
         if self.graph is None:
             if self.eager_steps < self.WARMUP_STEPS:
                 stream = torch.cuda.Stream(self.device)
                 stream.wait_stream(torch.cuda.current_stream(self.device))
                 with torch.cuda.stream(stream):
-                    self._step(idx, draw)
+                    self._step(idx, draw, mix)
                 torch.cuda.current_stream(self.device).wait_stream(stream)
                 self.eager_steps += 1
                 return
             self.static_idx = idx.clone()
-            self.static_draw = None if draw is None else AugmentDraw(*(None if t is None else t.clone() for t in draw))
+            self.static_draw, self.static_mix = clone_draws(draw), clone_draws(mix)
             graph = torch.cuda.CUDAGraph()
             try:
                 with torch.cuda.graph(graph):
-                    self._step(self.static_idx, self.static_draw)
+                    self._step(self.static_idx, self.static_draw, self.static_mix)
             except Exception as err:  # capture is impossible here: train eagerly, say why once
                 self.use_graphs, self.graph_note = False, one_line(err)
                 warnings.warn(f"train.cuda_graphs: eager steps instead of a CUDA graph: {self.graph_note}",
                               stacklevel=2)
-                self._step(idx, draw)
+                self._step(idx, draw, mix)
                 return
             self.graph = graph
         else:
             self.static_idx.copy_(idx)
-            for static, new in zip(self.static_draw or (), draw or (), strict=True):
-                if static is not None:
-                    static.copy_(new)
+            for static, new in ((self.static_draw, draw), (self.static_mix, mix)):
+                for into, values in zip(static or (), new or (), strict=True):
+                    if into is not None:
+                        into.copy_(values)
         self.graph.replay()
 
     @staticmethod
@@ -323,6 +303,20 @@ class PackedTrainer:
         if draws[0] is None:
             return None
         return AugmentDraw(*(None if parts[0] is None else torch.stack(parts) for parts in zip(*draws, strict=True)))
+
+    @staticmethod
+    def _stack_mixing(draws: Sequence[MixDraw | None]) -> MixDraw | None:
+        """The runs' mixing draws stacked ``(K, steps, …)``; a run without mixing gets lam 1 and no box."""
+        present = [d for d in draws if d is not None]
+        if not present:
+            return None
+        like = present[0]
+        box = next((d.box for d in present if d.box is not None), None)
+        neutral = MixDraw(torch.ones_like(like.blend), torch.zeros_like(like.keys),
+                          None if box is None else torch.zeros_like(box))
+        filled = [neutral if d is None else d for d in draws]
+        boxes = None if box is None else torch.stack([d.box if d.box is not None else neutral.box for d in filled])
+        return MixDraw(torch.stack([d.blend for d in filled]), torch.stack([d.keys for d in filled]), boxes)
 
     def _lr_table(self, steps: int) -> torch.Tensor:
         """Learning rate of each of the next `steps` steps of every active run ``(steps, K)``, from its schedule."""
@@ -348,13 +342,15 @@ class PackedTrainer:
         idx = torch.randint(0, n, (k, first.batch_size), device=self.device)
         draw = self._stack_draws([draw_augmentation(first.batch_size, first.cfg.data.augment,
                                                     torch.Generator(self.device).manual_seed(i)) for i in range(k)])
+        mixing = self._stack_mixing([self.trainers[i].draw_mixing() for i in self.active])
+        mix = None if mixing is None else mixing.step(0)
         step = self._graph_step if self.use_graphs else self._step
         for _ in range(warmup):
-            step(idx, draw)
+            step(idx, draw, mix)
         synchronize(self.device)
         start = time.perf_counter()
         for _ in range(steps):
-            step(idx, draw)
+            step(idx, draw, mix)
         synchronize(self.device)
         return (time.perf_counter() - start) / steps
 
@@ -366,6 +362,7 @@ class PackedTrainer:
         self.module.train()
         perms = torch.stack([torch.randperm(n, generator=t.generator, device=t.generator.device) for t in runs])
         draw = self._stack_draws([draw_augmentation(n, t.cfg.data.augment, t.generator) for t in runs])  # as Trainer
+        mixing = self._stack_mixing([t.draw_mixing() for t in runs])  # draws, in Trainer's order
         self.optimizer.set_lr_table(self._lr_table(first.steps_per_epoch))
         for total in (self.loss_sum, self.correct_sum, self.norm_sum):
             total.zero_()
@@ -374,10 +371,11 @@ class PackedTrainer:
         for start in range(0, n, batch):
             idx = perms[:, start:start + batch]
             rows = None if draw is None else draw.rows(start, start + batch)
+            mix = None if mixing is None else mixing.step(steps)
             if self.use_graphs and idx.shape[1] == batch:
-                self._graph_step(idx, rows)
+                self._graph_step(idx, rows, mix)
             else:
-                self._step(idx, rows)
+                self._step(idx, rows, mix)
             seen += idx.shape[1]
             steps += 1
             if max_steps and step + steps >= max_steps:
@@ -455,6 +453,11 @@ def float32_batch_norms(model: torch.nn.Module) -> None:
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, Float32Norm(module))
+
+
+def clone_draws(draws: tuple | None) -> tuple | None:
+    """A copy of an `AugmentDraw` or `MixDraw` (static inputs of a CUDA graph)."""
+    return None if draws is None else type(draws)(*(None if t is None else t.clone() for t in draws))
 
 
 def stacked_buffers(models: Sequence[torch.nn.Module], names: Sequence[str]) -> dict[str, torch.Tensor]:
