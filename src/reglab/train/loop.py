@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -32,6 +33,9 @@ from reglab.regularize.optim import Schedule, build_optimizer
 from reglab.regularize.penalties import Penalty, penalized_parameters
 from reglab.regularize.sam import sam_gradients
 from reglab.train import rundir
+
+if TYPE_CHECKING:
+    from reglab.train.packed import PackedTrainer
 from reglab.train.eval_budget import train_eval_size
 from reglab.train.losses import correct, make_criterion
 
@@ -426,7 +430,7 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path | None = None, callbacks: I
     return trainer.fit(run_dir, callbacks=callbacks, resume=resume, extend=extend)
 
 
-def _fit_packed(pack, run_dir: str | Path | None, callbacks: list[EpochCallback]) -> RunResult:
+def _fit_packed(pack: PackedTrainer, run_dir: str | Path | None, callbacks: list[EpochCallback]) -> RunResult:
     """`Trainer.fit` of a pack of one: the callbacks see each epoch's evaluated model and metrics."""
     trainer = pack.trainers[0]
 
