@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import assert_same_run
 from reglab.cli.app import app
 from reglab.config import RunConfig
 from reglab.data import TensorData
@@ -37,14 +38,6 @@ BASE = {
 
 def config(seed: int = 0, **overrides) -> RunConfig:
     return RunConfig.from_dict({"seed": seed, **BASE}).override(overrides)
-
-
-def assert_same_run(solo: Trainer, packed: Trainer, solo_epochs: list[dict], packed_epochs: list[dict]) -> None:
-    for a, b in zip(solo_epochs, packed_epochs, strict=True):
-        for key in ("train_loss", "grad_norm", "test_loss", "test_acc", "step", "lr"):
-            assert b[key] == pytest.approx(a[key], abs=1e-5), key
-    for (name, a), (_, b) in zip(solo.model.state_dict().items(), packed.model.state_dict().items(), strict=True):
-        torch.testing.assert_close(b, a, atol=1e-5, rtol=0, msg=name)
 
 
 def test_packed_runs_equal_solo_runs_with_their_own_optimizers_and_penalties():

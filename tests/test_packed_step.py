@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from conftest import assert_same_run
 from reglab.config import RunConfig
 from reglab.data import TensorData, draw_augmentation
 from reglab.train.loop import Trainer
@@ -114,14 +115,6 @@ def test_mixing_is_drawn_per_epoch_so_a_step_takes_a_constant_number_of_ops():
     assert "aten._local_scalar_dense" not in eighteen  # no host synchronisation: a CUDA pack is captured
 
 
-def assert_same(solo: Trainer, packed: Trainer, a: list[dict], b: list[dict]) -> None:
-    for ea, eb in zip(a, b, strict=True):
-        for key in ("train_loss", "grad_norm", "test_loss", "test_acc", "lr", "step"):
-            assert eb[key] == pytest.approx(ea[key], abs=1e-5), key
-    for (name, x), (_, y) in zip(solo.model.state_dict().items(), packed.model.state_dict().items(), strict=True):
-        torch.testing.assert_close(y, x, atol=1e-5, rtol=0, msg=name)
-
-
 OPTIMIZERS = [
     {"optim.name": "sgd", "optim.lr": 0.1, "regularize.l1": 1e-4},
     {"optim.name": "momentum", "optim.lr": 0.05, "optim.weight_decay": 1e-3, "optim.schedule.name": "step",
@@ -141,7 +134,7 @@ def test_every_optimizer_packed_equals_its_solo_run():
     solo_epochs = [t.fit().epochs for t in solo]
     packed = [Trainer(c) for c in configs]
     for s, p, es, rp in zip(solo, packed, solo_epochs, PackedTrainer(packed).fit(), strict=True):
-        assert_same(s, p, es, rp.epochs)
+        assert_same_run(s, p, es, rp.epochs)
 
 
 def test_a_packed_checkpoint_resumes_alone_as_the_uninterrupted_run(tmp_path):
@@ -155,7 +148,7 @@ def test_a_packed_checkpoint_resumes_alone_as_the_uninterrupted_run(tmp_path):
     resumed_epochs = resumed.fit(tmp_path / "b", extend=True).epochs  # a larger budget, made explicit
     straight = Trainer(configs[1].override({"train.epochs": 3}))
     straight_epochs = straight.fit().epochs
-    assert_same(straight, resumed, straight_epochs[1:], resumed_epochs[1:])
+    assert_same_run(straight, resumed, straight_epochs[1:], resumed_epochs[1:])
     for x, y in zip(straight.ema.module.state_dict().values(), resumed.ema.module.state_dict().values(),
                     strict=True):
         torch.testing.assert_close(y, x, atol=1e-5, rtol=0)

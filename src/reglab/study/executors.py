@@ -127,7 +127,7 @@ class LocalExecutor:
         if self.workers == 1 or len(tasks) <= 1:
             self._serial(tasks, events)
         else:
-            self._pool(tasks, events)
+            run_in_pool(self.workers, [], tasks, events)
 
     @staticmethod
     def _serial(tasks: Sequence[RunTask], events: RunEvents) -> None:
@@ -140,59 +140,70 @@ class LocalExecutor:
             else:
                 events.finished(task, result)
 
-    def _pool(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
-        """Run `tasks` in worker processes. A worker that dies (killed, out of memory) breaks the pool:
-        its run and every run that had started are retried in a fresh pool from their checkpoints (at
-        most `MAX_WORKER_DEATHS` times each); runs that had not started are simply queued again."""
-        deaths: dict[str, int] = {}
-        remaining = list(tasks)
-        while remaining:
-            remaining = self._pool_round(remaining, events, deaths)
 
-    def _pool_round(self, tasks: Sequence[RunTask], events: RunEvents, deaths: dict[str, int]) -> list[RunTask]:
-        """One process pool over `tasks`; returns the tasks to run again because the pool broke."""
-        ctx = multiprocessing.get_context("spawn")
-        messages = ctx.Queue()
-        started: set[str] = set()
-        by_id = {t.run_id: t for t in tasks}
-        pending_ids = set(by_id)  # tasks whose result has not arrived: their epoch messages count
-        lost: list[RunTask] = []
 
-        def drain(timeout: float = 0.0) -> None:
-            while True:
-                try:
-                    kind, run_id, payload = messages.get(timeout=timeout)
-                except queue.Empty:
-                    return
-                timeout = 0.0
-                task = by_id[run_id]
-                if kind == "started" and run_id not in started:
-                    started.add(run_id)
-                    events.started(task)
-                elif kind == "epoch" and run_id in pending_ids:
-                    events.epoch(task, payload)
+def run_in_pool(workers: int, packs: Sequence[Sequence[RunTask]], alone: Sequence[RunTask], events: RunEvents, *,
+                pack_worker: Callable[[list[RunTask]], list[tuple[bool, Any]]] | None = None) -> None:
+    """Train packs (each by `pack_worker` in one worker) and single runs in `workers` spawned processes.
 
-        with cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                    initargs=(messages, os.getpid())) as pool:
-            futures = {pool.submit(_worker_run, t): t for t in tasks}
-            pending = set(futures)
+    A worker that dies (killed, out of memory) breaks the pool: the runs of every unit that had started
+    are retried in a fresh pool one by one, from their checkpoints (at most `MAX_WORKER_DEATHS` times
+    each, `settle_lost`); units that had not started are simply queued again."""
+    deaths: dict[str, int] = {}
+    packs, alone = [list(p) for p in packs], list(alone)
+    while packs or alone:
+        packs, alone = _pool_round(workers, packs, alone, events, deaths, pack_worker)
+
+
+def _pool_round(workers: int, packs: list[list[RunTask]], alone: list[RunTask], events: RunEvents,
+                deaths: dict[str, int], pack_worker: Callable | None) -> tuple[list[list[RunTask]], list[RunTask]]:
+    """One process pool; returns the (packs, single runs) to run again because the pool broke."""
+    ctx = multiprocessing.get_context("spawn")
+    messages = ctx.Queue()
+    started: set[str] = set()
+    by_id = {t.run_id: t for unit in (*packs, *([t] for t in alone)) for t in unit}
+    pending_ids = set(by_id)  # tasks whose result has not arrived: their epoch messages count
+    lost: list[tuple[list[RunTask], bool]] = []
+
+    def drain(timeout: float = 0.0) -> None:
+        while True:
             try:
-                while pending:
-                    done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                    drain()
-                    for future in done:
-                        task = futures[future]
-                        pending_ids.discard(task.run_id)
-                        if isinstance(future.exception(), BrokenProcessPool):
-                            lost.append(task)
-                        else:
-                            deliver(events, task, started, future.result)
-            except BaseException:  # e.g. Ctrl-C: do not wait for queued runs
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            finally:
-                drain(timeout=0.1 if lost else 0.0)
-        return settle_lost(lost, started, deaths, events)
+                kind, run_id, payload = messages.get(timeout=timeout)
+            except queue.Empty:
+                return
+            timeout = 0.0
+            if kind == "started" and run_id not in started:
+                started.add(run_id)
+                events.started(by_id[run_id])
+            elif kind == "epoch" and run_id in pending_ids:
+                events.epoch(by_id[run_id], payload)
+
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                initargs=(messages, os.getpid())) as pool:
+        futures = {pool.submit(pack_worker, pack): (pack, True) for pack in packs}
+        futures.update({pool.submit(_worker_run, task): ([task], False) for task in alone})
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+                drain()
+                for future in done:
+                    unit, packed = futures[future]
+                    pending_ids.difference_update(t.run_id for t in unit)
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        lost.append((unit, packed))
+                        continue
+                    for i, task in enumerate(unit):
+                        outcome = (lambda future=future, i=i: future.result()[i]) if packed else future.result
+                        deliver(events, task, started, outcome)
+        except BaseException:  # e.g. Ctrl-C: do not wait for queued work
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            drain(timeout=0.1 if lost else 0.0)
+    unstarted = [unit for unit, packed in lost if packed and not any(t.run_id in started for t in unit)]
+    broken = [t for unit, packed in lost if not (packed and unit in unstarted) for t in unit]
+    return unstarted, settle_lost(broken, started, deaths, events)
 
 
 MAX_WORKER_DEATHS = 3

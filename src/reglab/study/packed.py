@@ -18,13 +18,8 @@ most K runs on any device (a single leftover run trains alone).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
-import os
-import queue
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import torch
@@ -33,17 +28,7 @@ from torch import nn
 from reglab.config import RunConfig
 from reglab.models import build_model
 from reglab.study.analysis import finish_analysis
-from reglab.study.executors import (
-    LocalExecutor,
-    RunEvents,
-    RunTask,
-    _init_worker,
-    _worker_run,
-    deliver,
-    one_line,
-    settle_lost,
-    with_device,
-)
+from reglab.study.executors import LocalExecutor, RunEvents, RunTask, one_line, run_in_pool, with_device
 from reglab.train.loop import RunResult, Trainer, cached_dataset, resolve_device, torch_threads
 from reglab.train.packed import PackedTrainer, pack_groups, packing_blocker, synchronize
 
@@ -199,73 +184,12 @@ class PackedExecutor:
         workers = self.local.workers
         packs, alone = plan_packs([with_device(t, self.device) for t in tasks], self.pack,
                                   decide=lambda group: measured_pack_size(group, workers=workers))
-        if workers > 1 and packs:
-            self._pool(sorted(packs, key=len, reverse=True), alone, events)
+        if workers > 1 and packs:  # largest packs first
+            run_in_pool(workers, sorted(packs, key=len, reverse=True), alone, events, pack_worker=_worker_pack)
             return
         for pack in packs:
             train_pack(pack, events)
         self.local.execute(alone, events)
-
-    def _pool(self, packs: Sequence[Sequence[RunTask]], alone: Sequence[RunTask], events: RunEvents) -> None:
-        """Packs and single runs in `workers` spawned processes, reported as `LocalExecutor` reports. A
-        worker that dies breaks the pool: the runs of every unit that had started are retried in a fresh
-        pool one by one, from their checkpoints (`settle_lost`); units that had not started are queued again."""
-        deaths: dict[str, int] = {}
-        packs, alone = [list(p) for p in packs], list(alone)
-        while packs or alone:
-            packs, alone = self._pool_round(packs, alone, events, deaths)
-
-    def _pool_round(self, packs: list[list[RunTask]], alone: list[RunTask], events: RunEvents,
-                    deaths: dict[str, int]) -> tuple[list[list[RunTask]], list[RunTask]]:
-        """One process pool; returns the (packs, single runs) to run again because the pool broke."""
-        workers = self.local.workers
-        ctx = multiprocessing.get_context("spawn")
-        messages = ctx.Queue()
-        started: set[str] = set()
-        by_id = {t.run_id: t for unit in (*packs, *([t] for t in alone)) for t in unit}
-        pending_ids = set(by_id)
-        lost: list[tuple[list[RunTask], bool]] = []
-
-        def drain() -> None:
-            while True:
-                try:
-                    kind, run_id, payload = messages.get_nowait()
-                except queue.Empty:
-                    return
-                if kind == "started" and run_id not in started:
-                    started.add(run_id)
-                    events.started(by_id[run_id])
-                elif kind == "epoch" and run_id in pending_ids:
-                    events.epoch(by_id[run_id], payload)
-
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                    initargs=(messages, os.getpid())) as pool:
-            futures = {pool.submit(_worker_pack, pack): (pack, True) for pack in packs}
-            futures.update({pool.submit(_worker_run, task): ([task], False) for task in alone})
-            pending = set(futures)
-            try:
-                while pending:
-                    done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                    drain()
-                    for future in done:
-                        unit, packed = futures[future]
-                        pending_ids.difference_update(t.run_id for t in unit)
-                        if isinstance(future.exception(), BrokenProcessPool):
-                            lost.append((unit, packed))
-                            continue
-                        for i, task in enumerate(unit):
-                            outcome = (lambda future=future, i=i: future.result()[i]) if packed else future.result
-                            deliver(events, task, started, outcome)
-            except BaseException:  # e.g. Ctrl-C: do not wait for queued work
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            finally:
-                time.sleep(0.1 if lost else 0.0)
-                drain()
-        unstarted = [unit for unit, packed in lost if packed and not any(t.run_id in started for t in unit)]
-        broken = [t for unit, packed in lost if not (packed and unit in unstarted) for t in unit]
-        return unstarted, settle_lost(broken, started, deaths, events)
-
 
 class _Relay:
     """`RunEvents` of a pack in a worker process: progress to the driver's queue, results kept."""

@@ -420,13 +420,13 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path | None = None, callbacks: I
         rundir.check_resumable(Path(run_dir), cfg.to_dict(), extend=extend)
     trainer = Trainer(cfg, data=data)
     fresh = run_dir is None or not resume or not (Path(run_dir) / "checkpoint.pt").exists()
-    if pack_of_one is not False and fresh:
+    if pack_of_one is None:  # where PackedTrainer captures its step as a CUDA graph
+        pack_of_one = trainer.device.type == "cuda" and cfg.train.cuda_graphs
+    if pack_of_one and fresh:
         from reglab.train.packed import PackedTrainer, packing_blocker
 
         if packing_blocker(cfg) is None:
-            pack = PackedTrainer([trainer])
-            if pack_of_one or pack.use_graphs:
-                return _fit_packed(pack, run_dir, list(callbacks))
+            return _fit_packed(PackedTrainer([trainer]), run_dir, list(callbacks))
     return trainer.fit(run_dir, callbacks=callbacks, resume=resume, extend=extend)
 
 

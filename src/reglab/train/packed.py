@@ -107,7 +107,6 @@ class PackedTrainer:
             if [p.shape for p in t.params] != self.shapes or [b.shape for b in t.model.buffers()] != buffer_shapes:
                 raise ValueError(f"PackedTrainer: run with seed {t.cfg.seed} does not fit the pack's network")
         self.forward = vmap(self._functional, randomness="different")
-        self.augment = bool(cfg.data.augment.crop_padding or cfg.data.augment.flip)
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)) \
             if cfg.train.amp and on_cuda else contextlib.nullcontext
         wanted = cfg.train.cuda_graphs if cuda_graphs is None else cuda_graphs
