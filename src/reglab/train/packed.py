@@ -450,8 +450,7 @@ def float32_batch_norms(model: torch.nn.Module) -> None:
     """Wrap every BatchNorm layer of `model` in `Float32Norm` (parameters and buffers keep their order)."""
     for name, module in list(model.named_modules()):
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, child, Float32Norm(module))
+            model.set_submodule(name, Float32Norm(module))
 
 
 def clone_draws(draws: tuple | None) -> tuple | None:

@@ -163,11 +163,6 @@ def anchored_rates(model: nn.Module) -> dict[tuple[str, int], tuple[str, float]]
     return found
 
 
-def _swap(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new)
-
-
 def rate_network(configs: Sequence[RunConfig], models: Sequence[nn.Module], *, input_shape: tuple[int, ...],
                  num_outputs: int) -> tuple[nn.Module, dict[str, list[float]]]:
     """The union network (on the meta device: a pack supplies every tensor) and each rate buffer's
@@ -185,7 +180,7 @@ def rate_network(configs: Sequence[RunConfig], models: Sequence[nn.Module], *, i
             new = RateReplaceSkip(old.body, old.c_out, old.mode)
         else:
             new = RateGate(sd.mode, sd.scaling)
-        _swap(union, name, new.to("meta"))
+        union.set_submodule(name, new.to("meta"))
         buffers[anchor] = f"{name}.{'rate' if anchor[0] == 'dropout' else 'survival'}"
     values = {buffer: [] for buffer in buffers.values()}
     for i, model in enumerate(models):
