@@ -18,7 +18,8 @@ same model, optimizer and initialisation) on the same device:
 * pack scaling — seconds per training step of a pack of K of the study's runs (K = 1, 5, 10, 20; after
   warm-up and CUDA-graph capture), in bf16 autocast and in float32, against one run trained alone by
   `Trainer` (the solo step, float32): how far a step's cost is from growing with K; the largest
-  pack also with ``torch.backends.cudnn.benchmark`` (cuDNN's autotuner), which reglab does not set.
+  pack also with ``torch.backends.cudnn.benchmark`` (cuDNN's autotuner), which reglab does not set, with
+  and without ``train.channels_last`` (the pack's grouped convolutions in NHWC).
 
 Without Fashion-MNIST files the benchmark uses generated stand-in data of the same shape (60k/10k
 1×28×28 images, 10 classes: a noisy class template per image) and prints a note; timings hold,
@@ -188,10 +189,13 @@ def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dic
             rows[f"{'bf16' if amp else 'float32'} K={k}"] = pack.time_step(10)
     torch.backends.cudnn.benchmark = True  # cuDNN's autotuner on the grouped convolutions (not reglab's default)
     try:
+        k = max(size["pack_sizes"])
         for amp in ([True, False] if device.type == "cuda" else [False]):
-            k = max(size["pack_sizes"])
-            pack = PackedTrainer([Trainer(c.override({"train.amp": amp})) for c in configs[:k]])
-            rows[f"{'bf16' if amp else 'float32'} K={k} cudnn.benchmark"] = pack.time_step(10)
+            for layout in (False, True):  # train.channels_last: NHWC grouped convolutions
+                pack = PackedTrainer([Trainer(c.override({"train.amp": amp, "train.channels_last": layout}))
+                                      for c in configs[:k]])
+                name = f"{'bf16' if amp else 'float32'} K={k} cudnn.benchmark{' channels_last' if layout else ''}"
+                rows[name] = pack.time_step(10)
     finally:
         torch.backends.cudnn.benchmark = False
     solo = solo_step_seconds(configs[0].override({"train.amp": False}), 10)
@@ -231,7 +235,7 @@ def table(header: str, single: dict, study: dict, surface: dict, size: dict, sca
                   f"{1e3 * solo:.2f} ms/step"]
     for name, seconds in scaling["step_s"].items():
         k = int(name.split("K=")[1].split()[0])
-        lines.append(f"  {name:<30}{1e3 * seconds:>9.2f} ms/step{1e3 * seconds / k:>9.2f} ms per run-step"
+        lines.append(f"  {name:<46}{1e3 * seconds:>9.2f} ms/step{1e3 * seconds / k:>9.2f} ms per run-step"
                      f"{solo * k / seconds:>8.1f}x the runs alone")
     return "\n".join(lines)
 

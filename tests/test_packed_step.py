@@ -152,3 +152,34 @@ def test_a_packed_checkpoint_resumes_alone_as_the_uninterrupted_run(tmp_path):
     for x, y in zip(straight.ema.module.state_dict().values(), resumed.ema.module.state_dict().values(),
                     strict=True):
         torch.testing.assert_close(y, x, atol=1e-5, rtol=0)
+
+
+def test_channels_last_pack_feeds_the_grouped_convolution_channels_last_with_the_same_result():
+    """vmap runs a pack's convolution as one grouped convolution on (B, K·C, H, W); `pack_channels_last`
+    stores the batch so that input is channels-last, and the output keeps that layout for the next layer."""
+    from torch.func import vmap
+
+    from reglab.train.packed import pack_channels_last
+
+    class ConvInputs(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.inputs: list[torch.Tensor] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket is torch.ops.aten.convolution:
+                self.inputs.append(args[0])
+            return func(*args, **(kwargs or {}))
+
+    k, b, c, o = 3, 4, 5, 6
+    x, weight = torch.randn(k, b, c, 9, 9), torch.randn(k, o, c, 3, 3)
+    conv = vmap(lambda x, w: torch.nn.functional.conv2d(x, w, padding=1))
+    stored = pack_channels_last(x)
+    assert torch.equal(stored, x)
+    with ConvInputs() as seen:
+        out = conv(stored, weight)
+    grouped, = seen.inputs
+    assert grouped.shape == (b, k * c, 9, 9) and grouped.is_contiguous(memory_format=torch.channels_last)
+    assert out.movedim(0, 1).flatten(1, 2).is_contiguous(memory_format=torch.channels_last)
+    expected = torch.stack([torch.nn.functional.conv2d(x[i], weight[i], padding=1) for i in range(k)])
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)

@@ -4,22 +4,52 @@
     >>> result = run_study(load_spec("quickstart", epochs=2), "studies/quick")
     >>> result.summary()          # per arm and metric: n, mean ± std, 95% CI, Δ vs baseline, p, verdict
     >>> result.write_report()     # HTML, Markdown and CSV under studies/quick/report/
+
+The names below are imported on first use, so a worker process that trains runs
+(`reglab.study.executors`) does not load the statistics and reporting stack (scipy, pandas).
 """
 
-from reglab.study.executors import (
-    EXECUTORS,
-    Executor,
-    LocalExecutor,
-    RunEvents,
-    RunTask,
-    make_executor,
-    register_executor,
-)
-from reglab.study.results import Study, load_study
-from reglab.study.runner import StudyResult, run_study
-from reglab.study.spec import StudySpec, load_spec
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reglab.study.executors import (
+        EXECUTORS,
+        Executor,
+        LocalExecutor,
+        RunEvents,
+        RunTask,
+        make_executor,
+        register_executor,
+    )
+    from reglab.study.results import Study, load_study
+    from reglab.study.runner import StudyResult, run_study
+    from reglab.study.spec import StudySpec, load_spec
+
+_LAZY = {
+    **dict.fromkeys(["EXECUTORS", "Executor", "LocalExecutor", "RunEvents", "RunTask", "make_executor",
+                     "register_executor"], "reglab.study.executors"),
+    "Study": "reglab.study.results", "load_study": "reglab.study.results",
+    "StudyResult": "reglab.study.runner", "run_study": "reglab.study.runner",
+    "StudySpec": "reglab.study.spec", "load_spec": "reglab.study.spec",
+}
 
 __all__ = [
     "EXECUTORS", "Executor", "LocalExecutor", "RunEvents", "RunTask", "Study", "StudyResult", "StudySpec",
     "load_spec", "load_study", "make_executor", "register_executor", "run_study",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names on first use (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'reglab.study' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

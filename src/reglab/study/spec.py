@@ -21,6 +21,7 @@ e.g. ``arms.dropout.regularize.dropout.p: Input should be less than 1 (got 1.5)`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -199,29 +200,43 @@ def check_registered(cfg: RunConfig, *, prefix: str) -> None:
 
 def build_on_meta(cfg: RunConfig, *, prefix: str) -> None:
     """Build the run's model on the meta device (no memory, no data) and pass a batch through it, so
-    that options no signature can check (negative widths, too many poolings) fail at load time."""
+    that options no signature can check (negative widths, too many poolings) fail at load time.
+    Each distinct (model, data, regularize) section is built once per process."""
+    sections = tuple(getattr(cfg, name).model_dump_json() for name in ("model", "data", "regularize"))
+    problem = _meta_build_problem(sections)
+    if problem is not None:
+        raise ConfigError(f"{prefix}.{problem}")
+
+
+@functools.lru_cache(maxsize=256)
+def _meta_build_problem(sections: tuple[str, str, str]) -> str | None:
+    """Why a model of these (model, data, regularize) sections, as JSON, cannot be built; None if it can."""
     import torch
 
+    from reglab.config import DataConfig, ModelConfig, RegularizeConfig
     from reglab.data.registry import dataset_shape
     from reglab.models import build_model
 
+    model_cfg, data, reg = (kind.model_validate_json(text) for kind, text in
+                            zip((ModelConfig, DataConfig, RegularizeConfig), sections, strict=True))
     try:
-        shape = dataset_shape(cfg.data.name, cfg.data.options)
+        shape = dataset_shape(data.name, data.options)
     except ConfigError as err:
-        raise ConfigError(f"{prefix}.{err}") from None
+        return str(err)
     if shape is None:
-        return
+        return None
     input_shape, num_outputs = shape
     try:
         with torch.device("meta"):
-            model = build_model(cfg.model, input_shape=input_shape, num_outputs=num_outputs, reg=cfg.regularize)
+            model = build_model(model_cfg, input_shape=input_shape, num_outputs=num_outputs, reg=reg)
             model.eval()(torch.empty(2, *input_shape))
     except ConfigError as err:
-        raise ConfigError(f"{prefix}.{err}") from None
+        return str(err)
     except Exception as err:
         text = " ".join(str(err).split())
-        raise ConfigError(f"{prefix}.model: {cfg.model.name!r} with options {cfg.model.options} cannot be built "
-                          f"for {cfg.data.name} inputs {input_shape} ({type(err).__name__}: {text})") from None
+        return (f"model: {model_cfg.name!r} with options {model_cfg.options} cannot be built "
+                f"for {data.name} inputs {input_shape} ({type(err).__name__}: {text})")
+    return None
 
 
 def arm_slug(arm: str) -> str:

@@ -112,6 +112,7 @@ class PackedTrainer:
         wanted = cfg.train.cuda_graphs if cuda_graphs is None else cuda_graphs
         self.graph_note = None
         self.use_graphs = on_cuda and wanted
+        self.channels_last = cfg.train.channels_last and on_cuda and len(self.data.input_shape) == 3
         self._stack()
 
     # -------------------------------------------------------------------------------- stacking
@@ -240,6 +241,8 @@ class PackedTrainer:
         if mix is not None:
             dims = MixDraw(0, 0, None if mix.box is None else 0)
             x, partner, lam = vmap(mix_batch, in_dims=(0, 0, dims))(x, y, mix)  # each run's own partners, lam, box
+        if self.channels_last:
+            x = pack_channels_last(x)
         params = dict(zip(self.param_names, self.leaves, strict=True))
         with self.autocast():
             out = self.forward(params, self.buffers, x)
@@ -451,6 +454,13 @@ def float32_batch_norms(model: torch.nn.Module) -> None:
     for name, module in list(model.named_modules()):
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             model.set_submodule(name, Float32Norm(module))
+
+
+def pack_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """A pack's images ``(K, B, C, H, W)`` stored as ``(B, H, W, K, C)``: vmap runs a convolution of the
+    pack as one grouped convolution on ``(B, K·C, H, W)``, which then gets a channels-last input (and
+    gives a channels-last output, so the layout carries through the network) — ``train.channels_last``."""
+    return x.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2)
 
 
 def clone_draws(draws: tuple | None) -> tuple | None:
