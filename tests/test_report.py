@@ -144,3 +144,12 @@ def test_every_figure_decodes_in_headless_chromium(report, tmp_path):
     assert found, proc.stderr[-2000:]
     total, decoded = map(int, found.groups())
     assert total == html.count("<img") == len(FIGURES) and decoded == total
+
+
+def test_a_study_without_train_evaluation_has_no_gap_figure(tmp_path):
+    spec = {"name": "nogap", "seeds": 2, "base": {**SPEC["base"], "train": {**SPEC["base"]["train"], "epochs": 1,
+                                                                             "eval_train_samples": 0}},
+            "arms": {"base": {}}}
+    run_study(StudySpec.from_dict(spec), tmp_path, progress=False)
+    figures = write_report(tmp_path)["figures"]
+    assert (figures / "curves.png").exists() and not (figures / "gap.png").exists()

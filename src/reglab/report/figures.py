@@ -130,7 +130,7 @@ def gap_figure(study: Study) -> FigureData:
         ax.set(title=title, xlabel="epoch")
         ax.axhline(0, color="gray", lw=0.8)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    next((ax for ax in axes if ax.get_legend_handles_labels()[0]), axes[0]).legend(fontsize=8)  # regression: no acc
     return FigureData("gap", "Generalization gap", "Mean ± std over seeds; smaller is a smaller gap.",
                       fig, pd.concat(tables, ignore_index=True))
 
@@ -182,8 +182,11 @@ def all_figures(study: Study) -> list[FigureData]:
     """Every figure that the study's metrics allow (accuracy figures only for classification)."""
     has_acc = "final_test_acc" in study.runs and study.runs["final_test_acc"].notna().any()
     figures = [curves_figure(study), final_figure(study, "final_test_acc" if has_acc else "final_test_loss")]
-    figures += [gap_figure(study), stability_figure(study)]
-    if any(c.startswith("effective_ratio/") for c in _finished_epochs(study).columns):
+    epochs = _finished_epochs(study)
+    if any(column in epochs and epochs[column].notna().any() for column in ("train_eval_acc", "train_eval_loss")):
+        figures.append(gap_figure(study))  # runs with train.eval_train_samples = 0 have no gap
+    figures.append(stability_figure(study))
+    if any(c.startswith("effective_ratio/") for c in epochs.columns):
         figures.append(effective_ratio_figure(study))
     from reglab.report import comparison_figures as cf
 
