@@ -3,6 +3,7 @@
     bench/gpu.sh                                   # on a CUDA machine: the full benchmark, < 8 minutes
     bench/gpu.sh --dry-run                         # CPU, tiny sizes: every code path, seconds
     bench/gpu.sh --data-dir .gpudata/fashion-mnist # IDX files of Fashion-MNIST (else a stand-in, said so)
+    bench/gpu.sh --cudnn-benchmark --channels-last # every row with cuDNN's autotuner and NHWC convolutions
 
 Rows, each against the plain PyTorch loop of `bench.reference` (TensorDataset + DataLoader, eager,
 same model, optimizer and initialisation) on the same device:
@@ -97,12 +98,12 @@ def subset(data: dict, size: dict) -> dict:
                        if v is not None}}
 
 
-def bench_single(data: dict, size: dict, device: torch.device, amp: bool) -> dict:
+def bench_single(data: dict, size: dict, device: torch.device, amp: bool, channels_last: bool = False) -> dict:
     cfg = RunConfig.from_dict({
         "seed": 0, "data": subset(data, size), "model": {"name": "deeper_cnn", "options": size["cnn"]},
         "optim": {"name": "adam", "lr": 1e-3},
         "train": {"epochs": size["single_epochs"] + 1, "batch_size": 64, "device": str(device),
-                  "eval_train_samples": 0, "amp": amp},
+                  "eval_train_samples": 0, "amp": amp, "channels_last": channels_last},
     })
     pack = PackedTrainer([Trainer(cfg)])
     cpu = load_dataset(cfg.data, device="cpu")
@@ -125,14 +126,14 @@ def bench_single(data: dict, size: dict, device: torch.device, amp: bool) -> dic
             "steps_only_s": pack.time_step(20) * pack.trainers[0].steps_per_epoch}  # the epoch's steps, no overhead
 
 
-def study_spec(data: dict, size: dict, device: torch.device, amp: bool) -> StudySpec:
+def study_spec(data: dict, size: dict, device: torch.device, amp: bool, channels_last: bool = False) -> StudySpec:
     spec = load_spec("seed000", seeds=size["seeds"], epochs=size["epochs"]).to_dict()
     spec["arms"] = dict(list(spec["arms"].items())[:size["arms"]])
     base = spec["base"]
     model = {**base.get("model", {}), "options": {**base.get("model", {}).get("options", {}), **size["cnn"]}}
     spec["base"] = {**base, "model": model, "data": {**base.get("data", {}), **subset(data, size)},
                     "train": {**base.get("train", {}), "batch_size": 64, "eval_train_samples": 0, "amp": amp,
-                              "device": str(device), "checkpoint_every": 0}}
+                              "channels_last": channels_last, "device": str(device), "checkpoint_every": 0}}
     return StudySpec.from_dict(spec)
 
 
@@ -187,7 +188,7 @@ def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dic
         for k in size["pack_sizes"]:
             pack = PackedTrainer([Trainer(c) for c in chosen[:k]])
             rows[f"{'bf16' if amp else 'float32'} K={k}"] = pack.time_step(10)
-    torch.backends.cudnn.benchmark = True  # cuDNN's autotuner on the grouped convolutions (not reglab's default)
+    previous, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, True  # cuDNN's autotuner
     try:
         k = max(size["pack_sizes"])
         for amp in ([True, False] if device.type == "cuda" else [False]):
@@ -197,7 +198,7 @@ def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dic
                 name = f"{'bf16' if amp else 'float32'} K={k} cudnn.benchmark{' channels_last' if layout else ''}"
                 rows[name] = pack.time_step(10)
     finally:
-        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.benchmark = previous
     solo = solo_step_seconds(configs[0].override({"train.amp": False}), 10)
     return {"step_s": rows, "solo_step_s": solo}
 
@@ -246,21 +247,28 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="default: cuda (cpu with --dry-run)")
     parser.add_argument("--data-dir", type=Path, default=Path(".gpudata/fashion-mnist"))
     parser.add_argument("--no-amp", action="store_true", help="reglab in float32 instead of bf16 autocast")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="cudnn.benchmark for every row, reference included (reglab does not set it)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="train.channels_last for the single run and the study")
     args = parser.parse_args()
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     size = DRY if args.dry_run else FULL
     device = torch.device(args.device or ("cpu" if args.dry_run else "cuda"))
     amp = not args.no_amp and device.type == "cuda"
     data, note = data_section(args.data_dir if args.data_dir.exists() else None, size["standin"])
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     header = (f"reglab GPU benchmark{' (dry run: tiny sizes)' if args.dry_run else ''} — device {device} ({where}), "
-              f"torch {torch.__version__}, reglab {'bf16 autocast' if amp else 'float32'}, reference float32\n"
+              f"torch {torch.__version__}, reglab {'bf16 autocast' if amp else 'float32'}, reference float32"
+              f"{', cudnn.benchmark' if args.cudnn_benchmark else ''}"
+              f"{', channels_last' if args.channels_last else ''}\n"
               f"data: {note}")
     print(header, flush=True)
-    single = bench_single(data, size, device, amp)
+    single = bench_single(data, size, device, amp, args.channels_last)
     print(f"single run done: {single}", flush=True)
-    scaling = bench_pack_scaling(study_spec(data, size, device, amp), size, device)
+    scaling = bench_pack_scaling(study_spec(data, size, device, amp, args.channels_last), size, device)
     print(f"pack scaling done: {scaling}", flush=True)
-    study = bench_study(study_spec(data, size, device, amp), size, device)
+    study = bench_study(study_spec(data, size, device, amp, args.channels_last), size, device)
     print(f"study done: {study['reglab_s']:.1f} s reglab, {study['reference_measured_s']:.1f} s reference", flush=True)
     surface = bench_surface(data, size, device)
     text = table(header, single, study, surface, size, scaling)
