@@ -110,3 +110,20 @@ def test_optimizer_state_round_trips_in_torch_names():
     assert torch.equal(optimizer.families[1].buffers["momentum_buffer"][0], torch.arange(4.0))
     with pytest.raises(ValueError, match="optim.name: unknown optimizer 'lbfgs'"):
         RunOptim("lbfgs")
+
+
+def test_a_shorter_lr_table_is_written_in_place_and_read_from_its_first_row():
+    """A captured CUDA graph reads the table's storage: refilling it must not move it, and the steps
+    after a refill must use the new rates from row 0."""
+    params = torch.zeros(2, 3)
+    sgd = [RunOptim("sgd"), RunOptim("sgd")]
+    optimizer = BatchedOptimizer(params, sgd, torch.ones(2, 3), torch.zeros(1, 2))
+    assert optimizer.set_lr_table(torch.full((5, 2), 9.0))  # larger than the first: replaced
+    storage = optimizer.lr_table.data_ptr()
+    optimizer.step(params, torch.ones(2, 3))
+    assert not optimizer.set_lr_table(torch.tensor([[0.5, 0.25], [2.0, 4.0]], dtype=torch.float64))
+    assert optimizer.lr_table.data_ptr() == storage
+    before = params.clone()
+    for _ in range(2):
+        optimizer.step(params, torch.ones(2, 3))
+    torch.testing.assert_close(before - params, torch.tensor([[2.5], [4.25]]).expand(2, 3))

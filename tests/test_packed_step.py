@@ -183,3 +183,13 @@ def test_channels_last_pack_feeds_the_grouped_convolution_channels_last_with_the
     assert out.movedim(0, 1).flatten(1, 2).is_contiguous(memory_format=torch.channels_last)
     expected = torch.stack([torch.nn.functional.conv2d(x[i], weight[i], padding=1) for i in range(k)])
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_captured_step_is_captured_again_only_when_the_lr_table_had_to_grow():
+    pack = PackedTrainer([Trainer(config(seed)) for seed in range(2)])
+    pack._set_lr_table(10)
+    captured = pack.graph = object()  # stands in for a CUDA graph that reads the table
+    pack._set_lr_table(4)
+    assert pack.graph is captured
+    pack._set_lr_table(11)
+    assert pack.graph is None

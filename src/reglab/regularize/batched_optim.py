@@ -178,13 +178,16 @@ class BatchedOptimizer:
         """Dtype of learning rates and step counts: float64 (float32 on MPS, which has none)."""
         return torch.float32 if params.device.type == "mps" else torch.float64
 
-    def set_lr_table(self, table: Tensor) -> None:
-        """Learning rates ``(T, K)`` of the next T steps; same shape refills in place (graph-safe)."""
-        if table.shape == self.lr_table.shape:
-            self.lr_table.copy_(table)
-        else:
-            self.lr_table = table.to(self.lr_table).clone()
+    def set_lr_table(self, table: Tensor) -> bool:
+        """Learning rates ``(T, K)`` of the next T steps. A table no longer than the current one is
+        written into it in place, so a captured CUDA graph goes on reading the right rates; returns
+        True when the table had to be replaced by a larger tensor (a captured step must be captured again)."""
         self.lr_index.zero_()
+        if table.shape[1:] == self.lr_table.shape[1:] and table.shape[0] <= self.lr_table.shape[0]:
+            self.lr_table[:table.shape[0]].copy_(table)
+            return False
+        self.lr_table = table.to(self.lr_table).clone()
+        return True
 
     @torch.no_grad()
     def step(self, params: Tensor, grad: Tensor) -> Tensor:

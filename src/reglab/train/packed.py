@@ -332,13 +332,19 @@ class PackedTrainer:
                 columns.append([base * factor(s) for s in range(t.step, t.step + steps)])
         return torch.tensor(columns, dtype=torch.float64).T
 
+    def _set_lr_table(self, steps: int) -> None:
+        """The next `steps` learning rates into the optimizer; a captured step that read a table the
+        optimizer had to replace is captured again."""
+        if self.optimizer.set_lr_table(self._lr_table(steps)):
+            self.graph = None
+
     def time_step(self, steps: int = 5) -> float:
         """Seconds per step of this pack, after warm-up (and graph capture), on random batches.
 
         It trains the runs on those batches: for deciding whether to pack, on throwaway trainers."""
         self.module.train()
         warmup = self.WARMUP_STEPS + 2 if self.use_graphs else 2
-        self.optimizer.set_lr_table(self._lr_table(warmup + steps))
+        self._set_lr_table(warmup + steps)
         n, k = self.data.x_train.shape[0], len(self.active)
         first = self.trainers[self.active[0]]
         idx = torch.randint(0, n, (k, first.batch_size), device=self.device)
@@ -365,7 +371,7 @@ class PackedTrainer:
         perms = torch.stack([torch.randperm(n, generator=t.generator, device=t.generator.device) for t in runs])
         draw = self._stack_draws([draw_augmentation(n, t.cfg.data.augment, t.generator) for t in runs])  # as Trainer
         mixing = self._stack_mixing([t.draw_mixing() for t in runs])  # draws, in Trainer's order
-        self.optimizer.set_lr_table(self._lr_table(first.steps_per_epoch))
+        self._set_lr_table(first.steps_per_epoch)
         for total in (self.loss_sum, self.correct_sum, self.norm_sum):
             total.zero_()
         seen = steps = 0
