@@ -94,3 +94,36 @@ def test_run_ids_are_safe_directory_names():
     assert run_id("<b>x</b>", 3) == "b_x_b__s3"
     assert arm_slug("Weight decay 0.001") == "Weight_decay_0.001"
     assert arm_slug("../..") == "arm"
+
+
+def test_a_model_that_cannot_be_built_for_its_data_fails_at_load_time_in_every_arm_that_has_it():
+    """The meta-device build is done once per distinct model section; each arm still gets its own error."""
+    bad = {"model": {"name": "deeper_cnn"}}  # a CNN for MNIST-1D's 1-D signals
+    for arm in ("a", "b"):
+        arms = {"ok": {}, arm: bad}
+        with pytest.raises(ConfigError, match=rf"^arms\.{arm}\.model\.name: 'deeper_cnn' needs image input"):
+            StudySpec.from_dict({"name": "t", "base": {"data": {"name": "mnist1d"}}, "arms": arms})
+
+
+def test_a_model_registered_again_is_built_again():
+    from torch import nn
+
+    from reglab.models import register_model
+    from reglab.models import registry as registry_module
+
+    def fits(*, input_shape, num_outputs, norm, dropout, stochastic_depth, dropblock):
+        return nn.Linear(input_shape[0], num_outputs)
+
+    def breaks(*, input_shape, num_outputs, norm, dropout, stochastic_depth, dropblock):
+        return nn.Linear(input_shape[0] + 1, num_outputs)  # a wrong input width: fails on the first batch
+
+    spec = {"name": "t", "base": {"data": {"name": "mnist1d"}, "model": {"name": "tmp_meta_model"}}, "arms": {"a": {}}}
+    try:
+        register_model("tmp_meta_model", description="t", residual=False, dropout_sites="none")(fits)
+        StudySpec.from_dict(spec)
+        with pytest.warns(UserWarning, match="registered again"):
+            register_model("tmp_meta_model", description="t", residual=False, dropout_sites="none")(breaks)
+        with pytest.raises(ConfigError, match="cannot be built"):
+            StudySpec.from_dict(spec)
+    finally:
+        registry_module._REGISTRY.pop("tmp_meta_model", None)

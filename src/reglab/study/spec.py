@@ -201,16 +201,22 @@ def check_registered(cfg: RunConfig, *, prefix: str) -> None:
 def build_on_meta(cfg: RunConfig, *, prefix: str) -> None:
     """Build the run's model on the meta device (no memory, no data) and pass a batch through it, so
     that options no signature can check (negative widths, too many poolings) fail at load time.
-    Each distinct (model, data, regularize) section is built once per process."""
+    Each distinct (model, data, regularize) section is built once per process (and registration)."""
+    from reglab.data import get_dataset_info
+    from reglab.models import get_model_info
+
     sections = tuple(getattr(cfg, name).model_dump_json() for name in ("model", "data", "regularize"))
-    problem = _meta_build_problem(sections)
+    dataset = get_dataset_info(cfg.data.name)
+    registered = (get_model_info(cfg.model.name).builder, dataset.loader, dataset.shape)
+    problem = _meta_build_problem(sections, registered)
     if problem is not None:
         raise ConfigError(f"{prefix}.{problem}")
 
 
 @functools.lru_cache(maxsize=256)
-def _meta_build_problem(sections: tuple[str, str, str]) -> str | None:
-    """Why a model of these (model, data, regularize) sections, as JSON, cannot be built; None if it can."""
+def _meta_build_problem(sections: tuple[str, str, str], registered: tuple) -> str | None:
+    """Why a model of these (model, data, regularize) sections, as JSON, cannot be built; None if it can.
+    `registered` (the model's builder, the data set's loader and shape functions) only keys the cache."""
     import torch
 
     from reglab.config import DataConfig, ModelConfig, RegularizeConfig
