@@ -6,6 +6,7 @@ are checked in distribution. Tiny runs on CPU: mnist1d (256 training samples), s
 """
 
 import json
+import re
 
 import pytest
 import torch
@@ -146,6 +147,8 @@ def test_packed_run_directories_match_what_trainer_fit_writes(tmp_path):
     assert [json.loads(x).keys() for x in lines] == [json.loads(x).keys() for x in solo_lines]
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["status"] == "done" and summary["final"]["epoch"] == 2 == results[1].final["epoch"]
+    assert summary["pack"] == {"size": 2, "runs": ["a", "b"], "slot": 1}  # which runs shared the global generator
+    assert json.loads((tmp_path / "solo" / "summary.json").read_text())["pack"] is None
 
 
 def test_what_can_share_a_pack():
@@ -224,13 +227,19 @@ def test_packs_and_single_runs_share_a_pool_of_worker_processes(tmp_path):
     assert (pooled["status"] == "done").all() and len(pooled) == 6
     for run_id in solo.index:  # base__s0/s1 packed in a worker, base__s2 and the SAM runs alone
         assert pooled.loc[run_id, "final_test_loss"] == pytest.approx(solo.loc[run_id, "final_test_loss"], abs=1e-5)
+    assert pooled["pack_size"].fillna(0).to_dict() == {"base__s0": 2, "sam__s0": 0, "base__s1": 2, "sam__s1": 0,
+                                                       "base__s2": 0, "sam__s2": 0}  # 0 here: trained alone
 
 
 def test_auto_packing_measures_both_ways(tmp_path):
     tasks = plan(tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}), tmp_path)
     assert solo_step_seconds(tasks[0].config, steps=2) > 0
     assert measured_pack_size(tasks, workers=1) in (0, len(tasks))  # in this process: the whole group, or alone
-    assert measured_pack_size(tasks, workers=2) in (0, 3)  # in two workers: half the group each, or alone
+    lines = []
+    size = measured_pack_size(tasks, workers=2, report=lines.append)
+    assert size in (0, 3)  # in two workers: half the group each, or alone
+    alone, packed = (float(x) for x in re.findall(r"([\d.]+) ms", lines[0]))
+    assert lines[0].startswith("--pack auto: 6 runs of mlp on cpu") and (size == 3) == (packed < alone)
 
 
 def test_pack_option_parsing_and_registration():
@@ -309,3 +318,21 @@ def test_a_run_without_mixing_trains_as_alone_in_a_pack_with_mixup_and_cutmix():
     assert_same_run(solo, packed[0], solo_epochs, results[0].epochs)  # lam 1, no box: exactly its own batch
     assert all(r.status == "done" for r in results)
     assert results[1].final["train_loss"] != results[2].final["train_loss"]
+
+
+def test_progress_says_what_auto_chose_and_which_runs_trained_packed(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from reglab.study.progress import StudyProgress
+
+    stream = io.StringIO()
+    progress = StudyProgress({"base": [("base__s0", 1), ("base__s1", 1)]}, console=Console(file=stream, width=200))
+    tasks = plan(tiny_spec({"base": {}}, seeds=2).override({"train.epochs": 1}), tmp_path)
+    results = PackedTrainer([Trainer(t.config) for t in tasks]).fit([t.run_dir for t in tasks])
+    with progress:
+        progress.note("--pack auto: 2 runs of mlp on cpu: … -> packs of 2")
+        progress.finished(tasks[0], results[0])
+    text = stream.getvalue()
+    assert "--pack auto: 2 runs of mlp on cpu" in text and "base__s0: done" in text and "in a pack of 2" in text

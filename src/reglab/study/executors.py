@@ -44,6 +44,7 @@ class RunEvents(Protocol):
     def epoch(self, task: RunTask, metrics: dict) -> None: ...  # progress only
     def finished(self, task: RunTask, result: RunResult) -> None: ...
     def failed(self, task: RunTask, error: str) -> None: ...
+    def note(self, text: str) -> None: ...  # one line on how the runs will train, e.g. a packing decision
 
 
 class Executor(Protocol):

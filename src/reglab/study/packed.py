@@ -106,12 +106,14 @@ def solo_step_seconds(cfg: RunConfig, steps: int = 5, *, threads: int | None = N
         torch.set_num_threads(previous)
 
 
-def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1) -> int:
+def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
+                       report: Callable[[str], None] = lambda text: None) -> int:
     """Pack size for runs of one `pack_groups` group, by measurement; 0 when the runs should train alone.
 
     With one worker: a pack of the whole group (at most what fits the free CUDA memory) trained in
     this process against one run after another. With several: packs of ⌈group / workers⌉ runs, each
-    trained in a worker process like a solo run. Both sides use the runs' own `train.threads`."""
+    trained in a worker process like a solo run. Both sides use the runs' own `train.threads`.
+    `report` gets one line with both timings and the choice."""
     size = min(len(group), memory_pack_size(group[0]) or len(group))
     threads = group[0].config.train.threads
     if workers > 1:
@@ -130,7 +132,12 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1) -> int:
             continue
         finally:
             torch.set_num_threads(previous)
-        return size if packed < solo else 0
+        chosen = size if packed < solo else 0
+        device = resolve_device(group[0].config.train.device)
+        report(f"--pack auto: {len(group)} runs of {group[0].config.model.name} on {device}: "
+               f"{1e3 * solo:.2f} ms a step alone, {1e3 * packed:.2f} ms per run-step in a pack of {size} "
+               f"-> {f'packs of {size}' if chosen else 'trained alone'}")
+        return chosen
     return 0
 
 
@@ -183,7 +190,7 @@ class PackedExecutor:
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
         workers = self.local.workers
         packs, alone = plan_packs([with_device(t, self.device) for t in tasks], self.pack,
-                                  decide=lambda group: measured_pack_size(group, workers=workers))
+                                  decide=lambda group: measured_pack_size(group, workers=workers, report=events.note))
         if workers > 1 and packs:  # largest packs first
             run_in_pool(workers, sorted(packs, key=len, reverse=True), alone, events, pack_worker=_worker_pack)
             return

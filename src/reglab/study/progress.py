@@ -15,7 +15,8 @@ def _describe(result: RunResult) -> str:
     acc = f"test acc {final['test_acc']:.4f}" if final.get("test_acc") is not None else ""
     loss = f"test loss {final['test_loss']:.4f}" if final.get("test_loss") is not None else ""
     status = f"diverged at epoch {result.diverged_epoch}" if result.status == "diverged" else "done"
-    return ", ".join(x for x in (status, acc or loss, f"{result.seconds:.1f} s") if x)
+    packed = f"in a pack of {result.pack['size']}" if result.pack else ""
+    return ", ".join(x for x in (status, acc or loss, f"{result.seconds:.1f} s", packed) if x)
 
 
 class StudyProgress:
@@ -61,6 +62,11 @@ class StudyProgress:
         """Off a terminal, one line before anything runs: how many runs will run and how many are kept."""
         if self.enabled and not self.live:
             self.console.print(f"running {todo} runs, keeping {kept} finished ones", highlight=False)
+
+    def note(self, text: str) -> None:
+        """One line on how the runs will train (e.g. what ``--pack auto`` measured and chose)."""
+        if self.enabled:
+            self.console.print(escape(text), highlight=False)
 
     def started(self, task: RunTask) -> None:
         self._update(task.run_id, self.done[task.run_id], f"seed {task.seed} running")

@@ -55,6 +55,7 @@ def run_record(row: RunRow, epochs: list[dict]) -> dict:
     record.update(run_columns(summary.get("confusion")), confusion=summary.get("confusion"))
     record.update(diverged_epoch=summary.get("diverged_epoch"), stopped_epoch=summary.get("stopped_epoch"),
                   num_params=summary.get("num_params"), device=summary.get("device"),
+                  pack_size=(summary.get("pack") or {}).get("size"),  # None: trained alone
                   attempts=row.attempts, started=row.started, finished=row.finished, error=row.error)
     return record
 

@@ -171,6 +171,9 @@ class StoreEvents:
         self.executed.append(task.run_id)
         self.progress.finished(task, result)
 
+    def note(self, text: str) -> None:
+        self.progress.note(text)
+
     def failed(self, task: RunTask, error: str) -> None:
         self.store.mark_failed(task.run_id, error)
         self.executed.append(task.run_id)

@@ -57,6 +57,7 @@ class RunResult:
     threads: int | None = None  # torch intra-op threads the run trained with (train.threads)
     config: dict = field(default_factory=dict)
     confusion: list[list[int]] | None = None  # test set, rows = true class, columns = predicted
+    pack: dict | None = None  # trained packed: {"size": K, "slot": its row, "runs": the pack's run directory names}
 
     def to_dict(self) -> dict:
         return asdict(self)

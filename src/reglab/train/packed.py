@@ -411,7 +411,8 @@ class PackedTrainer:
         dirs = [Path(d) if d is not None else None for d in (run_dirs or [None] * len(self.trainers))]
         if len(dirs) != len(self.trainers):
             raise ValueError(f"run_dirs: expected {len(self.trainers)} directories (got {len(dirs)})")
-        logs = [RunLog(t, d) for t, d in zip(self.trainers, dirs, strict=True)]
+        pack = {"size": len(self.trainers)} | ({"runs": [d.name for d in dirs]} if all(dirs) else {})
+        logs = [RunLog(t, d, pack=pack | {"slot": i}) for i, (t, d) in enumerate(zip(self.trainers, dirs, strict=True))]
         results: list[RunResult | None] = [None] * len(self.trainers)
         train = self.trainers[0].cfg.train
         while self.active and self.trainers[self.active[0]].epoch < train.epochs and not (
@@ -511,10 +512,11 @@ def one_line(err: BaseException) -> str:
 
 
 class RunLog:
-    """One packed run's epochs and directory, kept exactly as `Trainer.fit` keeps them."""
+    """One packed run's epochs and directory, kept exactly as `Trainer.fit` keeps them; `pack` (its
+    pack's size, its slot there and the pack's run directory names) goes into the result."""
 
-    def __init__(self, trainer: Trainer, run_dir: Path | None):
-        self.trainer, self.run_dir = trainer, run_dir
+    def __init__(self, trainer: Trainer, run_dir: Path | None, *, pack: dict):
+        self.trainer, self.run_dir, self.pack = trainer, run_dir, pack
         self.epochs: list[dict] = []
         self.status, self.diverged_epoch = "done", None
         if run_dir is not None:
@@ -543,6 +545,7 @@ class RunLog:
             seconds=sum(e["seconds"] for e in self.epochs), num_params=sum(p.numel() for p in t.params),
             device=str(t.device), diverged_epoch=self.diverged_epoch, stopped_epoch=None, config=t.cfg.to_dict(),
             threads=torch.get_num_threads(), confusion=t.test_confusion() if self.status == "done" else None,
+            pack=self.pack,
         )
         if self.run_dir is not None:
             if self.status == "done":
