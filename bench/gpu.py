@@ -20,7 +20,9 @@ same model, optimizer and initialisation) on the same device:
   warm-up and CUDA-graph capture), in bf16 autocast and in float32, against one run trained alone by
   `Trainer` (the solo step, float32): how far a step's cost is from growing with K; the largest
   pack also with ``torch.backends.cudnn.benchmark`` (cuDNN's autotuner), which reglab does not set, with
-  and without ``train.channels_last`` (the pack's grouped convolutions in NHWC).
+  and without ``train.channels_last`` (the pack's grouped convolutions in NHWC);
+* step profile — the ops of one eager step of the largest pack with the most device time
+  (`torch.profiler`), so that a slow step says which kernels make it slow.
 
 Without Fashion-MNIST files the benchmark uses generated stand-in data of the same shape (60k/10k
 1×28×28 images, 10 classes: a noisy class template per image) and prints a note; timings hold,
@@ -200,7 +202,26 @@ def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dic
     finally:
         torch.backends.cudnn.benchmark = previous
     solo = solo_step_seconds(configs[0].override({"train.amp": False}), 10)
-    return {"step_s": rows, "solo_step_s": solo}
+    amp = device.type == "cuda"
+    profile = profile_step([c.override({"train.amp": amp}) for c in configs[:max(size["pack_sizes"])]], device)
+    return {"step_s": rows, "solo_step_s": solo, "profile": profile}
+
+
+def profile_step(configs: list[RunConfig], device: torch.device, steps: int = 5, top: int = 15) -> list[dict]:
+    """Where a packed step's time goes: the `top` ops by device time (CPU time off CUDA) per step, from
+    `torch.profiler` over eager steps of a pack of `configs` (a captured graph runs the same kernels)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    pack = PackedTrainer([Trainer(c) for c in configs], cuda_graphs=False)
+    pack.time_step(2)  # warm-up: allocator, cuDNN's algorithm choices
+    on_cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])) as prof:
+        pack.time_step(steps)  # 2 warm-up steps + `steps`, all inside the profile
+    key = "self_device_time_total" if on_cuda else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)[:top]
+    n = steps + 2
+    return [{"op": e.key, "ms_per_step": getattr(e, key) / 1e3 / n, "calls_per_step": e.count / n,
+             "k": len(configs), "time": "device" if on_cuda else "cpu"} for e in events]
 
 
 def spread(values: list[float]) -> str:
@@ -226,6 +247,7 @@ def table(header: str, single: dict, study: dict, surface: dict, size: dict, sca
              f"scaled to {study['runs']}",
              f"single run: CUDA graph {'captured' if single['graph'] else 'not used'}"
              + (f" ({single['graph_note']})" if single["graph_note"] else ""),
+             f"single run: the epoch's steps alone (no per-epoch work) {single['steps_only_s']:.2f} s",
              f"study: {study['failed']} failed run(s)",
              "", "final test accuracy (mean ± std over seeds):"]
     for arm, values in study["accuracy"].items():
@@ -238,6 +260,11 @@ def table(header: str, single: dict, study: dict, surface: dict, size: dict, sca
         k = int(name.split("K=")[1].split()[0])
         lines.append(f"  {name:<46}{1e3 * seconds:>9.2f} ms/step{1e3 * seconds / k:>9.2f} ms per run-step"
                      f"{solo * k / seconds:>8.1f}x the runs alone")
+    if scaling["profile"]:
+        first = scaling["profile"][0]
+        lines += ["", f"one eager step of a pack of {first['k']}, op by op ({first['time']} time, torch.profiler):"]
+        lines += [f"  {row['op'][:56]:<58}{row['ms_per_step']:>8.3f} ms/step{row['calls_per_step']:>7.1f} calls"
+                  for row in scaling["profile"]]
     return "\n".join(lines)
 
 
