@@ -1,6 +1,8 @@
 """The packed step: a constant number of dispatched ops whatever the pack size, no host sync, every
 optimizer equal to its solo run, and checkpoints that a solo run resumes from."""
 
+import json
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -152,6 +154,10 @@ def test_a_packed_checkpoint_resumes_alone_as_the_uninterrupted_run(tmp_path):
     for x, y in zip(straight.ema.module.state_dict().values(), resumed.ema.module.state_dict().values(),
                     strict=True):
         torch.testing.assert_close(y, x, atol=1e-5, rtol=0)
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())  # it says where its first epoch came from
+    assert summary["pack"] == {"size": 2, "runs": ["a", "b"], "slot": 1, "resumed_alone_at_epoch": 1}
+    again = Trainer(configs[1]).fit(tmp_path / "b", resume=False)  # a fresh start trains alone
+    assert again.pack is None and not (tmp_path / "b" / "pack.json").exists()
 
 
 def test_channels_last_pack_feeds_the_grouped_convolution_channels_last_with_the_same_result():

@@ -58,6 +58,7 @@ class RunResult:
     config: dict = field(default_factory=dict)
     confusion: list[list[int]] | None = None  # test set, rows = true class, columns = predicted
     pack: dict | None = None  # trained packed: {"size": K, "slot": its row, "runs": the pack's run directory names}
+    # (and "resumed_alone_at_epoch" when it was interrupted and finished alone)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -346,13 +347,19 @@ class Trainer:
             callbacks.insert(0, CondensationTracker())
         run_dir = Path(run_dir) if run_dir is not None else None
         epochs: list[dict] = []
+        pack = None  # the pack this run started in, if it resumes alone from a packed checkpoint
         if run_dir is not None:
             checkpoint = run_dir / "checkpoint.pt"
             if resume:  # every check before anything in the directory changes
                 rundir.check_resumable(run_dir, cfg.to_dict(), extend=extend)
             if resume and checkpoint.exists():
+                pack = rundir.read_pack(run_dir)
                 self.load_checkpoint(checkpoint)
                 epochs = rundir.read_metrics(run_dir / "metrics.jsonl", up_to_epoch=self.epoch)
+                if pack is not None:
+                    pack["resumed_alone_at_epoch"] = self.epoch
+            else:
+                (run_dir / "pack.json").unlink(missing_ok=True)  # a fresh start trains alone
             run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_json_atomic(run_dir / "config.json", cfg.to_dict())
             rundir.rewrite_metrics(run_dir / "metrics.jsonl", epochs)
@@ -388,7 +395,7 @@ class Trainer:
             seconds=time.perf_counter() - start, num_params=sum(p.numel() for p in self.params),
             device=str(self.device), diverged_epoch=diverged_epoch, stopped_epoch=stopped_epoch,
             threads=torch.get_num_threads(), config=cfg.to_dict(),
-            confusion=self.test_confusion() if status == "done" else None,
+            confusion=self.test_confusion() if status == "done" else None, pack=pack,
         )
         if run_dir is not None:
             if status == "done":

@@ -522,6 +522,7 @@ class RunLog:
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_json_atomic(run_dir / "config.json", trainer.cfg.to_dict())
+            rundir.write_json_atomic(run_dir / "pack.json", pack)
             rundir.rewrite_metrics(run_dir / "metrics.jsonl", [])
 
     def record(self, metrics: dict) -> bool:

@@ -6,6 +6,8 @@
       summary.json     the final RunResult (written last: its presence means the run ended)
       checkpoint.pt    model, optimizer, schedule, EMA, RNG states, epoch (atomic replace)
       model.pt         final weights of the evaluated model (state_dict, loads with weights_only)
+      pack.json        only for a run that trained packed: its pack (size, slot, the pack's run
+                       directories), written when the pack starts, so a run that resumes alone keeps it
 """
 
 from __future__ import annotations
@@ -95,6 +97,17 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     except Exception as err:
         raise DamagedFile(path, f"damaged, torch cannot read it ({type(err).__name__}); delete it to train "
                                 "this run again from the start") from err
+
+
+def read_pack(run_dir: Path) -> dict | None:
+    """The pack a run started in (pack.json), None for a run that trained alone."""
+    path = Path(run_dir) / "pack.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DamagedFile(path, f"not valid JSON ({err}); delete it to resume without the pack's record") from None
 
 
 def read_config(run_dir: Path) -> dict:
