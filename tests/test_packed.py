@@ -336,3 +336,21 @@ def test_progress_says_what_auto_chose_and_which_runs_trained_packed(tmp_path):
         progress.finished(tasks[0], results[0])
     text = stream.getvalue()
     assert "--pack auto: 2 runs of mlp on cpu" in text and "base__s0: done" in text and "in a pack of 2" in text
+
+
+def test_a_channels_last_run_gets_its_optimizer_state_back_in_its_own_layout():
+    """On CUDA `train.channels_last` stores conv weights channels-last; the optimizer state a pack
+    writes back must have their layout (fused optimizers want matching strides) and their values."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 3, (64,), generator=g)
+    data = TensorData("images", x[:48], y[:48], x[48:], y[48:], num_classes=3)
+    cnn = {"model.name": "deeper_cnn", "train.batch_size": 16, "train.epochs": 1, "optim.name": "momentum",
+           "model.options": {"channels": [4, 8], "fc_widths": [8]}}
+    trainers = [Trainer(config(seed, **cnn), data=data) for seed in (0, 1)]
+    for t in trainers:  # as Trainer does on CUDA with train.channels_last
+        t.model.to(memory_format=torch.channels_last)
+    PackedTrainer(trainers).fit()
+    conv = next(p for p in trainers[1].params if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    buffer = trainers[1].optimizer.state[conv]["momentum_buffer"]
+    assert buffer.stride() == conv.stride() and buffer.abs().sum() > 0

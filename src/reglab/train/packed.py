@@ -198,7 +198,7 @@ class PackedTrainer:
         pieces = {name: flat.split(self.numels) for name, flat in state.items()}
         fused = any(g.get("fused") for g in t.optimizer.param_groups)
         for i, p in enumerate(t.params):
-            entry = {name: rows[i].view_as(p).clone() for name, rows in pieces.items()}
+            entry = {name: torch.empty_like(p).copy_(rows[i].view_as(p)) for name, rows in pieces.items()}  # p's layout
             if isinstance(t.optimizer, torch.optim.SGD):
                 entry.setdefault("momentum_buffer", None)
             else:
