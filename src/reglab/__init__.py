@@ -13,10 +13,10 @@ does not load torch or pandas.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reglab.config import ConfigError, RunConfig
+from reglab.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from reglab.study import Study, StudyResult, StudySpec, load_spec, load_study, run_study
@@ -36,14 +36,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import the public names on first use (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module 'reglab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)

@@ -11,8 +11,9 @@ The names below are imported on first use, so a worker process that trains runs
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from reglab.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from reglab.study.executors import (
@@ -42,14 +43,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import the public names on first use (PEP 562)."""
-    if name not in _LAZY:
-        raise AttributeError(f"module 'reglab.study' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
