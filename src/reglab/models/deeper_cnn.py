@@ -49,6 +49,19 @@ class DeeperCNN(ZooModel):
         return super().residual_blocks() or [m for m in self.modules() if isinstance(m, ReplaceSkip)]
 
 
+def replace_or_skip(body: nn.Module, x: torch.Tensor, p: float | torch.Tensor, *, c_out: int, mode: str,
+                    training: bool) -> torch.Tensor:
+    """`ReplaceSkip`'s block with survival probability `p`: a float, or a 0-dim tensor (a pack's per-run
+    survival, `reglab.train.rates.RateReplaceSkip`)."""
+    skip = nn.functional.pad(x, (0, 0, 0, 0, 0, c_out - x.shape[1]))  # (N, c_in, H, W) -> (N, c_out, H, W)
+    out = body(x)
+    if not training:
+        return p * out + (1.0 - p) * skip
+    lead = x.shape[0] if mode == "row" else 1
+    keep = (torch.rand((lead, 1, 1, 1), dtype=out.dtype, device=out.device) < p).to(out.dtype)
+    return keep * out + (1.0 - keep) * skip
+
+
 class ReplaceSkip(nn.Module):
     """Source 000's stochastic depth of one block: y = body(x) with probability `p`, else the identity
     (channels zero-padded to `c_out`); at test the expectation p·body(x) + (1 − p)·pad(x).
@@ -61,13 +74,7 @@ class ReplaceSkip(nn.Module):
         self.body, self.p, self.c_out, self.mode = body, float(p), c_out, mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = nn.functional.pad(x, (0, 0, 0, 0, 0, self.c_out - x.shape[1]))  # (N, c_in, H, W) -> (N, c_out, H, W)
-        out = self.body(x)
-        if not self.training:
-            return self.p * out + (1.0 - self.p) * skip
-        lead = x.shape[0] if self.mode == "row" else 1
-        keep = (torch.rand((lead, 1, 1, 1), dtype=out.dtype, device=out.device) < self.p).to(out.dtype)
-        return keep * out + (1.0 - keep) * skip
+        return replace_or_skip(self.body, x, self.p, c_out=self.c_out, mode=self.mode, training=self.training)
 
     @property
     def survival_probability(self) -> float:

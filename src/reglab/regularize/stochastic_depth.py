@@ -25,7 +25,7 @@ from torch import nn
 
 from reglab.config import ConfigError, StochasticDepthConfig
 
-__all__ = ["Residual", "StochasticDepth", "make_gate", "shortcut_error", "survival_probabilities"]
+__all__ = ["Residual", "StochasticDepth", "gate_branch", "make_gate", "shortcut_error", "survival_probabilities"]
 
 
 def survival_probabilities(num_blocks: int, cfg: StochasticDepthConfig) -> list[float]:
@@ -71,17 +71,24 @@ class StochasticDepth(nn.Module):
     def forward(self, branch: torch.Tensor) -> torch.Tensor:
         if self.p == 1.0:  # a constant of the module, not a random value
             return branch
-        if not self.training:
-            return branch * self.p if self.scaling == "test" else branch
-        lead = branch.shape[0] if self.mode == "row" else 1
-        shape = (lead,) + (1,) * (branch.dim() - 1)  # (N, 1, …, 1) or (1, …, 1)
-        keep = (torch.rand(shape, dtype=branch.dtype, device=branch.device) < self.p).to(branch.dtype)
-        if self.scaling == "inverted":
-            keep = keep / self.p
-        return branch * keep
+        return gate_branch(branch, self.p, mode=self.mode, scaling=self.scaling, training=self.training)
 
     def extra_repr(self) -> str:
         return f"p={self.p:.4g}, mode={self.mode}, scaling={self.scaling}"
+
+
+def gate_branch(branch: torch.Tensor, p: float | torch.Tensor, *, mode: str, scaling: str,
+                training: bool) -> torch.Tensor:
+    """`StochasticDepth`'s gate with survival probability `p`: a float, or a 0-dim tensor (a pack's
+    per-run survival, `reglab.train.rates.RateGate`)."""
+    if not training:
+        return branch * p if scaling == "test" else branch
+    lead = branch.shape[0] if mode == "row" else 1
+    shape = (lead,) + (1,) * (branch.dim() - 1)  # (N, 1, …, 1) or (1, …, 1)
+    keep = (torch.rand(shape, dtype=branch.dtype, device=branch.device) < p).to(branch.dtype)
+    if scaling == "inverted":
+        keep = keep / p
+    return branch * keep
 
 
 def make_gate(p: float, cfg: StochasticDepthConfig) -> StochasticDepth | None:

@@ -24,8 +24,8 @@ from torch import nn
 
 from reglab.config import RunConfig
 from reglab.models import build_model, get_model_info
-from reglab.models.deeper_cnn import ReplaceSkip
-from reglab.regularize.stochastic_depth import StochasticDepth
+from reglab.models.deeper_cnn import ReplaceSkip, replace_or_skip
+from reglab.regularize.stochastic_depth import StochasticDepth, gate_branch
 
 PER_RUN_OPTIONS = ("l1", "l2", "penalize", "ema", "label_smoothing", "mixup", "cutmix", "grad_clip", "dropout")
 """`regularize` fields that may differ inside a pack (besides `seed`, the whole `optim` section and
@@ -113,13 +113,7 @@ class RateGate(nn.Module):
         self.register_buffer("survival", torch.ones(()))
 
     def forward(self, branch: torch.Tensor) -> torch.Tensor:
-        p = self.survival.to(branch.dtype)
-        if not self.training:
-            return branch * p if self.scaling == "test" else branch
-        lead = branch.shape[0] if self.mode == "row" else 1
-        keep = (torch.rand((lead,) + (1,) * (branch.dim() - 1), device=branch.device) < self.survival)
-        keep = keep.to(branch.dtype)
-        return branch * (keep / p if self.scaling == "inverted" else keep)
+        return gate_branch(branch, self.survival, mode=self.mode, scaling=self.scaling, training=self.training)
 
 
 class RateReplaceSkip(nn.Module):
@@ -131,14 +125,7 @@ class RateReplaceSkip(nn.Module):
         self.body, self.c_out, self.mode = body, c_out, mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = nn.functional.pad(x, (0, 0, 0, 0, 0, self.c_out - x.shape[1]))
-        out = self.body(x)
-        p = self.survival.to(out.dtype)
-        if not self.training:
-            return p * out + (1.0 - p) * skip
-        lead = x.shape[0] if self.mode == "row" else 1
-        keep = (torch.rand((lead, 1, 1, 1), device=x.device) < self.survival).to(out.dtype)
-        return keep * out + (1.0 - keep) * skip
+        return replace_or_skip(self.body, x, self.survival, c_out=self.c_out, mode=self.mode, training=self.training)
 
 
 def _rate_of(module: nn.Module) -> tuple[str, float] | None:
