@@ -30,7 +30,6 @@ from reglab.reproduce.framework import Outcome, Preset, Settings
 
 VERDICT_STYLE = {"agree": "bold green", "disagree": "bold red", "not run": "dim"}
 VERDICT_CLASS = {"agree": "better", "disagree": "worse", "not run": "muted"}  # colours of reglab.report.html.CSS
-#: the committed full runs (``reglab reproduce --list`` reads their run times), in a source checkout
 
 
 def _png(fig) -> bytes:

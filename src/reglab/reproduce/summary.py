@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reglab.reproduce.committed import RESULTS_DIR
+from reglab.reproduce.committed import RESULTS_DIR, duration
 from reglab.reproduce.framework import FIGURES
 
 #: the chapter's figures and tables in order, and the preset reproducing each (None: no experiment)
@@ -80,9 +80,8 @@ def rows(results_dir: Path = RESULTS_DIR) -> list[list[str]]:
             out.append([figure, f"see {FIGURES.get(name, name)} above", "", "", "", "", ""])
             continue
         seen.add(name)
-        seconds = data.get("seconds", 0)
-        took = f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
-        run = f"[{data['budget']}](results/{name}/README.md), {took} on {data.get('device', 'cpu')}"
+        run = f"[{data['budget']}](results/{name}/README.md), {duration(data.get('seconds', 0))} on " \
+              f"{data.get('device', 'cpu')}"
         for c in data["claims"]:
             why = c.get("criterion", "") + (f". Checked: {c['checked']}" if c.get("checked") else "")
             out.append([figure, c["claim"], c.get("source", ""), c.get("reglab", c.get("measured", "")),
@@ -101,8 +100,7 @@ def runs(results_dir: Path = RESULTS_DIR) -> list[str]:
             continue
         cut = f" — {data['reduced']}" if data.get("reduced") else ""
         commit = (data.get("code") or {}).get("git_commit") or "unknown"
-        seconds, device = data.get("seconds", 0), data.get("device", "?")
-        took = f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        took, device = duration(data.get("seconds", 0)), data.get("device", "?")
         lines.append(f"- `{name}`: {data['budget']}{cut}; {took} on {device}, commit {commit[:10]}; "
                      f"command `{data.get('command', '?')}`")
     return lines

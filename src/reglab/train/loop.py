@@ -33,11 +33,11 @@ from reglab.regularize.optim import Schedule, build_optimizer
 from reglab.regularize.penalties import Penalty, penalized_parameters
 from reglab.regularize.sam import sam_gradients
 from reglab.train import rundir
+from reglab.train.eval_budget import train_eval_size
+from reglab.train.losses import correct, make_criterion
 
 if TYPE_CHECKING:
     from reglab.train.packed import PackedTrainer
-from reglab.train.eval_budget import train_eval_size
-from reglab.train.losses import correct, make_criterion
 
 EpochCallback = Callable[[int, nn.Module, dict], dict | None]
 """Called after each epoch with (epoch, evaluated model, metrics); a returned dict joins the metrics."""
