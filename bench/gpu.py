@@ -184,8 +184,8 @@ def bench_surface(data: dict, size: dict, device: torch.device) -> dict:
 def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dict:
     """Seconds per step of packs of the study's runs (arms × seeds in turn) at each size, bf16 and float32."""
     configs = [spec.arm_config(arm, seed) for seed in range(max(size["pack_sizes"])) for arm in spec.arms]
-    rows = {}
-    for amp in ([True, False] if device.type == "cuda" else [False]):
+    rows, precisions = {}, ([True, False] if device.type == "cuda" else [False])  # amp: bf16 autocast or not
+    for amp in precisions:
         chosen = [c.override({"train.amp": amp}) for c in configs]
         for k in size["pack_sizes"]:
             pack = PackedTrainer([Trainer(c) for c in chosen[:k]])
@@ -193,7 +193,7 @@ def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dic
     previous, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, True  # cuDNN's autotuner
     try:
         k = max(size["pack_sizes"])
-        for amp in ([True, False] if device.type == "cuda" else [False]):
+        for amp in precisions:
             for layout in (False, True):  # train.channels_last: NHWC grouped convolutions
                 pack = PackedTrainer([Trainer(c.override({"train.amp": amp, "train.channels_last": layout}))
                                       for c in configs[:k]])
