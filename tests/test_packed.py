@@ -278,10 +278,15 @@ def test_float32_batch_norms_keep_the_network_and_its_parameter_order():
     float32_batch_norms(model)
     assert any(isinstance(m, Float32Norm) for m in model.modules())
     assert [p.shape for p in model.parameters()] == shapes
+    norms = [m for m in model.modules() if isinstance(m, Float32Norm)]
+    inputs = [torch.randn(4, m.norm.num_features).bfloat16().requires_grad_() for m in norms]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        inside = [m(torch.randn(4, m.norm.num_features, dtype=torch.bfloat16)) for m in model.modules()
-                  if isinstance(m, Float32Norm)]
-    assert all(out.dtype == torch.float32 for out in inside)
+        inside = [m(h) for m, h in zip(norms, inputs, strict=True)]
+    for m, h, out in zip(norms, inputs, inside, strict=True):  # normalised in float32, handed on in bf16
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out, m.norm(h.detach().float()).bfloat16(), rtol=0, atol=0)
+        out.float().sum().backward()
+        assert h.grad is not None and h.grad.dtype == torch.bfloat16
     torch.testing.assert_close(model(x), before)
 
 

@@ -445,7 +445,8 @@ class PackedTrainer:
 
 class Float32Norm(torch.nn.Module):
     """A BatchNorm layer run in float32 under bf16 autocast: vmap's batch-norm backward needs the input
-    in the dtype of the (float32) running statistics. The next layer casts back to bf16."""
+    in the dtype of the (float32) running statistics. The output is cast back to the input's dtype, as
+    a solo BatchNorm under autocast returns it, so the activations after it stay bf16 (half the bytes)."""
 
     def __init__(self, norm: torch.nn.Module):
         super().__init__()
@@ -453,7 +454,7 @@ class Float32Norm(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
-            return self.norm(x.float())
+            return self.norm(x.float()).to(x.dtype)
 
 
 def float32_batch_norms(model: torch.nn.Module) -> None:
