@@ -193,3 +193,15 @@ def test_best_test_loss_is_the_lowest_test_loss_of_any_epoch():
     record = run_record(row, epochs)
     assert record["best_test_acc"] == 0.7 and record["best_epoch"] == 3
     assert record["best_test_loss"] == min(e["test_loss"] for e in epochs)
+
+
+def test_errors_are_stated_on_one_line():
+    from reglab.errors import one_line
+
+    cuda = RuntimeError("CUDA error: operation not permitted when stream is capturing\nCUDA kernel errors might be "
+                        "asynchronously reported\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1")
+    capture = "RuntimeError: CUDA error: operation not permitted when stream is capturing"
+    assert one_line(cuda, first_line=True) == capture
+    pydantic_like = ValueError("1 validation error\n  lr\n    must be > 0")
+    assert one_line(pydantic_like) == "ValueError: 1 validation error lr must be > 0"
+    assert one_line(KeyboardInterrupt()) == one_line(KeyboardInterrupt(), first_line=True) == "KeyboardInterrupt"

@@ -14,6 +14,7 @@ from rich.table import Table
 from typer._click import exceptions as click_errors  # typer's own copy of click
 
 from reglab.config import ConfigError
+from reglab.errors import one_line
 
 app = typer.Typer(
     name="reglab",
@@ -100,9 +101,3 @@ def main() -> None:
     if code == 130:
         err_console.print(f"interrupted; {RESUME_HINT}", highlight=False, soft_wrap=True)
     sys.exit(code or 0)
-
-
-def one_line(err: BaseException) -> str:
-    """``ExceptionType: message`` on one line."""
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reglab.config import ConfigError, RunConfig
+from reglab.errors import one_line
 from reglab.train.loop import RunResult
 
 
@@ -49,12 +50,6 @@ class RunEvents(Protocol):
 
 class Executor(Protocol):
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None: ...
-
-
-def one_line(err: BaseException) -> str:
-    """``ExceptionType: message`` on one line (for the store and the report)."""
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def usable_cores() -> int:

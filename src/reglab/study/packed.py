@@ -26,9 +26,10 @@ import torch
 from torch import nn
 
 from reglab.config import RunConfig
+from reglab.errors import one_line
 from reglab.models import build_model
 from reglab.study.analysis import finish_analysis
-from reglab.study.executors import LocalExecutor, RunEvents, RunTask, one_line, run_in_pool, with_device
+from reglab.study.executors import LocalExecutor, RunEvents, RunTask, run_in_pool, with_device
 from reglab.train.loop import RunResult, Trainer, cached_dataset, resolve_device, torch_threads
 from reglab.train.packed import PackedTrainer, pack_groups, packing_blocker, synchronize
 

@@ -18,8 +18,9 @@ from dataclasses import replace
 from typing import Any
 
 from reglab.config import ConfigError
+from reglab.errors import one_line
 from reglab.study import executors
-from reglab.study.executors import RunEvents, RunTask, deliver, one_line, usable_cores, with_device
+from reglab.study.executors import RunEvents, RunTask, deliver, usable_cores, with_device
 
 POLL_SECONDS = 0.2
 

@@ -42,6 +42,7 @@ from torch.func import functional_call, vmap
 
 from reglab.config import RunConfig
 from reglab.data import AugmentDraw, apply_augmentation, draw_augmentation
+from reglab.errors import one_line
 from reglab.regularize.batched_optim import BatchedOptimizer, RunOptim
 from reglab.regularize.mixing import MixDraw, mix_batch
 from reglab.regularize.penalties import penalized_parameters
@@ -285,7 +286,7 @@ class PackedTrainer:
                 with torch.cuda.graph(graph):
                     self._step(self.static_idx, self.static_draw, self.static_mix)
             except Exception as err:  # capture is impossible here: train eagerly, say why once
-                self.use_graphs, self.graph_note = False, one_line(err)
+                self.use_graphs, self.graph_note = False, one_line(err, first_line=True)
                 warnings.warn(f"train.cuda_graphs: eager steps instead of a CUDA graph: {self.graph_note}",
                               stacklevel=2)
                 self._step(idx, draw, mix)
@@ -505,11 +506,6 @@ def sync_schedule(t: Trainer) -> None:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
 class RunLog:
