@@ -269,27 +269,6 @@ def test_solo_step_timing_spans_epochs_shorter_than_the_steps_it_times():
     assert 0 < seconds < 60
 
 
-def test_float32_batch_norms_keep_the_network_and_its_parameter_order():
-    from reglab.train.packed import Float32Norm, float32_batch_norms
-
-    model = Trainer(config(0, **{"model.norm": "batch"})).model.eval()
-    x = torch.randn(5, 40)
-    before, shapes = model(x), [p.shape for p in model.parameters()]
-    float32_batch_norms(model)
-    assert any(isinstance(m, Float32Norm) for m in model.modules())
-    assert [p.shape for p in model.parameters()] == shapes
-    norms = [m for m in model.modules() if isinstance(m, Float32Norm)]
-    inputs = [torch.randn(4, m.norm.num_features).bfloat16().requires_grad_() for m in norms]
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        inside = [m(h) for m, h in zip(norms, inputs, strict=True)]
-    for m, h, out in zip(norms, inputs, inside, strict=True):  # normalised in float32, handed on in bf16
-        assert out.dtype == torch.bfloat16
-        torch.testing.assert_close(out, m.norm(h.detach().float()).bfloat16(), rtol=0, atol=0)
-        out.float().sum().backward()
-        assert h.grad is not None and h.grad.dtype == torch.bfloat16
-    torch.testing.assert_close(model(x), before)
-
-
 def test_a_single_run_as_a_pack_of_one_trains_like_the_solo_trainer(tmp_path, monkeypatch):
     from reglab.train import loop
 

@@ -48,6 +48,7 @@ from reglab.regularize.mixing import MixDraw, mix_batch
 from reglab.regularize.penalties import penalized_parameters
 from reglab.train import rundir
 from reglab.train.loop import RunResult, Trainer, best_epoch
+from reglab.train.pack_norm import pack_batch_norms
 from reglab.train.rates import pack_groups, pack_key, rate_network
 
 __all__ = ["PackedTrainer", "pack_groups", "pack_key", "packing_blocker"]
@@ -96,8 +97,7 @@ class PackedTrainer:
                                                      num_outputs=self.data.num_outputs)
         cfg = first.cfg
         on_cuda = self.device.type == "cuda"
-        if cfg.train.amp and on_cuda:
-            float32_batch_norms(self.module)
+        pack_batch_norms(self.module, float32=cfg.train.amp and on_cuda)  # one kernel per layer for all runs
         named = [(name, p) for name, p in self.module.named_parameters() if p.requires_grad]
         self.param_names = [name for name, _ in named]
         self.shapes = [p.shape for _, p in named]
@@ -442,27 +442,6 @@ class PackedTrainer:
             on_result(i, results[i])
         self.active = []
         return results
-
-
-class Float32Norm(torch.nn.Module):
-    """A BatchNorm layer run in float32 under bf16 autocast: vmap's batch-norm backward needs the input
-    in the dtype of the (float32) running statistics. The output is cast back to the input's dtype, as
-    a solo BatchNorm under autocast returns it, so the activations after it stay bf16 (half the bytes)."""
-
-    def __init__(self, norm: torch.nn.Module):
-        super().__init__()
-        self.norm = norm
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return self.norm(x.float()).to(x.dtype)
-
-
-def float32_batch_norms(model: torch.nn.Module) -> None:
-    """Wrap every BatchNorm layer of `model` in `Float32Norm` (parameters and buffers keep their order)."""
-    for name, module in list(model.named_modules()):
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            model.set_submodule(name, Float32Norm(module))
 
 
 def pack_channels_last(x: torch.Tensor) -> torch.Tensor:
