@@ -48,7 +48,7 @@ from reglab.regularize.mixing import MixDraw, mix_batch
 from reglab.regularize.penalties import penalized_parameters
 from reglab.train import rundir
 from reglab.train.loop import RunResult, Trainer, best_epoch
-from reglab.train.pack_norm import pack_batch_norms
+from reglab.train.pack_layers import pack_layers
 from reglab.train.rates import pack_groups, pack_key, rate_network
 
 __all__ = ["PackedTrainer", "pack_groups", "pack_key", "packing_blocker"]
@@ -97,7 +97,7 @@ class PackedTrainer:
                                                      num_outputs=self.data.num_outputs)
         cfg = first.cfg
         on_cuda = self.device.type == "cuda"
-        pack_batch_norms(self.module, float32=cfg.train.amp and on_cuda)  # one kernel per layer for all runs
+        pack_layers(self.module, float32_norms=cfg.train.amp and on_cuda)  # one kernel per layer for all runs
         named = [(name, p) for name, p in self.module.named_parameters() if p.requires_grad]
         self.param_names = [name for name, _ in named]
         self.shapes = [p.shape for _, p in named]

@@ -1,4 +1,4 @@
-"""BatchNorm in a pack: one batch-norm call for all runs equals each run's own batch norm."""
+"""Layers of a pack whose runs are channels: one call for all runs equals each run's own layer."""
 
 import pytest
 import torch
@@ -8,7 +8,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from reglab.config import RunConfig
 from reglab.train.loop import Trainer
-from reglab.train.pack_norm import Float32Norm, PackBatchNorm, pack_batch_norm, pack_batch_norms
+from reglab.train.pack_layers import (
+    Float32Norm,
+    PackBatchNorm,
+    PackMaxPool2d,
+    pack_batch_norm,
+    pack_layers,
+    pack_max_pool2d,
+)
 from reglab.train.packed import PackedTrainer
 
 
@@ -66,14 +73,41 @@ def test_a_packed_step_normalises_each_layer_with_one_affine_kernel():
     assert sorted(w.shape for w in calls.weights) == [(k * 16,)] * 2 + [(k * 32,)] * 2  # the K runs' weights
 
 
-def test_pack_batch_norms_keep_the_network_its_parameter_order_and_float32_statistics():
+@pytest.mark.parametrize("options", [(2, 2, 0, 1, False), (3, 2, 1, 1, True), (2, 1, 0, 2, False)],
+                         ids=["2x2", "3x3-stride2-pad1-ceil", "dilated"])
+def test_one_max_pool_for_all_runs_equals_each_runs_pool(options):
+    kernel, stride, padding, dilation, ceil_mode = options
+    args = ([kernel] * 2, [stride] * 2, [padding] * 2, [dilation] * 2, ceil_mode)
+    torch.manual_seed(0)
+    conv_output = torch.randn(6, 3 * 4, 9, 9).view(6, 3, 4, 9, 9)  # (B, K, C, H, W): the runs are dim 1
+    x = conv_output.detach().requires_grad_()
+    ours = vmap(lambda x: pack_max_pool2d(x, *args), in_dims=1)(x)
+    theirs = vmap(lambda x: F.max_pool2d(x, *args), in_dims=1)(x)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    probe = torch.randn_like(ours)
+    ours_grad, = torch.autograd.grad((ours * probe).sum(), x)
+    theirs_grad, = torch.autograd.grad((theirs * probe).sum(), x)
+    torch.testing.assert_close(ours_grad, theirs_grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("op, args", [
+    (pack_batch_norm, lambda: (torch.randn(4, 3, 5, 5), torch.randn(3), torch.randn(3), torch.zeros(3), torch.ones(3),
+                               0.1, 1e-5)),
+    (pack_max_pool2d, lambda: (torch.randn(4, 3, 9, 9), [3, 3], [2, 2], [1, 1], [1, 1], True)),
+], ids=["batch_norm", "max_pool2d"])
+def test_the_ops_declare_their_schema_and_shapes(op, args):
+    """torch.library's own checks: the declared mutations and the fake (shape) implementations."""
+    torch.library.opcheck(op, args(), test_utils=("test_schema", "test_faketensor"))
+
+
+def test_pack_layers_keep_the_network_its_parameter_order_and_float32_statistics():
     cfg = RunConfig.from_dict({"data": {"name": "mnist1d", "train_subset": 64, "test_subset": 64},
                                "model": {"name": "mlp", "norm": "batch", "options": {"widths": [32, 16]}},
                                "train": {"device": "cpu"}})
     model = Trainer(cfg).model.eval()
     x = torch.randn(5, 40)
     before, shapes = model(x), [p.shape for p in model.parameters()]
-    pack_batch_norms(model, float32=True)
+    pack_layers(model, float32_norms=True)
     norms = [m for m in model.modules() if isinstance(m, Float32Norm)]
     assert len(norms) == 2 and all(isinstance(m.norm, PackBatchNorm) for m in norms)
     assert [p.shape for p in model.parameters()] == shapes
@@ -86,3 +120,34 @@ def test_pack_batch_norms_keep_the_network_its_parameter_order_and_float32_stati
         torch.testing.assert_close(out, m.norm(h.detach().float()).bfloat16(), rtol=0, atol=0)
         out.float().sum().backward()
         assert h.grad is not None and h.grad.dtype == torch.bfloat16
+
+
+class Copies(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.clone, torch.ops.aten.copy_, torch.ops.aten._to_copy):
+            self.shapes.append(tuple(args[0].shape))
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_packed_conv_net_step_copies_no_activation_between_its_convolutions():
+    """Convolution → BatchNorm → ReLU → max-pool → convolution keeps the runs as channels: with torch's
+    own rules the pool copies its input to (K·B, C, H, W) and the next convolution copies it back."""
+    cfg = RunConfig.from_dict({
+        "data": {"name": "mnist-5k", "train_subset": 64, "test_subset": 32},
+        "model": {"name": "deeper_cnn", "norm": "batch", "options": {"channels": [4, 8, 8], "fc_widths": [16],
+                                                                      "residual": False}},
+        "train": {"epochs": 1, "batch_size": 16, "device": "cpu", "eval_train_samples": 0}})
+    k = 3
+    pack = PackedTrainer([Trainer(cfg.override({"seed": seed})) for seed in range(k)])
+    assert sum(isinstance(m, PackMaxPool2d) for m in pack.module.modules()) == 3
+    pack.module.train()
+    pack.optimizer.set_lr_table(pack._lr_table(4))
+    pack._step(torch.randint(0, 64, (k, 16)))
+    with Copies() as copies:
+        pack._step(torch.randint(0, 64, (k, 16)))
+    conv_outputs = {(28, 28), (14, 14), (7, 7)}
+    assert not [s for s in copies.shapes if s[-2:] in conv_outputs], copies.shapes

@@ -1,0 +1,135 @@
+"""BatchNorm inside a pack: one batch-norm kernel for all K runs, and float32 statistics under bf16.
+
+Under `vmap`, torch's batching rule for a batch norm whose weight and bias differ per run normalises
+without them and then applies them with separate multiply and add kernels (four more in the
+backward), each one more pass over the activations. The runs of a pack are independent channels of
+one tensor, though: their activations ``(B, K, C, …)`` are ``(B, K·C, …)`` and their weights, biases
+and running statistics ``(K, C)`` are ``(K·C,)``. `pack_batch_norm` is an op whose vmap rule
+normalises all runs with one `torch.nn.functional.batch_norm` call on that view, so a pack runs the
+kernels a solo run does, forward and backward, and the running statistics of each run are updated
+in place in its row.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _runs_as_channels(x: Tensor, x_dim: int | None, k: int) -> Tensor:
+    """Batched activations ``(B, K, C, …)`` as ``(B, K·C, …)`` (a view for a convolution's output)."""
+    if x_dim is None:
+        raise ValueError("pack layers: expect activations batched over the pack's runs")
+    x = x.movedim(x_dim, 1)
+    return x.reshape(x.shape[0], k * x.shape[2], *x.shape[3:])
+
+
+def _runs_back(out: Tensor, k: int) -> tuple[Tensor, int]:
+    """``(B, K·C, …)`` seen as batched ``(B, K, C, …)``: the output and its batch dim for vmap."""
+    return out.view(out.shape[0], k, out.shape[1] // k, *out.shape[2:]), 1
+
+
+@torch.library.custom_op("reglab::pack_batch_norm", mutates_args=("running_mean", "running_var"))
+def pack_batch_norm(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor,
+                    momentum: float, eps: float) -> Tensor:
+    """Training-mode batch norm (`F.batch_norm`); under vmap, one call for all runs."""
+    return F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum, eps)
+
+
+@pack_batch_norm.register_fake
+def _(x, weight, bias, running_mean, running_var, momentum, eps):
+    return torch.empty_like(x)
+
+
+@pack_batch_norm.register_vmap
+def _(info, in_dims, x, weight, bias, running_mean, running_var, momentum, eps):
+    if any(d != 0 for d in in_dims[1:5]):
+        raise ValueError("pack_batch_norm: expects (K, C) weights, biases and running statistics")
+    k = info.batch_size
+    flat = _runs_as_channels(x, in_dims[0], k)
+    rows = lambda t: t.reshape(flat.shape[1])  # noqa: E731
+    mean, var = running_mean.view(-1), running_var.view(-1)  # views: the update lands in each run's row
+    return _runs_back(F.batch_norm(flat, mean, var, rows(weight), rows(bias), True, momentum, eps), k)
+
+
+@torch.library.custom_op("reglab::pack_max_pool2d", mutates_args=())
+def pack_max_pool2d(x: Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
+                    dilation: list[int], ceil_mode: bool) -> Tensor:
+    """`F.max_pool2d`; under vmap, one call for all runs on their channels side by side."""
+    return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+@pack_max_pool2d.register_fake
+def _(x, kernel_size, stride, padding, dilation, ceil_mode):
+    return F.max_pool2d(torch.empty_like(x, device="meta"), kernel_size, stride, padding, dilation,
+                        ceil_mode).to(device=x.device)
+
+
+@pack_max_pool2d.register_vmap
+def _(info, in_dims, x, kernel_size, stride, padding, dilation, ceil_mode):
+    k = info.batch_size
+    flat = _runs_as_channels(x, in_dims[0], k)
+    return _runs_back(F.max_pool2d(flat, kernel_size, stride, padding, dilation, ceil_mode), k)
+
+
+def _pair(value: int | tuple[int, ...]) -> list[int]:
+    return list(value) if isinstance(value, tuple | list) else [value, value]
+
+
+class PackBatchNorm(nn.Module):
+    """A BatchNorm layer of a pack's network: in training, `pack_batch_norm`; in evaluation, the layer
+    itself. Its parameters and buffers are the layer's, in the same order."""
+
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm):
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: Tensor) -> Tensor:
+        norm = self.norm
+        if not norm.training:
+            return norm(x)
+        norm.num_batches_tracked.add_(1)
+        return pack_batch_norm(x, norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.momentum,
+                               norm.eps)
+
+
+class PackMaxPool2d(nn.Module):
+    """`nn.MaxPool2d` of a pack's network, through `pack_max_pool2d`."""
+
+    def __init__(self, pool: nn.MaxPool2d):
+        super().__init__()
+        self.args = (_pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding), _pair(pool.dilation),
+                     pool.ceil_mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return pack_max_pool2d(x, *self.args)
+
+
+class Float32Norm(nn.Module):
+    """A BatchNorm layer run in float32 under bf16 autocast, in the dtype of its running statistics (vmap's
+    own batch-norm backward, used for a layer `PackBatchNorm` does not cover, needs that). The output is
+    cast back to the input's dtype, as a solo BatchNorm under autocast returns it, so the activations
+    after it stay bf16 (half the bytes)."""
+
+    def __init__(self, norm: nn.Module):
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.norm(x.float()).to(x.dtype)
+
+
+def pack_layers(model: nn.Module, *, float32_norms: bool = False) -> None:
+    """Replace `model`'s BatchNorm layers (affine, tracking running statistics with a momentum) by
+    `PackBatchNorm` and its `nn.MaxPool2d` layers (without indices) by `PackMaxPool2d`; wrap every
+    BatchNorm layer in `Float32Norm` too when `float32_norms`. Parameters and buffers keep their order,
+    by which a pack maps its runs onto the network."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            fused = module.affine and module.track_running_stats and module.momentum is not None
+            norm = PackBatchNorm(module) if fused else module
+            model.set_submodule(name, Float32Norm(norm) if float32_norms else norm)
+        elif isinstance(module, nn.MaxPool2d) and not module.return_indices:
+            model.set_submodule(name, PackMaxPool2d(module))
