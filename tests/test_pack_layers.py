@@ -9,7 +9,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from reglab.config import RunConfig
 from reglab.train.loop import Trainer
 from reglab.train.pack_layers import (
-    Float32Norm,
     PackBatchNorm,
     PackMaxPool2d,
     pack_batch_norm,
@@ -100,26 +99,46 @@ def test_the_ops_declare_their_schema_and_shapes(op, args):
     torch.library.opcheck(op, args(), test_utils=("test_schema", "test_faketensor"))
 
 
-def test_pack_layers_keep_the_network_its_parameter_order_and_float32_statistics():
+def test_pack_layers_keep_the_network_and_its_parameter_order():
     cfg = RunConfig.from_dict({"data": {"name": "mnist1d", "train_subset": 64, "test_subset": 64},
                                "model": {"name": "mlp", "norm": "batch", "options": {"widths": [32, 16]}},
                                "train": {"device": "cpu"}})
-    model = Trainer(cfg).model.eval()
+    model = Trainer(cfg).model
+    model.get_submodule("1").momentum = None  # a cumulative average: torch's own layer, in float32 under bf16
+    model.eval()
     x = torch.randn(5, 40)
     before, shapes = model(x), [p.shape for p in model.parameters()]
     pack_layers(model, float32_norms=True)
-    norms = [m for m in model.modules() if isinstance(m, Float32Norm)]
-    assert len(norms) == 2 and all(isinstance(m.norm, PackBatchNorm) for m in norms)
+    assert [type(m).__name__ for m in model.children()][1:5] == ["Float32Norm", "ReLU", "Linear", "PackBatchNorm"]
     assert [p.shape for p in model.parameters()] == shapes
     torch.testing.assert_close(model(x), before)  # evaluation: each layer itself
-    inputs = [torch.randn(4, m.norm.norm.num_features).bfloat16().requires_grad_() for m in norms]
+    norm = model.get_submodule("1")
+    h = torch.randn(4, 32).bfloat16().requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        inside = [m(h) for m, h in zip(norms, inputs, strict=True)]
-    for m, h, out in zip(norms, inputs, inside, strict=True):  # normalised in float32, handed on in bf16
-        assert out.dtype == torch.bfloat16
-        torch.testing.assert_close(out, m.norm(h.detach().float()).bfloat16(), rtol=0, atol=0)
-        out.float().sum().backward()
-        assert h.grad is not None and h.grad.dtype == torch.bfloat16
+        out = norm(h)
+    assert out.dtype == torch.bfloat16  # normalised in float32, handed on in bf16
+    torch.testing.assert_close(out, norm.norm(h.detach().float()).bfloat16(), rtol=0, atol=0)
+    out.float().sum().backward()
+    assert h.grad is not None and h.grad.dtype == torch.bfloat16
+
+
+def test_one_batch_norm_call_takes_bf16_activations_with_float32_statistics():
+    """As a solo BatchNorm under bf16 autocast: bf16 in and out, float32 weights and running statistics."""
+    k, shape = 3, (8, 4, 5, 5)
+    torch.manual_seed(0)
+    x = torch.randn(k, *shape)
+    weight, bias = torch.randn(k, 4, requires_grad=True), torch.randn(k, 4, requires_grad=True)
+    stats, exact = [torch.zeros(k, 4), torch.ones(k, 4)], [torch.zeros(k, 4), torch.ones(k, 4)]
+    low = x.bfloat16().requires_grad_()
+    out = vmap(lambda *a: pack_batch_norm(*a, 0.1, 1e-5))(low, weight, bias, *stats)
+    reference = vmap(lambda x, w, b, m, v: F.batch_norm(x, m, v, w, b, True, 0.1, 1e-5))(
+        low.detach().float(), weight, bias, *exact)
+    assert out.dtype == torch.bfloat16 and stats[0].dtype == torch.float32
+    torch.testing.assert_close(out.float(), reference, rtol=2e-2, atol=2e-2)
+    for s, e in zip(stats, exact, strict=True):
+        torch.testing.assert_close(s, e, rtol=1e-2, atol=1e-2)
+    grads = torch.autograd.grad(out.float().pow(2).sum(), [low, weight, bias])
+    assert grads[0].dtype == torch.bfloat16 and all(g.isfinite().all() for g in grads)
 
 
 class Copies(TorchDispatchMode):

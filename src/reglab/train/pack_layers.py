@@ -107,10 +107,11 @@ class PackMaxPool2d(nn.Module):
 
 
 class Float32Norm(nn.Module):
-    """A BatchNorm layer run in float32 under bf16 autocast, in the dtype of its running statistics (vmap's
-    own batch-norm backward, used for a layer `PackBatchNorm` does not cover, needs that). The output is
-    cast back to the input's dtype, as a solo BatchNorm under autocast returns it, so the activations
-    after it stay bf16 (half the bytes)."""
+    """A BatchNorm layer that `PackBatchNorm` does not cover, run in float32 under bf16 autocast: vmap's
+    own batch-norm backward needs the input in the dtype of the (float32) running statistics. The
+    output is cast back to the input's dtype, as a solo BatchNorm under autocast returns it.
+    (`pack_batch_norm` needs no such casts: its one `F.batch_norm` call takes bf16 activations with
+    float32 weights and statistics, as a solo BatchNorm under autocast does.)"""
 
     def __init__(self, norm: nn.Module):
         super().__init__()
@@ -123,13 +124,14 @@ class Float32Norm(nn.Module):
 
 def pack_layers(model: nn.Module, *, float32_norms: bool = False) -> None:
     """Replace `model`'s BatchNorm layers (affine, tracking running statistics with a momentum) by
-    `PackBatchNorm` and its `nn.MaxPool2d` layers (without indices) by `PackMaxPool2d`; wrap every
-    BatchNorm layer in `Float32Norm` too when `float32_norms`. Parameters and buffers keep their order,
-    by which a pack maps its runs onto the network."""
+    `PackBatchNorm` and its `nn.MaxPool2d` layers (without indices) by `PackMaxPool2d`; wrap the other
+    BatchNorm layers in `Float32Norm` when `float32_norms` (bf16 autocast). Parameters and buffers keep
+    their order, by which a pack maps its runs onto the network."""
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            fused = module.affine and module.track_running_stats and module.momentum is not None
-            norm = PackBatchNorm(module) if fused else module
-            model.set_submodule(name, Float32Norm(norm) if float32_norms else norm)
+            if module.affine and module.track_running_stats and module.momentum is not None:
+                model.set_submodule(name, PackBatchNorm(module))
+            elif float32_norms:
+                model.set_submodule(name, Float32Norm(module))
         elif isinstance(module, nn.MaxPool2d) and not module.return_indices:
             model.set_submodule(name, PackMaxPool2d(module))
