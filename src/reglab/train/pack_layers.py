@@ -1,13 +1,20 @@
-"""BatchNorm inside a pack: one batch-norm kernel for all K runs, and float32 statistics under bf16.
+"""Layers of a pack's network whose runs are channels: one kernel for all K runs, no copies.
 
-Under `vmap`, torch's batching rule for a batch norm whose weight and bias differ per run normalises
-without them and then applies them with separate multiply and add kernels (four more in the
-backward), each one more pass over the activations. The runs of a pack are independent channels of
-one tensor, though: their activations ``(B, K, C, …)`` are ``(B, K·C, …)`` and their weights, biases
-and running statistics ``(K, C)`` are ``(K·C,)``. `pack_batch_norm` is an op whose vmap rule
-normalises all runs with one `torch.nn.functional.batch_norm` call on that view, so a pack runs the
-kernels a solo run does, forward and backward, and the running statistics of each run are updated
-in place in its row.
+Under `vmap` a convolution of K runs is one grouped convolution whose output ``(B, K·C, H, W)`` holds
+run k's channels at ``k·C … (k+1)·C − 1``; vmap sees it as ``(B, K, C, H, W)``. Layers that treat
+channels independently can therefore process all K runs in one call on that view, but torch's own
+batching rules do not:
+
+* batch norm with per-run weight and bias: normalise without them, then separate multiply and add
+  kernels (four more in the backward), each one more pass over the activations;
+* max-pooling: the runs moved in front, ``(K·B, C, H, W)`` — a copy of the activations, and of the
+  pooled output again for the next convolution (both again in the backward).
+
+`pack_batch_norm` and `pack_max_pool2d` are ops whose vmap rules make one `torch.nn.functional` call
+on the ``(B, K·C, …)`` view (weights, biases and running statistics ``(K, C)`` as ``(K·C,)``): the
+kernels of a solo run, forward and backward (autograd records that call), each run's running
+statistics updated in place in its row, and the output left in the layout the next convolution
+takes as it is. A pack calls them only under vmap, so they have no autograd formula of their own.
 """
 
 from __future__ import annotations
@@ -62,8 +69,7 @@ def pack_max_pool2d(x: Tensor, kernel_size: list[int], stride: list[int], paddin
 
 @pack_max_pool2d.register_fake
 def _(x, kernel_size, stride, padding, dilation, ceil_mode):
-    return F.max_pool2d(torch.empty_like(x, device="meta"), kernel_size, stride, padding, dilation,
-                        ceil_mode).to(device=x.device)
+    return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)  # on fake tensors: shapes only
 
 
 @pack_max_pool2d.register_vmap
