@@ -10,9 +10,11 @@ sequence of kernels whatever K is: one gather of the ``(K, B)`` batch indices, o
 one backward to the stacked leaf, one `BatchedOptimizer` step (penalty gradients, per-run clipping,
 each run's lr from a device table, its own update rule) and one EMA lerp. The network the pack
 executes is the union of its runs' networks, with each run's dropout and stochastic-depth rates as
-stacked buffers (`reglab.train.rates`), so runs that differ only in those rates share a pack. Nothing in a step reads a
-value back to the host, so on CUDA the whole step is captured once as a CUDA graph and replayed
-(``train.cuda_graphs``). The per-run trainers are brought up to date only at epoch boundaries —
+stacked buffers (`reglab.train.rates`), so runs that differ only in those rates share a pack, and its
+BatchNorm and max-pooling layers treat the runs as channels of one tensor (`reglab.train.pack_layers`:
+one kernel for all runs, no copies between convolutions). Nothing in a step reads a value back to
+the host, so on CUDA the whole step is captured once as a CUDA graph and replayed (``train.cuda_graphs``).
+The per-run trainers are brought up to date only at epoch boundaries —
 for evaluation, checkpoints (in `torch.optim`'s own state format, so a run resumes alone) and
 ``model.pt``.
 
