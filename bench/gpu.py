@@ -10,7 +10,9 @@ same model, optimizer and initialisation) on the same device:
 
 * single run — DeeperCNN on Fashion-MNIST, batch 64, Adam: one training epoch of reglab's step (a
   pack of one: stacked state, batched optimizer, CUDA graph, bf16 autocast) vs one epoch of the
-  reference loop (median of the timed epochs, after an untimed warm-up epoch each);
+  reference loop (median of the timed epochs, after an untimed warm-up epoch each); with bf16, the
+  same again in float32 (a pack of one launches few enough kernels that bf16's casts can cost more
+  than they save);
 * study — the seed000 arms (4 arms × 5 seeds × 10 epochs, batch 64) run by `reglab` with
   ``--pack auto`` vs the reference loop run after run. The reference trains `--reference-runs`
   runs (the first seed of the first arms) and its wall time is scaled to all runs — printed as such;
@@ -231,12 +233,18 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {std:.4f} (n={len(values)})"
 
 
-def table(header: str, single: dict, study: dict, surface: dict, size: dict, scaling: dict) -> str:
+def single_row(name: str, single: dict) -> str:
+    return (f"{name:<44}"
+            f"{single['reference_s']:>14.2f}{single['reglab_s']:>12.2f}"
+            f"{single['reference_s'] / single['reglab_s']:>8.1f}x")
+
+
+def table(header: str, single: dict, study: dict, surface: dict, size: dict, scaling: dict,
+          single_float32: dict | None = None) -> str:
     lines = [header, "",
              f"{'benchmark':<44}{'reference':>14}{'reglab':>12}{'ratio':>9}",
-             f"{'single run: s/epoch (' + str(single['samples']) + ' samples, batch 64)':<44}"
-             f"{single['reference_s']:>14.2f}{single['reglab_s']:>12.2f}"
-             f"{single['reference_s'] / single['reglab_s']:>8.1f}x",
+             single_row(f"single run: s/epoch ({single['samples']} samples, batch 64)", single),
+             *([single_row("  the same, reglab in float32", single_float32)] if single_float32 else []),
              f"{'study: wall s (' + str(study['runs']) + ' runs × ' + str(size['epochs']) + ' epochs)':<44}"
              f"{study['reference_s']:>13.1f}*{study['reglab_s']:>12.1f}"
              f"{study['reference_s'] / study['reglab_s']:>8.1f}x",
@@ -293,19 +301,22 @@ def main() -> None:
     print(header, flush=True)
     single = bench_single(data, size, device, amp, args.channels_last)
     print(f"single run done: {single}", flush=True)
+    single_float32 = bench_single(data, size, device, False, args.channels_last) if amp or args.dry_run else None
+    print(f"single run in float32 done: {single_float32}", flush=True)
     scaling = bench_pack_scaling(study_spec(data, size, device, amp, args.channels_last), size, device)
     print(f"pack scaling done: {scaling}", flush=True)
     study = bench_study(study_spec(data, size, device, amp, args.channels_last), size, device)
     print(f"study done: {study['reglab_s']:.1f} s reglab, {study['reference_measured_s']:.1f} s reference", flush=True)
     surface = bench_surface(data, size, device)
-    text = table(header, single, study, surface, size, scaling)
+    text = table(header, single, study, surface, size, scaling, single_float32)
     print()
     print(text)
     if os.environ.get("OUT"):
         out = Path(os.environ["OUT"])
         out.mkdir(parents=True, exist_ok=True)
         (out / "gpu_bench.txt").write_text(text + "\n")
-        (out / "gpu_bench.json").write_text(json.dumps({"single": single, "study": study, "surface": surface,
+        (out / "gpu_bench.json").write_text(json.dumps({"single": single, "single_float32": single_float32,
+                                                        "study": study, "surface": surface,
                                                         "scaling": scaling, "header": header,
                                                         "command": "bench/gpu.sh " + " ".join(sys.argv[1:]),
                                                         "environment": environment([str(device)]),

@@ -15,7 +15,8 @@ def test_gpu_benchmark_dry_run_prints_and_writes_its_table(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     table = (tmp_path / "gpu_bench.txt").read_text()
     assert table in done.stdout
-    for row in ("single run: s/epoch", "study: wall s (8 runs × 1 epochs)", "loss surface 5×5", "scaled to 8",
+    for row in ("single run: s/epoch", "the same, reglab in float32", "study: wall s (8 runs × 1 epochs)",
+                "loss surface 5×5", "scaled to 8",
                 "stand-in data", "Stochastic depth conv1 p=0.2", "0 failed run(s)"):
         assert row in table, row
     assert (tmp_path / "gpu_bench.json").exists()
