@@ -61,7 +61,7 @@ def apply_augmentation(x: Tensor, cfg: AugmentConfig, draw: AugmentDraw | None) 
     if draw is None:
         return x
     if x.dim() != 4:
-        raise ValueError(f"augment_images expects images (N, C, H, W), got shape {tuple(x.shape)}")
+        raise ValueError(f"data.augment: crop and flip need images (N, C, H, W), got shape {tuple(x.shape)}")
     n, c, h, w = x.shape
     p = cfg.crop_padding
     rows = torch.arange(h, device=x.device).expand(n, h)
