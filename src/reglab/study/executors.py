@@ -137,7 +137,6 @@ class LocalExecutor:
                 events.finished(task, result)
 
 
-
 def run_in_pool(workers: int, packs: Sequence[Sequence[RunTask]], alone: Sequence[RunTask], events: RunEvents, *,
                 pack_worker: Callable[[list[RunTask]], list[tuple[bool, Any]]] | None = None) -> None:
     """Train packs (each by `pack_worker` in one worker) and single runs in `workers` spawned processes.
