@@ -24,7 +24,10 @@ same model, optimizer and initialisation) on the same device:
   pack also with ``torch.backends.cudnn.benchmark`` (cuDNN's autotuner), which reglab does not set, with
   and without ``train.channels_last`` (the pack's grouped convolutions in NHWC);
 * step profile — the ops of one eager step of the largest pack with the most device time
-  (`torch.profiler`), so that a slow step says which kernels make it slow.
+  (`torch.profiler`), so that a slow step says which kernels make it slow;
+* epoch profile — one epoch of the single run under `torch.profiler`: its wall time against the
+  device's busy time and the host ops that take the most time, so that an epoch longer than its
+  steps says where the rest goes.
 
 Without Fashion-MNIST files the benchmark uses generated stand-in data of the same shape (60k/10k
 1×28×28 images, 10 classes: a noisy class template per image) and prints a note; timings hold,
@@ -127,7 +130,8 @@ def bench_single(data: dict, size: dict, device: torch.device, amp: bool, channe
     n = cpu.x_train.shape[0]
     return {"samples": n, "reference_s": statistics.median(ref), "reglab_s": statistics.median(ours),
             "graph": pack.graph is not None, "graph_note": pack.graph_note,
-            "steps_only_s": pack.time_step(20) * pack.trainers[0].steps_per_epoch}  # the epoch's steps, no overhead
+            "steps_only_s": pack.time_step(20) * pack.trainers[0].steps_per_epoch,  # the epoch's steps, no overhead
+            "epoch_profile": profile_epoch(pack, device)}
 
 
 def study_spec(data: dict, size: dict, device: torch.device, amp: bool, channels_last: bool = False) -> StudySpec:
@@ -226,6 +230,26 @@ def profile_step(configs: list[RunConfig], device: torch.device, steps: int = 5,
              "k": len(configs), "time": "device" if on_cuda else "cpu"} for e in events]
 
 
+def profile_epoch(pack: PackedTrainer, device: torch.device, top: int = 8) -> dict:
+    """Where one training epoch of `pack` goes (`torch.profiler`, host and, on CUDA, device): its wall
+    time, the device's busy time, and the `top` host-side ops by their own time. An epoch much longer
+    than its steps (`steps_only_s`) with an idle device is host-bound; these rows say on what."""
+    from torch.profiler import ProfilerActivity, profile
+
+    on_cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])) as prof:
+        synchronize(device)
+        start = time.perf_counter()
+        pack._train_epoch()
+        synchronize(device)
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    host = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return {"wall_s": wall,
+            "device_busy_s": sum(e.self_device_time_total for e in events) / 1e6 if on_cuda else None,
+            "host_ops": [{"op": e.key, "ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in host]}
+
+
 def spread(values: list[float]) -> str:
     if not values:
         return "—"
@@ -237,6 +261,13 @@ def single_row(name: str, single: dict) -> str:
     return (f"{name:<44}"
             f"{single['reference_s']:>14.2f}{single['reglab_s']:>12.2f}"
             f"{single['reference_s'] / single['reglab_s']:>8.1f}x")
+
+
+def profile_lines(epoch: dict) -> list[str]:
+    busy = epoch["device_busy_s"]
+    lines = [f"single run: one epoch under torch.profiler {epoch['wall_s']:.2f} s"
+             + (f", device busy {busy:.2f} s" if busy is not None else "") + "; host time by op:"]
+    return lines + [f"  {row['op'][:56]:<58}{row['ms']:>9.1f} ms{row['calls']:>8} calls" for row in epoch["host_ops"]]
 
 
 def table(header: str, single: dict, study: dict, surface: dict, size: dict, scaling: dict,
@@ -256,6 +287,7 @@ def table(header: str, single: dict, study: dict, surface: dict, size: dict, sca
              f"single run: CUDA graph {'captured' if single['graph'] else 'not used'}"
              + (f" ({single['graph_note']})" if single["graph_note"] else ""),
              f"single run: the epoch's steps alone (no per-epoch work) {single['steps_only_s']:.2f} s",
+             *profile_lines(single["epoch_profile"]),
              f"study: {study['failed']} failed run(s)",
              "", "final test accuracy (mean ± std over seeds):"]
     for arm, values in study["accuracy"].items():

@@ -17,6 +17,7 @@ def test_gpu_benchmark_dry_run_prints_and_writes_its_table(tmp_path):
     assert table in done.stdout
     for row in ("single run: s/epoch", "the same, reglab in float32", "study: wall s (8 runs × 1 epochs)",
                 "loss surface 5×5", "scaled to 8",
-                "stand-in data", "Stochastic depth conv1 p=0.2", "0 failed run(s)"):
+                "stand-in data", "Stochastic depth conv1 p=0.2", "0 failed run(s)",
+                "one epoch under torch.profiler"):
         assert row in table, row
     assert (tmp_path / "gpu_bench.json").exists()
