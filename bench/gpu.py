@@ -8,11 +8,13 @@
 Rows, each against the plain PyTorch loop of `bench.reference` (TensorDataset + DataLoader, eager,
 same model, optimizer and initialisation) on the same device:
 
-* single run — DeeperCNN on Fashion-MNIST, batch 64, Adam: one training epoch of reglab's step (a
-  pack of one: stacked state, batched optimizer, CUDA graph, bf16 autocast) vs one epoch of the
-  reference loop (median of the timed epochs, after an untimed warm-up epoch each); with bf16, the
-  same again in float32 (a pack of one launches few enough kernels that bf16's casts can cost more
-  than they save);
+* single run — source 000's DeeperCNN (conv 64/128/256 with BatchNorm, no shortcuts: the network of
+  the study rows) on Fashion-MNIST, batch 64, Adam: one training epoch of reglab's step (a pack of
+  one: stacked state, batched optimizer, CUDA graph, bf16 autocast) vs one epoch of the reference
+  loop (median of the timed epochs, after an untimed warm-up epoch each); with bf16, the same again
+  in float32 (a pack of one launches few enough kernels that bf16's casts can cost more than they
+  save); and the same for reglab's default DeeperCNN, whose 1×1 projection shortcuts add three
+  convolutions and three batch norms (the network of this row until 2026-11-27);
 * study — the seed000 arms (4 arms × 5 seeds × 10 epochs, batch 64) run by `reglab` with
   ``--pack auto`` vs the reference loop run after run. The reference trains `--reference-runs`
   runs (the first seed of the first arms) and its wall time is scaled to all runs — printed as such;
@@ -105,9 +107,17 @@ def subset(data: dict, size: dict) -> dict:
                        if v is not None}}
 
 
-def bench_single(data: dict, size: dict, device: torch.device, amp: bool, channels_last: bool = False) -> dict:
+def seed000_model(size: dict) -> dict:
+    """Source 000's DeeperCNN (conv 64/128/256 with BatchNorm and max-pooling, no shortcuts, FC 512), the
+    network of the study rows, as a model section; `size["cnn"]` shrinks it for a dry run."""
+    model = load_spec("seed000").to_dict()["base"]["model"]
+    return {**model, "options": {**model.get("options", {}), **size["cnn"]}}
+
+
+def bench_single(data: dict, size: dict, device: torch.device, amp: bool, channels_last: bool = False, *,
+                 model: dict) -> dict:
     cfg = RunConfig.from_dict({
-        "seed": 0, "data": subset(data, size), "model": {"name": "deeper_cnn", "options": size["cnn"]},
+        "seed": 0, "data": subset(data, size), "model": model,
         "optim": {"name": "adam", "lr": 1e-3},
         "train": {"epochs": size["single_epochs"] + 1, "batch_size": 64, "device": str(device),
                   "eval_train_samples": 0, "amp": amp, "channels_last": channels_last},
@@ -128,7 +138,7 @@ def bench_single(data: dict, size: dict, device: torch.device, amp: bool, channe
         synchronize(device)
         ours.append(time.perf_counter() - start)
     n = cpu.x_train.shape[0]
-    return {"samples": n, "reference_s": statistics.median(ref), "reglab_s": statistics.median(ours),
+    return {"model": model, "samples": n, "reference_s": statistics.median(ref), "reglab_s": statistics.median(ours),
             "graph": pack.graph is not None, "graph_note": pack.graph_note,
             "steps_only_s": pack.time_step(20) * pack.trainers[0].steps_per_epoch,  # the epoch's steps, no overhead
             "epoch_profile": profile_epoch(pack, device)}
@@ -138,8 +148,7 @@ def study_spec(data: dict, size: dict, device: torch.device, amp: bool, channels
     spec = load_spec("seed000", seeds=size["seeds"], epochs=size["epochs"]).to_dict()
     spec["arms"] = dict(list(spec["arms"].items())[:size["arms"]])
     base = spec["base"]
-    model = {**base.get("model", {}), "options": {**base.get("model", {}).get("options", {}), **size["cnn"]}}
-    spec["base"] = {**base, "model": model, "data": {**base.get("data", {}), **subset(data, size)},
+    spec["base"] = {**base, "model": seed000_model(size), "data": {**base.get("data", {}), **subset(data, size)},
                     "train": {**base.get("train", {}), "batch_size": 64, "eval_train_samples": 0, "amp": amp,
                               "channels_last": channels_last, "device": str(device), "checkpoint_every": 0}}
     return StudySpec.from_dict(spec)
@@ -257,6 +266,9 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {std:.4f} (n={len(values)})"
 
 
+SINGLE_ROWS = {"single_float32": "  the same, reglab in float32", "single_residual": "  residual DeeperCNN, as run"}
+
+
 def single_row(name: str, single: dict) -> str:
     return (f"{name:<44}"
             f"{single['reference_s']:>14.2f}{single['reglab_s']:>12.2f}"
@@ -270,12 +282,13 @@ def profile_lines(epoch: dict) -> list[str]:
     return lines + [f"  {row['op'][:56]:<58}{row['ms']:>9.1f} ms{row['calls']:>8} calls" for row in epoch["host_ops"]]
 
 
-def table(header: str, single: dict, study: dict, surface: dict, size: dict, scaling: dict,
-          single_float32: dict | None = None) -> str:
+def table(header: str, singles: dict[str, dict], study: dict, surface: dict, size: dict, scaling: dict) -> str:
+    """`singles`: single-run rows by name, the headline row (seed 000's network, as run) first."""
+    single = singles["single"]
     lines = [header, "",
              f"{'benchmark':<44}{'reference':>14}{'reglab':>12}{'ratio':>9}",
              single_row(f"single run: s/epoch ({single['samples']} samples, batch 64)", single),
-             *([single_row("  the same, reglab in float32", single_float32)] if single_float32 else []),
+             *(single_row(SINGLE_ROWS[name], row) for name, row in singles.items() if name != "single"),
              f"{'study: wall s (' + str(study['runs']) + ' runs × ' + str(size['epochs']) + ' epochs)':<44}"
              f"{study['reference_s']:>13.1f}*{study['reglab_s']:>12.1f}"
              f"{study['reference_s'] / study['reglab_s']:>8.1f}x",
@@ -284,6 +297,8 @@ def table(header: str, single: dict, study: dict, surface: dict, size: dict, sca
              "",
              f"* reference measured on {study['reference_runs']} run(s) ({study['reference_measured_s']:.1f} s) and "
              f"scaled to {study['runs']}",
+             "single run: seed 000's DeeperCNN (no shortcuts), Adam; residual: reglab's default DeeperCNN "
+             "(1×1 projection shortcuts)",
              f"single run: CUDA graph {'captured' if single['graph'] else 'not used'}"
              + (f" ({single['graph_note']})" if single["graph_note"] else ""),
              f"single run: the epoch's steps alone (no per-epoch work) {single['steps_only_s']:.2f} s",
@@ -331,23 +346,25 @@ def main() -> None:
               f"{', channels_last' if args.channels_last else ''}\n"
               f"data: {note}")
     print(header, flush=True)
-    single = bench_single(data, size, device, amp, args.channels_last)
-    print(f"single run done: {single}", flush=True)
-    single_float32 = bench_single(data, size, device, False, args.channels_last) if amp or args.dry_run else None
-    print(f"single run in float32 done: {single_float32}", flush=True)
+    plain, residual = seed000_model(size), {"name": "deeper_cnn", "options": size["cnn"]}
+    singles = {"single": bench_single(data, size, device, amp, args.channels_last, model=plain)}
+    if amp or args.dry_run:
+        singles["single_float32"] = bench_single(data, size, device, False, args.channels_last, model=plain)
+    singles["single_residual"] = bench_single(data, size, device, amp, args.channels_last, model=residual)
+    print(f"single runs done: {singles}", flush=True)
     scaling = bench_pack_scaling(study_spec(data, size, device, amp, args.channels_last), size, device)
     print(f"pack scaling done: {scaling}", flush=True)
     study = bench_study(study_spec(data, size, device, amp, args.channels_last), size, device)
     print(f"study done: {study['reglab_s']:.1f} s reglab, {study['reference_measured_s']:.1f} s reference", flush=True)
     surface = bench_surface(data, size, device)
-    text = table(header, single, study, surface, size, scaling, single_float32)
+    text = table(header, singles, study, surface, size, scaling)
     print()
     print(text)
     if os.environ.get("OUT"):
         out = Path(os.environ["OUT"])
         out.mkdir(parents=True, exist_ok=True)
         (out / "gpu_bench.txt").write_text(text + "\n")
-        (out / "gpu_bench.json").write_text(json.dumps({"single": single, "single_float32": single_float32,
+        (out / "gpu_bench.json").write_text(json.dumps({**singles,
                                                         "study": study, "surface": surface,
                                                         "scaling": scaling, "header": header,
                                                         "command": "bench/gpu.sh " + " ".join(sys.argv[1:]),
