@@ -1,6 +1,7 @@
 """Study specs: TOML and Python give the same validated spec; every error names its field."""
 
 import pytest
+import torch
 
 from reglab.config import ConfigError
 from reglab.presets import preset_names, preset_text
@@ -127,3 +128,38 @@ def test_a_model_registered_again_is_built_again():
             StudySpec.from_dict(spec)
     finally:
         registry_module._REGISTRY.pop("tmp_meta_model", None)
+
+
+def test_the_load_time_build_reads_its_buffers_as_zeros_and_imports_no_compiler():
+    """The load-time forward runs CPU kernels on zeroed memory: an index buffer is valid (uninitialised
+    memory could hold any index), and no meta kernel pulls in torch._dynamo (≈ 1 s a process)."""
+    import subprocess
+    import sys
+
+    from torch import nn
+
+    from reglab.models import register_model
+    from reglab.models import registry as registry_module
+
+    class Lookup(nn.Module):  # gathers input features by a buffer of indices
+        def __init__(self, width: int, classes: int):
+            super().__init__()
+            self.register_buffer("index", torch.arange(width).flip(0))
+            self.head = nn.Linear(width, classes)
+
+        def forward(self, x):
+            return self.head(x[:, self.index])
+
+    def lookup(*, input_shape, num_outputs, norm, dropout, stochastic_depth, dropblock):
+        return Lookup(input_shape[0], num_outputs)
+
+    try:
+        register_model("tmp_lookup_model", description="t", residual=False, dropout_sites="none")(lookup)
+        StudySpec.from_dict({"name": "t", "base": {"data": {"name": "mnist1d"}, "model": {"name": "tmp_lookup_model"}},
+                             "arms": {"a": {}}})
+    finally:
+        registry_module._REGISTRY.pop("tmp_lookup_model", None)
+    code = ("import sys; from reglab.study import load_spec; load_spec('quickstart'); "
+            "print('torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "False"

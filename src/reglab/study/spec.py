@@ -199,9 +199,10 @@ def check_registered(cfg: RunConfig, *, prefix: str) -> None:
 
 
 def build_on_meta(cfg: RunConfig, *, prefix: str) -> None:
-    """Build the run's model on the meta device (no data, no initialisation) and pass two samples through it, so
-    that options no signature can check (negative widths, too many poolings) fail at load time.
-    Each distinct (model, data, regularize) section is built once per process (and registration)."""
+    """Build the run's model on the meta device (no data, no initialisation), give it zeroed CPU memory
+    and pass two samples through it, so that options no signature can check (negative widths, too
+    many poolings) fail at load time. Each distinct (model, data, regularize) section is built once
+    per process (and registration)."""
     from reglab.data import get_dataset_info
     from reglab.models import get_model_info
 
@@ -235,10 +236,14 @@ def _meta_build_problem(sections: tuple[str, str, str], registered: tuple) -> st
     try:
         with torch.device("meta"):
             model = build_model(model_cfg, input_shape=input_shape, num_outputs=num_outputs, reg=reg)
-        # Uninitialised CPU memory for the forward: meta kernels would first import torch's Python
-        # decompositions (≈ 1.5 s a process); CPU kernels on two samples cost milliseconds.
+        # Zeroed CPU memory for the forward (zeros: valid values for any index buffer): meta kernels
+        # would first import torch's Python decompositions (≈ 1.5 s a process); CPU kernels on two
+        # samples cost milliseconds.
         with torch.no_grad():
-            model.to_empty(device="cpu").eval()(torch.zeros(2, *input_shape))
+            model.to_empty(device="cpu")
+            for tensor in (*model.parameters(), *model.buffers()):
+                tensor.zero_()
+            model.eval()(torch.zeros(2, *input_shape))
     except ConfigError as err:
         return str(err)
     except Exception as err:
