@@ -6,6 +6,7 @@ import torch
 from reglab.config import ConfigError
 from reglab.presets import preset_names, preset_text
 from reglab.study import StudySpec, load_spec
+from reglab.study import spec as spec_module
 from reglab.study.spec import arm_slug, run_id
 
 TOML = """
@@ -97,7 +98,17 @@ def test_run_ids_are_safe_directory_names():
     assert arm_slug("../..") == "arm"
 
 
-def test_a_model_that_cannot_be_built_for_its_data_fails_at_load_time_in_every_arm_that_has_it():
+@pytest.fixture(params=["cpu", "meta"])
+def load_time_forward(request, monkeypatch):
+    """The load-time forward on zeroed CPU memory (models up to CPU_CHECK_BYTES), or on meta tensors."""
+    if request.param == "meta":
+        monkeypatch.setattr(spec_module, "CPU_CHECK_BYTES", 0)
+    spec_module._meta_build_problem.cache_clear()
+    yield request.param
+    spec_module._meta_build_problem.cache_clear()
+
+
+def test_a_model_that_cannot_be_built_for_its_data_fails_at_load_time_in_every_arm_that_has_it(load_time_forward):
     """The meta-device build is done once per distinct model section; each arm still gets its own error."""
     bad = {"model": {"name": "deeper_cnn"}}  # a CNN for MNIST-1D's 1-D signals
     for arm in ("a", "b"):
@@ -106,7 +117,7 @@ def test_a_model_that_cannot_be_built_for_its_data_fails_at_load_time_in_every_a
             StudySpec.from_dict({"name": "t", "base": {"data": {"name": "mnist1d"}}, "arms": arms})
 
 
-def test_a_model_registered_again_is_built_again():
+def test_a_model_registered_again_is_built_again(load_time_forward):
     from torch import nn
 
     from reglab.models import register_model

@@ -214,6 +214,9 @@ def build_on_meta(cfg: RunConfig, *, prefix: str) -> None:
         raise ConfigError(f"{prefix}.{problem}")
 
 
+CPU_CHECK_BYTES = 2**28  # parameters and buffers up to 256 MiB get their load-time forward on the CPU
+
+
 @functools.lru_cache(maxsize=256)
 def _meta_build_problem(sections: tuple[str, str, str], registered: tuple) -> str | None:
     """Why a model of these (model, data, regularize) sections, as JSON, cannot be built; None if it can.
@@ -236,14 +239,17 @@ def _meta_build_problem(sections: tuple[str, str, str], registered: tuple) -> st
     try:
         with torch.device("meta"):
             model = build_model(model_cfg, input_shape=input_shape, num_outputs=num_outputs, reg=reg)
-        # Zeroed CPU memory for the forward (zeros: valid values for any index buffer): meta kernels
-        # would first import torch's Python decompositions (≈ 1.5 s a process); CPU kernels on two
-        # samples cost milliseconds.
+        # The forward on zeroed CPU memory (zeros: valid values for any index buffer), as meta kernels
+        # would first import torch's Python decompositions (≈ 1 s a process); on meta only for a model
+        # too large to allocate lightly.
+        nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+        device = "cpu" if nbytes <= CPU_CHECK_BYTES else "meta"
         with torch.no_grad():
-            model.to_empty(device="cpu")
-            for tensor in (*model.parameters(), *model.buffers()):
-                tensor.zero_()
-            model.eval()(torch.zeros(2, *input_shape))
+            if device == "cpu":
+                model.to_empty(device="cpu")
+                for tensor in (*model.parameters(), *model.buffers()):
+                    tensor.zero_()
+            model.eval()(torch.zeros(2, *input_shape, device=device))
     except ConfigError as err:
         return str(err)
     except Exception as err:
