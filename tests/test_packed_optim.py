@@ -79,6 +79,42 @@ def test_batched_steps_equal_torch_optim_run_by_run(subset):
         runs = [r for r in runs if r[0].name.startswith("adam")]
     elif subset == "sgd-only":
         runs = [r for r in runs if r[0].name in ("sgd", "momentum", "nesterov")]
+    optimizer = check_against_torch_optim(runs)
+    assert not any(f.fused for f in optimizer.families)  # every family has runs with their own rates
+
+
+COSINE, STEP = {"name": "cosine", "warmup_epochs": 1}, {"name": "step", "step_size": 4, "gamma": 0.5}
+SHARED = {  # runs that share their rule's constants and schedule, with their own decay, penalties, clipping
+    "adam": [(RunOptim("adam", weight_decay=1e-2, l1=1e-4), 3e-3, COSINE),
+             (RunOptim("adamw", weight_decay=0.1, grad_clip=0.3), 3e-3, COSINE),
+             (RunOptim("adamw", l2=1e-3), 3e-3, COSINE)],
+    "momentum": [(RunOptim("momentum", momentum=0.9, dampening=0.1, weight_decay=1e-2), 0.05, COSINE),
+                 (RunOptim("momentum", momentum=0.9, dampening=0.1, l1=1e-3, grad_clip=0.5), 0.05, COSINE)],
+    "nesterov": [(RunOptim("nesterov", momentum=0.9, l2=1e-2), 0.02, STEP),
+                 (RunOptim("nesterov", momentum=0.9, weight_decay=1e-3), 0.02, STEP)],
+    "sgd": [(RunOptim("sgd"), 0.1, STEP), (RunOptim("sgd", weight_decay=1e-2, grad_clip=0.5), 0.1, STEP)],
+}
+
+
+@pytest.mark.parametrize("rule", list(SHARED))
+def test_runs_sharing_their_constants_and_rates_step_with_torchs_fused_kernel(rule):
+    optimizer = check_against_torch_optim(SHARED[rule])
+    assert all(f.fused for f in optimizer.families)
+
+
+def test_a_family_leaves_the_fused_kernel_when_its_rates_part_and_says_so():
+    runs = SHARED["momentum"]
+    optimizer = BatchedOptimizer(torch.zeros(2, 4), [r for r, _, _ in runs], torch.ones(2, 4),
+                                 torch.full((3, 2), 0.1))
+    assert optimizer.families[0].fused
+    assert optimizer.set_lr_table(torch.tensor([[0.1, 0.1], [0.1, 0.05]]))  # the step must be captured again
+    assert not optimizer.families[0].fused
+    assert not optimizer.set_lr_table(torch.tensor([[0.2, 0.1]]))  # no switch, written in place
+    assert optimizer.set_lr_table(torch.full((2, 2), 0.3)) and optimizer.families[0].fused
+
+
+def check_against_torch_optim(runs) -> BatchedOptimizer:
+    """Train the stack of `runs` and each run alone with torch.optim on the same gradients; compare."""
     g = torch.Generator().manual_seed(0)
     start = [[torch.randn(s, generator=g) * 0.5 for s in SHAPES] for _ in runs]
     width = sum(math.prod(s) for s in SHAPES)
@@ -97,6 +133,7 @@ def test_batched_steps_equal_torch_optim_run_by_run(subset):
         assert not torch.equal(params[k], torch.cat([p.reshape(-1) for p in start[k]]))
         if not (run.l1 or run.l2):  # the norm clipping sees: of the gradient, before clipping
             assert norms[0][k].item() == pytest.approx(grads[0, k].norm().item(), rel=1e-5)
+    return optimizer
 
 
 def test_optimizer_state_round_trips_in_torch_names():
@@ -118,7 +155,7 @@ def test_a_shorter_lr_table_is_written_in_place_and_read_from_its_first_row():
     params = torch.zeros(2, 3)
     sgd = [RunOptim("sgd"), RunOptim("sgd")]
     optimizer = BatchedOptimizer(params, sgd, torch.ones(2, 3), torch.zeros(1, 2))
-    assert optimizer.set_lr_table(torch.full((5, 2), 9.0))  # larger than the first: replaced
+    assert optimizer.set_lr_table(torch.tensor([9.0, 8.0]).expand(5, 2))  # larger than the first: replaced
     storage = optimizer.lr_table.data_ptr()
     optimizer.step(params, torch.ones(2, 3))
     assert not optimizer.set_lr_table(torch.tensor([[0.5, 0.25], [2.0, 4.0]], dtype=torch.float64))

@@ -17,6 +17,12 @@ L1/L2 penalties enter as their exact gradients (``l1·sign(w) + l2·w``, the gra
 ``l1·Σ|w| + (l2/2)·Σw²``) and each run's gradient is clipped to its own total norm, as
 `torch.nn.utils.clip_grad_norm_` does (``g·min(1, c/(‖g‖ + 1e-6))``).
 The learning rate of step t of run k is ``lr_table[t, k]``, read on the device by a step counter.
+
+Where a family's rows share the rule's constants (betas and eps; momentum, dampening and Nesterov)
+and, over the current table, their learning rates, the update itself is torch's own fused kernel
+(`torch._fused_adam_`, `torch._fused_sgd_`, as ``torch.optim``'s ``fused=True``): one pass over the
+parameters, gradients and state instead of a dozen, after the weight-decay passes, which may differ
+per run. RMSprop has no fused kernel.
 """
 
 from __future__ import annotations
@@ -75,6 +81,9 @@ class _Family:
         self.coupled = low(coupled) * decay if any(coupled) else None
         self.decoupled = col(decoupled) if any(decoupled) else None
         self.decay_mask, self.one = decay.bool(), params.new_ones(())
+        self.constants = self._constants(runs[0]) if kind != "rmsprop" else None
+        self.fusable = kind != "rmsprop" and all(self._constants(r) == self.constants for r in runs)
+        self.lr_uniform = False  # over the current lr table (`BatchedOptimizer.set_lr_table`)
         width = params.shape[1]
         if kind == "sgd":
             momentum = [r.momentum if r.name != "sgd" else 0.0 for r in runs]
@@ -93,15 +102,32 @@ class _Family:
             self.beta2_low, self.eps = low([r.betas[1] for r in runs]), low([r.eps for r in runs])
             self.buffers = {"exp_avg": params.new_zeros(self.n, width), "exp_avg_sq": params.new_zeros(self.n, width)}
 
+    def _constants(self, run: RunOptim) -> tuple:
+        """The rule's constants of `run` other than lr and weight decay (equal for all rows: fusable)."""
+        if self.kind == "adam":
+            return run.betas, run.eps
+        momentum = run.momentum if run.name != "sgd" else 0.0
+        return momentum, run.dampening if momentum else 0.0, run.nesterov
+
+    @property
+    def fused(self) -> bool:
+        return self.fusable and self.lr_uniform
+
     def update(self, w: Tensor, g: Tensor, lr: Tensor, step: Tensor, scratch: Tensor,
-               chunks: Sequence[slice]) -> None:
+               chunks: Sequence[slice], *, first_step: bool) -> None:
         """Update rows `w` (in place) by gradient `g` (overwritten) with learning rates `lr` ``(n, 1)``
-        (float64); `step` (float64) counts this step, 1 on the first. `scratch` is a buffer shaped like
-        `w`: every large intermediate is written there, so a step allocates nothing of size P. The
-        columns are updated `chunks` at a time (on CPU a chunk stays in cache through all the ops)."""
+        (float64); `step` (float64) counts this step, 1 on the first (`first_step`: the host knows it
+        too). `scratch` is a buffer shaped like `w`: every large intermediate is written there, so a
+        step allocates nothing of size P. The columns are updated `chunks` at a time (on CPU a chunk
+        stays in cache through all the ops)."""
         dtype = w.dtype
         lr_low = lr.to(dtype)
         shrink = (1 - lr * self.decoupled).to(dtype) if self.decoupled is not None else None
+        if self.fused:
+            for cols in chunks if shrink is not None or self.coupled is not None else ():
+                self._decay(w[:, cols], g[:, cols], scratch[:, cols], cols, shrink)
+            self._fused_update(w, g, lr[:1].to(torch.float32), step, first_step)
+            return
         if self.kind == "sgd" and self.buffers:
             keep = torch.where(step <= 1, torch.ones_like(self.keep), self.keep)  # first: a copy of g
         if self.kind == "adam":
@@ -110,10 +136,7 @@ class _Family:
         for cols in chunks:
             wc, gc, s = w[:, cols], g[:, cols], scratch[:, cols]
             state = {name: buf[:, cols] for name, buf in self.buffers.items()}
-            if shrink is not None:
-                wc.mul_(torch.where(self.decay_mask[:, cols], shrink, self.one, out=s))
-            if self.coupled is not None:
-                gc.add_(torch.mul(self.coupled[:, cols], wc, out=s))
+            self._decay(wc, gc, s, cols, shrink)
             if self.kind == "sgd":
                 if state:
                     buf = state["momentum_buffer"]
@@ -135,6 +158,25 @@ class _Family:
                 v.mul_(self.beta2_low).add_(torch.mul(gc, gc, out=s).mul_(self.rest2))
                 torch.sqrt(v, out=s).div_(root).add_(self.eps)
                 wc.sub_(torch.div(m, s, out=s).mul_(step_size))
+
+    def _decay(self, wc: Tensor, gc: Tensor, s: Tensor, cols: slice, shrink: Tensor | None) -> None:
+        """Weight decay on columns `cols`: decoupled (``w ← w·(1 − η·λ)``), then coupled (``g ← g + λ·w``)."""
+        if shrink is not None:
+            wc.mul_(torch.where(self.decay_mask[:, cols], shrink, self.one, out=s))
+        if self.coupled is not None:
+            gc.add_(torch.mul(self.coupled[:, cols], wc, out=s))
+
+    def _fused_update(self, w: Tensor, g: Tensor, lr: Tensor, step: Tensor, first_step: bool) -> None:
+        """torch's fused kernel with the rows' common constants and lr ``(1,)`` (weight decay done)."""
+        if self.kind == "adam":
+            (beta1, beta2), eps = self.constants
+            torch._fused_adam_([w], [g], [self.buffers["exp_avg"]], [self.buffers["exp_avg_sq"]], [],
+                               [step.to(torch.float32)], lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0,
+                               eps=eps, amsgrad=False, maximize=False)
+        else:
+            momentum, dampening, nesterov = self.constants
+            torch._fused_sgd_([w], [g], list(self.buffers.values()), weight_decay=0.0, momentum=momentum, lr=lr,
+                              dampening=dampening, nesterov=nesterov, maximize=False, is_first_step=first_step)
 
 
 class BatchedOptimizer:
@@ -170,8 +212,10 @@ class BatchedOptimizer:
         per_chunk = width if params.device.type != "cpu" else self.CPU_CHUNK
         self.chunks = [slice(start, start + per_chunk) for start in range(0, width, per_chunk)]
         self.step_count = torch.zeros((), dtype=self.hyper_dtype(params), device=params.device)
+        self.first_step = True  # on the host: torch's fused SGD starts its momentum as the first gradient
         self.lr_table = lr_table.to(self.step_count).clone()
         self.lr_index = torch.zeros(1, dtype=torch.long, device=params.device)
+        self._choose_kernels(lr_table)
 
     @staticmethod
     def hyper_dtype(params: Tensor) -> torch.dtype:
@@ -181,13 +225,26 @@ class BatchedOptimizer:
     def set_lr_table(self, table: Tensor) -> bool:
         """Learning rates ``(T, K)`` of the next T steps. A table no longer than the current one is
         written into it in place, so a captured CUDA graph goes on reading the right rates; returns
-        True when the table had to be replaced by a larger tensor (a captured step must be captured again)."""
+        True when the table had to be replaced by a larger tensor, or when a family switches between
+        torch's fused kernel and the broadcast ops (either way a captured step must be captured again)."""
         self.lr_index.zero_()
+        switched = self._choose_kernels(table)
         if table.shape[1:] == self.lr_table.shape[1:] and table.shape[0] <= self.lr_table.shape[0]:
             self.lr_table[:table.shape[0]].copy_(table)
-            return False
+            return switched
         self.lr_table = table.to(self.lr_table).clone()
         return True
+
+    def _choose_kernels(self, table: Tensor) -> bool:
+        """Fused kernels for the families whose rows have equal rates all through `table`; whether any
+        family's choice changed."""
+        switched = False
+        for family in self.families:
+            rows = table if family.rows is None else table[:, family.rows.cpu()]
+            uniform = bool((rows == rows[:, :1]).all())
+            switched |= family.fusable and uniform != family.lr_uniform
+            family.lr_uniform = uniform
+        return switched
 
     @torch.no_grad()
     def step(self, params: Tensor, grad: Tensor) -> Tensor:
@@ -206,13 +263,14 @@ class BatchedOptimizer:
         lr = self.lr_table.index_select(0, self.lr_index).squeeze(0).unsqueeze(1)
         self.lr_index.add_(1)
         self.step_count.add_(1)
+        first, self.first_step = self.first_step, False
         for family in self.families:
             if family.rows is None:
-                family.update(params, grad, lr, self.step_count, scratch, chunks)
+                family.update(params, grad, lr, self.step_count, scratch, chunks, first_step=first)
             else:
                 w = params.index_select(0, family.rows)
                 family.update(w, grad.index_select(0, family.rows), lr.index_select(0, family.rows),
-                              self.step_count, scratch[:family.n], chunks)
+                              self.step_count, scratch[:family.n], chunks, first_step=first)
                 params.index_copy_(0, family.rows, w)
         return norm
 
@@ -239,3 +297,4 @@ class BatchedOptimizer:
     def set_step(self, step: int) -> None:
         """Number of steps already taken (every run of a stack has taken the same number)."""
         self.step_count.fill_(step)
+        self.first_step = step == 0
