@@ -73,6 +73,7 @@ class _Family:
 
     def __init__(self, kind: str, rows: list[int], runs: list[RunOptim], decay: Tensor, params: Tensor):
         self.kind, self.n, dtype = kind, len(rows), params.dtype
+        self.row_list = rows
         self.rows = None if rows == list(range(params.shape[0])) else torch.tensor(rows, device=params.device)
         col = lambda values: _column(values, params)  # noqa: E731
         low = lambda values: _column(values, params).to(dtype)  # noqa: E731
@@ -240,7 +241,7 @@ class BatchedOptimizer:
         family's choice changed."""
         switched = False
         for family in self.families:
-            rows = table if family.rows is None else table[:, family.rows.cpu()]
+            rows = table[:, family.row_list]
             uniform = bool((rows == rows[:, :1]).all())
             switched |= family.fusable and uniform != family.lr_uniform
             family.lr_uniform = uniform
