@@ -22,7 +22,7 @@ Where a family's rows share the rule's constants (betas and eps; momentum, dampe
 and, over the current table, their learning rates, the update itself is torch's own fused kernel
 (`torch._fused_adam_`, `torch._fused_sgd_`, as ``torch.optim``'s ``fused=True``): one pass over the
 parameters, gradients and state instead of a dozen, after the weight-decay passes, which may differ
-per run. RMSprop has no fused kernel.
+per run. RMSprop has no fused kernel; on devices other than CPU and CUDA the broadcast ops run.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ class _Family:
         self.decoupled = col(decoupled) if any(decoupled) else None
         self.decay_mask, self.one = decay.bool(), params.new_ones(())
         self.constants = self._constants(runs[0]) if kind != "rmsprop" else None
-        self.fusable = kind != "rmsprop" and all(self._constants(r) == self.constants for r in runs)
+        self.fusable = (kind != "rmsprop" and params.device.type in ("cpu", "cuda")
+                        and all(self._constants(r) == self.constants for r in runs))
         self.lr_uniform = False  # over the current lr table (`BatchedOptimizer.set_lr_table`)
         width = params.shape[1]
         if kind == "sgd":
