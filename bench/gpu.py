@@ -14,7 +14,7 @@ same model, optimizer and initialisation) on the same device:
   loop (median of the timed epochs, after an untimed warm-up epoch each); with bf16, the same again
   in float32 (a pack of one launches few enough kernels that bf16's casts can cost more than they
   save); and the same for reglab's default DeeperCNN, whose 1×1 projection shortcuts add three
-  convolutions and three batch norms (the network of this row until 2026-11-27);
+  convolutions and three batch norms (the network of the H200 single-run row in docs/performance.md);
 * study — the seed000 arms (4 arms × 5 seeds × 10 epochs, batch 64) run by `reglab` with
   ``--pack auto`` vs the reference loop run after run. The reference trains `--reference-runs`
   runs (the first seed of the first arms) and its wall time is scaled to all runs — printed as such;
