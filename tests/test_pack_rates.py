@@ -7,12 +7,15 @@ Carlo keep frequencies of the rate modules against their probabilities.
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from conftest import assert_same_run
 from reglab.config import RunConfig
 from reglab.data import TensorData
 from reglab.models.deeper_cnn import ReplaceSkip
 from reglab.study.spec import load_spec
 from reglab.train.loop import Trainer
+from reglab.train.pack_layers import PackBatchNorm, PackMaxPool2d
 from reglab.train.packed import PackedTrainer, pack_groups
 from reglab.train.rates import RateGate, RateReplaceSkip
 
@@ -59,7 +62,7 @@ def test_dropout_rates_differ_per_run_in_one_forward():
     params = {name: p.detach().expand(2 * k, *p.shape) for name, p in model.named_parameters()}
     buffers = {name: b.repeat_interleave(k, 0) for name, b in pack.buffers.items()}  # k copies of each run
     with torch.no_grad():
-        out = pack.forward(params, buffers, x.expand(2 * k, *x.shape)).view(2, k, *x.shape[:1], -1)
+        out = pack.vmapped(params, buffers, x.expand(2 * k, *x.shape)).view(2, k, *x.shape[:1], -1)
         solo = torch.stack([model(x) for _ in range(k)])
         expected = model.eval()(x)
     torch.testing.assert_close(out[1], expected.expand_as(out[1]), atol=1e-6, rtol=0)  # rate 0: no mask at all
@@ -115,3 +118,43 @@ def test_seed000_arms_share_one_pack_and_its_baseline_trains_as_alone():
     for a, b in zip(solo.fit().epochs, results[0].epochs, strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-5)
         assert b["test_loss"] == pytest.approx(a["test_loss"], abs=1e-5)
+
+
+def test_a_pack_of_one_calls_its_network_without_vmap_and_trains_as_alone():
+    """A pack of one runs the solo kernels (no vmap: Linear is addmm, not bmm) on its stacked state,
+    BatchNorm statistics and the weight-decay arm's masked decay included."""
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    spec = load_spec("seed000")
+    small = {"data.name": "mnist", "model.options.channels": [4, 8, 8], "model.options.fc_widths": [16],
+             "train.epochs": 2, "train.batch_size": 16, "train.device": "cpu", "train.eval_train_samples": 32}
+    cfg = spec.arm_config("Weight decay 0.001", 0).override(small)
+    pack = PackedTrainer([Trainer(cfg, data=images())])
+    layers = [m for m in pack.module.modules() if isinstance(m, PackBatchNorm | PackMaxPool2d)]
+    assert len(layers) == 6 and not pack.batched and not any(m.batched for m in layers)
+    pack.module.train()
+    pack.optimizer.set_lr_table(pack._lr_table(2))
+    with Ops() as ops:
+        pack._step(torch.randint(0, 64, (1, 16)))
+    assert "addmm" in ops.names and "bmm" not in ops.names
+    fresh = PackedTrainer([Trainer(cfg, data=images())])
+    solo = Trainer(cfg, data=images())
+    assert_same_run(solo, fresh.trainers[0], solo.fit().epochs, fresh.fit()[0].epochs)
+
+
+def test_a_pack_left_with_one_run_goes_on_without_vmap():
+    configs = [resmlp(0), resmlp(1, **{"optim.name": "sgd", "optim.lr": 1e6})]  # run 1 diverges in epoch 1
+    pack = PackedTrainer([Trainer(c) for c in configs])
+    assert pack.batched
+    results = pack.fit()
+    assert [r.status for r in results] == ["done", "diverged"] and not pack.batched
+    solo = Trainer(configs[0])
+    assert_same_run(solo, pack.trainers[0], solo.fit().epochs, results[0].epochs)

@@ -111,12 +111,12 @@ def test_dropout_masks_are_drawn_per_run_at_the_solo_rate():
     assert twins[0].final["train_loss"] != twins[1].final["train_loss"]
 
     k = 400  # one hidden layer, dropout before the output layer: the output is linear in the mask
-    pack = PackedTrainer([Trainer(cfg) for _ in range(2)])  # its forward takes any number of runs
+    pack = PackedTrainer([Trainer(cfg) for _ in range(2)])  # its vmapped network takes any number of runs
     model, x = pack.trainers[0].model.train(), pack.trainers[0].data.x_test[:8]
     params = {name: p.detach().expand(k, *p.shape) for name, p in model.named_parameters()}
     buffers = {name: b[0].expand(k, *b.shape[1:]) for name, b in pack.buffers.items()}  # the dropout rate
     with torch.no_grad():
-        packed = pack.forward(params, buffers, x.expand(k, *x.shape))
+        packed = pack.vmapped(params, buffers, x.expand(k, *x.shape))
         solo = torch.stack([model(x) for _ in range(k)])
         expected = model.eval()(x)
     assert (packed.mean(0) - expected).abs().max() < 4 * packed.std(0).max() / k ** 0.5  # inverted dropout

@@ -14,7 +14,8 @@ batching rules do not:
 on the ``(B, K·C, …)`` view (weights, biases and running statistics ``(K, C)`` as ``(K·C,)``): the
 kernels of a solo run, forward and backward (autograd records that call), each run's running
 statistics updated in place in its row, and the output left in the layout the next convolution
-takes as it is. A pack calls them only under vmap, so they have no autograd formula of their own.
+takes as it is. A pack calls them only under vmap, so they have no autograd formula of their own: a
+pack of one runs its network without vmap (`set_batched`), and its layers are then the plain ones.
 """
 
 from __future__ import annotations
@@ -89,11 +90,11 @@ class PackBatchNorm(nn.Module):
 
     def __init__(self, norm: nn.modules.batchnorm._BatchNorm):
         super().__init__()
-        self.norm = norm
+        self.norm, self.batched = norm, True
 
     def forward(self, x: Tensor) -> Tensor:
         norm = self.norm
-        if not norm.training:
+        if not norm.training or not self.batched:
             return norm(x)
         norm.num_batches_tracked.add_(1)
         return pack_batch_norm(x, norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.momentum,
@@ -107,9 +108,10 @@ class PackMaxPool2d(nn.Module):
         super().__init__()
         self.args = (_pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding), _pair(pool.dilation),
                      pool.ceil_mode)
+        self.batched = True
 
     def forward(self, x: Tensor) -> Tensor:
-        return pack_max_pool2d(x, *self.args)
+        return (pack_max_pool2d if self.batched else F.max_pool2d)(x, *self.args)
 
 
 class Float32Norm(nn.Module):
@@ -126,6 +128,14 @@ class Float32Norm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         with torch.autocast(x.device.type, enabled=False):
             return self.norm(x.float()).to(x.dtype)
+
+
+def set_batched(model: nn.Module, batched: bool) -> None:
+    """Whether `model`'s pack layers run under vmap (their ops, runs as channels) or not (a pack of
+    one called directly: the plain layers, which autograd differentiates)."""
+    for module in model.modules():
+        if isinstance(module, PackBatchNorm | PackMaxPool2d):
+            module.batched = batched
 
 
 def pack_layers(model: nn.Module, *, float32_norms: bool = False) -> None:

@@ -50,7 +50,7 @@ from reglab.regularize.mixing import MixDraw, mix_batch
 from reglab.regularize.penalties import penalized_parameters
 from reglab.train import rundir
 from reglab.train.loop import RunResult, Trainer, best_epoch
-from reglab.train.pack_layers import pack_layers
+from reglab.train.pack_layers import pack_layers, set_batched
 from reglab.train.rates import pack_groups, pack_key, rate_network
 
 __all__ = ["PackedTrainer", "pack_groups", "pack_key", "packing_blocker"]
@@ -109,7 +109,7 @@ class PackedTrainer:
         for t in trainers:  # runs map onto the pack's network by position
             if [p.shape for p in t.params] != self.shapes or [b.shape for b in t.model.buffers()] != buffer_shapes:
                 raise ValueError(f"PackedTrainer: run with seed {t.cfg.seed} does not fit the pack's network")
-        self.forward = vmap(self._functional, randomness="different")
+        self.vmapped = vmap(self._functional, randomness="different")
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)) \
             if cfg.train.amp and on_cuda else contextlib.nullcontext
         wanted = cfg.train.cuda_graphs if cuda_graphs is None else cuda_graphs
@@ -121,6 +121,14 @@ class PackedTrainer:
     # -------------------------------------------------------------------------------- stacking
     def _functional(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.module, (params, buffers), (x,))
+
+    def _forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        """The runs' outputs ``(K, B, …)`` from stacked tensors. A pack of one calls its network on row 0
+        directly: the kernels of a solo run, without vmap's batching rules and their Python overhead."""
+        if self.batched:
+            return self.vmapped(params, buffers, x)
+        first = lambda tensors: {name: t.squeeze(0) for name, t in tensors.items()}  # noqa: E731 (views both ways)
+        return self._functional(first(params), first(buffers), x.squeeze(0)).unsqueeze(0)
 
     def _runs(self) -> list[Trainer]:
         return [self.trainers[i] for i in self.active]
@@ -136,6 +144,8 @@ class PackedTrainer:
         k = len(runs)
         self.leaves = [v.view(k, *shape).requires_grad_(True)
                        for v, shape in zip(self.params.split(self.numels, dim=1), self.shapes, strict=True)]
+        self.batched = k > 1
+        set_batched(self.module, self.batched)
         self.grad = torch.zeros_like(self.params)
         self.buffers = stacked_buffers([t.model for t in runs], self.buffer_names) | {
             name: torch.tensor([values[i] for i in self.active], device=self.device)  # per-run rates
@@ -248,7 +258,7 @@ class PackedTrainer:
             x = pack_channels_last(x)
         params = dict(zip(self.param_names, self.leaves, strict=True))
         with self.autocast():
-            out = self.forward(params, self.buffers, x)
+            out = self._forward(params, self.buffers, x)
         out = out.float()
         losses = self._losses(out, y)
         if mix is not None:
