@@ -164,3 +164,21 @@ def test_a_shorter_lr_table_is_written_in_place_and_read_from_its_first_row():
     for _ in range(2):
         optimizer.step(params, torch.ones(2, 3))
     torch.testing.assert_close(before - params, torch.tensor([[2.5], [4.25]]).expand(2, 3))
+
+
+def test_where_torchs_fused_kernels_fail_the_broadcast_ops_step_instead(monkeypatch):
+    """`torch._fused_adam_` is a torch internal: if its first call on a device fails, say so once and
+    step with the broadcast ops, which still equal torch.optim."""
+    from reglab.regularize import batched_optim
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no such overload\nmore detail")
+
+    monkeypatch.setattr(torch, "_fused_adam_", broken)
+    batched_optim.fused_kernels_fail.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match=r"fused optimizer kernels fail on cpu \(RuntimeError: no such overload\)"):
+            optimizer = check_against_torch_optim(SHARED["momentum"])
+        assert not any(f.fused for f in optimizer.families)
+    finally:
+        batched_optim.fused_kernels_fail.cache_clear()

@@ -22,16 +22,21 @@ Where a family's rows share the rule's constants (betas and eps; momentum, dampe
 and, over the current table, their learning rates, the update itself is torch's own fused kernel
 (`torch._fused_adam_`, `torch._fused_sgd_`, as ``torch.optim``'s ``fused=True``): one pass over the
 parameters, gradients and state instead of a dozen, after the weight-decay passes, which may differ
-per run. RMSprop has no fused kernel; on devices other than CPU and CUDA the broadcast ops run.
+per run. RMSprop has no fused kernel; on devices other than CPU and CUDA the broadcast ops run, and
+so they do where a first call of the kernels on the device fails (they are torch internals).
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from reglab.errors import one_line
 
 FAMILIES = {"sgd": "sgd", "momentum": "sgd", "nesterov": "sgd", "rmsprop": "rmsprop", "adam": "adam",
             "adamw": "adam"}
@@ -83,8 +88,7 @@ class _Family:
         self.decoupled = col(decoupled) if any(decoupled) else None
         self.decay_mask, self.one = decay.bool(), params.new_ones(())
         self.constants = self._constants(runs[0]) if kind != "rmsprop" else None
-        self.fusable = (kind != "rmsprop" and params.device.type in ("cpu", "cuda")
-                        and all(self._constants(r) == self.constants for r in runs))
+        self.fusable = kind != "rmsprop" and all(self._constants(r) == self.constants for r in runs)
         self.lr_uniform = False  # over the current lr table (`BatchedOptimizer.set_lr_table`)
         width = params.shape[1]
         if kind == "sgd":
@@ -181,6 +185,25 @@ class _Family:
                               dampening=dampening, nesterov=nesterov, maximize=False, is_first_step=first_step)
 
 
+@functools.cache
+def fused_kernels_fail(device: torch.device) -> str | None:
+    """Why `_Family._fused_update` cannot run on `device` (None: it can), from one call of each kernel
+    on a tiny family; said once as a warning. CPU and CUDA only."""
+    if device.type not in ("cpu", "cuda"):
+        return f"no fused kernels used on {device.type}"
+    params, step, lr = torch.zeros(1, 4, device=device), torch.ones((), device=device), torch.ones(1, 1, device=device)
+    try:
+        for run in (RunOptim("adam"), RunOptim("momentum", momentum=0.9), RunOptim("sgd")):
+            family = _Family(FAMILIES[run.name], [0], [run], torch.ones_like(params), params)
+            family._fused_update(params, torch.ones_like(params), lr, step, True)
+    except (RuntimeError, TypeError, AttributeError, NotImplementedError) as err:
+        reason = one_line(err, first_line=True)
+        warnings.warn(f"BatchedOptimizer: torch's fused optimizer kernels fail on {device} ({reason}); "
+                      "using broadcast tensor ops", stacklevel=2)
+        return reason
+    return None
+
+
 class BatchedOptimizer:
     """Penalty gradients, per-run clipping and the optimizer update for the rows of `params` ``(K, P)``.
 
@@ -209,6 +232,9 @@ class BatchedOptimizer:
         for kind in dict.fromkeys(FAMILIES[r.name] for r in runs):
             rows = [k for k, r in enumerate(runs) if FAMILIES[r.name] == kind]
             self.families.append(_Family(kind, rows, [runs[k] for k in rows], decay[rows], params))
+        if fused_kernels_fail(params.device) is not None:
+            for family in self.families:
+                family.fusable = False
         self.scratch = torch.empty_like(params, requires_grad=False)
         width = params.shape[1]
         per_chunk = width if params.device.type != "cpu" else self.CPU_CHUNK
