@@ -127,8 +127,8 @@ class PackedTrainer:
         directly: the kernels of a solo run, without vmap's batching rules and their Python overhead."""
         if self.batched:
             return self.vmapped(params, buffers, x)
-        first = lambda tensors: {name: t.squeeze(0) for name, t in tensors.items()}  # noqa: E731 (views both ways)
-        return self._functional(first(params), first(buffers), x.squeeze(0)).unsqueeze(0)
+        params, buffers = ({name: t.squeeze(0) for name, t in d.items()} for d in (params, buffers))  # views
+        return self._functional(params, buffers, x.squeeze(0)).unsqueeze(0)
 
     def _runs(self) -> list[Trainer]:
         return [self.trainers[i] for i in self.active]
