@@ -127,13 +127,13 @@ class _Family:
         step allocates nothing of size P. The columns are updated `chunks` at a time (on CPU a chunk
         stays in cache through all the ops)."""
         dtype = w.dtype
-        lr_low = lr.to(dtype)
         shrink = (1 - lr * self.decoupled).to(dtype) if self.decoupled is not None else None
         if self.fused:
             for cols in chunks if shrink is not None or self.coupled is not None else ():
                 self._decay(w[:, cols], g[:, cols], scratch[:, cols], cols, shrink)
             self._fused_update(w, g, lr[:1].to(torch.float32), step, first_step)
             return
+        lr_low = lr.to(dtype)
         if self.kind == "sgd" and self.buffers:
             keep = torch.where(step <= 1, torch.ones_like(self.keep), self.keep)  # first: a copy of g
         if self.kind == "adam":
