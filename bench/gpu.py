@@ -25,6 +25,9 @@ same model, optimizer and initialisation) on the same device:
   `Trainer` (the solo step, float32): how far a step's cost is from growing with K; the largest
   pack also with ``torch.backends.cudnn.benchmark`` (cuDNN's autotuner), which reglab does not set, with
   and without ``train.channels_last`` (the pack's grouped convolutions in NHWC);
+* pack forms — the largest pack's forward and backward computed three ways (`bench.pack_forms`):
+  vmap (grouped convolutions, as the pack trains), a loop of solo calls over the runs' rows, and that
+  loop with one CUDA stream per run; each captured as a CUDA graph;
 * step profile — the ops of one eager step of the largest pack with the most device time
   (`torch.profiler`), so that a slow step says which kernels make it slow;
 * epoch profile — one epoch of the single run under `torch.profiler`: its wall time against the
@@ -51,6 +54,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench.pack_forms import FORMS, time_forms
 from bench.reference import reference_epoch, reference_run, synchronize
 from reglab.config import RunConfig
 from reglab.data import TensorData, load_dataset
@@ -216,10 +220,13 @@ def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dic
                 rows[name] = pack.time_step(10)
     finally:
         torch.backends.cudnn.benchmark = previous
+    forms = {f"{'bf16' if amp else 'float32'} K={k}": time_forms(PackedTrainer([Trainer(c.override({"train.amp": amp}))
+                                                                                for c in configs[:k]]))
+             for amp in precisions}
     solo = solo_step_seconds(configs[0].override({"train.amp": False}), 10)
     amp = device.type == "cuda"
     profile = profile_step([c.override({"train.amp": amp}) for c in configs[:max(size["pack_sizes"])]], device)
-    return {"step_s": rows, "solo_step_s": solo, "profile": profile}
+    return {"step_s": rows, "forms_s": forms, "solo_step_s": solo, "profile": profile}
 
 
 def profile_step(configs: list[RunConfig], device: torch.device, steps: int = 5, top: int = 15) -> list[dict]:
@@ -315,6 +322,13 @@ def table(header: str, singles: dict[str, dict], study: dict, surface: dict, siz
         k = int(name.split("K=")[1].split()[0])
         lines.append(f"  {name:<46}{1e3 * seconds:>9.2f} ms/step{1e3 * seconds / k:>9.2f} ms per run-step"
                      f"{solo * k / seconds:>8.1f}x the runs alone")
+    lines += ["", "forward + backward of the largest pack, by form (bench/pack_forms.py; ms; a graph replay on CUDA):",
+              f"  {'':<20}" + "".join(f"{form:>14}" for form in FORMS)]
+    for name, times in scaling["forms_s"].items():
+        cells = [times.get(form) for form in FORMS]  # seconds, an error's line, or None: not run here
+        lines.append(f"  {name:<20}" + "".join(f"{1e3 * t:>14.2f}" if isinstance(t, float)
+                                               else f"{'failed' if t else '—':>14}" for t in cells))
+        lines += [f"    {form}: {t}" for form, t in times.items() if isinstance(t, str)]
     if scaling["profile"]:
         first = scaling["profile"][0]
         lines += ["", f"one eager step of a pack of {first['k']}, op by op ({first['time']} time, torch.profiler):"]

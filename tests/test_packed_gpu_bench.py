@@ -20,8 +20,36 @@ def test_gpu_benchmark_dry_run_prints_and_writes_its_table(tmp_path):
                 "study: wall s (8 runs × 1 epochs)",
                 "loss surface 5×5", "scaled to 8",
                 "stand-in data", "Stochastic depth conv1 p=0.2", "0 failed run(s)",
-                "one epoch under torch.profiler"):
+                "one epoch under torch.profiler", "by form"):
         assert row in table, row
     numbers = json.loads((tmp_path / "gpu_bench.json").read_text())
     assert numbers["single"]["model"]["options"]["residual"] is False  # source 000's network, as the study's
     assert "residual" not in numbers["single_residual"]["model"]["options"]  # reglab's default: residual
+    forms = numbers["scaling"]["forms_s"]["float32 K=4"]  # no CUDA streams on CPU
+    assert set(forms) == {"vmap", "loop"} and all(isinstance(t, float) for t in forms.values())
+
+
+def test_pack_forms_compute_the_same_gradients(one_thread):
+    """bench/pack_forms times vmap against a loop of solo calls: both must be the same computation
+    (seed 000's network with BatchNorm and max-pooling, three runs with their own weights)."""
+    import torch
+    from bench.gpu import DRY, data_section, seed000_model, subset
+    from bench.pack_forms import form_gradients, time_forms
+
+    from reglab.config import RunConfig
+    from reglab.train import Trainer
+    from reglab.train.packed import PackedTrainer
+
+    data, _ = data_section(None, DRY["standin"])
+    cfgs = [RunConfig.from_dict({"seed": seed, "data": subset(data, DRY), "model": seed000_model(DRY),
+                                 "train": {"batch_size": 8, "device": "cpu"}}) for seed in range(3)]
+    pack = PackedTrainer([Trainer(c) for c in cfgs])
+    idx = torch.randint(0, 256, (3, 8), generator=torch.Generator().manual_seed(0))
+    x, y = pack.data.x_train[idx], pack.data.y_train[idx]
+    by_vmap, by_loop = (form_gradients(pack, form, x, y) for form in ("vmap", "loop"))
+    assert pack.batched and pack.module.training  # the loop form left the pack's layers as they were
+    for a, b in zip(by_vmap, by_loop, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert all(g.abs().sum() > 0 for g in by_loop)
+    times = time_forms(pack, steps=1)
+    assert set(times) == {"vmap", "loop"} and all(isinstance(t, float) and t > 0 for t in times.values())
