@@ -8,8 +8,11 @@ The study is the seed000 preset (DeeperCNN with BatchNorm, momentum SGD, cosine 
 MNIST) with its first `--arms` arms, on `--dataset` (default: MNIST where its files are found, else
 the 5,000 real digits of mnist-5k, which every installation has). Both sides train the same runs (model, optimizer,
 schedule and initialisation from the run config) and evaluate the test set after every epoch;
-reglab's per-epoch evaluation of training samples is switched off so the work matches. Prints the
-wall time of each side, the ratio and the final test accuracy per arm (mean ± std over seeds).
+reglab's per-epoch evaluation of training samples is switched off so the work matches. Each side
+runs as its user would: the reference loop run after run in one process with torch's default
+threads, reglab as `reglab compare` does (on CPU 2 worker processes where there are ≥ 2 cores, each
+with its runs' `train.threads`). Prints the wall time of each side, the ratio and the final test
+accuracy per arm (mean ± std over seeds).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 import torch
 
 from bench.reference import reference_run
+from reglab.cli.study import default_workers
 from reglab.data import get_dataset_info, load_dataset
 from reglab.study import StudySpec, load_spec, make_executor, run_study
 from reglab.study.packed import parse_pack
@@ -57,6 +61,8 @@ def main() -> None:
     parser.add_argument("--pack", nargs="+", default=["auto"], help="reglab runs, one per value: auto|off|K")
     parser.add_argument("--dataset", default=None, help="data set (default: mnist if found, else mnist-5k)")
     parser.add_argument("--skip-reference", action="store_true", help="time reglab only")
+    parser.add_argument("--workers", type=int, help="reglab's worker processes (default: as `reglab compare` "
+                        "runs, 2 with ≥ 2 cores; 1 on CUDA)")
     args = parser.parse_args()
     if args.dataset is None:
         args.dataset = "mnist" if get_dataset_info("mnist").probe(None) is not None else "mnist-5k"
@@ -64,12 +70,16 @@ def main() -> None:
         if getattr(args, key) is None:
             setattr(args, key, value)
     packs = [parse_pack(p) for p in args.pack]
+    if args.workers is None:
+        args.workers = 1 if args.device.startswith("cuda") else default_workers()
 
     spec = bench_spec(args)
     device = torch.device(args.device)
     print(f"seed000: {args.arms} arms × {args.seeds} seeds × {args.epochs} epochs, train subset "
           f"{args.train_subset or 'all'}, device {device} "
-          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})")
+          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}); "
+          f"reglab in {args.workers} worker(s), train.threads = "
+          f"{spec.arm_config(next(iter(spec.arms)), spec.seed_list[0]).train.threads} each")
     cached_dataset(spec.arm_config(next(iter(spec.arms)), spec.seed_list[0]), device)  # load outside the timings
     walls: dict[str, float] = {}
     accuracy: dict[str, dict[str, list[float]]] = {}
@@ -82,7 +92,8 @@ def main() -> None:
         walls["reference"] = time.perf_counter() - start
     for pack in packs:
         name = "local" if pack == "off" else "packed"
-        executor = make_executor(name, workers=1, device=args.device, **({} if pack == "off" else {"pack": pack}))
+        executor = make_executor(name, workers=args.workers, device=args.device,
+                                 **({} if pack == "off" else {"pack": pack}))
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
             result = run_study(spec, Path(out), executor=executor, progress=False)

@@ -20,7 +20,9 @@ from reglab.study import StudySpec, make_executor, run_study
 from reglab.study.packed import (
     PackedExecutor,
     estimate_run_bytes,
+    group_run_steps,
     measured_pack_size,
+    measurement_run_steps,
     parse_pack,
     plan_packs,
     solo_step_seconds,
@@ -231,15 +233,34 @@ def test_packs_and_single_runs_share_a_pool_of_worker_processes(tmp_path):
                                                        "base__s2": 0, "sam__s2": 0}  # 0 here: trained alone
 
 
-def test_auto_packing_measures_both_ways(tmp_path):
-    tasks = plan(tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}), tmp_path)
+def test_auto_packing_measures_both_ways(tmp_path, monkeypatch):
+    spec = tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}).override({"train.epochs": 100})
+    tasks = plan(spec, tmp_path)  # 6 runs × 400 steps: long enough to be worth measuring
     assert solo_step_seconds(tasks[0].config, steps=2) > 0
     assert measured_pack_size(tasks, workers=1) in (0, len(tasks))  # in this process: the whole group, or alone
+    taken = []  # run-steps trained while measuring, counted where they happen
+    objective, step = Trainer._objective, PackedTrainer._step
+    monkeypatch.setattr(Trainer, "_objective", lambda self, x, y: taken.append(1) or objective(self, x, y))
+    monkeypatch.setattr(PackedTrainer, "_step", lambda self, idx, *a: taken.append(len(idx)) or step(self, idx, *a))
     lines = []
     size = measured_pack_size(tasks, workers=2, report=lines.append)
     assert size in (0, 3)  # in two workers: half the group each, or alone
+    assert sum(taken) == measurement_run_steps(3, torch.device("cpu")) == 76
     alone, packed = (float(x) for x in re.findall(r"([\d.]+) ms", lines[0]))
     assert lines[0].startswith("--pack auto: 6 runs of mlp on cpu") and (size == 3) == (packed < alone)
+
+
+def test_auto_packing_does_not_measure_a_group_shorter_than_ten_times_the_measurement(tmp_path, monkeypatch):
+    tasks = plan(tiny_spec({"base": {}}), tmp_path)  # 3 runs × 2 epochs × 4 steps
+    monkeypatch.setattr("reglab.study.packed.solo_step_seconds", lambda *a, **k: pytest.fail("measured"))
+    lines = []
+    assert measured_pack_size(tasks, report=lines.append) == 0
+    assert lines == ["--pack auto: 3 runs of mlp on cpu: too short to measure (76 timed run-steps against 24 of "
+                     "training) -> trained alone"]
+    long = plan(tiny_spec({"base": {}}).override({"train.epochs": 64}), tmp_path / "long")  # 768 ≥ 10 × 76
+    assert group_run_steps(long, torch.device("cpu")) == 768
+    with pytest.raises(pytest.fail.Exception, match="measured"):
+        measured_pack_size(long)
 
 
 def test_pack_option_parsing_and_registration():

@@ -79,6 +79,11 @@ def test_trainer_restores_the_best_epoch(tmp_path):
     assert all(torch.equal(saved[k], v) for k, v in restored.items())
     assert all(torch.equal(trainer.stopper.best_state[k], v) for k, v in restored.items())
     assert trainer.evaluate(trainer.data.x_val, trainer.data.y_val)["loss"] == result.final["val_loss"]
+    # the confusion matrix is the restored (best) model's, not the last epoch's
+    assert sum(result.confusion[i][i] for i in range(10)) / 128 == result.final["test_acc"]
+    with torch.no_grad():
+        predicted = trainer.model.eval()(trainer.data.x_test).argmax(1)
+    assert result.confusion == torch.bincount(trainer.data.y_test * 10 + predicted, minlength=100).view(10, 10).tolist()
     # independent expectation: the same run stopped by hand after `best` epochs has these weights
     reference = Trainer(_overfitting(**{"train.epochs": best, "regularize.early_stopping.patience": 0}))
     reference.fit()

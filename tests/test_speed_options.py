@@ -1,6 +1,7 @@
-"""The CUDA speed options (bf16 autocast, torch.compile, channels-last) fall back on CPU: a CPU run with
-them set trains exactly as one without. The fused optimizers are used on every device and update as
-torch.optim's reference (for-loop) implementations do."""
+"""Speed options. bf16 autocast and torch.compile are CUDA-only: a CPU run with them set trains exactly
+as one without. Channels-last (``train.channels_last``, "auto" = on on CPU) changes the layout, not the
+result: a CPU conv net trains to the same numbers up to rounding either way. The fused optimizers are
+used on every device and update as torch.optim's reference (for-loop) implementations do."""
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import torch
 from reglab.config import OptimConfig, RegularizeConfig, RunConfig
 from reglab.data import TensorData
 from reglab.regularize.optim import build_optimizer
-from reglab.train.loop import Trainer
+from reglab.train.loop import Trainer, uses_channels_last
 
 
 def images() -> TensorData:
@@ -18,22 +19,54 @@ def images() -> TensorData:
     return TensorData("images", x[:64], y[:64], x[64:], y[64:], num_classes=3)
 
 
+CNN = RunConfig.from_dict({
+    "model": {"name": "deeper_cnn", "norm": "batch", "options": {"channels": [4, 8, 8], "fc_widths": [16]}},
+    "optim": {"name": "adamw", "weight_decay": 0.01},
+    "train": {"epochs": 2, "batch_size": 16, "device": "cpu", "eval_train_samples": 32, "channels_last": False},
+})
+
+
+def metrics(epochs: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if not k.endswith("seconds")} for e in epochs]
+
+
 def test_cuda_speed_options_change_nothing_on_cpu():
-    cfg = RunConfig.from_dict({
-        "model": {"name": "deeper_cnn", "norm": "batch", "options": {"channels": [4, 8, 8], "fc_widths": [16]}},
-        "optim": {"name": "adamw", "weight_decay": 0.01},
-        "train": {"epochs": 2, "batch_size": 16, "device": "cpu", "eval_train_samples": 32},
-    })
-    fast = cfg.override({"train.amp": True, "train.compile": True, "train.channels_last": True})
-    plain_trainer, fast_trainer = Trainer(cfg, data=images()), Trainer(fast, data=images())
+    fast = CNN.override({"train.amp": True, "train.compile": True})
+    plain_trainer, fast_trainer = Trainer(CNN, data=images()), Trainer(fast, data=images())
     assert fast_trainer.forward is fast_trainer.model  # not compiled off CUDA
     assert fast_trainer.optimizer.defaults["fused"]  # fused kernels on CPU too
     plain, quick = plain_trainer.fit(), fast_trainer.fit()
-    for a, b in zip(plain.epochs, quick.epochs, strict=True):
-        assert {k: v for k, v in a.items() if not k.endswith("seconds")} == \
-            {k: v for k, v in b.items() if not k.endswith("seconds")}
+    assert metrics(plain.epochs) == metrics(quick.epochs)
     for a, b in zip(plain_trainer.model.state_dict().values(), fast_trainer.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_channels_last_on_cpu_changes_the_layout_not_the_result():
+    # momentum, not Adam: Adam amplifies rounding where the exact gradient is zero (a 1×1 projection of
+    # one input channel before BatchNorm is scale-invariant), which would hide a real difference
+    cfg = CNN.override({"optim.name": "momentum", "optim.lr": 0.05})
+    plain_trainer = Trainer(cfg, data=images())
+    nhwc_trainer = Trainer(cfg.override({"train.channels_last": "auto"}), data=images())
+    conv = next(p for p in nhwc_trainer.model.parameters() if p.dim() == 4)
+    assert nhwc_trainer.channels_last and conv.is_contiguous(memory_format=torch.channels_last)
+    assert not plain_trainer.channels_last
+    plain, nhwc = plain_trainer.fit(), nhwc_trainer.fit()
+    for a, b in zip(metrics(plain.epochs), metrics(nhwc.epochs), strict=True):
+        assert a.keys() == b.keys()
+        for key in a:  # an accuracy may move by one sample whose two top logits tie up to rounding
+            tolerance = {"abs": 1 / 32 + 1e-9} if key.endswith("acc") else {"rel": 1e-5, "abs": 1e-6}
+            assert a[key] == pytest.approx(b[key], **tolerance), key
+    for a, b in zip(plain_trainer.model.state_dict().values(), nhwc_trainer.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_channels_last_applies_only_to_conv_nets_on_cpu_and_cuda():
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    mlp = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    cpu, cuda, mps = (torch.device(d) for d in ("cpu", "cuda", "mps"))
+    assert uses_channels_last("auto", cnn, cpu) and not uses_channels_last("auto", cnn, cuda)
+    assert uses_channels_last(True, cnn, cuda) and not uses_channels_last(False, cnn, cpu)
+    assert not uses_channels_last(True, mlp, cpu) and not uses_channels_last(True, cnn, mps)
 
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw"])

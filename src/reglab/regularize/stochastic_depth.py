@@ -139,7 +139,10 @@ class Residual(nn.Module):
             raise shortcut_error(self.name or type(self.body).__name__, x.shape[1:], out.shape[1:])
         else:
             skip = x
-        y = skip + out
+        # body first (the same sum): the result takes its first operand's memory layout, and a 1×1
+        # projection of a one-channel input has ambiguous strides, so it would hand a channels-last
+        # network (train.channels_last) an NCHW activation
+        y = out + skip
         return y if self.post is None else self.post(y)
 
     @property

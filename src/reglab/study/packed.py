@@ -18,6 +18,7 @@ most K runs on any device (a single leftover run trains alone).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,6 +36,12 @@ from reglab.train.packed import PackedTrainer, pack_groups, packing_blocker, syn
 
 MEMORY_FRACTION = 0.8
 """Share of the free device memory that auto packing plans to fill."""
+
+MEASURE_SHARE = 0.1
+"""Auto packing measures a group only where the timed steps are at most this share of its training."""
+
+MEASURE_STEPS = 5
+"""Steps per timing of `measured_pack_size` (the solo side takes as many run-steps as the pack)."""
 
 
 def parse_pack(value: str | int) -> str | int:
@@ -119,7 +126,13 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
     threads = group[0].config.train.threads
     if workers > 1:
         size = max(1, -(-size // workers))
-    steps = 5  # per timing; the solo side takes as many run-steps as the pack, for the same noise
+    steps = MEASURE_STEPS
+    device = resolve_device(group[0].config.train.device)
+    timed, training = measurement_run_steps(size, device), group_run_steps(group, device)
+    if timed > MEASURE_SHARE * training:
+        report(f"--pack auto: {len(group)} runs of {group[0].config.model.name} on {device}: too short to "
+               f"measure ({timed} timed run-steps against {training} of training) -> trained alone")
+        return 0
     solo = min(solo_step_seconds(group[0].config, steps * size, threads=threads) for _ in range(2))
     previous = torch.get_num_threads()
     while size >= 1:
@@ -134,12 +147,27 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
         finally:
             torch.set_num_threads(previous)
         chosen = size if packed < solo else 0
-        device = resolve_device(group[0].config.train.device)
         report(f"--pack auto: {len(group)} runs of {group[0].config.model.name} on {device}: "
                f"{1e3 * solo:.2f} ms a step alone, {1e3 * packed:.2f} ms per run-step in a pack of {size} "
                f"-> {f'packs of {size}' if chosen else 'trained alone'}")
         return chosen
     return 0
+
+
+def measurement_run_steps(size: int, device: torch.device) -> int:
+    """Run-steps `measured_pack_size` trains to time a pack of `size` against one run: two timings a side,
+    each after warm-up (`solo_step_seconds`: 2 steps; `PackedTrainer.time_step`: 2, plus 3 before a
+    CUDA graph's capture)."""
+    warmup = 2 + (PackedTrainer.WARMUP_STEPS if device.type == "cuda" else 0)
+    return 2 * (2 + MEASURE_STEPS * size) + 2 * (warmup + MEASURE_STEPS) * size
+
+
+def group_run_steps(group: Sequence[RunTask], device: torch.device) -> int:
+    """Training steps of all runs of a `pack_groups` group (they share data and budget)."""
+    train = group[0].config.train
+    n = cached_dataset(group[0].config, device).x_train.shape[0]
+    per_run = train.epochs * math.ceil(n / (train.batch_size or n))
+    return len(group) * min(per_run, train.max_steps or per_run)
 
 
 def plan_packs(tasks: Sequence[RunTask], pack: str | int, *,

@@ -107,6 +107,16 @@ def cached_dataset(cfg: RunConfig, device: torch.device) -> TensorData:
     return _DATA_CACHE[key]
 
 
+def uses_channels_last(setting: bool | str, model: nn.Module, device: torch.device) -> bool:
+    """Whether a run keeps its weights and batches channels-last (``train.channels_last``): only for a
+    model with 2-D convolutions, on CPU or CUDA; "auto" turns it on on CPU, where oneDNN computes
+    convolutions in that layout and otherwise reorders every input and output (a step of source
+    000's DeeperCNN 1.3–1.4× faster, docs/performance.md)."""
+    if device.type not in ("cpu", "cuda") or not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return False
+    return device.type == "cpu" if setting == "auto" else bool(setting)
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, *, data: TensorData | None = None):
         self.cfg = cfg
@@ -119,7 +129,8 @@ class Trainer:
                                  num_outputs=self.data.num_outputs, reg=reg).to(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)  # data order, augmentation
         on_cuda = self.device.type == "cuda"
-        if train.channels_last and on_cuda:
+        self.channels_last = uses_channels_last(train.channels_last, self.model, self.device)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if train.compile and on_cuda else self.model
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if train.amp and on_cuda \
@@ -141,6 +152,11 @@ class Trainer:
         self.eval_criterion = make_criterion(train.loss, self.data.num_classes)
         self.epoch, self.step = 0, 0
         self.mix: MixDraw | None = None  # the current step's mixing draws
+        self.confusion: list[list[int]] | None = None  # test-set confusion of the current weights, once known
+
+    def in_layout(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch in the model's memory layout: channels-last images when `self.channels_last`."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     # ------------------------------------------------------------------------------- evaluation
     @property
@@ -149,41 +165,36 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        model = self.evaluated_model
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, *, confusion: bool = False) -> dict:
+        """Mean loss and (classification) accuracy of the evaluated model on ``(x, y)`` in eval mode;
+        with `confusion`, also its confusion matrix (rows: true class, columns: predicted)."""
+        model, size, c = self.evaluated_model, self.cfg.train.eval_batch_size, self.data.num_classes
         was_training = model.training
         model.eval()
         loss_sum = torch.zeros((), device=self.device)
-        correct_sum = torch.zeros((), device=self.device, dtype=torch.long)
-        for start in range(0, x.shape[0], self.cfg.train.eval_batch_size):
-            xb, yb = x[start:start + self.cfg.train.eval_batch_size], y[start:start + self.cfg.train.eval_batch_size]
+        counts = torch.zeros((c or 1) ** 2, device=self.device, dtype=torch.long)
+        for start in range(0, x.shape[0], size):
+            xb, yb = x[start:start + size], y[start:start + size]
             with self.autocast():
-                out = model(xb).float()
+                out = model(self.in_layout(xb)).float()
             loss_sum += self.eval_criterion(out, yb) * xb.shape[0]
-            if self.data.num_classes is not None:
-                correct_sum += correct(out, yb)
+            if c is not None:
+                counts += torch.bincount(yb * c + out.argmax(dim=1), minlength=c * c)
         model.train(was_training)
         result = {"loss": (loss_sum / x.shape[0]).item()}
-        if self.data.num_classes is not None:
-            result["acc"] = correct_sum.item() / x.shape[0]
+        if c is not None:
+            matrix = counts.view(c, c)
+            result["acc"] = matrix.diagonal().sum().item() / x.shape[0]
+            if confusion:
+                result["confusion"] = matrix.tolist()
         return result
 
-    @torch.no_grad()
     def test_confusion(self) -> list[list[int]] | None:
-        """Confusion matrix of the evaluated model on the test set (None for regression)."""
-        c, x, y = self.data.num_classes, self.data.x_test, self.data.y_test
-        if c is None:
-            return None
-        model, size = self.evaluated_model, self.cfg.train.eval_batch_size
-        was_training = model.training
-        model.eval()
-        counts = torch.zeros(c * c, dtype=torch.long, device=self.device)
-        for start in range(0, x.shape[0], size):
-            with self.autocast():
-                predicted = model(x[start:start + size]).float().argmax(dim=1)
-            counts += torch.bincount(y[start:start + size] * c + predicted, minlength=c * c)
-        model.train(was_training)
-        return counts.view(c, c).tolist()
+        """Confusion matrix of the evaluated model on the test set (None for regression): the one of the
+        last epoch's test evaluation when the weights are still those (`self.confusion`), else a new pass."""
+        if self.confusion is not None:
+            return self.confusion
+        return self.evaluate(self.data.x_test, self.data.y_test, confusion=True).get("confusion")
 
     # --------------------------------------------------------------------------------- training
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -223,9 +234,7 @@ class Trainer:
             x, y = data.x_train[idx], data.y_train[idx]
             if draw is not None:
                 x = apply_augmentation(x, cfg.data.augment, draw.rows(seen, seen + idx.shape[0]))
-            if cfg.train.channels_last and x.dim() == 4 and self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-
+            x = self.in_layout(x)
             self.mix = None if mixing is None else mixing.step(steps)
             total, loss, out = self._objective(x, y)
             self.optimizer.zero_grad(set_to_none=True)
@@ -283,7 +292,9 @@ class Trainer:
                 metrics[f"train_eval_{k}"] = v
         if data.x_val is not None:
             metrics.update({f"val_{k}": v for k, v in self.evaluate(data.x_val, data.y_val).items()})
-        metrics.update({f"test_{k}": v for k, v in self.evaluate(data.x_test, data.y_test).items()})
+        test = self.evaluate(data.x_test, data.y_test, confusion=True)
+        self.confusion = test.pop("confusion", None)  # of the weights just evaluated: the run's, if it ends here
+        metrics.update({f"test_{k}": v for k, v in test.items()})
         metrics["lr"] = lr
         monitored = metrics.get("val_loss", metrics.get("train_eval_loss", metrics["train_loss"]))
         if math.isfinite(monitored):
@@ -315,7 +326,7 @@ class Trainer:
                                            "the start") from err
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.step = state["epoch"], state["step"]
+        self.epoch, self.step, self.confusion = state["epoch"], state["step"], None
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
@@ -389,6 +400,7 @@ class Trainer:
         final = dict(epochs[-1])
         if self.stopper.enabled and self.stopper.cfg.restore_best and self.stopper.best_state is not None:
             self.stopper.restore(self.evaluated_model)
+            self.confusion = None  # the weights are the best epoch's now
             final = dict(epochs[self.stopper.best_epoch - 1])
         result = RunResult(
             status=status, epochs=epochs, final=final, best=best_epoch(epochs),

@@ -115,7 +115,7 @@ class PackedTrainer:
         wanted = cfg.train.cuda_graphs if cuda_graphs is None else cuda_graphs
         self.graph_note = None
         self.use_graphs = on_cuda and wanted
-        self.channels_last = cfg.train.channels_last and on_cuda and len(self.data.input_shape) == 3
+        self.channels_last = first.channels_last and len(self.data.input_shape) == 3
         self._stack()
 
     # -------------------------------------------------------------------------------- stacking
