@@ -115,7 +115,9 @@ class PackedTrainer:
         wanted = cfg.train.cuda_graphs if cuda_graphs is None else cuda_graphs
         self.graph_note = None
         self.use_graphs = on_cuda and wanted
-        self.channels_last = first.channels_last and len(self.data.input_shape) == 3
+        # channels-last packs on CUDA only: on CPU a pack gains little from it and vmap has no batching
+        # rule for adaptive average pooling of channels-last input (ResNets: a per-run fallback)
+        self.channels_last = first.channels_last and on_cuda and len(self.data.input_shape) == 3
         self._stack()
 
     # -------------------------------------------------------------------------------- stacking
