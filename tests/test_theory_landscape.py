@@ -232,3 +232,22 @@ def test_layer_normalized_direction_matches_a_hand_computation():
     assert filter_normalized_direction(model, g, norm="layer")[1].abs().sum() == 0  # biases 0 by default
     with pytest.raises(ValueError, match="norm must be 'filter' or 'layer'"):
         filter_normalized_direction(model, norm="neuron")
+
+
+def test_a_channels_last_model_gets_the_slow_loops_losses_without_vmap_fallbacks():
+    """train.channels_last keeps CPU conv nets channels-last; vmap has no batching rule for adaptive
+    pooling of channels-last activations, so the landscape must evaluate contiguous copies."""
+    import warnings
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3),  # vmapped conv
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).to(memory_format=torch.channels_last)
+    model.eval()
+    x, y = torch.randn(8, 3, 6, 6), torch.randn(8, 3)
+    d = [torch.randn_like(p) for p in model.parameters()]  # channels-last like the weights
+    alphas = [-0.5, 0.0, 0.5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        losses = loss_along_direction(model, d, mse, x, y, alphas)
+    for alpha, loss in zip(alphas, losses, strict=True):
+        assert loss.item() == pytest.approx(slow_loss(model, [(d, alpha)], mse, x, y), rel=1e-5)

@@ -181,8 +181,10 @@ def _grid_losses(model: nn.Module, directions: Sequence[Direction], coeffs: torc
     """
     if mode not in ("eval", "train"):
         raise ConfigError(f"mode: expected eval or train (got {mode!r})")
-    directions = [_by_name(model, d) for d in directions]
-    state = {**dict(model.named_buffers()), **{n: p.detach() for n, p in model.named_parameters()}}
+    # contiguous copies: a channels-last model (train.channels_last) would hand vmap channels-last
+    # activations, and adaptive pooling has no batching rule for those (a warning and a per-point loop)
+    directions = [{k: v.contiguous() for k, v in _by_name(model, d).items()} for d in directions]
+    state = {**dict(model.named_buffers()), **{n: p.detach().contiguous() for n, p in model.named_parameters()}}
     perturbed = sorted({k for d in directions for k in d})
     coefficient: list = [None]
     saved_modes = [m.training for m in model.modules()]
