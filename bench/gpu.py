@@ -59,6 +59,7 @@ from bench.reference import reference_epoch, reference_run, synchronize
 from reglab.config import RunConfig
 from reglab.data import TensorData, load_dataset
 from reglab.data.registry import Found, register_dataset
+from reglab.errors import one_line
 from reglab.report.environment import environment
 from reglab.reproduce.output import code_version
 from reglab.study import load_spec, make_executor, run_study
@@ -220,13 +221,20 @@ def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dic
                 rows[name] = pack.time_step(10)
     finally:
         torch.backends.cudnn.benchmark = previous
-    forms = {f"{'bf16' if amp else 'float32'} K={k}": time_forms(PackedTrainer([Trainer(c.override({"train.amp": amp}))
-                                                                                for c in configs[:k]]))
-             for amp in precisions}
     solo = solo_step_seconds(configs[0].override({"train.amp": False}), 10)
     amp = device.type == "cuda"
     profile = profile_step([c.override({"train.amp": amp}) for c in configs[:max(size["pack_sizes"])]], device)
-    return {"step_s": rows, "forms_s": forms, "solo_step_s": solo, "profile": profile}
+    return {"step_s": rows, "solo_step_s": solo, "profile": profile}
+
+
+def bench_forms(spec: StudySpec, size: dict, device: torch.device) -> dict[str, dict[str, float | str]]:
+    """The largest pack's forward and backward by each form of `bench.pack_forms`, bf16 and float32.
+    Run last: a form whose CUDA-graph capture fails must not cost the other rows."""
+    k = max(size["pack_sizes"])
+    configs = [spec.arm_config(arm, seed) for seed in range(k) for arm in spec.arms][:k]
+    return {f"{'bf16' if amp else 'float32'} K={k}": time_forms(PackedTrainer([Trainer(c.override({"train.amp": amp}))
+                                                                               for c in configs]))
+            for amp in ([True, False] if device.type == "cuda" else [False])}
 
 
 def profile_step(configs: list[RunConfig], device: torch.device, steps: int = 5, top: int = 15) -> list[dict]:
@@ -289,7 +297,8 @@ def profile_lines(epoch: dict) -> list[str]:
     return lines + [f"  {row['op'][:56]:<58}{row['ms']:>9.1f} ms{row['calls']:>8} calls" for row in epoch["host_ops"]]
 
 
-def table(header: str, singles: dict[str, dict], study: dict, surface: dict, size: dict, scaling: dict) -> str:
+def table(header: str, singles: dict[str, dict], study: dict, surface: dict, size: dict, scaling: dict,
+          forms: dict[str, dict[str, float | str]]) -> str:
     """`singles`: single-run rows by name, the headline row (seed 000's network, as run) first."""
     single = singles["single"]
     lines = [header, "",
@@ -324,7 +333,7 @@ def table(header: str, singles: dict[str, dict], study: dict, surface: dict, siz
                      f"{solo * k / seconds:>8.1f}x the runs alone")
     lines += ["", "forward + backward of the largest pack, by form (bench/pack_forms.py; ms; a graph replay on CUDA):",
               f"  {'':<20}" + "".join(f"{form:>14}" for form in FORMS)]
-    for name, times in scaling["forms_s"].items():
+    for name, times in forms.items():
         cells = [times.get(form) for form in FORMS]  # seconds, an error's line, or None: not run here
         lines.append(f"  {name:<20}" + "".join(f"{1e3 * t:>14.2f}" if isinstance(t, float)
                                                else f"{'failed' if t else '—':>14}" for t in cells))
@@ -371,7 +380,12 @@ def main() -> None:
     study = bench_study(study_spec(data, size, device, amp, args.channels_last), size, device)
     print(f"study done: {study['reglab_s']:.1f} s reglab, {study['reference_measured_s']:.1f} s reference", flush=True)
     surface = bench_surface(data, size, device)
-    text = table(header, singles, study, surface, size, scaling)
+    try:
+        forms = bench_forms(study_spec(data, size, device, amp, args.channels_last), size, device)
+    except Exception as err:  # e.g. CUDA refusing work after a failed capture: keep the rest of the table
+        forms = {"all forms": {"vmap": one_line(err, first_line=True)}}
+    print(f"pack forms done: {forms}", flush=True)
+    text = table(header, singles, study, surface, size, scaling, forms)
     print()
     print(text)
     if os.environ.get("OUT"):
@@ -380,7 +394,7 @@ def main() -> None:
         (out / "gpu_bench.txt").write_text(text + "\n")
         (out / "gpu_bench.json").write_text(json.dumps({**singles,
                                                         "study": study, "surface": surface,
-                                                        "scaling": scaling, "header": header,
+                                                        "scaling": scaling, "forms_s": forms, "header": header,
                                                         "command": "bench/gpu.sh " + " ".join(sys.argv[1:]),
                                                         "environment": environment([str(device)]),
                                                         "code": code_version()}, indent=1, default=str))

@@ -25,7 +25,7 @@ def test_gpu_benchmark_dry_run_prints_and_writes_its_table(tmp_path):
     numbers = json.loads((tmp_path / "gpu_bench.json").read_text())
     assert numbers["single"]["model"]["options"]["residual"] is False  # source 000's network, as the study's
     assert "residual" not in numbers["single_residual"]["model"]["options"]  # reglab's default: residual
-    forms = numbers["scaling"]["forms_s"]["float32 K=4"]  # no CUDA streams on CPU
+    forms = numbers["forms_s"]["float32 K=4"]  # no CUDA streams on CPU
     assert set(forms) == {"vmap", "loop"} and all(isinstance(t, float) for t in forms.values())
 
 
