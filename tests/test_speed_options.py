@@ -6,7 +6,7 @@ used on every device and update as torch.optim's reference (for-loop) implementa
 import pytest
 import torch
 
-from reglab.config import OptimConfig, RegularizeConfig, RunConfig
+from reglab.config import ConfigError, OptimConfig, RegularizeConfig, RunConfig
 from reglab.data import TensorData
 from reglab.regularize.optim import build_optimizer
 from reglab.train.loop import Trainer, uses_channels_last
@@ -91,3 +91,10 @@ def test_fused_optimizer_matches_the_for_loop_reference(name):
             opt.step()
     for p, q in zip(model.parameters(), twin, strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)  # rounding only
+
+
+def test_channels_last_takes_true_false_or_auto_and_names_itself_otherwise():
+    assert RunConfig().train.channels_last == "auto"
+    for bad in ("yes", 1):
+        with pytest.raises(ConfigError, match=r"train.channels_last: expected true, false or 'auto'"):
+            RunConfig.from_dict({"train": {"channels_last": bad}})

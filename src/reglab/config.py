@@ -201,7 +201,6 @@ class TrainConfig(_Section):
             return value
         raise ValueError(f"expected a non-negative integer or 'auto' (got {value!r})")
 
-
     @field_validator("channels_last", mode="before")
     @classmethod
     def _channels_last(cls, value: Any) -> Any:
