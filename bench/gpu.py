@@ -125,7 +125,7 @@ def bench_single(data: dict, size: dict, device: torch.device, amp: bool, channe
         "seed": 0, "data": subset(data, size), "model": model,
         "optim": {"name": "adam", "lr": 1e-3},
         "train": {"epochs": size["single_epochs"] + 1, "batch_size": 64, "device": str(device),
-                  "eval_train_samples": 0, "amp": amp, "channels_last": channels_last or "auto"},
+                  "eval_train_samples": 0, "amp": amp, "channels_last": channels_last},
     })
     pack = PackedTrainer([Trainer(cfg)])
     cpu = load_dataset(cfg.data, device="cpu")
@@ -155,7 +155,7 @@ def study_spec(data: dict, size: dict, device: torch.device, amp: bool, channels
     base = spec["base"]
     spec["base"] = {**base, "model": seed000_model(size), "data": {**base.get("data", {}), **subset(data, size)},
                     "train": {**base.get("train", {}), "batch_size": 64, "eval_train_samples": 0, "amp": amp,
-                              "channels_last": channels_last or "auto", "device": str(device), "checkpoint_every": 0}}
+                              "channels_last": channels_last, "device": str(device), "checkpoint_every": 0}}
     return StudySpec.from_dict(spec)
 
 

@@ -30,7 +30,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         "model": {"name": args.model},
         "optim": {"name": "adam", "lr": 1e-3},
         "train": {"epochs": args.repeats + 1, "batch_size": args.batch_size, "device": args.device,
-                  "eval_train_samples": 0, "amp": fast, "compile": fast, "channels_last": fast or "auto"},
+                  "eval_train_samples": 0, "amp": fast, "compile": fast, "channels_last": fast},
     })
 
 

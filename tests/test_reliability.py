@@ -68,16 +68,6 @@ def test_a_larger_budget_needs_extend_and_then_matches_an_uninterrupted_run(tmp_
     assert without_seconds(lines) == without_seconds(straight.epochs)
 
 
-def test_a_run_resumes_whatever_its_memory_layout_setting(tmp_path):
-    """train.channels_last changes the layout, not the computation: a run started before `auto` became
-    the default (stored `false`) resumes under the new default and ends as an uninterrupted run."""
-    run_dir = tmp_path / "a"
-    train_run(tiny(**{"train.epochs": 1, "train.channels_last": False}), run_dir=run_dir)
-    resumed = train_run(tiny(), run_dir=run_dir, extend=True)  # default: auto
-    assert json.loads((run_dir / "config.json").read_text())["train"]["channels_last"] == "auto"
-    assert without_seconds(resumed.epochs) == without_seconds(train_run(tiny()).epochs)  # an MLP: same layout
-
-
 # ------------------------------------------------------------------------------- 6: corruption
 def test_a_truncated_checkpoint_is_named_with_what_to_do(tmp_path):
     run_dir = tmp_path / "a"

@@ -1,14 +1,16 @@
-"""Speed options. bf16 autocast and torch.compile are CUDA-only: a CPU run with them set trains exactly
-as one without. Channels-last (``train.channels_last``, "auto" = on on CPU) changes the layout, not the
-result: a CPU conv net trains to the same numbers up to rounding either way. The fused optimizers are
-used on every device and update as torch.optim's reference (for-loop) implementations do."""
+"""Speed options. bf16 autocast, torch.compile and the channels-last option are for CUDA: a CPU run
+with them set trains exactly as one without. On CPU a conv net always runs channels-last (oneDNN's
+layout), which changes the layout, not the result: it trains to the same numbers as in NCHW up to
+rounding. The fused optimizers are used on every device and update as torch.optim's reference
+(for-loop) implementations do."""
 
 import pytest
 import torch
 
-from reglab.config import ConfigError, OptimConfig, RegularizeConfig, RunConfig
+from reglab.config import OptimConfig, RegularizeConfig, RunConfig
 from reglab.data import TensorData
 from reglab.regularize.optim import build_optimizer
+from reglab.train import loop
 from reglab.train.loop import Trainer, uses_channels_last
 
 
@@ -22,7 +24,7 @@ def images() -> TensorData:
 CNN = RunConfig.from_dict({
     "model": {"name": "deeper_cnn", "norm": "batch", "options": {"channels": [4, 8, 8], "fc_widths": [16]}},
     "optim": {"name": "adamw", "weight_decay": 0.01},
-    "train": {"epochs": 2, "batch_size": 16, "device": "cpu", "eval_train_samples": 32, "channels_last": False},
+    "train": {"epochs": 2, "batch_size": 16, "device": "cpu", "eval_train_samples": 32},
 })
 
 
@@ -31,7 +33,7 @@ def metrics(epochs: list[dict]) -> list[dict]:
 
 
 def test_cuda_speed_options_change_nothing_on_cpu():
-    fast = CNN.override({"train.amp": True, "train.compile": True})
+    fast = CNN.override({"train.amp": True, "train.compile": True, "train.channels_last": True})
     plain_trainer, fast_trainer = Trainer(CNN, data=images()), Trainer(fast, data=images())
     assert fast_trainer.forward is fast_trainer.model  # not compiled off CUDA
     assert fast_trainer.optimizer.defaults["fused"]  # fused kernels on CPU too
@@ -41,14 +43,15 @@ def test_cuda_speed_options_change_nothing_on_cpu():
         assert torch.equal(a, b)
 
 
-def test_channels_last_on_cpu_changes_the_layout_not_the_result():
+def test_channels_last_on_cpu_changes_the_layout_not_the_result(monkeypatch):
     # momentum, not Adam: Adam amplifies rounding where the exact gradient is zero (a 1×1 projection of
     # one input channel before BatchNorm is scale-invariant), which would hide a real difference
     cfg = CNN.override({"optim.name": "momentum", "optim.lr": 0.05})
-    plain_trainer = Trainer(cfg, data=images())
-    nhwc_trainer = Trainer(cfg.override({"train.channels_last": "auto"}), data=images())
+    nhwc_trainer = Trainer(cfg, data=images())
     conv = next(p for p in nhwc_trainer.model.parameters() if p.dim() == 4)
     assert nhwc_trainer.channels_last and conv.is_contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(loop, "uses_channels_last", lambda *args: False)  # the NCHW reference
+    plain_trainer = Trainer(cfg, data=images())
     assert not plain_trainer.channels_last
     plain, nhwc = plain_trainer.fit(), nhwc_trainer.fit()
     for a, b in zip(metrics(plain.epochs), metrics(nhwc.epochs), strict=True):
@@ -60,12 +63,12 @@ def test_channels_last_on_cpu_changes_the_layout_not_the_result():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_channels_last_applies_only_to_conv_nets_on_cpu_and_cuda():
+def test_channels_last_is_for_conv_nets_always_on_cpu_and_on_request_on_cuda():
     cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
     mlp = torch.nn.Sequential(torch.nn.Linear(4, 2))
     cpu, cuda, mps = (torch.device(d) for d in ("cpu", "cuda", "mps"))
-    assert uses_channels_last("auto", cnn, cpu) and not uses_channels_last("auto", cnn, cuda)
-    assert uses_channels_last(True, cnn, cuda) and not uses_channels_last(False, cnn, cpu)
+    assert uses_channels_last(False, cnn, cpu) and not uses_channels_last(False, cnn, cuda)
+    assert uses_channels_last(True, cnn, cuda)
     assert not uses_channels_last(True, mlp, cpu) and not uses_channels_last(True, cnn, mps)
 
 
@@ -91,10 +94,3 @@ def test_fused_optimizer_matches_the_for_loop_reference(name):
             opt.step()
     for p, q in zip(model.parameters(), twin, strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)  # rounding only
-
-
-def test_channels_last_takes_true_false_or_auto_and_names_itself_otherwise():
-    assert RunConfig().train.channels_last == "auto"
-    for bad in ("yes", 1):
-        with pytest.raises(ConfigError, match=r"train.channels_last: expected true, false or 'auto'"):
-            RunConfig.from_dict({"train": {"channels_last": bad}})

@@ -235,7 +235,7 @@ def test_layer_normalized_direction_matches_a_hand_computation():
 
 
 def test_a_channels_last_model_gets_the_slow_loops_losses_without_vmap_fallbacks():
-    """train.channels_last keeps CPU conv nets channels-last; vmap has no batching rule for adaptive
+    """A conv net trained on CPU is channels-last; vmap has no batching rule for adaptive
     pooling of channels-last activations, so the landscape must evaluate contiguous copies."""
     import warnings
 

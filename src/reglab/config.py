@@ -176,10 +176,8 @@ class TrainConfig(_Section):
                                              "every execution path uses this value")
     amp: bool = Field(False, description="bf16 autocast on CUDA")
     compile: bool = Field(False, description="torch.compile the model on CUDA")
-    channels_last: bool | Literal["auto"] = Field(
-        "auto", description="channels-last memory format for models with 2-D convolutions (weights and batches); "
-        "auto: on CPU (oneDNN's own layout, faster there), off on other devices"
-    )
+    channels_last: bool = Field(False, description="channels-last memory format for conv nets on CUDA (on CPU "
+                                "they always run channels-last, oneDNN's own layout)")
     cuda_graphs: bool = Field(
         True, description="packed training on CUDA: capture the whole step as one CUDA graph (eager where "
                           "capture is impossible, with the reason)"
@@ -200,13 +198,6 @@ class TrainConfig(_Section):
         if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             return value
         raise ValueError(f"expected a non-negative integer or 'auto' (got {value!r})")
-
-    @field_validator("channels_last", mode="before")
-    @classmethod
-    def _channels_last(cls, value: Any) -> Any:
-        if isinstance(value, bool) or value == "auto":
-            return value
-        raise ValueError(f"expected true, false or 'auto' (got {value!r})")
 
     @field_validator("device")
     @classmethod

@@ -141,7 +141,7 @@ class Residual(nn.Module):
             skip = x
         # body first (the same sum): the result takes its first operand's memory layout, and a 1×1
         # projection of a one-channel input has ambiguous strides, so it would hand a channels-last
-        # network (train.channels_last) an NCHW activation
+        # network (every conv net on CPU) an NCHW activation
         y = out + skip
         return y if self.post is None else self.post(y)
 

@@ -181,7 +181,7 @@ def _grid_losses(model: nn.Module, directions: Sequence[Direction], coeffs: torc
     """
     if mode not in ("eval", "train"):
         raise ConfigError(f"mode: expected eval or train (got {mode!r})")
-    # contiguous copies: a channels-last model (train.channels_last) would hand vmap channels-last
+    # contiguous copies: a channels-last model (a conv net trained on CPU) would hand vmap channels-last
     # activations, and adaptive pooling has no batching rule for those (a warning and a per-point loop)
     directions = [{k: v.contiguous() for k, v in _by_name(model, d).items()} for d in directions]
     state = {**dict(model.named_buffers()), **{n: p.detach().contiguous() for n, p in model.named_parameters()}}

@@ -107,14 +107,14 @@ def cached_dataset(cfg: RunConfig, device: torch.device) -> TensorData:
     return _DATA_CACHE[key]
 
 
-def uses_channels_last(setting: bool | str, model: nn.Module, device: torch.device) -> bool:
-    """Whether a run keeps its weights and batches channels-last (``train.channels_last``): only for a
-    model with 2-D convolutions, on CPU or CUDA; "auto" turns it on on CPU, where oneDNN computes
-    convolutions in that layout and otherwise reorders every input and output (a step of source
-    000's DeeperCNN 1.3–1.4× faster, docs/performance.md)."""
-    if device.type not in ("cpu", "cuda") or not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+def uses_channels_last(setting: bool, model: nn.Module, device: torch.device) -> bool:
+    """Whether a run keeps its weights and batches channels-last: a model with 2-D convolutions on CUDA
+    when ``train.channels_last`` is set, and always on CPU, where oneDNN computes convolutions in that
+    layout and otherwise reorders every input and output (a step of source 000's DeeperCNN 1.3–1.4×
+    faster; the same result up to rounding, docs/performance.md)."""
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
         return False
-    return device.type == "cpu" if setting == "auto" else bool(setting)
+    return device.type == "cpu" or (device.type == "cuda" and setting)
 
 
 class Trainer:

@@ -25,10 +25,6 @@ from reglab.config import ConfigError
 BUDGET_FIELDS = ("train.epochs", "train.max_steps")
 """Fields a run may be resumed with a larger value of, when the caller says so (``extend=True``)."""
 
-LAYOUT_FIELDS = ("train.channels_last",)
-"""Fields that change how a run's tensors are laid out in memory, not what it computes (up to
-rounding): a run resumes with any value, e.g. one started before ``auto`` became the default."""
-
 
 class DamagedFile(ConfigError):
     """A file of a run or study directory cannot be read; the message names it and says what to do."""
@@ -152,7 +148,7 @@ def check_resumable(run_dir: Path, config: dict, *, extend: bool = False) -> Non
         raise ConfigError(f"{run_dir}: is a file; a run directory must be a directory")
     if not (run_dir / "config.json").exists():
         return
-    changes = {k: v for k, v in config_changes(read_config(run_dir), config).items() if k not in LAYOUT_FIELDS}
+    changes = config_changes(read_config(run_dir), config)
     grown = {k: v for k, v in changes.items() if k in BUDGET_FIELDS and (v[0] is None) <= (v[1] is None)
              and (v[1] is None or (v[0] is not None and v[1] >= v[0]))}
     other = {k: v for k, v in changes.items() if k not in grown}
