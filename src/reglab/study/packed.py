@@ -18,7 +18,6 @@ most K runs on any device (a single leftover run trains alone).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,7 +30,7 @@ from reglab.errors import one_line
 from reglab.models import build_model
 from reglab.study.analysis import finish_analysis
 from reglab.study.executors import LocalExecutor, RunEvents, RunTask, run_in_pool, with_device
-from reglab.train.loop import RunResult, Trainer, cached_dataset, resolve_device, torch_threads
+from reglab.train.loop import RunResult, Trainer, cached_dataset, planned_steps, resolve_device, torch_threads
 from reglab.train.packed import PackedTrainer, pack_groups, packing_blocker, synchronize
 
 MEMORY_FRACTION = 0.8
@@ -126,20 +125,19 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
     threads = group[0].config.train.threads
     if workers > 1:
         size = max(1, -(-size // workers))
-    steps = MEASURE_STEPS
     device = resolve_device(group[0].config.train.device)
     timed, training = measurement_run_steps(size, device), group_run_steps(group, device)
     if timed > MEASURE_SHARE * training:
         report(f"--pack auto: {len(group)} runs of {group[0].config.model.name} on {device}: too short to "
                f"measure ({timed} timed run-steps against {training} of training) -> trained alone")
         return 0
-    solo = min(solo_step_seconds(group[0].config, steps * size, threads=threads) for _ in range(2))
+    solo = min(solo_step_seconds(group[0].config, MEASURE_STEPS * size, threads=threads) for _ in range(2))
     previous = torch.get_num_threads()
     while size >= 1:
         torch.set_num_threads(threads or previous)
         try:
             pack = PackedTrainer([Trainer(t.config) for t in group[:size]])
-            packed = min(pack.time_step(steps) for _ in range(2)) / size  # the less disturbed of two
+            packed = min(pack.time_step(MEASURE_STEPS) for _ in range(2)) / size  # the less disturbed of two
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             size //= 2
@@ -164,10 +162,8 @@ def measurement_run_steps(size: int, device: torch.device) -> int:
 
 def group_run_steps(group: Sequence[RunTask], device: torch.device) -> int:
     """Training steps of all runs of a `pack_groups` group (they share data and budget)."""
-    train = group[0].config.train
-    n = cached_dataset(group[0].config, device).x_train.shape[0]
-    per_run = train.epochs * math.ceil(n / (train.batch_size or n))
-    return len(group) * min(per_run, train.max_steps or per_run)
+    cfg = group[0].config
+    return len(group) * planned_steps(cfg.train, cached_dataset(cfg, device).x_train.shape[0])
 
 
 def plan_packs(tasks: Sequence[RunTask], pack: str | int, *,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from reglab.config import ConfigError, RunConfig
+from reglab.config import ConfigError, RunConfig, TrainConfig
 from reglab.data import TensorData, apply_augmentation, batch_indices, draw_augmentation, load_dataset
 from reglab.models import build_model
 from reglab.regularize.early_stopping import EarlyStopping
@@ -107,6 +107,12 @@ def cached_dataset(cfg: RunConfig, device: torch.device) -> TensorData:
     return _DATA_CACHE[key]
 
 
+def planned_steps(train: TrainConfig, n_train: int) -> int:
+    """Optimizer steps of a whole run: epochs × ⌈n / batch⌉ (batch 0: the full set), at most max_steps."""
+    per_run = train.epochs * math.ceil(n_train / (min(train.batch_size, n_train) or n_train))
+    return min(per_run, train.max_steps or per_run)
+
+
 def uses_channels_last(setting: bool, model: nn.Module, device: torch.device) -> bool:
     """Whether a run keeps its weights and batches channels-last: a model with 2-D convolutions on CUDA
     when ``train.channels_last`` is set, and always on CPU, where oneDNN computes convolutions in that
@@ -139,10 +145,9 @@ class Trainer:
         n = self.data.x_train.shape[0]
         self.batch_size = n if train.batch_size == 0 else min(train.batch_size, n)
         self.steps_per_epoch = math.ceil(n / self.batch_size)
-        total_steps = min(train.max_steps or math.inf, train.epochs * self.steps_per_epoch)
         self.optimizer = build_optimizer(self.model, cfg.optim, reg)
         self.schedule = Schedule(self.optimizer, cfg.optim, steps_per_epoch=self.steps_per_epoch,
-                                 total_steps=int(total_steps))
+                                 total_steps=planned_steps(train, n))
         self.penalty = Penalty(penalized_parameters(self.model, reg.penalize), l1=reg.l1, l2=reg.l2)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.ema = build_ema(self.model, reg.ema) if reg.ema else None
