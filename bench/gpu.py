@@ -201,9 +201,14 @@ def bench_surface(data: dict, size: dict, device: torch.device) -> dict:
     return {"points": size["points"], "seconds": time.perf_counter() - start, "finite": bool(losses.isfinite().all())}
 
 
+def pack_configs(spec: StudySpec, size: dict) -> list[RunConfig]:
+    """The study's runs, arms × seeds in turn (a pack of K takes the first K), for the largest pack size."""
+    return [spec.arm_config(arm, seed) for seed in range(max(size["pack_sizes"])) for arm in spec.arms]
+
+
 def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dict:
     """Seconds per step of packs of the study's runs (arms × seeds in turn) at each size, bf16 and float32."""
-    configs = [spec.arm_config(arm, seed) for seed in range(max(size["pack_sizes"])) for arm in spec.arms]
+    configs = pack_configs(spec, size)
     rows, precisions = {}, ([True, False] if device.type == "cuda" else [False])  # amp: bf16 autocast or not
     for amp in precisions:
         chosen = [c.override({"train.amp": amp}) for c in configs]
@@ -231,7 +236,7 @@ def bench_forms(spec: StudySpec, size: dict, device: torch.device) -> dict[str, 
     """The largest pack's forward and backward by each form of `bench.pack_forms`, bf16 and float32.
     Run last: a form whose CUDA-graph capture fails must not cost the other rows."""
     k = max(size["pack_sizes"])
-    configs = [spec.arm_config(arm, seed) for seed in range(k) for arm in spec.arms][:k]
+    configs = pack_configs(spec, size)[:k]
     return {f"{'bf16' if amp else 'float32'} K={k}": time_forms(PackedTrainer([Trainer(c.override({"train.amp": amp}))
                                                                                for c in configs]))
             for amp in ([True, False] if device.type == "cuda" else [False])}

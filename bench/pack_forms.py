@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from bench.reference import synchronize
 from reglab.errors import one_line
 from reglab.train.pack_layers import set_batched
 from reglab.train.packed import PackedTrainer
@@ -81,13 +82,11 @@ def _timed(call: Callable[[], object], device: torch.device, steps: int) -> floa
             call()
         call = graph.replay
     call()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         call()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return (time.perf_counter() - start) / steps
 
 
