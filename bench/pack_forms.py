@@ -35,14 +35,14 @@ FORMS = ("vmap", "loop", "streams")
 
 def _rows(pack: PackedTrainer, k: int) -> tuple[dict, dict]:
     """Run `k`'s parameters and buffers: views of the stacked tensors (buffer updates land in them)."""
-    params = {name: leaf[k] for name, leaf in zip(pack.param_names, pack.leaves, strict=True)}
+    params = {name: view[k] for name, view in pack.param_views().items()}
     return params, {name: buf[k] for name, buf in pack.buffers.items()}
 
 
 def _forward(pack: PackedTrainer, form: str, x: Tensor, streams: list) -> Tensor:
     """The runs' outputs ``(K, B, …)`` computed by `form` (``streams``: one CUDA stream per run)."""
     if form == "vmap":
-        return pack.vmapped(dict(zip(pack.param_names, pack.leaves, strict=True)), pack.buffers, x)
+        return pack.vmapped(pack.param_views(), pack.buffers, x)
     set_batched(pack.module, False)  # the plain layers, as a solo run has them
     try:
         if form == "loop":

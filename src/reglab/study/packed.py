@@ -29,7 +29,7 @@ from reglab.config import RunConfig
 from reglab.errors import one_line
 from reglab.models import build_model
 from reglab.study.analysis import finish_analysis
-from reglab.study.executors import LocalExecutor, RunEvents, RunTask, run_in_pool, with_device
+from reglab.study.executors import LocalExecutor, RunEvents, RunTask, run_in_pool, with_device, worker_context
 from reglab.train.loop import RunResult, Trainer, cached_dataset, planned_steps, resolve_device, torch_threads
 from reglab.train.packed import PackedTrainer, pack_groups, packing_blocker, synchronize
 
@@ -214,6 +214,8 @@ class PackedExecutor:
 
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
         workers = self.local.workers
+        if workers > 1:
+            worker_context()  # the fork server imports while the packing decision is measured
         packs, alone = plan_packs([with_device(t, self.device) for t in tasks], self.pack,
                                   decide=lambda group: measured_pack_size(group, workers=workers, report=events.note))
         if workers > 1 and packs:  # largest packs first

@@ -35,11 +35,12 @@ import contextlib
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.func import functional_call, vmap
 
 from reglab.config import RunConfig
@@ -104,6 +105,10 @@ class PackedTrainer:
         self.param_names = [name for name, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.numels = [p.numel() for _, p in named]
+        # Linear weights are stored transposed, (in, out): the gradient vmap's bmm gives is then already
+        # in the stored layout, where (out, in) storage would cost a transposing copy per weight per step
+        linear = {f"{name}.weight".lstrip(".") for name, m in self.module.named_modules() if isinstance(m, nn.Linear)}
+        self.transposed = [name in linear for name in self.param_names]
         self.buffer_names = [name for name, _ in self.module.named_buffers() if name not in self.rate_values]
         buffer_shapes = [self.module.get_buffer(name).shape for name in self.buffer_names]
         for t in trainers:  # runs map onto the pack's network by position
@@ -141,11 +146,12 @@ class PackedTrainer:
         runs = self._runs()
         if len({t.step for t in runs}) > 1:
             raise ValueError("PackedTrainer: runs must have taken the same number of steps")
-        flat = lambda tensors: torch.cat([p.detach().reshape(-1) for p in tensors])  # noqa: E731
+        flat = self._flat
         self.params = torch.stack([flat(t.params) for t in runs])  # (K, P); the leaves below are views of it
         k = len(runs)
-        self.leaves = [v.view(k, *shape).requires_grad_(True)
-                       for v, shape in zip(self.params.split(self.numels, dim=1), self.shapes, strict=True)]
+        self.leaves = [v.view(k, *(shape[::-1] if tr else shape)).requires_grad_(True)
+                       for v, shape, tr in zip(self.params.split(self.numels, dim=1), self.shapes, self.transposed,
+                                               strict=True)]
         self.batched = k > 1
         set_batched(self.module, self.batched)
         self.grad = torch.zeros_like(self.params)
@@ -181,6 +187,21 @@ class PackedTrainer:
         self.graph = None
         self.eager_steps = 0
 
+    def _flat(self, tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+        """One run's per-parameter tensors (parameters, moments) as a row of the stacked storage."""
+        return torch.cat([(p.detach().t() if tr else p.detach()).reshape(-1)
+                          for p, tr in zip(tensors, self.transposed, strict=True)])
+
+    def _split(self, row: torch.Tensor) -> list[torch.Tensor]:
+        """A row of the stacked storage as views shaped like the run's parameters (inverse of `_flat`)."""
+        return [v.view(shape[::-1]).t() if tr else v.view(shape)
+                for v, shape, tr in zip(row.split(self.numels), self.shapes, self.transposed, strict=True)]
+
+    def param_views(self) -> dict[str, torch.Tensor]:
+        """The stacked parameters ``(K, …)`` by name, shaped as the network uses them (views of the leaves)."""
+        return {name: leaf.transpose(1, 2) if tr else leaf
+                for name, leaf, tr in zip(self.param_names, self.leaves, self.transposed, strict=True)}
+
     def _decay_mask(self, t: Trainer) -> torch.Tensor:
         """1 where weight decay and the L1/L2 penalties act on run `t`'s flat parameters."""
         chosen = {id(p) for p in penalized_parameters(t.model, t.cfg.regularize.penalize)}
@@ -190,8 +211,8 @@ class PackedTrainer:
     def _unstack(self) -> None:
         """Write the stacked state back into each active run's model, optimizer, schedule and EMA."""
         for slot, t in enumerate(self._runs()):
-            for p, row in zip(t.params, self.params[slot].split(self.numels), strict=True):
-                p.copy_(row.view_as(p))
+            for p, view in zip(t.params, self._split(self.params[slot]), strict=True):
+                p.copy_(view)
             for name, buf in zip(self.buffer_names, t.model.buffers(), strict=True):
                 buf.copy_(self.buffers[name][slot])
             t.step = int(self.optimizer.step_count.item())
@@ -199,8 +220,8 @@ class PackedTrainer:
             sync_schedule(t)
             if t.ema is not None:
                 ema_params = [p for p in t.ema.module.parameters() if p.requires_grad]
-                for p, row in zip(ema_params, self.ema_params[slot].split(self.numels), strict=True):
-                    p.copy_(row.view_as(p))
+                for p, view in zip(ema_params, self._split(self.ema_params[slot]), strict=True):
+                    p.copy_(view)
                 for name, buf in zip(self.buffer_names, t.ema.module.buffers(), strict=True):
                     buf.copy_(self.ema_buffers[name][slot])
                 t.ema.n_averaged.fill_(t.step + 1)
@@ -210,10 +231,10 @@ class PackedTrainer:
         state = self.optimizer.run_state(slot)
         if not t.step:
             return
-        pieces = {name: flat.split(self.numels) for name, flat in state.items()}
+        pieces = {name: self._split(flat) for name, flat in state.items()}
         fused = any(g.get("fused") for g in t.optimizer.param_groups)
         for i, p in enumerate(t.params):
-            entry = {name: torch.empty_like(p).copy_(rows[i].view_as(p)) for name, rows in pieces.items()}  # p's layout
+            entry = {name: torch.empty_like(p).copy_(views[i]) for name, views in pieces.items()}  # p's layout
             if isinstance(t.optimizer, torch.optim.SGD):
                 entry.setdefault("momentum_buffer", None)
             else:
@@ -258,7 +279,7 @@ class PackedTrainer:
             x, partner, lam = vmap(mix_batch, in_dims=(0, 0, dims))(x, y, mix)  # each run's own partners, lam, box
         if self.channels_last:
             x = pack_channels_last(x)
-        params = dict(zip(self.param_names, self.leaves, strict=True))
+        params = self.param_views()
         with self.autocast():
             out = self._forward(params, self.buffers, x)
         out = out.float()

@@ -100,8 +100,9 @@ class RateDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
-        keep = torch.rand(x.shape, device=x.device) >= self.rate  # rate 0: all kept
-        return x * keep.to(x.dtype) / (1 - self.rate).to(x.dtype)
+        scale = (1 / (1 - self.rate)).to(x.dtype)
+        mask = torch.where(torch.rand(x.shape, device=x.device) >= self.rate, scale, 0)  # rate 0: all kept, × 1
+        return x * mask
 
 
 class RateGate(nn.Module):

@@ -1,0 +1,67 @@
+"""Pool workers fork from a server that has done the heavy imports, yet behave as freshly spawned
+ones: they see the driver's environment as it is when their pool starts, and die with the driver."""
+
+import concurrent.futures as cf
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from reglab.study.executors import _init_worker, worker_context
+
+
+def pool(workers: int = 1) -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_init_worker,
+                                  initargs=(None, dict(os.environ), os.getpid()))
+
+
+def test_a_worker_sees_the_environment_of_its_pool_not_of_the_fork_server(monkeypatch):
+    worker_context()  # the fork server runs (started here or by an earlier test) with the old environment
+    monkeypatch.setenv("REGLAB_WORKER_PROBE", "set after the server started")
+    monkeypatch.delenv("HOME")
+    with pool() as workers:
+        assert workers.submit(os.getenv, "REGLAB_WORKER_PROBE").result() == "set after the server started"
+        assert workers.submit(os.getenv, "HOME").result() is None
+
+
+DRIVER = textwrap.dedent("""
+    import concurrent.futures as cf, os, time
+    from reglab.study.executors import _init_worker, worker_context
+    if __name__ == "__main__":
+        pool = cf.ProcessPoolExecutor(1, mp_context=worker_context(), initializer=_init_worker,
+                                      initargs=(None, dict(os.environ), os.getpid()))
+        print(pool.submit(os.getpid).result(), flush=True)
+        time.sleep(300)
+""")
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_worker_exits_when_its_driver_is_killed(tmp_path):
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(driver.stdout.readline())
+        assert running(worker)
+        driver.kill()  # SIGKILL: no cleanup in the driver
+        driver.wait()
+        deadline = time.monotonic() + 10
+        while running(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not running(worker), "the worker outlived its driver"
+    finally:
+        driver.kill()
+        driver.wait()
