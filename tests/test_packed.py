@@ -19,6 +19,7 @@ from reglab.data import TensorData
 from reglab.study import StudySpec, make_executor, run_study
 from reglab.study.packed import (
     PackedExecutor,
+    decide_pack_size,
     estimate_run_bytes,
     group_run_steps,
     measured_pack_size,
@@ -248,6 +249,11 @@ def test_auto_packing_measures_both_ways(tmp_path, monkeypatch):
     assert sum(taken) == measurement_run_steps(3, torch.device("cpu")) == 76
     alone, packed = (float(x) for x in re.findall(r"([\d.]+) ms", lines[0]))
     assert lines[0].startswith("--pack auto: 6 runs of mlp on cpu") and (size == 3) == (packed < alone)
+    trained, lines = len(taken), []
+    size = decide_pack_size(tasks, 2, lines.append)  # as the executor decides for two workers: in a worker
+    assert len(taken) == trained, "the driver trained while measuring"
+    alone, packed = (float(x) for x in re.findall(r"([\d.]+) ms", lines[0]))
+    assert size in (0, 3) and (size == 3) == (packed < alone)
 
 
 def test_auto_packing_does_not_measure_a_group_shorter_than_ten_times_the_measurement(tmp_path, monkeypatch):

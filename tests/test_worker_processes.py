@@ -1,7 +1,6 @@
 """Pool workers fork from a server that has done the heavy imports, yet behave as freshly spawned
 ones: they see the driver's environment as it is when their pool starts, and die with the driver."""
 
-import concurrent.futures as cf
 import os
 import subprocess
 import sys
@@ -11,29 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from reglab.study.executors import _init_worker, worker_context
-
-
-def pool(workers: int = 1) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_init_worker,
-                                  initargs=(None, dict(os.environ), os.getpid()))
+from reglab.study.workers import in_worker, start_server, worker_pool
 
 
 def test_a_worker_sees_the_environment_of_its_pool_not_of_the_fork_server(monkeypatch):
-    worker_context()  # the fork server runs (started here or by an earlier test) with the old environment
+    start_server()  # the fork server runs (started here or by an earlier test) with the old environment
     monkeypatch.setenv("REGLAB_WORKER_PROBE", "set after the server started")
     monkeypatch.delenv("HOME")
-    with pool() as workers:
+    with worker_pool(2) as workers:
         assert workers.submit(os.getenv, "REGLAB_WORKER_PROBE").result() == "set after the server started"
         assert workers.submit(os.getenv, "HOME").result() is None
+    assert in_worker(os.getenv, "REGLAB_WORKER_PROBE") == "set after the server started"
 
 
 DRIVER = textwrap.dedent("""
-    import concurrent.futures as cf, os, time
-    from reglab.study.executors import _init_worker, worker_context
+    import os, time
+    from reglab.study.workers import worker_pool
     if __name__ == "__main__":
-        pool = cf.ProcessPoolExecutor(1, mp_context=worker_context(), initializer=_init_worker,
-                                      initargs=(None, dict(os.environ), os.getpid()))
+        pool = worker_pool(1)
         print(pool.submit(os.getpid).result(), flush=True)
         time.sleep(300)
 """)

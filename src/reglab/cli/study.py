@@ -38,7 +38,7 @@ def print_table(table: Table) -> None:
 
 def default_workers() -> int:
     """Two worker processes where there are at least two cores, else one."""
-    from reglab.study.executors import usable_cores
+    from reglab.study.workers import usable_cores
 
     return 2 if usable_cores() >= 2 else 1
 
@@ -96,6 +96,11 @@ def compare(
                                              "an arm")] = None,
 ) -> None:
     """Run (or resume) a study: every arm over every seed, then print the table and write the report."""
+    workers = workers or (default_workers() if executor == "local" else None)
+    if executor == "local" and workers > 1:
+        from reglab.study.workers import start_server
+
+        start_server()  # its imports overlap this process's
     from reglab.study import load_spec, make_executor
 
     spec = with_statistics(load_spec(source, seeds=seeds, epochs=epochs), correction, target)
@@ -111,7 +116,7 @@ def compare(
 
         resolve_device(validate(TrainConfig, {"device": device}, prefix="train").device)
     name, options = executor_choice(executor, pack)
-    runner = make_executor(name, workers=workers or (default_workers() if executor == "local" else None),
+    runner = make_executor(name, workers=workers,
                            device=device, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                            **options)
     run_and_report(spec, out, runner, force=force, log=log, rebuild=rebuild_index)

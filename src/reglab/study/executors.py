@@ -11,22 +11,17 @@ from __future__ import annotations
 import concurrent.futures as cf
 import importlib
 import inspect
-import multiprocessing
-import os
 import queue
-import select
-import threading
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any, Protocol
 
 from reglab.config import ConfigError, RunConfig
 from reglab.errors import one_line
+from reglab.study.workers import report, worker_context, worker_pool
 from reglab.train.loop import RunResult
 
 
@@ -52,10 +47,6 @@ class RunEvents(Protocol):
 
 class Executor(Protocol):
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None: ...
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def with_device(task: RunTask, device: str | None) -> RunTask:
@@ -152,29 +143,10 @@ def run_in_pool(workers: int, packs: Sequence[Sequence[RunTask]], alone: Sequenc
         packs, alone = _pool_round(workers, packs, alone, events, deaths, pack_worker)
 
 
-WORKER_PRELOAD = ("torch", "torch._dynamo", "reglab.study.packed", "reglab.study.analysis", "reglab.train")
-"""What every worker imports before its first run: about 3 s of imports (``torch._dynamo`` is imported
-by the first ``torch.optim`` optimizer), done once by the fork server instead of once per worker."""
-
-
-def worker_context() -> multiprocessing.context.BaseContext:
-    """The start method of worker processes: fork from a server that has imported `WORKER_PRELOAD`
-    (``forkserver``; the server starts on the first call and imports while the driver goes on, so
-    call this early), or ``spawn`` where there is no fork server. Neither shares the driver's CUDA
-    state or threads; `_init_worker` gives the worker the driver's current environment, as spawn does."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(WORKER_PRELOAD))
-    forkserver.ensure_running()
-    return ctx
-
-
 def _pool_round(workers: int, packs: list[list[RunTask]], alone: list[RunTask], events: RunEvents,
                 deaths: dict[str, int], pack_worker: Callable | None) -> tuple[list[list[RunTask]], list[RunTask]]:
     """One process pool; returns the (packs, single runs) to run again because the pool broke."""
-    ctx = worker_context()
-    messages = ctx.Queue()
+    messages = worker_context().Queue()
     started: set[str] = set()
     by_id = {t.run_id: t for unit in (*packs, *([t] for t in alone)) for t in unit}
     pending_ids = set(by_id)  # tasks whose result has not arrived: their epoch messages count
@@ -193,8 +165,7 @@ def _pool_round(workers: int, packs: list[list[RunTask]], alone: list[RunTask], 
             elif kind == "epoch" and run_id in pending_ids:
                 events.epoch(by_id[run_id], payload)
 
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                initargs=(messages, dict(os.environ), os.getpid())) as pool:
+    with worker_pool(workers, messages) as pool:
         futures = {pool.submit(pack_worker, pack): (pack, True) for pack in packs}
         futures.update({pool.submit(_worker_run, task): ([task], False) for task in alone})
         pending = set(futures)
@@ -244,47 +215,10 @@ def settle_lost(lost: Sequence[RunTask], started: set[str], deaths: dict[str, in
     return retry
 
 
-_MESSAGES: Any = None
-
-
-def _init_worker(messages: Any, environ: dict[str, str], driver_pid: int) -> None:
-    global _MESSAGES
-    _MESSAGES = messages
-    os.environ.clear()
-    os.environ.update(environ)
-    threading.Thread(target=_exit_with_driver, args=(driver_pid,), daemon=True).start()
-
-
-def _exit_with_driver(driver_pid: int) -> None:
-    """A worker must not outlive its driver: a resumed study would write into the same run dir.
-
-    The driver is watched itself, not the worker's parent: a fork server outlives the driver for as
-    long as a worker of it lives. A pidfd (Linux) becomes readable when the driver exits; elsewhere
-    the driver's pid is polled."""
-    try:
-        pidfd = os.pidfd_open(driver_pid)
-    except (AttributeError, OSError):  # no pidfds here, or the driver is gone already
-        while _alive(driver_pid):
-            time.sleep(0.5)
-    else:
-        select.select([pidfd], [], [])
-    os._exit(1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _worker_run(task: RunTask) -> tuple[bool, Any]:
-    _MESSAGES.put(("started", task.run_id, None))
+    report("started", task.run_id)
     try:
-        return True, run_task(task, lambda metrics: _MESSAGES.put(("epoch", task.run_id, metrics)))
+        return True, run_task(task, lambda metrics: report("epoch", task.run_id, metrics))
     except Exception as err:
         traceback.print_exc()
         return False, one_line(err)

@@ -29,7 +29,8 @@ from reglab.config import RunConfig
 from reglab.errors import one_line
 from reglab.models import build_model
 from reglab.study.analysis import finish_analysis
-from reglab.study.executors import LocalExecutor, RunEvents, RunTask, run_in_pool, with_device, worker_context
+from reglab.study.executors import LocalExecutor, RunEvents, RunTask, run_in_pool, with_device
+from reglab.study.workers import in_worker, report
 from reglab.train.loop import RunResult, Trainer, cached_dataset, planned_steps, resolve_device, torch_threads
 from reglab.train.packed import PackedTrainer, pack_groups, packing_blocker, synchronize
 
@@ -152,6 +153,22 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
     return 0
 
 
+def decide_pack_size(group: Sequence[RunTask], workers: int, note: Callable[[str], None]) -> int:
+    """`measured_pack_size` where the runs will train: in this process with one worker, else in a
+    worker process (so the driver never imports what only training needs)."""
+    if workers == 1:
+        return measured_pack_size(group, report=note)
+    size, lines = in_worker(_measure_in_worker, list(group), workers)
+    for line in lines:
+        note(line)
+    return size
+
+
+def _measure_in_worker(group: list[RunTask], workers: int) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    return measured_pack_size(group, workers=workers, report=lines.append), lines
+
+
 def measurement_run_steps(size: int, device: torch.device) -> int:
     """Run-steps `measured_pack_size` trains to time a pack of `size` against one run: two timings a side,
     each after warm-up (`solo_step_seconds`: 2 steps; `PackedTrainer.time_step`: 2, plus 3 before a
@@ -214,10 +231,8 @@ class PackedExecutor:
 
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
         workers = self.local.workers
-        if workers > 1:
-            worker_context()  # the fork server imports while the packing decision is measured
         packs, alone = plan_packs([with_device(t, self.device) for t in tasks], self.pack,
-                                  decide=lambda group: measured_pack_size(group, workers=workers, report=events.note))
+                                  decide=lambda group: decide_pack_size(group, workers, events.note))
         if workers > 1 and packs:  # largest packs first
             run_in_pool(workers, sorted(packs, key=len, reverse=True), alone, events, pack_worker=_worker_pack)
             return
@@ -226,16 +241,16 @@ class PackedExecutor:
         self.local.execute(alone, events)
 
 class _Relay:
-    """`RunEvents` of a pack in a worker process: progress to the driver's queue, results kept."""
+    """`RunEvents` of a pack in a worker process: progress to the driver, results kept."""
 
-    def __init__(self, messages: Any):
-        self.messages, self.outcomes = messages, {}
+    def __init__(self):
+        self.outcomes = {}
 
     def started(self, task: RunTask) -> None:
-        self.messages.put(("started", task.run_id, None))
+        report("started", task.run_id)
 
     def epoch(self, task: RunTask, metrics: dict) -> None:
-        self.messages.put(("epoch", task.run_id, metrics))
+        report("epoch", task.run_id, metrics)
 
     def finished(self, task: RunTask, result: RunResult) -> None:
         self.outcomes[task.run_id] = (True, result)
@@ -246,9 +261,7 @@ class _Relay:
 
 def _worker_pack(tasks: list[RunTask]) -> list[tuple[bool, Any]]:
     """Train one pack in a worker process; each run's ``(ok, RunResult or one-line error)``."""
-    from reglab.study import executors
-
-    relay = _Relay(executors._MESSAGES)
+    relay = _Relay()
     train_pack(tasks, relay)
     return [relay.outcomes.get(t.run_id, (False, "pack ended without a result")) for t in tasks]
 

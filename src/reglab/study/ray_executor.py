@@ -20,7 +20,8 @@ from typing import Any
 from reglab.config import ConfigError
 from reglab.errors import one_line
 from reglab.study import executors
-from reglab.study.executors import RunEvents, RunTask, deliver, usable_cores, with_device
+from reglab.study.executors import RunEvents, RunTask, deliver, with_device
+from reglab.study.workers import usable_cores
 
 POLL_SECONDS = 0.2
 
