@@ -46,8 +46,9 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
-start_server = worker_context
-"""Start the fork server now, so that its imports overlap the driver's."""
+def start_server() -> None:
+    """Start the fork server now, so that its imports overlap the caller's."""
+    worker_context()
 
 
 def worker_pool(workers: int, queue: Any = None) -> cf.ProcessPoolExecutor:
@@ -97,6 +98,6 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, as another user
+        pass
     return True

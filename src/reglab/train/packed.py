@@ -146,7 +146,7 @@ class PackedTrainer:
         runs = self._runs()
         if len({t.step for t in runs}) > 1:
             raise ValueError("PackedTrainer: runs must have taken the same number of steps")
-        flat = self._flat
+        flat = self._flat  # a run's tensors as a row of the stacked storage
         self.params = torch.stack([flat(t.params) for t in runs])  # (K, P); the leaves below are views of it
         k = len(runs)
         self.leaves = [v.view(k, *(shape[::-1] if tr else shape)).requires_grad_(True)
