@@ -1,6 +1,6 @@
 """The local pool's worker processes: how they start, what they inherit, when they exit.
 
-Workers fork from a fork server that has imported `PRELOAD` (``spawn`` where there is none): about
+Workers fork from a fork server that has imported `PRELOAD` (on Linux; elsewhere they spawn): about
 3 s of imports, done once and beside the driver's own start instead of once per worker. This module
 imports no torch, so `start_server` can run before the driver imports it. A worker gets the
 driver's environment as it is when its pool starts (as a spawned process would, not the server's)
@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import select
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,10 +36,11 @@ def usable_cores() -> int:
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
-    """The start method of worker processes: ``forkserver`` preloading `PRELOAD` (the server starts on
-    the first call and imports while the caller goes on), else ``spawn``. Neither shares the driver's
-    CUDA state or threads."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    """The start method of worker processes: on Linux ``forkserver`` preloading `PRELOAD` (the server
+    starts on the first call and imports while the caller goes on), elsewhere ``spawn`` (macOS's
+    system libraries, which torch loads, are not safe to fork). Neither shares the driver's CUDA
+    state or threads."""
+    if not sys.platform.startswith("linux"):
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(list(PRELOAD))
