@@ -18,6 +18,7 @@ from reglab.config import RunConfig
 from reglab.data import TensorData
 from reglab.study import StudySpec, make_executor, run_study
 from reglab.study.packed import (
+    PACK_MARGIN,
     PackedExecutor,
     decide_pack_size,
     estimate_run_bytes,
@@ -248,12 +249,25 @@ def test_auto_packing_measures_both_ways(tmp_path, monkeypatch):
     assert size in (0, 3)  # in two workers: half the group each, or alone
     assert sum(taken) == measurement_run_steps(3, torch.device("cpu")) == 76
     alone, packed = (float(x) for x in re.findall(r"([\d.]+) ms", lines[0]))
-    assert lines[0].startswith("--pack auto: 6 runs of mlp on cpu") and (size == 3) == (packed < alone)
+    assert lines[0].startswith("--pack auto: 6 runs of mlp on cpu") and (size == 3) == (packed < PACK_MARGIN * alone)
     trained, lines = len(taken), []
     size = decide_pack_size(tasks, 2, lines.append)  # as the executor decides for two workers: in a worker
     assert len(taken) == trained, "the driver trained while measuring"
     alone, packed = (float(x) for x in re.findall(r"([\d.]+) ms", lines[0]))
-    assert size in (0, 3) and (size == 3) == (packed < alone)
+    assert size in (0, 3) and (size == 3) == (packed < PACK_MARGIN * alone)
+
+
+@pytest.mark.parametrize(("per_run", "chosen"), [(0.95, 0), (0.85, 3)])
+def test_auto_packing_packs_only_below_the_margin(tmp_path, monkeypatch, per_run, chosen):
+    spec = tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}).override({"train.epochs": 100})
+    tasks = plan(spec, tmp_path)
+    calls = []  # the two sides alternate, so that a burst of load hits both
+    monkeypatch.setattr("reglab.study.packed.solo_step_seconds", lambda *a, **k: calls.append("solo") or 1e-3)
+    monkeypatch.setattr(PackedTrainer, "time_step", lambda self, steps: calls.append("pack") or per_run * 3e-3)
+    lines = []
+    assert measured_pack_size(tasks, workers=2, report=lines.append) == chosen  # 0.9 × alone: PACK_MARGIN
+    assert calls == ["solo", "pack", "solo", "pack"]
+    assert lines[0].endswith("trained alone" if chosen == 0 else "packs of 3")
 
 
 def test_auto_packing_does_not_measure_a_group_shorter_than_ten_times_the_measurement(tmp_path, monkeypatch):

@@ -10,7 +10,8 @@ condensation tracking), that resumes from a checkpoint, or that ends up alone, g
 ``pack="auto"`` decides by measurement, on any device (`measured_pack_size`): for each group it
 times a few steps of a pack (at most as many runs as the free CUDA memory allows by
 `estimate_run_bytes`; with several workers, ⌈group / workers⌉ runs, timed with a worker's threads)
-and a few steps of one run trained alone, and packs when the pack's time per run is the smaller.
+and a few steps of one run trained alone, and packs when the pack's time per run is clearly the
+smaller (`PACK_MARGIN`).
 A group of one run is then a pack of one where that is faster (on CUDA: the captured step). With
 several workers, packs and single runs share one pool of worker processes. ``pack=K`` forces packs of at
 most K runs on any device (a single leftover run trains alone).
@@ -42,6 +43,10 @@ MEASURE_SHARE = 0.1
 
 MEASURE_STEPS = 5
 """Steps per timing of `measured_pack_size` (the solo side takes as many run-steps as the pack)."""
+
+PACK_MARGIN = 0.9
+"""Auto packs only where a pack's step per run takes at most this share of a run's step alone: closer
+than that the two are at par, and timings on a shared machine flip between them."""
 
 
 def parse_pack(value: str | int) -> str | int:
@@ -121,7 +126,8 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
     With one worker: a pack of the whole group (at most what fits the free CUDA memory) trained in
     this process against one run after another. With several: packs of ⌈group / workers⌉ runs, each
     trained in a worker process like a solo run. Both sides use the runs' own `train.threads`.
-    `report` gets one line with both timings and the choice."""
+    Packs where the pack's time per run-step is below `PACK_MARGIN` × the run's alone. `report` gets
+    one line with both timings and the choice."""
     size = min(len(group), memory_pack_size(group[0]) or len(group))
     threads = group[0].config.train.threads
     if workers > 1:
@@ -132,20 +138,23 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
         report(f"--pack auto: {len(group)} runs of {group[0].config.model.name} on {device}: too short to "
                f"measure ({timed} timed run-steps against {training} of training) -> trained alone")
         return 0
-    solo = min(solo_step_seconds(group[0].config, MEASURE_STEPS * size, threads=threads) for _ in range(2))
     previous = torch.get_num_threads()
     while size >= 1:
         torch.set_num_threads(threads or previous)
         try:
             pack = PackedTrainer([Trainer(t.config) for t in group[:size]])
-            packed = min(pack.time_step(MEASURE_STEPS) for _ in range(2)) / size  # the less disturbed of two
+            solo_times, pack_times = [], []
+            for _ in range(2):  # alternating, so that a burst of load on a shared machine hits both sides
+                solo_times.append(solo_step_seconds(group[0].config, MEASURE_STEPS * size, threads=threads))
+                pack_times.append(pack.time_step(MEASURE_STEPS) / size)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             size //= 2
             continue
         finally:
             torch.set_num_threads(previous)
-        chosen = size if packed < solo else 0
+        solo, packed = min(solo_times), min(pack_times)  # the less disturbed timing of each side
+        chosen = size if packed < PACK_MARGIN * solo else 0
         report(f"--pack auto: {len(group)} runs of {group[0].config.model.name} on {device}: "
                f"{1e3 * solo:.2f} ms a step alone, {1e3 * packed:.2f} ms per run-step in a pack of {size} "
                f"-> {f'packs of {size}' if chosen else 'trained alone'}")
