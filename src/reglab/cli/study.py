@@ -43,6 +43,13 @@ def default_workers() -> int:
     return 2 if usable_cores() >= 2 else 1
 
 
+def spec_source_exists(source: str) -> bool:
+    """Whether `source` names a TOML file or a preset (what `load_spec` checks first), without importing torch."""
+    from reglab.presets import preset_names
+
+    return Path(source).is_file() or source in preset_names()
+
+
 # options of the ray executor, shared by `reglab compare` and `reglab sweep`
 Address = Annotated[str | None, Opt(help="ray: the cluster to join, auto or HOST:PORT [default: start a local Ray]")]
 CpusPerRun = Annotated[float | None, Opt(help="ray: CPUs each run declares [default: 1]")]
@@ -97,10 +104,10 @@ def compare(
 ) -> None:
     """Run (or resume) a study: every arm over every seed, then print the table and write the report."""
     workers = workers or (default_workers() if executor == "local" else None)
-    if executor == "local" and workers > 1:
+    if executor == "local" and workers > 1 and spec_source_exists(source):
         from reglab.study.workers import start_server
 
-        start_server()  # its imports overlap this process's
+        start_server()  # its imports overlap this process's (a bad source fails first, with none to wait for)
     from reglab.study import load_spec, make_executor
 
     spec = with_statistics(load_spec(source, seeds=seeds, epochs=epochs), correction, target)
