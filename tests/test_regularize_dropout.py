@@ -47,3 +47,36 @@ def test_eval_mode_is_deterministic_and_draws_no_random_numbers():
     first, second = model(x), model(x)
     assert torch.equal(first, second) and torch.equal(state, torch.get_rng_state())
     assert not torch.equal(model.train()(x), model(x))  # training mode does draw masks
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_cpu_mask_is_uniform_draw_at_least_p_from_the_global_generator(dtype):
+    # reglab's Dropout keeps a unit where U >= p, U ~ Uniform[0, 1) from torch's global CPU generator:
+    # replay the generator and build the expected output by hand
+    from reglab.regularize.dropout import Dropout
+
+    p, x = 0.3, torch.randn(64, 33, dtype=torch.float64).to(dtype)
+    torch.manual_seed(5)
+    out = Dropout(p).train()(x.clone().requires_grad_())
+    torch.manual_seed(5)
+    draw = torch.rand(x.shape, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    kept = draw >= p
+    assert out.dtype == dtype
+    assert torch.equal(out.detach() == 0, ~kept | (x == 0))
+    assert torch.equal(out.detach(), x * (kept.to(draw.dtype) * (1 / (1 - p))).to(dtype))
+
+
+def test_cpu_dropout_gradient_is_its_mask():
+    from reglab.regularize.dropout import Dropout
+
+    x = torch.randn(50, 40, requires_grad=True)
+    out = Dropout(0.4).train()(x)
+    out.sum().backward()
+    assert torch.allclose(x.grad, torch.where(out.detach() != 0, 1 / 0.6, 0.0))
+
+
+def test_models_use_reglabs_dropout():
+    from reglab.regularize.dropout import Dropout
+
+    model = mlp_with_dropout(0.3, layers=None)
+    assert sum(type(m) is Dropout for m in model.modules()) == 2

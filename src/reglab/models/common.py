@@ -12,6 +12,7 @@ from torch import nn
 
 from reglab.config import ConfigError, DropBlockConfig, DropoutConfig, StochasticDepthConfig
 from reglab.regularize.dropblock import DropBlock2d
+from reglab.regularize.dropout import Dropout
 from reglab.regularize.stochastic_depth import Residual, make_gate, survival_probabilities
 
 __all__ = ["ZooModel", "conv_norm", "dropblock_layer", "dropout_layer", "gates", "image_input",
@@ -55,8 +56,8 @@ def site_probabilities(cfg: DropoutConfig, num_sites: int) -> list[float]:
     return [cfg.p if i in used else 0.0 for i in range(num_sites)]
 
 
-def dropout_layer(p: float) -> nn.Dropout | None:
-    return nn.Dropout(p) if p > 0 else None
+def dropout_layer(p: float) -> Dropout | None:
+    return Dropout(p) if p > 0 else None
 
 
 def dropblock_layer(cfg: DropBlockConfig) -> DropBlock2d | None:

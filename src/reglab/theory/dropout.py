@@ -109,7 +109,7 @@ def _forward_tapped(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, _T
     last = drops[-1]
     dropout, h, dropped = calls[last]
     where = f"the last dropout (module {names[dropout]!r})"
-    if type(dropout) is not nn.Dropout:
+    if not isinstance(dropout, nn.Dropout):
         raise ConfigError(f"{prefix}; {where} is {type(dropout).__name__}")
     consumer = next(((m, o) for m, i, o in calls[last + 1:] if i is dropped), None)
     if consumer is None:

@@ -25,6 +25,7 @@ from torch import nn
 from reglab.config import RunConfig
 from reglab.models import build_model, get_model_info
 from reglab.models.deeper_cnn import ReplaceSkip, replace_or_skip
+from reglab.regularize.dropout import dropout_mask
 from reglab.regularize.stochastic_depth import StochasticDepth, gate_branch
 
 PER_RUN_OPTIONS = ("l1", "l2", "penalize", "ema", "label_smoothing", "mixup", "cutmix", "grad_clip", "dropout")
@@ -100,9 +101,7 @@ class RateDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
-        scale = (1 / (1 - self.rate)).to(x.dtype)
-        mask = torch.where(torch.rand(x.shape, device=x.device) >= self.rate, scale, 0)  # rate 0: all kept, × 1
-        return x * mask
+        return x * dropout_mask(x.shape, self.rate, x.dtype, x.device)  # rate 0: all kept, × 1
 
 
 class RateGate(nn.Module):
