@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import signal
 import sys
+import threading
 import traceback
 from typing import Annotated
 
@@ -101,3 +105,23 @@ def main() -> None:
     if code == 130:
         err_console.print(f"interrupted; {RESUME_HINT}", highlight=False, soft_wrap=True)
     sys.exit(code or 0)
+
+
+def run() -> None:
+    """The `reglab` console script: `main()`, then exit without Python's teardown of the imported
+    libraries, which takes about 1 s once torch is imported and saves nothing (the fork server of
+    `reglab.study.workers` leaves the same way). The exit handlers still run first (trackers flush,
+    a local Ray stops, worker processes are joined) and the standard streams are flushed. While
+    another non-daemon thread runs, Python exits as usual, waiting for it."""
+    try:
+        main()
+    except SystemExit as done:
+        if not isinstance(done.code, int) or any(
+                t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+            raise
+        code = done.code
+    atexit._run_exitfuncs()  # what interpreter shutdown would run, in its order
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # e.g. a closed pipe: nothing left to deliver
+            stream.flush()
+    os._exit(code)
