@@ -20,7 +20,7 @@ from reglab.study import StudySpec, make_executor, run_study
 from reglab.study.packed import (
     PACK_MARGIN,
     PackedExecutor,
-    decide_pack_size,
+    PackProbe,
     estimate_run_bytes,
     group_run_steps,
     measured_pack_size,
@@ -250,11 +250,63 @@ def test_auto_packing_measures_both_ways(tmp_path, monkeypatch):
     assert sum(taken) == measurement_run_steps(3, torch.device("cpu")) == 76
     alone, packed = (float(x) for x in re.findall(r"([\d.]+) ms", lines[0]))
     assert lines[0].startswith("--pack auto: 6 runs of mlp on cpu") and (size == 3) == (packed < PACK_MARGIN * alone)
-    trained, lines = len(taken), []
-    size = decide_pack_size(tasks, 2, lines.append)  # as the executor decides for two workers: in a worker
-    assert len(taken) == trained, "the driver trained while measuring"
-    alone, packed = (float(x) for x in re.findall(r"([\d.]+) ms", lines[0]))
-    assert size in (0, 3) and (size == 3) == (packed < PACK_MARGIN * alone)
+
+
+class Recorder:
+    """`RunEvents` that keep what an executor reported."""
+
+    def __init__(self):
+        self.notes, self.results, self.errors = [], {}, {}
+
+    def started(self, task):
+        pass
+
+    def epoch(self, task, metrics):
+        pass
+
+    def finished(self, task, result):
+        self.results[task.run_id] = result
+
+    def failed(self, task, error):
+        self.errors[task.run_id] = error
+
+    def note(self, text):
+        self.notes.append(text)
+
+
+def test_a_probe_holds_all_but_its_pilots_until_its_measurement_plans_them(tmp_path):
+    tasks = plan(tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}), tmp_path)  # 6 runs
+    ids = lambda runs: [t.run_id for t in runs]  # noqa: E731
+    probe = PackProbe(tasks, workers=2)
+    assert ids(probe.pilots) == ["base__s0"] and probe.held == tasks[1:]
+    assert PackProbe(tasks, workers=3).pilots == tasks[:2] and PackProbe(tasks[:1], workers=2).held == tasks[:1]
+    notes = []
+    packs, alone = probe.plan((3, ["measured"]), notes.append)
+    assert [ids(p) for p in packs] == [ids(tasks[1:4]), ids(tasks[4:])] and alone == [] and notes == ["measured"]
+    assert probe.plan((0, []), notes.append) == ([], tasks[1:])
+
+
+def test_with_workers_auto_packing_measures_in_a_worker_while_a_pilot_trains(tmp_path, monkeypatch):
+    spec = tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}).override({"train.epochs": 32})
+    tasks = plan(spec, tmp_path)  # 6 runs × 128 steps: just long enough to be measured
+    taken = []  # run-steps trained in this process (the driver)
+    objective, step = Trainer._objective, PackedTrainer._step
+    monkeypatch.setattr(Trainer, "_objective", lambda self, x, y: taken.append(1) or objective(self, x, y))
+    monkeypatch.setattr(PackedTrainer, "_step", lambda self, idx, *a: taken.append(len(idx)) or step(self, idx, *a))
+    events = Recorder()
+    PackedExecutor(workers=2, pack="auto").execute(tasks, events)
+    assert taken == [], "the driver trained"
+    assert not events.errors and set(events.results) == {t.run_id for t in tasks}
+    (line,) = events.notes
+    assert line.startswith("--pack auto: 6 runs of mlp on cpu")
+    sizes = {run_id: (r.pack or {}).get("size", 0) for run_id, r in events.results.items()}
+    assert sizes["base__s0"] == 0  # the pilot trained alone while the others waited for the measurement
+    held = [sizes[t.run_id] for t in tasks[1:]]
+    assert held == ([3, 3, 3, 2, 2] if line.endswith("packs of 3") else [0] * 5)
+    monkeypatch.undo()
+    for task in tasks:  # packed or alone, each run is the run trained alone
+        solo = Trainer(task.config).fit()
+        assert events.results[task.run_id].final["test_loss"] == pytest.approx(solo.final["test_loss"], abs=1e-5)
 
 
 @pytest.mark.parametrize(("per_run", "chosen"), [(0.95, 0), (0.85, 3)])
@@ -379,3 +431,32 @@ def test_a_channels_last_run_gets_its_optimizer_state_back_in_its_own_layout():
     assert conv.is_contiguous(memory_format=torch.channels_last)
     buffer = trainers[1].optimizer.state[conv]["momentum_buffer"]
     assert buffer.stride() == conv.stride() and buffer.abs().sum() > 0
+
+
+class DyingProbe(PackProbe):
+    """A measurement whose worker process is killed (out of memory, say)."""
+
+    def measure(self):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class FailingProbe(PackProbe):
+    def measure(self):
+        raise RuntimeError("no timer here")
+
+
+@pytest.mark.parametrize("probe", [DyingProbe, FailingProbe])
+def test_runs_held_by_a_measurement_that_fails_or_dies_train_alone(tmp_path, probe):
+    from reglab.study.executors import run_in_pool
+    from reglab.study.packed import _worker_pack
+
+    tasks = plan(tiny_spec({"base": {}}), tmp_path)
+    events = Recorder()
+    run_in_pool(2, [], tasks, events, pack_worker=_worker_pack, probes=[probe(tasks, 2)])
+    assert not events.errors and set(events.results) == {t.run_id for t in tasks}
+    assert all(r.pack is None for r in events.results.values())
+    if probe is FailingProbe:
+        assert events.notes == ["measuring how to train 2 runs failed (RuntimeError: no timer here): they train alone"]

@@ -77,12 +77,14 @@ def test_killed_worker_retries_and_matches_an_uninterrupted_in_process_study(tmp
 
 
 @pytest.mark.slow
-def test_killed_worker_of_a_packed_pool_retries_its_runs(tmp_path):
-    """Packs share a pool with single runs: a killed worker's pack is retried run by run from checkpoints."""
+@pytest.mark.parametrize("pack", [2, "auto"])
+def test_killed_worker_of_a_packed_pool_retries_its_runs(tmp_path, pack):
+    """Packs share a pool with single runs: a killed worker's pack is retried run by run from checkpoints.
+    With auto packing a worker dies while the first run trains and the measurement runs (or has run)."""
     from reglab.study.packed import PackedExecutor
 
     spec = StudySpec.from_dict(SPEC)
-    killer = KillingExecutor(PackedExecutor(workers=2, pack=2))
+    killer = KillingExecutor(PackedExecutor(workers=2, pack=pack))
     packed = run_study(spec, tmp_path / "packed", executor=killer, progress=False)
     assert killer.wrapper.killed is not None
     assert (packed.runs["status"] == "done").all(), packed.runs[["run_id", "status", "error"]]

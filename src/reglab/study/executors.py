@@ -49,6 +49,18 @@ class Executor(Protocol):
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None: ...
 
 
+class Probe(Protocol):
+    """Runs whose training plan a measurement decides (`reglab.study.packed.PackProbe`): `measure` runs in
+    a worker while the `pilots` train alone in the others; `plan(its result, note)` then turns the
+    `held` runs into packs and single runs."""
+
+    pilots: list[RunTask]
+    held: list[RunTask]
+
+    def measure(self) -> Any: ...
+    def plan(self, result: Any, note: Callable[[str], None]) -> tuple[list[list[RunTask]], list[RunTask]]: ...
+
+
 def with_device(task: RunTask, device: str | None) -> RunTask:
     if device is None or task.config.train.device == device:
         return task
@@ -131,26 +143,66 @@ class LocalExecutor:
 
 
 def run_in_pool(workers: int, packs: Sequence[Sequence[RunTask]], alone: Sequence[RunTask], events: RunEvents, *,
-                pack_worker: Callable[[list[RunTask]], list[tuple[bool, Any]]] | None = None) -> None:
-    """Train packs (each by `pack_worker` in one worker) and single runs in `workers` spawned processes.
+                pack_worker: Callable[[list[RunTask]], list[tuple[bool, Any]]] | None = None,
+                probes: Sequence[Probe] = ()) -> None:
+    """Train packs (each by `pack_worker` in one worker) and single runs in `workers` processes.
 
+    Each of `probes` measures in a worker; its held runs, which are among `alone`, wait until it has
+    reported and been planned, while its pilots and the other runs train (`_Queue` gives the order).
     A worker that dies (killed, out of memory) breaks the pool: the runs of every unit that had started
     are retried in a fresh pool one by one, from their checkpoints (at most `MAX_WORKER_DEATHS` times
-    each, `settle_lost`); units that had not started are simply queued again."""
+    each, `settle_lost`); units that had not started are simply queued again, and the held runs of a
+    probe that had not reported train alone."""
     deaths: dict[str, int] = {}
-    packs, alone = [list(p) for p in packs], list(alone)
-    while packs or alone:
-        packs, alone = _pool_round(workers, packs, alone, events, deaths, pack_worker)
+    queue = _Queue([list(p) for p in packs], probes, alone)
+    while queue:
+        queue = _pool_round(workers, queue, events, deaths, pack_worker)
 
 
-def _pool_round(workers: int, packs: list[list[RunTask]], alone: list[RunTask], events: RunEvents,
-                deaths: dict[str, int], pack_worker: Callable | None) -> tuple[list[list[RunTask]], list[RunTask]]:
-    """One process pool; returns the (packs, single runs) to run again because the pool broke."""
+class _Queue:
+    """The units of a pool round in the order they go to free workers: packs (largest first), then
+    probes, then single runs in plan order, skipping those held by a probe that has not reported."""
+
+    def __init__(self, packs: list[list[RunTask]], probes: Sequence[Probe], alone: Sequence[RunTask]):
+        self.packs = sorted(packs, key=len, reverse=True)
+        self.probes = list(probes)
+        self.alone = list(alone)
+        self.held = {t.run_id for probe in probes for t in probe.held}
+
+    def __bool__(self) -> bool:
+        return bool(self.packs or self.probes or self.alone)
+
+    def pop(self) -> tuple[str, Any] | None:
+        """The next unit to dispatch, ``("pack", runs)``, ``("probe", probe)`` or ``("run", run)``; None
+        while only held runs are left."""
+        if self.packs:
+            return "pack", self.packs.pop(0)
+        if self.probes:
+            return "probe", self.probes.pop(0)
+        ready = next((i for i, t in enumerate(self.alone) if t.run_id not in self.held), None)
+        return None if ready is None else ("run", self.alone.pop(ready))
+
+    def planned(self, probe: Probe, packs: list[list[RunTask]]) -> None:
+        """`probe` has reported: its runs in `packs` leave the single runs, the rest are ready."""
+        packed = {t.run_id for pack in packs for t in pack}
+        self.alone = [t for t in self.alone if t.run_id not in packed]
+        self.packs = sorted(self.packs + packs, key=len, reverse=True)
+        self.held -= {t.run_id for t in probe.held}
+
+    def release(self) -> _Queue:
+        """What a broken pool leaves for the next: unplanned probes' held runs train alone."""
+        return _Queue(self.packs, (), self.alone)
+
+
+def _pool_round(workers: int, todo: _Queue, events: RunEvents, deaths: dict[str, int],
+                pack_worker: Callable | None) -> _Queue:
+    """One process pool; returns what is left to run because the pool broke (empty if it did not)."""
     messages = worker_context().Queue()
     started: set[str] = set()
-    by_id = {t.run_id: t for unit in (*packs, *([t] for t in alone)) for t in unit}
+    by_id = {t.run_id: t for unit in (*todo.packs, *([t] for t in todo.alone)) for t in unit}
     pending_ids = set(by_id)  # tasks whose result has not arrived: their epoch messages count
     lost: list[tuple[list[RunTask], bool]] = []
+    running: dict[cf.Future, tuple[str, Any]] = {}
 
     def drain(timeout: float = 0.0) -> None:
         while True:
@@ -166,15 +218,26 @@ def _pool_round(workers: int, packs: list[list[RunTask]], alone: list[RunTask], 
                 events.epoch(by_id[run_id], payload)
 
     with worker_pool(workers, messages) as pool:
-        futures = {pool.submit(pack_worker, pack): (pack, True) for pack in packs}
-        futures.update({pool.submit(_worker_run, task): ([task], False) for task in alone})
-        pending = set(futures)
+
+        def dispatch() -> None:  # one unit per free worker, so that a probe's plan can still go first
+            while not lost and len(running) < workers and (unit := todo.pop()) is not None:
+                kind, payload = unit
+                if kind == "probe":
+                    running[pool.submit(payload.measure)] = unit
+                else:
+                    running[pool.submit(pack_worker if kind == "pack" else _worker_run, payload)] = unit
+
         try:
-            while pending:
-                done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            dispatch()
+            while running:
+                done, _ = cf.wait(running, timeout=0.2, return_when=cf.FIRST_COMPLETED)
                 drain()
                 for future in done:
-                    unit, packed = futures[future]
+                    kind, payload = running.pop(future)
+                    if kind == "probe":
+                        _settle_probe(payload, future, todo, lost, events)
+                        continue
+                    unit, packed = (payload, True) if kind == "pack" else ([payload], False)
                     pending_ids.difference_update(t.run_id for t in unit)
                     if isinstance(future.exception(), BrokenProcessPool):
                         lost.append((unit, packed))
@@ -182,6 +245,7 @@ def _pool_round(workers: int, packs: list[list[RunTask]], alone: list[RunTask], 
                     for i, task in enumerate(unit):
                         outcome = (lambda future=future, i=i: future.result()[i]) if packed else future.result
                         deliver(events, task, started, outcome)
+                dispatch()
         except BaseException:  # e.g. Ctrl-C: do not wait for queued work
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -189,7 +253,26 @@ def _pool_round(workers: int, packs: list[list[RunTask]], alone: list[RunTask], 
             drain(timeout=0.1 if lost else 0.0)
     unstarted = [unit for unit, packed in lost if packed and not any(t.run_id in started for t in unit)]
     broken = [t for unit, packed in lost if not (packed and unit in unstarted) for t in unit]
-    return unstarted, settle_lost(broken, started, deaths, events)
+    left = todo.release()
+    left.packs = sorted(left.packs + unstarted, key=len, reverse=True)
+    left.alone = settle_lost(broken, started, deaths, events) + left.alone
+    return left
+
+
+def _settle_probe(probe: Probe, future: cf.Future, todo: _Queue, lost: list[tuple[list[RunTask], bool]],
+                  events: RunEvents) -> None:
+    """Plan a probe's held runs by its measurement; alone where the measurement failed. Where the pool
+    broke, its held runs train alone in the next (`_Queue.release`)."""
+    error = future.exception()
+    if isinstance(error, BrokenProcessPool):
+        lost.append(([], False))  # stop dispatching: the pool is gone
+        return
+    if error is not None:
+        events.note(f"measuring how to train {len(probe.held)} runs failed ({one_line(error)}): they train alone")
+        packs: list[list[RunTask]] = []
+    else:
+        packs, _alone = probe.plan(future.result(), events.note)
+    todo.planned(probe, packs)
 
 
 MAX_WORKER_DEATHS = 3

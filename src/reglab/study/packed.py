@@ -13,7 +13,8 @@ times a few steps of a pack (at most as many runs as the free CUDA memory allows
 and a few steps of one run trained alone, and packs when the pack's time per run is clearly the
 smaller (`PACK_MARGIN`).
 A group of one run is then a pack of one where that is faster (on CUDA: the captured step). With
-several workers, packs and single runs share one pool of worker processes. ``pack=K`` forces packs of at
+several workers, packs and single runs share one pool of worker processes, and the measurement is
+a unit of that pool (`PackProbe`) while the group's first runs train alone. ``pack=K`` forces packs of at
 most K runs on any device (a single leftover run trains alone).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,7 +33,7 @@ from reglab.errors import one_line
 from reglab.models import build_model
 from reglab.study.analysis import finish_analysis
 from reglab.study.executors import LocalExecutor, RunEvents, RunTask, run_in_pool, with_device
-from reglab.study.workers import in_worker, report
+from reglab.study.workers import report
 from reglab.train.loop import RunResult, Trainer, cached_dataset, planned_steps, resolve_device, torch_threads
 from reglab.train.packed import PackedTrainer, pack_groups, packing_blocker, synchronize
 
@@ -162,20 +164,36 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
     return 0
 
 
-def decide_pack_size(group: Sequence[RunTask], workers: int, note: Callable[[str], None]) -> int:
-    """`measured_pack_size` where the runs will train: in this process with one worker, else in a
-    worker process (so the driver never imports what only training needs)."""
-    if workers == 1:
-        return measured_pack_size(group, report=note)
-    size, lines = in_worker(_measure_in_worker, list(group), workers)
-    for line in lines:
-        note(line)
-    return size
+@dataclass
+class PackProbe:
+    """``--pack auto`` for one `pack_groups` group with several workers: `measured_pack_size` runs in a
+    worker process (so the driver never imports what only training needs) while the group's first
+    ``workers − 1`` runs, the `pilots`, train alone in the other workers, which would otherwise wait;
+    `plan` then packs the `held` rest, or leaves it alone, as measured (`reglab.study.executors.Probe`).
+    A group of one run has no pilot: the measurement decides whether it is a pack of one."""
 
+    group: list[RunTask]
+    workers: int
 
-def _measure_in_worker(group: list[RunTask], workers: int) -> tuple[int, list[str]]:
-    lines: list[str] = []
-    return measured_pack_size(group, workers=workers, report=lines.append), lines
+    @property
+    def pilots(self) -> list[RunTask]:
+        return self.group[:min(self.workers - 1, len(self.group) - 1)]
+
+    @property
+    def held(self) -> list[RunTask]:
+        return self.group[len(self.pilots):]
+
+    def measure(self) -> tuple[int, list[str]]:
+        """In a worker: the pack size (0: alone) and the lines that explain it."""
+        lines: list[str] = []
+        return measured_pack_size(self.group, workers=self.workers, report=lines.append), lines
+
+    def plan(self, result: tuple[int, list[str]], note: Callable[[str], None]
+             ) -> tuple[list[list[RunTask]], list[RunTask]]:
+        size, lines = result
+        for line in lines:
+            note(line)
+        return chunk_group(self.held, size, "auto")
 
 
 def measurement_run_steps(size: int, device: torch.device) -> int:
@@ -201,27 +219,38 @@ def plan_packs(tasks: Sequence[RunTask], pack: str | int, *,
     each group's pack size (0: alone), and a pack of one is kept."""
     if pack == "off":
         return [], list(tasks)
-    alone, packable = [], []
-    for task in tasks:
-        if packing_blocker(task.config) or (task.run_dir / "checkpoint.pt").exists():
-            alone.append(task)
-        else:
-            packable.append(task)
+    packable, alone = split_packable(tasks)
     packs = []
-    for indices in pack_groups([t.config for t in packable]):
-        group = [packable[i] for i in indices]
-        size = pack if isinstance(pack, int) else decide(group)
-        if size < 1:
-            alone.extend(group)
-            continue
-        for start in range(0, len(group), size):
-            chunk = group[start:start + size]
-            if len(chunk) > 1 or pack == "auto":
-                packs.append(chunk)
-            else:
-                alone.extend(chunk)
+    for group in packable_groups(packable):
+        group_packs, group_alone = chunk_group(group, pack if isinstance(pack, int) else decide(group), pack)
+        packs += group_packs
+        alone += group_alone
     solo = {t.run_id for t in alone}
     return packs, [t for t in tasks if t.run_id in solo]
+
+
+def split_packable(tasks: Sequence[RunTask]) -> tuple[list[RunTask], list[RunTask]]:
+    """(runs that may share a pack, runs that train alone: a `packing_blocker`, or a checkpoint to resume)."""
+    alone, packable = [], []
+    for task in tasks:
+        blocked = packing_blocker(task.config) or (task.run_dir / "checkpoint.pt").exists()
+        (alone if blocked else packable).append(task)
+    return packable, alone
+
+
+def packable_groups(packable: Sequence[RunTask]) -> list[list[RunTask]]:
+    """`packable` by `pack_groups`, each group in plan order."""
+    return [[packable[i] for i in indices] for indices in pack_groups([t.config for t in packable])]
+
+
+def chunk_group(group: list[RunTask], size: int, pack: str | int) -> tuple[list[list[RunTask]], list[RunTask]]:
+    """(packs of at most `size` runs, runs alone) of one group: all alone for size 0; a leftover single run
+    trains alone under a forced ``pack=K`` and is a pack of one under ``"auto"``, which measured it."""
+    if size < 1:
+        return [], list(group)
+    chunks = [group[start:start + size] for start in range(0, len(group), size)]
+    keep = [c for c in chunks if len(c) > 1 or pack == "auto"]
+    return keep, [t for c in chunks if not (len(c) > 1 or pack == "auto") for t in c]
 
 
 class PackedExecutor:
@@ -239,11 +268,14 @@ class PackedExecutor:
         self.local = LocalExecutor(workers, device=device)
 
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
-        workers = self.local.workers
-        packs, alone = plan_packs([with_device(t, self.device) for t in tasks], self.pack,
-                                  decide=lambda group: decide_pack_size(group, workers, events.note))
-        if workers > 1 and packs:  # largest packs first
-            run_in_pool(workers, sorted(packs, key=len, reverse=True), alone, events, pack_worker=_worker_pack)
+        workers, tasks = self.local.workers, [with_device(t, self.device) for t in tasks]
+        if workers > 1 and self.pack == "auto":  # measured in a worker while pilots train: `PackProbe`
+            probes = [PackProbe(group, workers) for group in packable_groups(split_packable(tasks)[0])]
+            run_in_pool(workers, [], tasks, events, pack_worker=_worker_pack, probes=probes)
+            return
+        packs, alone = plan_packs(tasks, self.pack, decide=lambda group: measured_pack_size(group, report=events.note))
+        if workers > 1 and packs:
+            run_in_pool(workers, packs, alone, events, pack_worker=_worker_pack)
             return
         for pack in packs:
             train_pack(pack, events)

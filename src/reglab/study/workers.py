@@ -16,9 +16,8 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Callable
 from multiprocessing import forkserver
-from typing import Any, TypeVar
+from typing import Any
 
 PRELOAD = ("torch", "torch._dynamo", "reglab.study.packed", "reglab.study.analysis", "reglab.train",
            "reglab.study.fork_server")
@@ -27,8 +26,6 @@ optimizer imports it), and `reglab.study.fork_server`, which lets the server exi
 
 messages: Any = None
 """In a worker: the driver's queue for progress messages."""
-
-T = TypeVar("T")
 
 
 def usable_cores() -> int:
@@ -57,13 +54,6 @@ def worker_pool(workers: int, queue: Any = None) -> cf.ProcessPoolExecutor:
     """A pool of `workers` worker processes that put progress on `queue` (`messages` in the worker)."""
     return cf.ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_init_worker,
                                   initargs=(queue, dict(os.environ), os.getpid()))
-
-
-def in_worker(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in a fresh worker process (e.g. a timing that must see a worker's state and not
-    load the driver with what only training needs)."""
-    with worker_pool(1) as pool:
-        return pool.submit(fn, *args).result()
 
 
 def report(kind: str, run_id: str, payload: Any = None) -> None:
