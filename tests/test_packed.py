@@ -247,7 +247,7 @@ def test_auto_packing_measures_both_ways(tmp_path, monkeypatch):
     lines = []
     size = measured_pack_size(tasks, workers=2, report=lines.append)
     assert size in (0, 3)  # in two workers: half the group each, or alone
-    assert sum(taken) == measurement_run_steps(3, torch.device("cpu")) == 76
+    assert sum(taken) == measurement_run_steps(3, torch.device("cpu"), kinds=2) == 80  # base__s0, wd__s0, base__s1
     alone, packed = (float(x) for x in re.findall(r"([\d.]+) ms", lines[0]))
     assert lines[0].startswith("--pack auto: 6 runs of mlp on cpu") and (size == 3) == (packed < PACK_MARGIN * alone)
 
@@ -314,11 +314,17 @@ def test_auto_packing_packs_only_below_the_margin(tmp_path, monkeypatch, per_run
     spec = tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}).override({"train.epochs": 100})
     tasks = plan(spec, tmp_path)
     calls = []  # the two sides alternate, so that a burst of load hits both
-    monkeypatch.setattr("reglab.study.packed.solo_step_seconds", lambda *a, **k: calls.append("solo") or 1e-3)
-    monkeypatch.setattr(PackedTrainer, "time_step", lambda self, steps: calls.append("pack") or per_run * 3e-3)
-    lines = []
+
+    def solo(cfg, steps, threads=None):  # a run with weight decay takes twice as long alone
+        calls.append(("solo", cfg.optim.weight_decay, steps))
+        return 2e-3 if cfg.optim.weight_decay else 1e-3
+
+    monkeypatch.setattr("reglab.study.packed.solo_step_seconds", solo)
+    monkeypatch.setattr(PackedTrainer, "time_step", lambda self, steps: calls.append("pack") or per_run * 4e-3)
+    lines = []  # the pack: base__s0, wd__s0, base__s1, so alone is (1 + 2 + 1) / 3 ms a step on average
     assert measured_pack_size(tasks, workers=2, report=lines.append) == chosen  # 0.9 × alone: PACK_MARGIN
-    assert calls == ["solo", "pack", "solo", "pack"]
+    assert calls == [("solo", 0.0, 10), ("solo", 1e-3, 5), "pack"] * 2  # each kind for its share of the steps
+    assert "1.33 ms a step alone (mean of its 2 kinds of run)" in lines[0]
     assert lines[0].endswith("trained alone" if chosen == 0 else "packs of 3")
 
 

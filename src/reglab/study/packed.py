@@ -10,8 +10,8 @@ condensation tracking), that resumes from a checkpoint, or that ends up alone, g
 ``pack="auto"`` decides by measurement, on any device (`measured_pack_size`): for each group it
 times a few steps of a pack (at most as many runs as the free CUDA memory allows by
 `estimate_run_bytes`; with several workers, ⌈group / workers⌉ runs, timed with a worker's threads)
-and a few steps of one run trained alone, and packs when the pack's time per run is clearly the
-smaller (`PACK_MARGIN`).
+and a few steps of its runs trained alone (each arm for its share of the steps, `run_kinds`), and
+packs when the pack's time per run is clearly the smaller (`PACK_MARGIN`).
 A group of one run is then a pack of one where that is faster (on CUDA: the captured step). With
 several workers, packs and single runs share one pool of worker processes, and the measurement is
 a unit of that pool (`PackProbe`) while the group's first runs train alone. ``pack=K`` forces packs of at
@@ -121,21 +121,44 @@ def solo_step_seconds(cfg: RunConfig, steps: int = 5, *, threads: int | None = N
         torch.set_num_threads(previous)
 
 
+def run_kinds(tasks: Sequence[RunTask]) -> list[tuple[RunConfig, int]]:
+    """The distinct configurations of `tasks` up to the seed (in a study: its arms), each with its
+    number of runs, in first-seen order."""
+    kinds: dict[str, tuple[RunConfig, int]] = {}
+    for task in tasks:
+        key = task.config.override({"seed": 0}).model_dump_json()
+        config, count = kinds.get(key, (task.config, 0))
+        kinds[key] = (config, count + 1)
+    return list(kinds.values())
+
+
+def mean_solo_step_seconds(kinds: Sequence[tuple[RunConfig, int]], steps_per_run: int, *,
+                           threads: int | None = None) -> float:
+    """Seconds per step alone, averaged over the runs of `kinds`: each kind is timed over `steps_per_run`
+    × its count of steps. A pack pays for its union network (`rate_network`), so it is compared with
+    the runs it holds, not with the cheapest of them."""
+    steps = [steps_per_run * count for _, count in kinds]
+    seconds = [n * solo_step_seconds(cfg, n, threads=threads) for (cfg, _), n in zip(kinds, steps, strict=True)]
+    return sum(seconds) / sum(steps)
+
+
 def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
                        report: Callable[[str], None] = lambda text: None) -> int:
     """Pack size for runs of one `pack_groups` group, by measurement; 0 when the runs should train alone.
 
     With one worker: a pack of the whole group (at most what fits the free CUDA memory) trained in
-    this process against one run after another. With several: packs of ⌈group / workers⌉ runs, each
-    trained in a worker process like a solo run. Both sides use the runs' own `train.threads`.
-    Packs where the pack's time per run-step is below `PACK_MARGIN` × the run's alone. `report` gets
-    one line with both timings and the choice."""
+    this process against its runs trained alone, each kind of run (`run_kinds`: the study's arms) for
+    its share of the steps. With several: packs of ⌈group / workers⌉ runs, each trained in a worker
+    process like a solo run. Both sides use the runs' own `train.threads`. Packs where the pack's time
+    per run-step is below `PACK_MARGIN` × the runs' mean alone. `report` gets one line with both
+    timings and the choice."""
     size = min(len(group), memory_pack_size(group[0]) or len(group))
     threads = group[0].config.train.threads
     if workers > 1:
         size = max(1, -(-size // workers))
     device = resolve_device(group[0].config.train.device)
-    timed, training = measurement_run_steps(size, device), group_run_steps(group, device)
+    kinds = run_kinds(group[:size])
+    timed, training = measurement_run_steps(size, device, len(kinds)), group_run_steps(group, device)
     if timed > MEASURE_SHARE * training:
         report(f"--pack auto: {len(group)} runs of {group[0].config.model.name} on {device}: too short to "
                f"measure ({timed} timed run-steps against {training} of training) -> trained alone")
@@ -147,7 +170,7 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
             pack = PackedTrainer([Trainer(t.config) for t in group[:size]])
             solo_times, pack_times = [], []
             for _ in range(2):  # alternating, so that a burst of load on a shared machine hits both sides
-                solo_times.append(solo_step_seconds(group[0].config, MEASURE_STEPS * size, threads=threads))
+                solo_times.append(mean_solo_step_seconds(kinds, MEASURE_STEPS, threads=threads))
                 pack_times.append(pack.time_step(MEASURE_STEPS) / size)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
@@ -157,8 +180,9 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
             torch.set_num_threads(previous)
         solo, packed = min(solo_times), min(pack_times)  # the less disturbed timing of each side
         chosen = size if packed < PACK_MARGIN * solo else 0
+        alone = "alone" if len(kinds) == 1 else f"alone (mean of its {len(kinds)} kinds of run)"
         report(f"--pack auto: {len(group)} runs of {group[0].config.model.name} on {device}: "
-               f"{1e3 * solo:.2f} ms a step alone, {1e3 * packed:.2f} ms per run-step in a pack of {size} "
+               f"{1e3 * solo:.2f} ms a step {alone}, {1e3 * packed:.2f} ms per run-step in a pack of {size} "
                f"-> {f'packs of {size}' if chosen else 'trained alone'}")
         return chosen
     return 0
@@ -196,12 +220,12 @@ class PackProbe:
         return chunk_group(self.held, size, "auto")
 
 
-def measurement_run_steps(size: int, device: torch.device) -> int:
-    """Run-steps `measured_pack_size` trains to time a pack of `size` against one run: two timings a side,
-    each after warm-up (`solo_step_seconds`: 2 steps; `PackedTrainer.time_step`: 2, plus 3 before a
-    CUDA graph's capture)."""
+def measurement_run_steps(size: int, device: torch.device, kinds: int = 1) -> int:
+    """Run-steps `measured_pack_size` trains to time a pack of `size` against its runs alone (of `kinds`
+    kinds): two timings a side, each after warm-up (`solo_step_seconds`: 2 steps per kind;
+    `PackedTrainer.time_step`: 2, plus 3 before a CUDA graph's capture)."""
     warmup = 2 + (PackedTrainer.WARMUP_STEPS if device.type == "cuda" else 0)
-    return 2 * (2 + MEASURE_STEPS * size) + 2 * (warmup + MEASURE_STEPS) * size
+    return 2 * (2 * kinds + MEASURE_STEPS * size) + 2 * (warmup + MEASURE_STEPS) * size
 
 
 def group_run_steps(group: Sequence[RunTask], device: torch.device) -> int:
