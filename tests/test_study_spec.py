@@ -141,9 +141,11 @@ def test_a_model_registered_again_is_built_again(load_time_forward):
         registry_module._REGISTRY.pop("tmp_meta_model", None)
 
 
-def test_the_load_time_build_reads_its_buffers_as_zeros_and_imports_no_compiler():
+@pytest.mark.parametrize("persistent", [True, False])
+def test_the_load_time_build_reads_its_buffers_as_zeros_and_imports_no_compiler(persistent):
     """The load-time forward runs CPU kernels on zeroed memory: an index buffer is valid (uninitialised
-    memory could hold any index), and no meta kernel pulls in torch._dynamo (≈ 1 s a process)."""
+    memory could hold any index), also one outside the state dict, and no meta kernel pulls in
+    torch._dynamo (≈ 1 s a process)."""
     import subprocess
     import sys
 
@@ -155,10 +157,11 @@ def test_the_load_time_build_reads_its_buffers_as_zeros_and_imports_no_compiler(
     class Lookup(nn.Module):  # gathers input features by a buffer of indices
         def __init__(self, width: int, classes: int):
             super().__init__()
-            self.register_buffer("index", torch.arange(width).flip(0))
+            self.register_buffer("index", torch.arange(width).flip(0), persistent=persistent)
             self.head = nn.Linear(width, classes)
 
         def forward(self, x):
+            assert self.index.device == x.device, "a buffer left on the meta device"
             return self.head(x[:, self.index])
 
     def lookup(*, input_shape, num_outputs, norm, dropout, stochastic_depth, dropblock):
