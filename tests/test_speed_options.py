@@ -94,3 +94,19 @@ def test_fused_optimizer_matches_the_for_loop_reference(name):
             opt.step()
     for p, q in zip(model.parameters(), twin, strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)  # rounding only
+
+
+def test_a_cpu_conv_net_evaluates_in_cache_sized_batches_with_the_same_metrics():
+    data = images()
+    x, y = torch.cat([data.x_train, data.x_test]), torch.cat([data.y_train, data.y_test])  # 96 samples
+    trainer = Trainer(CNN, data=data)
+    trainer.fit()
+    batches = []
+    hook = trainer.model.register_forward_pre_hook(lambda _module, args: batches.append(args[0].shape[0]))
+    chunked = trainer.evaluate(x, y, confusion=True)
+    assert batches == [32, 32, 32]  # train.eval_batch_size is 2048: a CPU conv net takes at most 32
+    hook.remove()
+    whole = trainer.model.eval()(trainer.in_layout(x)).float()  # one pass over all 96, by hand
+    assert chunked["loss"] == pytest.approx(torch.nn.functional.cross_entropy(whole, y).item(), rel=1e-6)
+    assert chunked["acc"] == (whole.argmax(1) == y).sum().item() / 96
+    assert loop.eval_batch_size(2048, False) == 2048 and loop.eval_batch_size(16, True) == 16

@@ -182,7 +182,8 @@ class TrainConfig(_Section):
         True, description="packed training on CUDA: capture the whole step as one CUDA graph (eager where "
                           "capture is impossible, with the reason)"
     )
-    eval_batch_size: int = Field(2048, gt=0)
+    eval_batch_size: int = Field(2048, gt=0, description="samples per forward pass in evaluation (on CPU a "
+                                 "network with 2-D convolutions uses at most 32, which stay in cache)")
     eval_train_samples: int | Literal["auto"] = Field(
         "auto", description="training samples evaluated (eval mode) per epoch for the generalization gap; "
         "auto: min(n_train, 10000, max(1000, n_train // 5)) (reglab.train.eval_budget); 0: off"

@@ -123,6 +123,18 @@ def uses_channels_last(setting: bool, model: nn.Module, device: torch.device) ->
     return device.type == "cpu" or (device.type == "cuda" and setting)
 
 
+CPU_CONV_EVAL_BATCH = 32
+"""Largest evaluation batch of a network with 2-D convolutions on CPU: oneDNN's convolutions run 1.3–2.6×
+faster per sample on batches whose activations stay in cache than on 1024 (one thread: DeeperCNN,
+ResNet-20, VGG-9, ResNet-18; docs/performance.md). The metrics are the same up to rounding."""
+
+
+def eval_batch_size(requested: int, channels_last_on_cpu: bool) -> int:
+    """Samples per forward pass in evaluation: `requested` (``train.eval_batch_size``), at most
+    `CPU_CONV_EVAL_BATCH` for a conv net on CPU (which always runs channels-last)."""
+    return min(requested, CPU_CONV_EVAL_BATCH) if channels_last_on_cpu else requested
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, *, data: TensorData | None = None):
         self.cfg = cfg
@@ -173,7 +185,8 @@ class Trainer:
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, *, confusion: bool = False) -> dict:
         """Mean loss and (classification) accuracy of the evaluated model on ``(x, y)`` in eval mode;
         with `confusion`, also its confusion matrix (rows: true class, columns: predicted)."""
-        model, size, c = self.evaluated_model, self.cfg.train.eval_batch_size, self.data.num_classes
+        model, c = self.evaluated_model, self.data.num_classes
+        size = eval_batch_size(self.cfg.train.eval_batch_size, self.channels_last and self.device.type == "cpu")
         was_training = model.training
         model.eval()
         loss_sum = torch.zeros((), device=self.device)
