@@ -466,3 +466,39 @@ def test_runs_held_by_a_measurement_that_fails_or_dies_train_alone(tmp_path, pro
     assert all(r.pack is None for r in events.results.values())
     if probe is FailingProbe:
         assert events.notes == ["measuring how to train 2 runs failed (RuntimeError: no timer here): they train alone"]
+
+
+def test_a_unit_whose_pool_broke_before_it_was_dispatched_goes_to_the_next_pool(tmp_path, monkeypatch):
+    """A worker can die between a result and the next dispatch: `submit` then raises BrokenProcessPool."""
+    import concurrent.futures as cf
+    from concurrent.futures.process import BrokenProcessPool
+
+    from reglab.study import executors
+
+    pools = []
+
+    class Pool:  # the second submit of the first pool finds the pool broken
+        def __init__(self, workers, messages):
+            self.submits = 0
+            pools.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, task):
+            self.submits += 1
+            if len(pools) == 1 and self.submits == 2:
+                raise BrokenProcessPool("a worker died")
+            future = cf.Future()
+            future.set_result((True, f"trained {task.run_id} in pool {len(pools)}"))
+            return future
+
+    monkeypatch.setattr(executors, "worker_pool", Pool)
+    tasks = plan(tiny_spec({"base": {}}), tmp_path)
+    events = Recorder()
+    executors.run_in_pool(2, [], tasks, events)
+    assert events.results == {"base__s0": "trained base__s0 in pool 1", "base__s1": "trained base__s1 in pool 2",
+                              "base__s2": "trained base__s2 in pool 2"} and not events.errors

@@ -182,6 +182,11 @@ class _Queue:
         ready = next((i for i, t in enumerate(self.alone) if t.run_id not in self.held), None)
         return None if ready is None else ("run", self.alone.pop(ready))
 
+    def put_back(self, unit: tuple[str, Any]) -> None:
+        """Return a unit that `pop` gave but that could not be dispatched; it goes first again."""
+        kind, payload = unit
+        {"pack": self.packs, "probe": self.probes, "run": self.alone}[kind].insert(0, payload)
+
     def planned(self, probe: Probe, packs: list[list[RunTask]]) -> None:
         """`probe` has reported: its runs in `packs` leave the single runs, the rest are ready."""
         packed = {t.run_id for pack in packs for t in pack}
@@ -222,10 +227,13 @@ def _pool_round(workers: int, todo: _Queue, events: RunEvents, deaths: dict[str,
         def dispatch() -> None:  # one unit per free worker, so that a probe's plan can still go first
             while not lost and len(running) < workers and (unit := todo.pop()) is not None:
                 kind, payload = unit
-                if kind == "probe":
-                    running[pool.submit(payload.measure)] = unit
-                else:
-                    running[pool.submit(pack_worker if kind == "pack" else _worker_run, payload)] = unit
+                fn, *args = (payload.measure,) if kind == "probe" else (
+                    pack_worker if kind == "pack" else _worker_run, payload)
+                try:
+                    running[pool.submit(fn, *args)] = unit
+                except BrokenProcessPool:  # a worker died since the last result: the unit waits for the next pool
+                    todo.put_back(unit)
+                    lost.append(([], False))
 
         try:
             dispatch()
