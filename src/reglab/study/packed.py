@@ -273,8 +273,9 @@ def chunk_group(group: list[RunTask], size: int, pack: str | int) -> tuple[list[
     if size < 1:
         return [], list(group)
     chunks = [group[start:start + size] for start in range(0, len(group), size)]
-    keep = [c for c in chunks if len(c) > 1 or pack == "auto"]
-    return keep, [t for c in chunks if not (len(c) > 1 or pack == "auto") for t in c]
+    if pack == "auto" or len(chunks[-1]) > 1:
+        return chunks, []
+    return chunks[:-1], chunks[-1]
 
 
 class PackedExecutor:
