@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reglab.cli.app import app, console, err_console
+from reglab.cli.app import app, console, err_console, print_table
 
 if TYPE_CHECKING:
     from reglab.study import Executor, StudySpec
@@ -29,11 +28,6 @@ def with_statistics(spec: StudySpec, correction: str | None, target: str | None)
     if correction is not None and correction not in ("holm", "bh"):
         raise typer.BadParameter(f"expected holm or bh (got {correction!r})", param_hint="--correction")
     return spec.with_statistics(correction=correction, target=parse_target(target) if target else None)
-
-
-def print_table(table: Table) -> None:
-    """Print a wide table; off a terminal (logs, pipes) use 200 columns rather than rich's 80."""
-    (console if console.is_terminal else Console(width=max(console.width, 200))).print(table)
 
 
 def default_workers() -> int:
