@@ -52,13 +52,13 @@ class Executor(Protocol):
 class Probe(Protocol):
     """Runs whose training plan a measurement decides (`reglab.study.packed.PackProbe`): `measure` runs in
     a worker while the `pilots` train alone in the others; `plan(its result, note)` then turns the
-    `held` runs into packs and single runs."""
+    `held` runs into packs; the held runs it leaves out train alone."""
 
     pilots: list[RunTask]
     held: list[RunTask]
 
     def measure(self) -> Any: ...
-    def plan(self, result: Any, note: Callable[[str], None]) -> tuple[list[list[RunTask]], list[RunTask]]: ...
+    def plan(self, result: Any, note: Callable[[str], None]) -> list[list[RunTask]]: ...
 
 
 def with_device(task: RunTask, device: str | None) -> RunTask:
@@ -279,7 +279,7 @@ def _settle_probe(probe: Probe, future: cf.Future, todo: _Queue, lost: list[tupl
         events.note(f"measuring how to train {len(probe.held)} runs failed ({one_line(error)}): they train alone")
         packs: list[list[RunTask]] = []
     else:
-        packs, _alone = probe.plan(future.result(), events.note)
+        packs = probe.plan(future.result(), events.note)
     todo.planned(probe, packs)
 
 

@@ -212,12 +212,12 @@ class PackProbe:
         lines: list[str] = []
         return measured_pack_size(self.group, workers=self.workers, report=lines.append), lines
 
-    def plan(self, result: tuple[int, list[str]], note: Callable[[str], None]
-             ) -> tuple[list[list[RunTask]], list[RunTask]]:
+    def plan(self, result: tuple[int, list[str]], note: Callable[[str], None]) -> list[list[RunTask]]:
+        """The packs of the held runs, as measured; the others train alone."""
         size, lines = result
         for line in lines:
             note(line)
-        return chunk_group(self.held, size, "auto")
+        return chunk_group(self.held, size, "auto")[0]
 
 
 def measurement_run_steps(size: int, device: torch.device, kinds: int = 1) -> int:
