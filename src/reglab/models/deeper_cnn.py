@@ -76,10 +76,6 @@ class ReplaceSkip(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return replace_or_skip(self.body, x, self.p, c_out=self.c_out, mode=self.mode, training=self.training)
 
-    @property
-    def survival_probability(self) -> float:
-        return self.p
-
     def extra_repr(self) -> str:
         return f"p={self.p:.4g}, mode={self.mode}"
 

@@ -145,9 +145,5 @@ class Residual(nn.Module):
         y = out + skip
         return y if self.post is None else self.post(y)
 
-    @property
-    def survival_probability(self) -> float:
-        return 1.0 if self.gate is None else self.gate.p
-
     def extra_repr(self) -> str:
         return f"name={self.name!r}" if self.name else ""

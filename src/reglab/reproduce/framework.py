@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 SOURCE = "Zhang & Xu 2022, Implicit regularization of dropout, arXiv:2207.05952"
-CHAPTER = "Dropout chapter (source 004: Zhang & Xu 2022, Implicit regularization of dropout)"
 
 #: which figure or table of the sources each preset reproduces (shown by ``reglab reproduce --list``)
 FIGURES = {
@@ -29,7 +28,6 @@ FIGURES = {
     "dropout-table": "Table 1.1, Fig. 1.9", "l1-l4": "Fig. 1.10", "interpolation": "Fig. 1.11",
     "seed000": "source 000 (MNIST DeeperCNN), Fig. 1 / Table 1",
 }
-VERDICTS = ("agree", "disagree", "not run")
 
 
 @dataclass(frozen=True)
