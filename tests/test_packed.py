@@ -140,6 +140,33 @@ def test_a_diverging_run_ends_alone_while_the_pack_goes_on(tmp_path):
     assert_same_run(solo, packed[2], solo.fit().epochs, results[2].epochs)  # untouched by its diverged neighbour
 
 
+def test_early_stopping_ends_a_packed_run_as_it_ends_the_solo_run(tmp_path):
+    stopping = {"regularize.early_stopping": {"patience": 1, "monitor": "val_acc", "restore_best": True}}
+    split = {"data.val_split": 0.25, "train.epochs": 8}
+    configs = [config(0, **split, **stopping), config(1, **split),
+               config(2, **split, **{"regularize.early_stopping": {"patience": 2, "monitor": "val_loss",
+                                                                   "restore_best": False}, "optim.lr": 0.3})]
+    solo = [Trainer(c) for c in configs]
+    solo_results = [t.fit() for t in solo]
+    assert solo_results[0].stopped_epoch < 8 and solo_results[1].stopped_epoch is None  # the case under test
+    ended = []
+    packed = [Trainer(c) for c in configs]
+    dirs = [tmp_path / f"run{i}" for i in range(3)]
+    results = PackedTrainer(packed).fit(dirs, on_result=lambda i, result: ended.append(i))
+    assert ended.index(0) < ended.index(1)  # the stopped run ends while the pack goes on
+    for s, p, rs, rp in zip(solo, packed, solo_results, results, strict=True):
+        assert (rp.status, rp.stopped_epoch, len(rp.epochs)) == (rs.status, rs.stopped_epoch, len(rs.epochs))
+        assert_same_run(s, p, rs.epochs, rp.epochs)  # weights: run 0's best epoch's, restored
+        assert rp.final["epoch"] == rs.final["epoch"] and rp.final["test_acc"] == pytest.approx(rs.final["test_acc"])
+        assert rp.confusion == rs.confusion
+    best = solo[0].stopper.best_epoch
+    assert results[0].final["epoch"] == best < results[0].stopped_epoch  # the best epoch's metrics are final
+    saved = torch.load(dirs[0] / "model.pt", weights_only=True)
+    for name, weight in packed[0].model.state_dict().items():
+        torch.testing.assert_close(saved[name], weight, atol=0, rtol=0, msg=name)
+    assert json.loads((dirs[0] / "summary.json").read_text())["stopped_epoch"] == results[0].stopped_epoch
+
+
 def test_packed_run_directories_match_what_trainer_fit_writes(tmp_path):
     packed = PackedTrainer([Trainer(config(s)) for s in (0, 1)])
     results = packed.fit([tmp_path / "a", tmp_path / "b"])
@@ -162,6 +189,9 @@ def test_what_can_share_a_pack():
     assert pack_key(config(0)) != pack_key(config(0, **{"train.batch_size": 32}))
     assert pack_key(config(0)) != pack_key(config(0, **{"regularize.dropblock.p": 0.1}))
     assert packing_blocker(config(0)) is None
+    held_out = {"data.val_split": 0.25}
+    stopping = config(0, **held_out, **{"regularize.early_stopping.patience": 2})
+    assert packing_blocker(stopping) is None and pack_key(stopping) == pack_key(config(0, **held_out))
     assert packing_blocker(config(0, **{"regularize.sam_rho": 0.05})) == "regularize.sam_rho"
     with pytest.raises(ValueError, match="regularize.sam_rho: run with seed 1 cannot be trained packed"):
         PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"regularize.sam_rho": 0.05}))])

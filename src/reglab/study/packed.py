@@ -3,8 +3,8 @@
 Runs are grouped by `reglab.train.packed.pack_groups` (same data, model, DropBlock and budget;
 seed, the whole `optim` section, the per-run regularizers and the dropout and stochastic-depth
 rates may differ) and each group is cut into packs of at most K runs, trained by `PackedTrainer`.
-A run that cannot be packed (`packing_blocker`: SAM, early stopping, theory objectives, compile,
-condensation tracking), that resumes from a checkpoint, or that ends up alone, goes to the
+A run that cannot be packed (`packing_blocker`: SAM, theory objectives, compile, condensation
+tracking), that resumes from a checkpoint, or that ends up alone, goes to the
 `LocalExecutor` unchanged.
 
 ``pack="auto"`` decides by measurement, on any device (`measured_pack_size`): for each group it

@@ -357,6 +357,15 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
 
     # ------------------------------------------------------------------------------------- fit
+    def final_record(self, epochs: list[dict]) -> dict:
+        """The run's final metrics once training has ended: the last epoch's or, where early stopping
+        keeps the best weights (``restore_best``), the best epoch's, whose weights it restores."""
+        if not (self.stopper.enabled and self.stopper.cfg.restore_best and self.stopper.best_state is not None):
+            return dict(epochs[-1])
+        self.stopper.restore(self.evaluated_model)
+        self.confusion = None  # the weights are the best epoch's now
+        return dict(epochs[self.stopper.best_epoch - 1])
+
     def fit(self, run_dir: str | Path | None = None, *, callbacks: Iterable[EpochCallback] = (),
             resume: bool = True, extend: bool = False) -> RunResult:
         """Train for the configured budget; with `run_dir`, log every epoch there and resume from it.
@@ -415,13 +424,8 @@ class Trainer:
                 stopped_epoch = self.epoch
                 break
 
-        final = dict(epochs[-1])
-        if self.stopper.enabled and self.stopper.cfg.restore_best and self.stopper.best_state is not None:
-            self.stopper.restore(self.evaluated_model)
-            self.confusion = None  # the weights are the best epoch's now
-            final = dict(epochs[self.stopper.best_epoch - 1])
         result = RunResult(
-            status=status, epochs=epochs, final=final, best=best_epoch(epochs),
+            status=status, epochs=epochs, final=self.final_record(epochs), best=best_epoch(epochs),
             seconds=time.perf_counter() - start, num_params=sum(p.numel() for p in self.params),
             device=str(self.device), diverged_epoch=diverged_epoch, stopped_epoch=stopped_epoch,
             threads=torch.get_num_threads(), config=cfg.to_dict(),

@@ -25,8 +25,10 @@ distribution: dropout, DropBlock and stochastic-depth masks and the mixup/CutMix
 generator, drawn once for the whole pack). Augmentation (crop offsets, flips) and mixing (partners,
 CutMix boxes) are drawn once per epoch from each run's generator, as `Trainer` draws them, and
 applied to the pack's batch with O(1) ops per step. A run whose loss
-becomes non-finite is finished as diverged at the end of that epoch and the pack goes on without it
-(the runs do not interact: every computation stays inside its own row).
+becomes non-finite is finished as diverged at the end of that epoch, and a run that early stopping
+ends (each run's own `EarlyStopping`, fed its epochs at the epoch boundary) finishes there with its
+best weights; the pack goes on without them (the runs do not interact: every computation stays
+inside its own row).
 """
 
 from __future__ import annotations
@@ -61,7 +63,6 @@ def packing_blocker(cfg: RunConfig) -> str | None:
     reg, train = cfg.regularize, cfg.train
     blockers = {
         "regularize.sam_rho": reg.sam_rho > 0,  # a second, perturbed gradient per run
-        "regularize.early_stopping": reg.early_stopping.patience > 0,  # runs would stop at different epochs
         "train.objective": train.objective != "drop",  # the theory objectives differentiate through the model
         "train.compile": train.compile,
         "train.track_condensation": train.track_condensation,
@@ -442,7 +443,7 @@ class PackedTrainer:
         """Train every run for its budget, writing each run directory as `Trainer.fit` does.
 
         `on_epoch(i, metrics)` after each epoch of run i; `on_result(i, result)` as soon as run i ends
-        (a diverged run ends early, the others go on). Returns the results in trainer order.
+        (a diverged or early-stopped run ends early, the others go on). Returns the results in trainer order.
         """
         dirs = [Path(d) if d is not None else None for d in (run_dirs or [None] * len(self.trainers))]
         if len(dirs) != len(self.trainers):
@@ -460,17 +461,17 @@ class PackedTrainer:
             start = time.perf_counter()
             records = self._train_epoch()
             share = (time.perf_counter() - start) / len(self.active)  # each run's share of the pack's time
-            diverged = []
+            ended = []  # diverged or stopped early
             for i, record, lr in zip(list(self.active), records, lrs, strict=True):
                 metrics = self.trainers[i].close_epoch(record, lr=lr, start=time.perf_counter() - share)
                 on_epoch(i, metrics)
                 if not logs[i].record(metrics):
-                    diverged.append(i)
-            for i in diverged:
+                    ended.append(i)
+            for i in ended:
                 self.active.remove(i)
                 results[i] = logs[i].finish()
                 on_result(i, results[i])
-            if diverged and self.active:
+            if ended and self.active:
                 self._stack()
         for i in list(self.active):
             results[i] = logs[i].finish()
@@ -529,7 +530,7 @@ class RunLog:
     def __init__(self, trainer: Trainer, run_dir: Path | None, *, pack: dict):
         self.trainer, self.run_dir, self.pack = trainer, run_dir, pack
         self.epochs: list[dict] = []
-        self.status, self.diverged_epoch = "done", None
+        self.status, self.diverged_epoch, self.stopped_epoch = "done", None, None
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_json_atomic(run_dir / "config.json", trainer.cfg.to_dict())
@@ -537,7 +538,8 @@ class RunLog:
             rundir.rewrite_metrics(run_dir / "metrics.jsonl", [])
 
     def record(self, metrics: dict) -> bool:
-        """Log an epoch and checkpoint on schedule; False when the run diverged."""
+        """Log an epoch, let early stopping see it and checkpoint on schedule (and on stopping), as
+        `Trainer.fit` does; False when the run ends here: it diverged or stopped early."""
         t = self.trainer
         self.epochs.append(metrics)
         if self.run_dir is not None:
@@ -545,17 +547,21 @@ class RunLog:
         if not (math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["test_loss"])):
             self.status, self.diverged_epoch = "diverged", t.epoch
             return False
+        stop = t.stopper.enabled and t.stopper.update(t.epoch, metrics, t.evaluated_model)
         every = t.cfg.train.checkpoint_every
-        if self.run_dir is not None and every and t.epoch % every == 0:
+        if self.run_dir is not None and every and (t.epoch % every == 0 or stop):
             rundir.save_atomic(t.state_dict(), self.run_dir / "checkpoint.pt")
-        return True
+        if stop:
+            self.stopped_epoch = t.epoch
+        return not stop
 
     def finish(self) -> RunResult:
         t = self.trainer
         result = RunResult(
-            status=self.status, epochs=self.epochs, final=dict(self.epochs[-1]), best=best_epoch(self.epochs),
+            status=self.status, epochs=self.epochs, final=t.final_record(self.epochs), best=best_epoch(self.epochs),
             seconds=sum(e["seconds"] for e in self.epochs), num_params=sum(p.numel() for p in t.params),
-            device=str(t.device), diverged_epoch=self.diverged_epoch, stopped_epoch=None, config=t.cfg.to_dict(),
+            device=str(t.device), diverged_epoch=self.diverged_epoch, stopped_epoch=self.stopped_epoch,
+            config=t.cfg.to_dict(),
             threads=torch.get_num_threads(), confusion=t.test_confusion() if self.status == "done" else None,
             pack=self.pack,
         )

@@ -28,7 +28,8 @@ from reglab.models.deeper_cnn import ReplaceSkip, replace_or_skip
 from reglab.regularize.dropout import dropout_mask
 from reglab.regularize.stochastic_depth import StochasticDepth, gate_branch
 
-PER_RUN_OPTIONS = ("l1", "l2", "penalize", "ema", "label_smoothing", "mixup", "cutmix", "grad_clip", "dropout")
+PER_RUN_OPTIONS = ("l1", "l2", "penalize", "ema", "label_smoothing", "mixup", "cutmix", "grad_clip", "dropout",
+                   "early_stopping")
 """`regularize` fields that may differ inside a pack (besides `seed`, the whole `optim` section and
 the stochastic-depth rate, rule and blocks)."""
 
