@@ -217,9 +217,27 @@ def test_plan_packs_groups_by_architecture_and_keeps_the_rest_in_plan_order(tmp_
         ["base__s0", "drop__s0"], ["base__s1", "drop__s1"], ["base__s2", "drop__s2"], ["b32__s0", "b32__s1"],
         ["b32__s2"]]
     assert plan_packs(tasks, "off") == ([], tasks)
-    (tasks[0].run_dir).mkdir(parents=True)
-    (tasks[0].run_dir / "checkpoint.pt").touch()  # a run to resume trains alone
-    assert plan_packs(tasks, 2)[1][0].run_id == "base__s0"
+    interrupt_after(tasks[0], 1)  # base__s0 and drop__s1 resume at the step after their first epoch
+    interrupt_after(tasks[5], 1)
+    tasks[4].run_dir.mkdir(parents=True)
+    (tasks[4].run_dir / "checkpoint.pt").write_bytes(b"torn")  # base__s1 will set it aside and start afresh
+    packs, alone = plan_packs(tasks, 4)
+    assert [[t.run_id for t in p] for p in packs] == [  # the runs of a pack resume at one step
+        ["base__s0", "drop__s1"], ["drop__s0", "base__s1", "base__s2", "drop__s2"], ["b32__s0", "b32__s1", "b32__s2"]]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_after(task, epochs: int) -> None:
+    """Train `task` alone into its run directory and stop it after `epochs` epochs (checkpointed)."""
+    def stop(epoch, _model, _metrics):
+        if epoch > epochs:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        Trainer(task.config).fit(task.run_dir, callbacks=[stop])
 
 
 def test_packed_executor_runs_a_study_with_fallback_runs(tmp_path):
@@ -249,6 +267,62 @@ def test_a_pack_out_of_memory_trains_again_in_halves(tmp_path, monkeypatch):
     assert sizes == [6, 3, 1, 2, 3, 1, 2]  # halves, and halves of halves, down to what fits
     packed, solo = (r.runs.set_index("run_id") for r in (result, alone))
     assert (packed["status"] == "done").all() and len(packed) == 6
+    for run_id in solo.index:
+        assert packed.loc[run_id, "final_test_loss"] == pytest.approx(solo.loc[run_id, "final_test_loss"], abs=1e-5)
+
+
+def test_an_interrupted_study_resumes_its_runs_in_packs(tmp_path):
+    spec = tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}, seeds=2)  # 4 runs × 2 epochs
+    tasks = plan(spec, tmp_path / "packed")
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, tmp_path / "packed", executor=InterruptedAlone(), progress=False)
+    result = run_study(spec, tmp_path / "packed", executor=PackedExecutor(pack=4), progress=False)
+    solo = run_study(spec, tmp_path / "solo", progress=False).runs.set_index("run_id")
+    packed = result.runs.set_index("run_id")
+    assert (packed["status"] == "done").all()
+    for run_id in solo.index:
+        assert packed.loc[run_id, "final_test_loss"] == pytest.approx(solo.loc[run_id, "final_test_loss"], abs=1e-5)
+    summaries = {t.run_id: json.loads((t.run_dir / "summary.json").read_text()) for t in tasks}
+    resumed = {"size": 3, "runs": [t.run_dir.name for t in tasks[:3]], "resumed_at_epoch": 1, "earlier": None}
+    assert [summaries[t.run_id]["pack"] for t in tasks[:3]] == [resumed | {"slot": i} for i in range(3)]
+    assert summaries[tasks[3].run_id]["pack"] is None  # alone: the only fresh run (a forced --pack 4)
+    assert [len(read_epochs(t)) for t in tasks] == [2, 2, 2, 2]
+
+
+class InterruptedAlone:
+    """An executor stopped by Ctrl-C after three runs got through their first epoch alone."""
+
+    def execute(self, tasks, events):
+        for task in tasks[:3]:
+            events.started(task)
+            interrupt_after(task, 1)
+        raise KeyboardInterrupt
+
+
+def read_epochs(task) -> list[dict]:
+    return [json.loads(line) for line in (task.run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_pack_out_of_memory_after_a_checkpoint_resumes_in_halves_from_it(tmp_path, monkeypatch):
+    fit, starts = PackedTrainer.fit, []
+
+    def fit_until_memory_runs_out(self, *args, **kwargs):  # a pack of more than two runs fails in epoch 2
+        starts.append((len(self.trainers), self.trainers[0].epoch))
+        on_epoch = kwargs.pop("on_epoch")
+
+        def epoch(i, metrics):
+            if len(self.trainers) > 2 and metrics["epoch"] == 2:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            on_epoch(i, metrics)
+
+        return fit(self, *args, on_epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(PackedTrainer, "fit", fit_until_memory_runs_out)
+    spec = tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}, seeds=2)
+    result = run_study(spec, tmp_path / "packed", executor=PackedExecutor(pack=4), progress=False)
+    solo = run_study(spec, tmp_path / "solo", progress=False).runs.set_index("run_id")
+    assert starts == [(4, 0), (2, 1), (2, 1)]  # the halves resume at their epoch-1 checkpoints
+    packed = result.runs.set_index("run_id")
     for run_id in solo.index:
         assert packed.loc[run_id, "final_test_loss"] == pytest.approx(solo.loc[run_id, "final_test_loss"], abs=1e-5)
 
@@ -417,6 +491,13 @@ def test_a_single_run_as_a_pack_of_one_trains_like_the_solo_trainer(tmp_path, mo
     lines = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     assert [x["noted"] for x in lines] == [1.0, 2.0]  # what a callback adds is stored, as Trainer.fit does
     assert (tmp_path / "one" / "model.pt").exists()
+    longer = cfg.override({"train.epochs": 3})  # resumed from its epoch-2 checkpoint, again as a pack of one
+    extended = loop.train_run(longer, run_dir=tmp_path / "one", extend=True, pack_of_one=True)
+    straight = loop.train_run(longer, pack_of_one=False)
+    assert [e["epoch"] for e in extended.epochs] == [1, 2, 3]
+    assert extended.final["test_loss"] == pytest.approx(straight.final["test_loss"], abs=1e-5)
+    assert extended.pack == {"size": 1, "runs": ["one"], "slot": 0, "resumed_at_epoch": 2,
+                             "earlier": {"size": 1, "runs": ["one"], "slot": 0}}
 
     monkeypatch.setattr(loop, "_fit_packed", lambda *a: pytest.fail("a CPU run has no CUDA graph to gain"))
     assert loop.train_run(cfg).status == "done"  # default: the solo step where no graph is captured

@@ -160,6 +160,50 @@ def test_a_packed_checkpoint_resumes_alone_as_the_uninterrupted_run(tmp_path):
     assert again.pack is None and not (tmp_path / "b" / "pack.json").exists()
 
 
+def test_interrupted_runs_resume_together_in_a_pack_as_the_uninterrupted_runs(tmp_path):
+    configs = [  # every state a resumed pack takes over: moments, a plateau schedule, EMA weights, BatchNorm
+        config(0, **{"train.epochs": 3}),
+        config(1, **{"train.epochs": 3, "optim.name": "momentum", "optim.lr": 0.05, "regularize.ema": 0.9,
+                     "optim.schedule.name": "plateau", "optim.schedule.patience": 0, "optim.schedule.gamma": 0.5}),
+        config(2, **{"train.epochs": 3, "optim.name": "rmsprop", "optim.lr": 1e-3, "optim.weight_decay": 0.0}),
+    ]
+    dirs = [tmp_path / f"run{i}" for i in range(3)]
+
+    def interrupt(i, metrics):
+        if metrics["epoch"] == 2:  # after epoch 1's checkpoint, before epoch 2's
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        PackedTrainer([Trainer(c) for c in configs]).fit(dirs, on_epoch=interrupt)
+    resumed = [Trainer(c) for c in configs]
+    kept = [t.open_run_dir(d) for t, d in zip(resumed, dirs, strict=True)]
+    assert [len(epochs) for epochs in kept] == [1, 1, 1] and {t.step for t in resumed} == {6}
+    results = PackedTrainer(resumed).fit(dirs)
+    straight = [Trainer(c) for c in configs]
+    for s, r, result, d in zip(straight, resumed, results, dirs, strict=True):
+        assert_same_run(s, r, s.fit().epochs, result.epochs)  # all three epochs, the first one kept
+        assert [e["epoch"] for e in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())] == [1, 2, 3]
+    for a, b in zip(straight[1].ema.module.state_dict().values(), resumed[1].ema.module.state_dict().values(),
+                    strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+    assert results[1].pack == {"size": 3, "runs": ["run0", "run1", "run2"], "slot": 1, "resumed_at_epoch": 1,
+                               "earlier": {"size": 3, "runs": ["run0", "run1", "run2"], "slot": 1}}
+    assert json.loads((dirs[1] / "pack.json").read_text()) == results[1].pack  # the next resume's `earlier`
+    with pytest.raises(ValueError, match="resumed runs need the directories"):
+        PackedTrainer([resumed_copy(configs[0], dirs[0], tmp_path)]).fit()
+
+
+def resumed_copy(cfg: RunConfig, run_dir, tmp_path) -> Trainer:
+    """A trainer resumed from a copy of `run_dir`'s checkpoint."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.json", "checkpoint.pt", "metrics.jsonl"):
+        (copy / name).write_bytes((run_dir / name).read_bytes())
+    trainer = Trainer(cfg)
+    trainer.open_run_dir(copy)
+    return trainer
+
+
 def test_channels_last_pack_feeds_the_grouped_convolution_channels_last_with_the_same_result():
     """vmap runs a pack's convolution as one grouped convolution on (B, K·C, H, W); `pack_channels_last`
     stores the batch so that input is channels-last, and the output keeps that layout for the next layer."""

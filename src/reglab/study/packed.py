@@ -2,9 +2,9 @@
 
 Runs are grouped by `reglab.train.packed.pack_groups` (same data, model, DropBlock and budget;
 seed, the whole `optim` section, the per-run regularizers and the dropout and stochastic-depth
-rates may differ) and each group is cut into packs of at most K runs, trained by `PackedTrainer`.
-A run that cannot be packed (`packing_blocker`: SAM, theory objectives, compile, condensation
-tracking), that resumes from a checkpoint, or that ends up alone, goes to the
+rates may differ) and by the step they resume at (0 for a fresh run), and each group is cut into
+packs of at most K runs, trained by `PackedTrainer`. A run that cannot be packed (`packing_blocker`:
+SAM, theory objectives, compile, condensation tracking) or that ends up alone goes to the
 `LocalExecutor` unchanged.
 
 ``pack="auto"`` decides by measurement, on any device (`measured_pack_size`): for each group it
@@ -36,6 +36,7 @@ from reglab.study.executors import LocalExecutor, RunEvents, RunTask, run_in_poo
 from reglab.study.workers import report
 from reglab.train.loop import RunResult, Trainer, cached_dataset, planned_steps, resolve_device, torch_threads
 from reglab.train.packed import PackedTrainer, pack_groups, packing_blocker, synchronize
+from reglab.train.rundir import DamagedFile
 
 MEMORY_FRACTION = 0.8
 """Share of the free device memory that auto packing plans to fill."""
@@ -229,9 +230,10 @@ def measurement_run_steps(size: int, device: torch.device, kinds: int = 1) -> in
 
 
 def group_run_steps(group: Sequence[RunTask], device: torch.device) -> int:
-    """Training steps of all runs of a `pack_groups` group (they share data and budget)."""
+    """Training steps left to all runs of a `packable_groups` group (they share data, budget and the step
+    they resume at)."""
     cfg = group[0].config
-    return len(group) * planned_steps(cfg.train, cached_dataset(cfg, device).x_train.shape[0])
+    return len(group) * (planned_steps(cfg.train, cached_dataset(cfg, device).x_train.shape[0]) - resume_step(group[0]))
 
 
 def plan_packs(tasks: Sequence[RunTask], pack: str | int, *,
@@ -254,17 +256,35 @@ def plan_packs(tasks: Sequence[RunTask], pack: str | int, *,
 
 
 def split_packable(tasks: Sequence[RunTask]) -> tuple[list[RunTask], list[RunTask]]:
-    """(runs that may share a pack, runs that train alone: a `packing_blocker`, or a checkpoint to resume)."""
+    """(runs that may share a pack, runs that train alone: those with a `packing_blocker`)."""
     alone, packable = [], []
     for task in tasks:
-        blocked = packing_blocker(task.config) or (task.run_dir / "checkpoint.pt").exists()
-        (alone if blocked else packable).append(task)
+        (alone if packing_blocker(task.config) else packable).append(task)
     return packable, alone
 
 
 def packable_groups(packable: Sequence[RunTask]) -> list[list[RunTask]]:
-    """`packable` by `pack_groups`, each group in plan order."""
-    return [[packable[i] for i in indices] for indices in pack_groups([t.config for t in packable])]
+    """`packable` by `pack_groups` and, inside one, by the step its runs resume at (`resume_step`; 0 for a
+    fresh run): the runs of a pack take their steps together. Each group in plan order."""
+    groups = []
+    for indices in pack_groups([t.config for t in packable]):
+        by_step: dict[int, list[RunTask]] = {}
+        for i in indices:
+            by_step.setdefault(resume_step(packable[i]), []).append(packable[i])
+        groups += by_step.values()
+    return groups
+
+
+def resume_step(task: RunTask) -> int:
+    """The step a run resumes at: its checkpoint's, read without loading the tensors (0 without one, or
+    for one torch cannot read, which the run sets aside when it opens its directory: `open_trainer`)."""
+    path = task.run_dir / "checkpoint.pt"
+    if not path.is_file():
+        return 0
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+    except Exception:  # damaged in any way: `open_trainer` deals with it
+        return 0
 
 
 def chunk_group(group: list[RunTask], size: int, pack: str | int) -> tuple[list[list[RunTask]], list[RunTask]]:
@@ -333,43 +353,78 @@ def _worker_pack(tasks: list[RunTask]) -> list[tuple[bool, Any]]:
 
 
 def train_pack(tasks: Sequence[RunTask], events: RunEvents) -> None:
-    """Train one pack. Out of CUDA memory, the runs still going start again in two halves (each halved
-    again as needed, down to single runs); any other error ends every run still going as failed (a
-    re-run resumes them)."""
+    """Train one pack, each run resuming from the checkpoint in its directory. Out of CUDA memory, the
+    runs still going start again in two halves (each halved again as needed, down to single runs), from
+    their last checkpoints; any other error ends every run still going as failed (a re-run resumes them)."""
     for task in tasks:
         events.started(task)
     _train_pack(list(tasks), events)
 
 
 def _train_pack(tasks: list[RunTask], events: RunEvents) -> None:
+    """Open the runs' directories, then train the runs at each step as one pack (planned packs share
+    theirs; a checkpoint that changed since the plan only splits the pack)."""
+    by_step: dict[int, list[tuple[RunTask, Trainer]]] = {}
+    with torch_threads(tasks[0].config.train.threads):  # the runs' own thread count (one pack group)
+        for task in tasks:
+            try:
+                trainer = open_trainer(task)
+            except Exception as err:  # e.g. a directory started with another config: this run alone fails
+                events.failed(task, one_line(err))
+                continue
+            by_step.setdefault(trainer.step, []).append((task, trainer))
+    groups = list(by_step.values())
+    del by_step
+    while groups:
+        halves = _train_group(groups.pop(0), events)
+        if halves and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the group's memory is free now
+        for half in halves:
+            _train_pack(half, events)
+
+
+def _train_group(runs: list[tuple[RunTask, Trainer]], events: RunEvents) -> list[list[RunTask]]:
+    """Train opened runs at one step as a pack; returns the two halves to train again after running out
+    of CUDA memory (none otherwise: a run that did not finish failed)."""
+    tasks = [task for task, _ in runs]
     ended: set[int] = set()
 
     def on_result(i: int, result: RunResult) -> None:
         ended.add(i)
         events.finished(tasks[i], finish_analysis(tasks[i], result))
 
-    trainer, out_of_memory = None, False
     try:
-        with torch_threads(tasks[0].config.train.threads):  # the runs' own thread count (one pack group)
-            trainer = PackedTrainer([Trainer(t.config) for t in tasks])
-            trainer.fit([t.run_dir for t in tasks], on_epoch=lambda i, metrics: events.epoch(tasks[i], dict(metrics)),
-                        on_result=on_result)
+        with torch_threads(tasks[0].config.train.threads):
+            PackedTrainer([trainer for _, trainer in runs]).fit(
+                [t.run_dir for t in tasks], on_epoch=lambda i, metrics: events.epoch(tasks[i], dict(metrics)),
+                on_result=on_result)
     except torch.cuda.OutOfMemoryError as err:
         out_of_memory, message = True, one_line(err)
     except Exception as err:  # one bad pack must not end the study
         out_of_memory, message = False, one_line(err)
     else:
-        return
+        return []
+    runs.clear()  # the trainers' memory goes before the halves start
     left = [t for i, t in enumerate(tasks) if i not in ended]
     if not (out_of_memory and len(left) > 1):
         for task in left:
             events.failed(task, message)
-        return
-    trainer = None  # free the pack's memory before its halves start
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    for task in left:  # the halves train from the start
-        (task.run_dir / "checkpoint.pt").unlink(missing_ok=True)
-    half = len(left) // 2
-    _train_pack(left[:half], events)
-    _train_pack(left[half:], events)
+        return []
+    return [left[:len(left) // 2], left[len(left) // 2:]]
+
+
+def open_trainer(task: RunTask) -> Trainer:
+    """A task's `Trainer` with its run directory opened (`Trainer.open_run_dir`): resumed from the
+    checkpoint there, if any. A damaged checkpoint is set aside and the run starts afresh, as `run_task`
+    does for a run alone."""
+    trainer = Trainer(task.config)
+    checkpoint = task.run_dir / "checkpoint.pt"
+    try:
+        trainer.open_run_dir(task.run_dir)
+    except DamagedFile as err:
+        if err.path != checkpoint:
+            raise
+        checkpoint.replace(checkpoint.with_name("checkpoint.pt.damaged"))
+        trainer = Trainer(task.config)
+        trainer.open_run_dir(task.run_dir, resume=False)
+    return trainer

@@ -58,7 +58,7 @@ class RunResult:
     config: dict = field(default_factory=dict)
     confusion: list[list[int]] | None = None  # test set, rows = true class, columns = predicted
     pack: dict | None = None  # trained packed: {"size": K, "slot": its row, "runs": the pack's run directory names}
-    # (and "resumed_alone_at_epoch" when it was interrupted and finished alone)
+    # (after an interruption: "resumed_alone_at_epoch", or "resumed_at_epoch" and the "earlier" pack's record)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -357,6 +357,24 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
 
     # ------------------------------------------------------------------------------------- fit
+    def open_run_dir(self, run_dir: Path, *, resume: bool = True, extend: bool = False) -> list[dict]:
+        """Make `run_dir` this run's directory: with ``resume`` and a checkpoint there, load it and return
+        the epochs it covers (metrics.jsonl cut to them); else start afresh (no epochs, no pack.json).
+        A directory started with another config is refused (`rundir.check_resumable`)."""
+        checkpoint = run_dir / "checkpoint.pt"
+        if resume:  # every check before anything in the directory changes
+            rundir.check_resumable(run_dir, self.cfg.to_dict(), extend=extend)
+        epochs: list[dict] = []
+        if resume and checkpoint.exists():
+            self.load_checkpoint(checkpoint)
+            epochs = rundir.read_metrics(run_dir / "metrics.jsonl", up_to_epoch=self.epoch)
+        else:
+            (run_dir / "pack.json").unlink(missing_ok=True)  # a fresh start: no pack record
+        run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.write_json_atomic(run_dir / "config.json", self.cfg.to_dict())
+        rundir.rewrite_metrics(run_dir / "metrics.jsonl", epochs)
+        return epochs
+
     def final_record(self, epochs: list[dict]) -> dict:
         """The run's final metrics once training has ended: the last epoch's or, where early stopping
         keeps the best weights (``restore_best``), the best epoch's, whose weights it restores."""
@@ -385,22 +403,12 @@ class Trainer:
             callbacks.insert(0, CondensationTracker())
         run_dir = Path(run_dir) if run_dir is not None else None
         epochs: list[dict] = []
-        pack = None  # the pack this run started in, if it resumes alone from a packed checkpoint
+        pack = None  # the pack this run trained in, if it resumes alone from a packed checkpoint
         if run_dir is not None:
-            checkpoint = run_dir / "checkpoint.pt"
-            if resume:  # every check before anything in the directory changes
-                rundir.check_resumable(run_dir, cfg.to_dict(), extend=extend)
-            if resume and checkpoint.exists():
-                pack = rundir.read_pack(run_dir)
-                self.load_checkpoint(checkpoint)
-                epochs = rundir.read_metrics(run_dir / "metrics.jsonl", up_to_epoch=self.epoch)
-                if pack is not None:
-                    pack["resumed_alone_at_epoch"] = self.epoch
-            else:
-                (run_dir / "pack.json").unlink(missing_ok=True)  # a fresh start trains alone
-            run_dir.mkdir(parents=True, exist_ok=True)
-            rundir.write_json_atomic(run_dir / "config.json", cfg.to_dict())
-            rundir.rewrite_metrics(run_dir / "metrics.jsonl", epochs)
+            epochs = self.open_run_dir(run_dir, resume=resume, extend=extend)
+            pack = rundir.read_pack(run_dir) if self.epoch else None
+            if pack is not None:
+                pack["resumed_alone_at_epoch"] = self.epoch
 
         status, diverged_epoch, stopped_epoch = "done", None, self.stopper.stopped_epoch
         start = time.perf_counter() - sum(e["seconds"] for e in epochs)
@@ -455,19 +463,21 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path | None = None, callbacks: I
     """Train one run described by `cfg` (the library's main entry point); see `Trainer.fit`.
 
     `pack_of_one`: train through `PackedTrainer` as a pack of one (stacked state, batched optimizer,
-    CUDA graph). None (default): where that step is captured as a CUDA graph and the run starts
-    fresh; elsewhere, and for a run that resumes, the solo `Trainer` step.
+    CUDA graph), resuming as `Trainer.fit` does. None (default): where that step is captured as a
+    CUDA graph; elsewhere the solo `Trainer` step.
     """
     if run_dir is not None and resume:  # refuse a mismatched directory before loading data
         rundir.check_resumable(Path(run_dir), cfg.to_dict(), extend=extend)
     trainer = Trainer(cfg, data=data)
-    fresh = run_dir is None or not resume or not (Path(run_dir) / "checkpoint.pt").exists()
     if pack_of_one is None:  # where PackedTrainer captures its step as a CUDA graph
         pack_of_one = trainer.device.type == "cuda" and cfg.train.cuda_graphs
-    if pack_of_one and fresh:
+    if pack_of_one:
         from reglab.train.packed import PackedTrainer, packing_blocker
 
         if packing_blocker(cfg) is None:
+            if run_dir is not None:
+                with torch_threads(cfg.train.threads):
+                    trainer.open_run_dir(Path(run_dir), resume=resume, extend=extend)
             return _fit_packed(PackedTrainer([trainer]), run_dir, list(callbacks))
     return trainer.fit(run_dir, callbacks=callbacks, resume=resume, extend=extend)
 

@@ -15,7 +15,7 @@ BatchNorm and max-pooling layers treat the runs as channels of one tensor (`regl
 one kernel for all runs, no copies between convolutions). Nothing in a step reads a value back to
 the host, so on CUDA the whole step is captured once as a CUDA graph and replayed (``train.cuda_graphs``).
 The per-run trainers are brought up to date only at epoch boundaries —
-for evaluation, checkpoints (in `torch.optim`'s own state format, so a run resumes alone) and
+for evaluation, checkpoints (in `torch.optim`'s own state format, so a run resumes alone or packed) and
 ``model.pt``.
 
 What is the same as a solo run: the data order (each run's permutation from its own generator, drawn
@@ -71,7 +71,8 @@ def packing_blocker(cfg: RunConfig) -> str | None:
 
 
 class PackedTrainer:
-    """Train `trainers` (fresh, one of `pack_groups`) together; see the module docstring.
+    """Train `trainers` (one of `pack_groups`, fresh or resumed at one step: `Trainer.open_run_dir`)
+    together; see the module docstring.
 
     `cuda_graphs`: capture the step as a CUDA graph (default: the runs' ``train.cuda_graphs``; only
     on CUDA). `graph_note` says why a CUDA pack runs without one.
@@ -89,8 +90,6 @@ class PackedTrainer:
         if len(pack_groups([t.cfg for t in trainers])) > 1:
             raise ValueError("PackedTrainer: runs differ in data, model, stochastic-depth form or training budget; "
                              "pack them separately")
-        if any(t.epoch for t in trainers):
-            raise ValueError("PackedTrainer: trainers must be fresh (a resumed run trains alone)")
         self.trainers = list(trainers)
         self.active = list(range(len(trainers)))
         first = self.trainers[0]
@@ -448,9 +447,18 @@ class PackedTrainer:
         dirs = [Path(d) if d is not None else None for d in (run_dirs or [None] * len(self.trainers))]
         if len(dirs) != len(self.trainers):
             raise ValueError(f"run_dirs: expected {len(self.trainers)} directories (got {len(dirs)})")
+        if any(t.epoch for t in self.trainers) and not all(dirs):
+            raise ValueError("run_dirs: resumed runs need the directories they resume from (their earlier epochs)")
         pack = {"size": len(self.trainers)} | ({"runs": [d.name for d in dirs]} if all(dirs) else {})
         logs = [RunLog(t, d, pack=pack | {"slot": i}) for i, (t, d) in enumerate(zip(self.trainers, dirs, strict=True))]
         results: list[RunResult | None] = [None] * len(self.trainers)
+        stopped = [i for i in self.active if self.trainers[i].stopper.stopped]  # resumed after early stopping
+        for i in stopped:
+            self.active.remove(i)
+            results[i] = logs[i].finish()
+            on_result(i, results[i])
+        if stopped and self.active:
+            self._stack()
         train = self.trainers[0].cfg.train
         while self.active and self.trainers[self.active[0]].epoch < train.epochs and not (
                 train.max_steps and self.trainers[self.active[0]].step >= train.max_steps):
@@ -525,17 +533,22 @@ def synchronize(device: torch.device) -> None:
 
 class RunLog:
     """One packed run's epochs and directory, kept exactly as `Trainer.fit` keeps them; `pack` (its
-    pack's size, its slot there and the pack's run directory names) goes into the result."""
+    pack's size, its slot there and the pack's run directory names; for a resumed run also the epoch it
+    resumed at and the `earlier` record, None where it trained alone) goes into the result."""
 
     def __init__(self, trainer: Trainer, run_dir: Path | None, *, pack: dict):
-        self.trainer, self.run_dir, self.pack = trainer, run_dir, pack
+        self.trainer, self.run_dir = trainer, run_dir
         self.epochs: list[dict] = []
-        self.status, self.diverged_epoch, self.stopped_epoch = "done", None, None
+        self.status, self.diverged_epoch, self.stopped_epoch = "done", None, trainer.stopper.stopped_epoch
         if run_dir is not None:
+            if trainer.epoch:  # resumed (`Trainer.open_run_dir`): its epochs so far, and the pack they came from
+                self.epochs = rundir.read_metrics(run_dir / "metrics.jsonl", up_to_epoch=trainer.epoch)
+                pack = pack | {"resumed_at_epoch": trainer.epoch, "earlier": rundir.read_pack(run_dir)}
             run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_json_atomic(run_dir / "config.json", trainer.cfg.to_dict())
             rundir.write_json_atomic(run_dir / "pack.json", pack)
-            rundir.rewrite_metrics(run_dir / "metrics.jsonl", [])
+            rundir.rewrite_metrics(run_dir / "metrics.jsonl", self.epochs)
+        self.pack = pack
 
     def record(self, metrics: dict) -> bool:
         """Log an epoch, let early stopping see it and checkpoint on schedule (and on stopping), as

@@ -7,7 +7,8 @@
       checkpoint.pt    model, optimizer, schedule, EMA, RNG states, epoch (atomic replace)
       model.pt         final weights of the evaluated model (state_dict, loads with weights_only)
       pack.json        only for a run that trained packed: its pack (size, slot, the pack's run
-                       directories), written when the pack starts, so a run that resumes alone keeps it
+                       directories; resumed_at_epoch and the earlier pack's record for a run that
+                       resumed packed), written when the pack starts, so a run that resumes keeps it
 """
 
 from __future__ import annotations
