@@ -16,7 +16,7 @@ elif "$py" -m pip install -q --no-index --no-deps "torch==$version" 2>/dev/null 
   # torch alone came from a local wheel or the CPU index (never PyPI, whose Linux build is CUDA's);
   # now its dependencies from the usual indexes (the installed CPU build satisfies torch==$version)
   "$py" -m pip install -q "torch==$version"
-  echo "installed torch $("$py" -c 'import torch; print(torch.__version__)')"
+  echo "installed torch $version (CPU build)"
 else
   echo "warning: no local torch $version wheel and $cpu_index is unreachable:" \
        "installing PyPI's default build (CUDA, several GB)" >&2
