@@ -57,6 +57,7 @@ def pack_step_ops(configs) -> list[str]:
     {},
     {"model.norm": "batch", "regularize.ema": 0.99, "regularize.grad_clip": 1.0, "regularize.l1": 1e-4,
      "regularize.dropout.p": 0.2, "regularize.label_smoothing": 0.1},
+    {"model.norm": "batch", "regularize.sam_rho": 0.05, "regularize.l2": 1e-4},  # SAM's second pass
 ])
 def test_ops_per_step_do_not_grow_with_the_pack(overrides):
     two, sixteen = step_ops(2, **overrides), step_ops(16, **overrides)
@@ -128,6 +129,25 @@ OPTIMIZERS = [
     {"optim.name": "adamw", "optim.lr": 2e-3, "optim.weight_decay": 0.1, "regularize.penalize": "all",
      "optim.schedule.name": "plateau", "optim.schedule.patience": 0, "optim.schedule.gamma": 0.5},
 ]
+
+
+@pytest.mark.parametrize(("norm", "runs"), [
+    # momentum-like rules with BatchNorm (Adam would blow up the rounding in a bias before BatchNorm)
+    ("batch", [{"optim.name": "momentum", "optim.lr": 0.05, "regularize.l2": 1e-3, "regularize.grad_clip": 0.5},
+               {"optim.name": "nesterov", "optim.lr": 0.05, "regularize.l1": 1e-4, "regularize.sam_rho": 0.1},
+               {"optim.name": "sgd", "optim.lr": 0.2, "regularize.mixup": 0.4}]),
+    ("none", [{"optim.name": "adam", "optim.lr": 3e-3, "regularize.label_smoothing": 0.1},
+              {"optim.name": "adamw", "optim.lr": 1e-3, "optim.weight_decay": 0.1, "regularize.ema": 0.9,
+               "regularize.penalize": "all", "regularize.l2": 1e-3}]),
+])
+def test_sam_runs_packed_equal_their_solo_runs(norm, runs):
+    configs = [config(seed, **({"model.norm": norm, "regularize.sam_rho": 0.05} | run))
+               for seed, run in enumerate(runs)]
+    solo = [Trainer(c) for c in configs]
+    solo_epochs = [t.fit().epochs for t in solo]
+    packed = [Trainer(c) for c in configs]
+    for s, p, es, rp in zip(solo, packed, solo_epochs, PackedTrainer(packed).fit(), strict=True):
+        assert_same_run(s, p, es, rp.epochs)  # with BatchNorm: statistics updated by the unperturbed pass only
 
 
 def test_every_optimizer_packed_equals_its_solo_run():

@@ -275,15 +275,22 @@ class BatchedOptimizer:
         return switched
 
     @torch.no_grad()
-    def step(self, params: Tensor, grad: Tensor) -> Tensor:
-        """One step of every run: updates `params` in place (`grad` is overwritten) and returns each
-        run's gradient norm ``(K,)`` (with penalty gradients, before clipping, as `clip_grad_norm_`)."""
-        scratch, chunks = self.scratch, self.chunks
-        for cols in chunks if self.l1 is not None or self.l2 is not None else ():
+    def add_penalty_gradients(self, params: Tensor, grad: Tensor) -> None:
+        """Add each run's L1/L2 penalty gradient at `params`, l1·sign(w) + l2·w (masked), to `grad`."""
+        scratch = self.scratch
+        for cols in self.chunks if self.l1 is not None or self.l2 is not None else ():
             if self.l1 is not None:
                 grad[:, cols].add_(torch.sign(params[:, cols], out=scratch[:, cols]).mul_(self.l1[:, cols]))
             if self.l2 is not None:
                 grad[:, cols].add_(torch.mul(self.l2[:, cols], params[:, cols], out=scratch[:, cols]))
+
+    def step(self, params: Tensor, grad: Tensor, *, penalties: bool = True) -> Tensor:
+        """One step of every run: updates `params` in place (`grad` is overwritten) and returns each
+        run's gradient norm ``(K,)`` (with penalty gradients, before clipping, as `clip_grad_norm_`).
+        ``penalties=False``: `grad` already holds them (SAM adds them at its perturbed weights)."""
+        scratch, chunks = self.scratch, self.chunks
+        if penalties:
+            self.add_penalty_gradients(params, grad)
         norm = torch.linalg.vector_norm(grad, dim=1)
         if self.clip is not None:
             coef = torch.where(self.clipped, (self.clip / (norm + 1e-6)).clamp(max=1.0), torch.ones_like(norm))

@@ -7,8 +7,9 @@ the runs' state stacked: parameters as the rows of one ``(K, P)`` leaf tensor, B
 ``(K, …)`` tensors, optimizer moments, EMA weights and the metric sums likewise. A step is a fixed
 sequence of kernels whatever K is: one gather of the ``(K, B)`` batch indices, one
 ``torch.func.vmap(functional_call, randomness="different")`` forward, per-run losses as ``(K,)``,
-one backward to the stacked leaf, one `BatchedOptimizer` step (penalty gradients, per-run clipping,
-each run's lr from a device table, its own update rule) and one EMA lerp. The network the pack
+one backward to the stacked leaf (for SAM runs, which pack apart from the others, a second forward and
+backward at each run's perturbed weights), one `BatchedOptimizer` step (penalty gradients, per-run
+clipping, each run's lr from a device table, its own update rule) and one EMA lerp. The network the pack
 executes is the union of its runs' networks, with each run's dropout and stochastic-depth rates as
 stacked buffers (`reglab.train.rates`), so runs that differ only in those rates share a pack, and its
 BatchNorm and max-pooling layers treat the runs as channels of one tensor (`reglab.train.pack_layers`:
@@ -60,9 +61,8 @@ __all__ = ["PackedTrainer", "pack_groups", "pack_key", "packing_blocker"]
 
 def packing_blocker(cfg: RunConfig) -> str | None:
     """Why a run cannot be trained packed (None: it can)."""
-    reg, train = cfg.regularize, cfg.train
+    train = cfg.train
     blockers = {
-        "regularize.sam_rho": reg.sam_rho > 0,  # a second, perturbed gradient per run
         "train.objective": train.objective != "drop",  # the theory objectives differentiate through the model
         "train.compile": train.compile,
         "train.track_condensation": train.track_condensation,
@@ -167,6 +167,8 @@ class PackedTrainer:
             names = {n for s in state for n, v in s.items() if isinstance(v, torch.Tensor) and v.dim()}
             self.optimizer.load_run_state(slot, {n: flat([s[n] for s in state]) for n in names})
         classes = self.data.num_classes
+        rho = [t.cfg.regularize.sam_rho for t in runs]  # `pack_key`: all runs of a pack use SAM, or none
+        self.sam_rho = torch.tensor(rho, device=self.device).unsqueeze(1) if any(rho) else None
         self.smoothing = torch.tensor([t.cfg.regularize.label_smoothing for t in runs], device=self.device)
         self.smoothing_any = any(t.cfg.regularize.label_smoothing for t in runs)
         self.loss_name = runs[0].cfg.train.loss
@@ -286,10 +288,10 @@ class PackedTrainer:
         losses = self._losses(out, y)
         if mix is not None:
             losses = lam * losses + (1 - lam) * self._losses(out, partner)
-        grads = torch.autograd.grad(losses.sum(), self.leaves)
-        k = idx.shape[0]
-        torch.cat([g.reshape(k, -1) for g in grads], dim=1, out=self.grad)  # into one static (K, P) buffer
-        norms = self.optimizer.step(self.params, self.grad)
+        self._gradient(losses)
+        if self.sam_rho is not None:
+            self._sam_gradient(x, y, partner, lam)
+        norms = self.optimizer.step(self.params, self.grad, penalties=self.sam_rho is None)
         with torch.no_grad():
             if any(self.ema_on):
                 self.ema_params.lerp_(self.params, self.ema_weight[""])
@@ -302,6 +304,35 @@ class PackedTrainer:
             if self.classify:
                 self.correct_sum.add_((out.argmax(-1) == y).sum(1))
             self.norm_sum.add_(norms)
+
+    def _gradient(self, losses: torch.Tensor) -> None:
+        """The gradient of each run's loss into the static ``(K, P)`` buffer `grad`."""
+        grads = torch.autograd.grad(losses.sum(), self.leaves)
+        torch.cat([g.reshape(losses.shape[0], -1) for g in grads], dim=1, out=self.grad)
+
+    def _sam_gradient(self, x: torch.Tensor, y: torch.Tensor, partner: torch.Tensor | None,
+                      lam: torch.Tensor | None) -> None:
+        """SAM (`reglab.regularize.sam`) for every run at once: `grad` (∇ loss at w) becomes ∇(loss +
+        penalty) at w + ε, ε = ρ·g/‖g‖ with g the run's total gradient at w and ρ its own. The perturbed
+        pass sees the step's batch, augmentation and mixing; the weights and the BatchNorm statistics
+        end as they were, so the statistics are updated once a step, from the unperturbed weights."""
+        with torch.no_grad():
+            self.optimizer.add_penalty_gradients(self.params, self.grad)
+            norm = torch.linalg.vector_norm(self.grad, dim=1, keepdim=True)
+            weights = self.params.clone()
+            buffers = {name: b.clone() for name, b in self.buffers.items() if name in self.buffer_names}
+            self.params.add_(self.grad * (self.sam_rho / (norm + 1e-12)))
+        with self.autocast():
+            out = self._forward(self.param_views(), self.buffers, x).float()
+        losses = self._losses(out, y)
+        if partner is not None:
+            losses = lam * losses + (1 - lam) * self._losses(out, partner)
+        self._gradient(losses)
+        with torch.no_grad():
+            self.optimizer.add_penalty_gradients(self.params, self.grad)  # at w + ε, as the solo loss closure
+            self.params.copy_(weights)
+            for name, b in buffers.items():
+                self.buffers[name].copy_(b)
 
     def _graph_step(self, idx: torch.Tensor, draw: AugmentDraw | None = None, mix: MixDraw | None = None) -> None:
         """`_step` replayed from a CUDA graph (captured after a few eager warm-up steps); eager on failure."""

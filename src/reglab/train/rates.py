@@ -30,14 +30,16 @@ from reglab.regularize.stochastic_depth import StochasticDepth, gate_branch
 
 PER_RUN_OPTIONS = ("l1", "l2", "penalize", "ema", "label_smoothing", "mixup", "cutmix", "grad_clip", "dropout",
                    "early_stopping")
-"""`regularize` fields that may differ inside a pack (besides `seed`, the whole `optim` section and
-the stochastic-depth rate, rule and blocks)."""
+"""`regularize` fields that may differ inside a pack (besides `seed`, the whole `optim` section, the
+stochastic-depth rate, rule and blocks, and the SAM radius)."""
 
 
 def pack_key(cfg: RunConfig) -> str:
-    """What runs sharing a pack must have in common: data, architecture, other model regularizers, budget."""
+    """What runs sharing a pack must have in common: data, architecture, other model regularizers, budget,
+    and whether they use SAM (its radius may differ; its second pass would double other runs' step)."""
     shared = cfg.to_dict()
     del shared["seed"], shared["optim"], shared["regularize"]["stochastic_depth"]
+    shared["regularize"]["sam_rho"] = cfg.regularize.sam_rho > 0
     for name in PER_RUN_OPTIONS:
         del shared["regularize"][name]
     for name in get_model_info(cfg.model.name).depth_options:
