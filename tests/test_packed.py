@@ -96,6 +96,16 @@ def test_batchnorm_statistics_are_kept_per_run():
     assert int(dict(packed[0].model.named_buffers())["1.num_batches_tracked"]) == 2 * 4  # 2 epochs × 4 batches
 
 
+def test_condensation_is_tracked_per_packed_run_as_for_a_solo_run():
+    configs = [config(seed, **{"train.track_condensation": True}) for seed in (0, 1)]
+    solo = [Trainer(c) for c in configs]
+    solo_epochs = [t.fit().epochs for t in solo]
+    packed = [Trainer(c) for c in configs]
+    for s, p, es, rp in zip(solo, packed, solo_epochs, PackedTrainer(packed).fit(), strict=True):
+        assert_same_run(s, p, es, rp.epochs)
+        assert [e["effective_ratio/0"] for e in rp.epochs] == pytest.approx([e["effective_ratio/0"] for e in es])
+
+
 def test_weight_ema_and_mixup_runs_share_a_pack():
     configs = [config(0, **{"model.norm": "batch", "regularize.ema": 0.9}),
                config(1, **{"model.norm": "batch", "regularize.mixup": 0.4})]
@@ -194,9 +204,9 @@ def test_what_can_share_a_pack():
     assert packing_blocker(stopping) is None and pack_key(stopping) == pack_key(config(0, **held_out))
     sam = config(0, **{"regularize.sam_rho": 0.05})  # packs of SAM runs (any radius) apart from the others
     assert pack_key(sam) == pack_key(config(0, **{"regularize.sam_rho": 0.2})) != pack_key(config(0))
-    assert packing_blocker(config(0, **{"train.track_condensation": True})) == "train.track_condensation"
-    with pytest.raises(ValueError, match="train.track_condensation: run with seed 1 cannot be trained packed"):
-        PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"train.track_condensation": True}))])
+    assert packing_blocker(config(0, **{"train.compile": True})) == "train.compile"
+    with pytest.raises(ValueError, match="train.compile: run with seed 1 cannot be trained packed"):
+        PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"train.compile": True}))])
     with pytest.raises(ValueError, match="differ in data, model, stochastic-depth form or training budget"):
         PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"train.batch_size": 32}))])
 
@@ -207,12 +217,12 @@ def tiny_spec(arms: dict, seeds: int = 3) -> StudySpec:
 
 def test_plan_packs_groups_by_architecture_and_keeps_the_rest_in_plan_order(tmp_path):
     spec = tiny_spec({"base": {}, "drop": {"regularize": {"dropout": {"p": 0.2}}},
-                      "b32": {"train": {"batch_size": 32}}, "cond": {"train": {"track_condensation": True}}})
+                      "b32": {"train": {"batch_size": 32}}, "comp": {"train": {"compile": True}}})
     tasks = plan(spec, tmp_path)
     packs, alone = plan_packs(tasks, 4)
     assert [[t.run_id for t in p] for p in packs] == [  # dropout rates are per run: base and drop share packs
         ["base__s0", "drop__s0", "base__s1", "drop__s1"], ["base__s2", "drop__s2"], ["b32__s0", "b32__s1", "b32__s2"]]
-    assert [t.run_id for t in alone] == ["cond__s0", "cond__s1", "cond__s2"]
+    assert [t.run_id for t in alone] == ["comp__s0", "comp__s1", "comp__s2"]
     assert plan_packs(tasks, "auto", decide=lambda group: 0) == ([], tasks)  # measured: alone is faster
     packs, alone = plan_packs(tasks, "auto", decide=lambda group: 2)  # measured: packs of two, one kept
     assert [[t.run_id for t in p] for p in packs] == [
@@ -243,13 +253,13 @@ def interrupt_after(task, epochs: int) -> None:
 
 
 def test_packed_executor_runs_a_study_with_fallback_runs(tmp_path):
-    spec = tiny_spec({"base": {}, "cond": {"train": {"track_condensation": True}}}, seeds=2).override(
+    spec = tiny_spec({"base": {}, "comp": {"train": {"compile": True}}}, seeds=2).override(
         {"train.epochs": 1})
     result = run_study(spec, tmp_path / "packed", executor=PackedExecutor(pack=2), progress=False)
     alone = run_study(spec, tmp_path / "solo", progress=False)
     packed_runs, solo_runs = (r.runs.set_index("run_id") for r in (result, alone))
     assert (packed_runs["status"] == "done").all() and len(packed_runs) == 4
-    assert packed_runs.loc["cond__s1", "final_test_loss"] == solo_runs.loc["cond__s1", "final_test_loss"]
+    assert packed_runs.loc["comp__s1", "final_test_loss"] == solo_runs.loc["comp__s1", "final_test_loss"]
     assert packed_runs.loc["base__s1", "final_test_loss"] == pytest.approx(
         solo_runs.loc["base__s1", "final_test_loss"], abs=1e-5)
 
@@ -331,16 +341,16 @@ def test_a_pack_out_of_memory_after_a_checkpoint_resumes_in_halves_from_it(tmp_p
 
 
 def test_packs_and_single_runs_share_a_pool_of_worker_processes(tmp_path):
-    spec = tiny_spec({"base": {}, "cond": {"train": {"track_condensation": True}}}, seeds=3).override(
+    spec = tiny_spec({"base": {}, "comp": {"train": {"compile": True}}}, seeds=3).override(
         {"train.epochs": 1})
     result = run_study(spec, tmp_path / "pool", executor=PackedExecutor(workers=2, pack=2), progress=False)
     alone = run_study(spec, tmp_path / "solo", progress=False)
     pooled, solo = (r.runs.set_index("run_id") for r in (result, alone))
     assert (pooled["status"] == "done").all() and len(pooled) == 6
-    for run_id in solo.index:  # base__s0/s1 packed in a worker, base__s2 and the condensation runs alone
+    for run_id in solo.index:  # base__s0/s1 packed in a worker, base__s2 and the compiled runs alone (compile: CUDA only)
         assert pooled.loc[run_id, "final_test_loss"] == pytest.approx(solo.loc[run_id, "final_test_loss"], abs=1e-5)
-    assert pooled["pack_size"].fillna(0).to_dict() == {"base__s0": 2, "cond__s0": 0, "base__s1": 2, "cond__s1": 0,
-                                                       "base__s2": 0, "cond__s2": 0}  # 0 here: trained alone
+    assert pooled["pack_size"].fillna(0).to_dict() == {"base__s0": 2, "comp__s0": 0, "base__s1": 2, "comp__s1": 0,
+                                                       "base__s2": 0, "comp__s2": 0}  # 0 here: trained alone
 
 
 def test_auto_packing_measures_both_ways(tmp_path, monkeypatch):

@@ -357,6 +357,14 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
 
     # ------------------------------------------------------------------------------------- fit
+    def config_callbacks(self) -> list[EpochCallback]:
+        """The epoch callbacks the config asks for, run before the caller's: condensation tracking."""
+        if not self.cfg.train.track_condensation:
+            return []
+        from reglab.theory.condensation import CondensationTracker
+
+        return [CondensationTracker()]
+
     def open_run_dir(self, run_dir: Path, *, resume: bool = True, extend: bool = False) -> list[dict]:
         """Make `run_dir` this run's directory: with ``resume`` and a checkpoint there, load it and return
         the epochs it covers (metrics.jsonl cut to them); else start afresh (no epochs, no pack.json).
@@ -397,10 +405,7 @@ class Trainer:
     def _fit(self, run_dir: str | Path | None, callbacks: list[EpochCallback], *, resume: bool,
              extend: bool) -> RunResult:
         cfg = self.cfg
-        if cfg.train.track_condensation:
-            from reglab.theory.condensation import CondensationTracker
-
-            callbacks.insert(0, CondensationTracker())
+        callbacks = self.config_callbacks() + callbacks
         run_dir = Path(run_dir) if run_dir is not None else None
         epochs: list[dict] = []
         pack = None  # the pack this run trained in, if it resumes alone from a packed checkpoint

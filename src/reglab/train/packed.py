@@ -65,7 +65,6 @@ def packing_blocker(cfg: RunConfig) -> str | None:
     blockers = {
         "train.objective": train.objective != "drop",  # the theory objectives differentiate through the model
         "train.compile": train.compile,
-        "train.track_condensation": train.track_condensation,
     }
     return next((name for name, blocked in blockers.items() if blocked), None)
 
@@ -482,6 +481,7 @@ class PackedTrainer:
             raise ValueError("run_dirs: resumed runs need the directories they resume from (their earlier epochs)")
         pack = {"size": len(self.trainers)} | ({"runs": [d.name for d in dirs]} if all(dirs) else {})
         logs = [RunLog(t, d, pack=pack | {"slot": i}) for i, (t, d) in enumerate(zip(self.trainers, dirs, strict=True))]
+        callbacks = [t.config_callbacks() for t in self.trainers]  # as `Trainer.fit`: before the caller's
         results: list[RunResult | None] = [None] * len(self.trainers)
         stopped = [i for i in self.active if self.trainers[i].stopper.stopped]  # resumed after early stopping
         for i in stopped:
@@ -502,7 +502,10 @@ class PackedTrainer:
             share = (time.perf_counter() - start) / len(self.active)  # each run's share of the pack's time
             ended = []  # diverged or stopped early
             for i, record, lr in zip(list(self.active), records, lrs, strict=True):
-                metrics = self.trainers[i].close_epoch(record, lr=lr, start=time.perf_counter() - share)
+                t = self.trainers[i]
+                metrics = t.close_epoch(record, lr=lr, start=time.perf_counter() - share)
+                for callback in callbacks[i]:
+                    metrics.update(callback(t.epoch, t.evaluated_model, metrics) or {})
                 on_epoch(i, metrics)
                 if not logs[i].record(metrics):
                     ended.append(i)
