@@ -347,7 +347,7 @@ def test_packs_and_single_runs_share_a_pool_of_worker_processes(tmp_path):
     alone = run_study(spec, tmp_path / "solo", progress=False)
     pooled, solo = (r.runs.set_index("run_id") for r in (result, alone))
     assert (pooled["status"] == "done").all() and len(pooled) == 6
-    for run_id in solo.index:  # base__s0/s1 packed in a worker, base__s2 and the compiled runs alone (compile: CUDA only)
+    for run_id in solo.index:  # base__s0/s1 packed in a worker, base__s2 and the compiled runs alone
         assert pooled.loc[run_id, "final_test_loss"] == pytest.approx(solo.loc[run_id, "final_test_loss"], abs=1e-5)
     assert pooled["pack_size"].fillna(0).to_dict() == {"base__s0": 2, "comp__s0": 0, "base__s1": 2, "comp__s1": 0,
                                                        "base__s2": 0, "comp__s2": 0}  # 0 here: trained alone
