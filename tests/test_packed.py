@@ -175,6 +175,12 @@ def test_early_stopping_ends_a_packed_run_as_it_ends_the_solo_run(tmp_path):
     for name, weight in packed[0].model.state_dict().items():
         torch.testing.assert_close(saved[name], weight, atol=0, rtol=0, msg=name)
     assert json.loads((dirs[0] / "summary.json").read_text())["stopped_epoch"] == results[0].stopped_epoch
+    (dirs[0] / "summary.json").unlink()  # interrupted after its stopping checkpoint: it resumes as stopped
+    again = Trainer(configs[0])
+    again.open_run_dir(dirs[0])
+    redone = PackedTrainer([again]).fit(dirs[:1])[0]
+    assert (redone.stopped_epoch, len(redone.epochs), redone.final) == (
+        results[0].stopped_epoch, len(results[0].epochs), results[0].final)
 
 
 def test_packed_run_directories_match_what_trainer_fit_writes(tmp_path):
