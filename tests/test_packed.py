@@ -308,6 +308,22 @@ def test_an_interrupted_study_resumes_its_runs_in_packs(tmp_path):
     assert [len(read_epochs(t)) for t in tasks] == [2, 2, 2, 2]
 
 
+def test_a_damaged_checkpoint_is_set_aside_and_its_run_starts_afresh_in_a_pack(tmp_path):
+    spec = tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}, seeds=2)
+    tasks = plan(spec, tmp_path / "packed")
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, tmp_path / "packed", executor=InterruptedAlone(), progress=False)
+    (tasks[2].run_dir / "checkpoint.pt").write_bytes(b"torn")  # e.g. a disk that filled mid-write
+    result = run_study(spec, tmp_path / "packed", executor=PackedExecutor(pack=4), progress=False)
+    solo = run_study(spec, tmp_path / "solo", progress=False).runs.set_index("run_id")
+    packed = result.runs.set_index("run_id")
+    for run_id in solo.index:
+        assert packed.loc[run_id, "final_test_loss"] == pytest.approx(solo.loc[run_id, "final_test_loss"], abs=1e-5)
+    packs = [json.loads((t.run_dir / "summary.json").read_text())["pack"] for t in tasks]
+    assert [(p["size"], p.get("resumed_at_epoch")) for p in packs] == [(2, 1), (2, 1), (2, None), (2, None)]
+    assert (tasks[2].run_dir / "checkpoint.pt.damaged").read_bytes() == b"torn"
+
+
 class InterruptedAlone:
     """An executor stopped by Ctrl-C after three runs got through their first epoch alone."""
 

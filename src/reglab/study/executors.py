@@ -72,20 +72,14 @@ def run_task(task: RunTask, on_epoch: Callable[[dict], None]) -> RunResult:
     """Train one task into its run directory (resumes from a checkpoint left there), then analyse it."""
     from reglab.study.analysis import finish_analysis
     from reglab.train import train_run
-    from reglab.train.rundir import DamagedFile
+    from reglab.train.rundir import resume_or_restart
 
     def callback(_epoch: int, _model: object, metrics: dict) -> None:  # progress only: adds no metrics
         on_epoch(dict(metrics))
 
-    checkpoint = task.run_dir / "checkpoint.pt"
-    try:
-        return finish_analysis(task, train_run(task.config, run_dir=task.run_dir, callbacks=[callback]))
-    except DamagedFile as err:
-        if err.path != checkpoint:
-            raise
-    # a damaged checkpoint (e.g. a disk filled mid-write): keep it aside, train the run from the start
-    checkpoint.replace(checkpoint.with_name("checkpoint.pt.damaged"))
-    return finish_analysis(task, train_run(task.config, run_dir=task.run_dir, callbacks=[callback], resume=False))
+    result = resume_or_restart(task.run_dir, lambda resume: train_run(task.config, run_dir=task.run_dir,
+                                                                      callbacks=[callback], resume=resume))
+    return finish_analysis(task, result)
 
 
 def deliver(events: RunEvents, task: RunTask, started: set[str], outcome: Callable[[], tuple[bool, Any]]) -> None:

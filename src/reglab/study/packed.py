@@ -36,7 +36,7 @@ from reglab.study.executors import LocalExecutor, RunEvents, RunTask, run_in_poo
 from reglab.study.workers import report
 from reglab.train.loop import RunResult, Trainer, cached_dataset, planned_steps, resolve_device, torch_threads
 from reglab.train.packed import PackedTrainer, pack_groups, packing_blocker, synchronize
-from reglab.train.rundir import DamagedFile
+from reglab.train.rundir import resume_or_restart
 
 MEMORY_FRACTION = 0.8
 """Share of the free device memory that auto packing plans to fill."""
@@ -415,16 +415,10 @@ def _train_group(runs: list[tuple[RunTask, Trainer]], events: RunEvents) -> list
 
 def open_trainer(task: RunTask) -> Trainer:
     """A task's `Trainer` with its run directory opened (`Trainer.open_run_dir`): resumed from the
-    checkpoint there, if any. A damaged checkpoint is set aside and the run starts afresh, as `run_task`
-    does for a run alone."""
-    trainer = Trainer(task.config)
-    checkpoint = task.run_dir / "checkpoint.pt"
-    try:
-        trainer.open_run_dir(task.run_dir)
-    except DamagedFile as err:
-        if err.path != checkpoint:
-            raise
-        checkpoint.replace(checkpoint.with_name("checkpoint.pt.damaged"))
+    checkpoint there, if any, or started afresh where that checkpoint is damaged (as `run_task` does)."""
+    def attempt(resume: bool) -> Trainer:
         trainer = Trainer(task.config)
-        trainer.open_run_dir(task.run_dir, resume=False)
-    return trainer
+        trainer.open_run_dir(task.run_dir, resume=resume)
+        return trainer
+
+    return resume_or_restart(task.run_dir, attempt)

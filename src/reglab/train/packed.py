@@ -483,13 +483,17 @@ class PackedTrainer:
         logs = [RunLog(t, d, pack=pack | {"slot": i}) for i, (t, d) in enumerate(zip(self.trainers, dirs, strict=True))]
         callbacks = [t.config_callbacks() for t in self.trainers]  # as `Trainer.fit`: before the caller's
         results: list[RunResult | None] = [None] * len(self.trainers)
-        stopped = [i for i in self.active if self.trainers[i].stopper.stopped]  # resumed after early stopping
-        for i in stopped:
-            self.active.remove(i)
-            results[i] = logs[i].finish()
-            on_result(i, results[i])
-        if stopped and self.active:
-            self._stack()
+
+        def end(runs: list[int]) -> None:
+            """Finish `runs`, which leave the pack; the others go on re-stacked."""
+            for i in runs:
+                self.active.remove(i)
+                results[i] = logs[i].finish()
+                on_result(i, results[i])
+            if runs and self.active:
+                self._stack()
+
+        end([i for i in self.active if self.trainers[i].stopper.stopped])  # resumed after early stopping
         train = self.trainers[0].cfg.train
         while self.active and self.trainers[self.active[0]].epoch < train.epochs and not (
                 train.max_steps and self.trainers[self.active[0]].step >= train.max_steps):
@@ -509,16 +513,8 @@ class PackedTrainer:
                 on_epoch(i, metrics)
                 if not logs[i].record(metrics):
                     ended.append(i)
-            for i in ended:
-                self.active.remove(i)
-                results[i] = logs[i].finish()
-                on_result(i, results[i])
-            if ended and self.active:
-                self._stack()
-        for i in list(self.active):
-            results[i] = logs[i].finish()
-            on_result(i, results[i])
-        self.active = []
+            end(ended)
+        end(list(self.active))
         return results
 
 

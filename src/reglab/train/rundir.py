@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -98,6 +99,23 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     except Exception as err:
         raise DamagedFile(path, f"damaged, torch cannot read it ({type(err).__name__}); delete it to train "
                                 "this run again from the start") from err
+
+
+T = TypeVar("T")
+
+
+def resume_or_restart(run_dir: Path, attempt: Callable[[bool], T]) -> T:
+    """`attempt(True)`, which resumes from the checkpoint in `run_dir`; where that checkpoint is damaged
+    (e.g. a disk filled mid-write), set it aside as checkpoint.pt.damaged and `attempt(False)`, which
+    starts the run afresh."""
+    checkpoint = Path(run_dir) / "checkpoint.pt"
+    try:
+        return attempt(True)
+    except DamagedFile as err:
+        if err.path != checkpoint:
+            raise
+    checkpoint.replace(checkpoint.with_name("checkpoint.pt.damaged"))
+    return attempt(False)
 
 
 def read_pack(run_dir: Path) -> dict | None:
