@@ -319,8 +319,8 @@ class PackedTrainer:
             self.optimizer.add_penalty_gradients(self.params, self.grad)
             norm = torch.linalg.vector_norm(self.grad, dim=1, keepdim=True)
             weights = self.params.clone()
-            buffers = {name: b.clone() for name, b in self.buffers.items() if name in self.buffer_names}
-            self.params.add_(self.grad * (self.sam_rho / (norm + 1e-12)))
+            buffers = {name: self.buffers[name].clone() for name in self.buffer_names}
+            self.params.addcmul_(self.grad, self.sam_rho / (norm + 1e-12))
         with self.autocast():
             out = self._forward(self.param_views(), self.buffers, x).float()
         losses = self._losses(out, y)
