@@ -170,14 +170,14 @@ def test_study_report_plots_effective_ratio_per_arm(tmp_path):
 
 
 def test_analysis_states_its_mode_and_splits_by_layer(run_dir, trained, tmp_path):
-    from reglab.theory.hessian import parameter_modules
+    from reglab.theory.hessian import parameter_blocks
 
     model, x, y = trained
     result = analyze_run(run_dir, hessian=True, out=tmp_path, samples=SAMPLES, trace_samples=10, mode="train",
                          per_layer=True, density=True, top_k=2)
     stored = json.loads((tmp_path / "analysis.json").read_text())
     assert stored["mode"] == "train" and analyze_run(run_dir, out=tmp_path / "e", samples=SAMPLES)["mode"] == "eval"
-    assert set(stored["hessian"]["layers"]) == set(parameter_modules(model)) == {"0", "3"}
+    assert set(stored["hessian"]["layers"]) == set(parameter_blocks(model)) == {"0", "3"}
     assert len(stored["hessian"]["eigenvalues"]) == 2
     assert stored["hessian"]["eigenvalues"][0] >= stored["hessian"]["eigenvalues"][1]
     assert abs(sum(stored["hessian_density"]["weights"][0]) - 1) < 1e-5

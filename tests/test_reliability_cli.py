@@ -76,6 +76,7 @@ BAD_INPUTS = [
     (["train", "--seed", "-1"], "seed: "),
     (["train", "--loss", "bogus"], "train.loss"),
     (["train", "--objective", "bogus"], "train.objective"),
+    (["train", "--objective", "drop-r1"], "holds for the mse loss only"),
     (["train", "--train-subset", "0"], "data.train_subset"),
     (["train", "--epochs", "abc"], "'--epochs'"),
     (["train", "--set", "train.device=cuda:7"], "train.device: 'cuda:7'"),

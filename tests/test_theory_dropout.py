@@ -238,3 +238,17 @@ def test_r1_of_any_module_whose_last_dropout_feeds_the_output_linear():
     with dropout_disabled(model):
         rs = half_mse(model(x), y)
     torch.testing.assert_close(objective_loss("rs+r1", model, x, y, loss_fn=half_mse), rs + by_hand)
+
+
+def test_r1_of_an_inplace_dropout_uses_the_features_before_the_mask():
+    """nn.Dropout(inplace=True) overwrites its input with η ⊙ h: R1 and L4 must still see h."""
+    x, y = data()
+    plain, inplace = mlp([16], 0.5), mlp([16], 0.5)
+    inplace[-2].inplace = True
+    expected = dropout_r1(plain.eval(), x)
+    torch.testing.assert_close(dropout_r1(inplace.train(), x), expected)
+    torch.manual_seed(3)
+    l4 = objective_loss("drop-r1", inplace, x, y, loss_fn=half_mse)
+    torch.manual_seed(3)
+    drop = objective_loss("drop", inplace, x, y, loss_fn=half_mse)
+    torch.testing.assert_close(drop - l4, expected)

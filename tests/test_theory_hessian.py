@@ -109,6 +109,29 @@ def test_module_block_is_the_dense_sub_matrix():
     assert abs(estimate - torch.trace(block).item()) < 4 * se
 
 
+class ScaledHead(nn.Module):
+    """A root module that owns a parameter and has a child that owns others."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale, self.head = nn.Parameter(torch.tensor(1.5)), nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.scale * torch.tanh(self.head(x))
+
+
+def test_per_layer_blocks_hold_only_the_parameters_a_module_owns():
+    from reglab.theory.analyze import sharpness_metrics
+
+    torch.manual_seed(0)
+    model, (x, y) = ScaledHead().double(), data()
+    h = dense_hessian(model, F.cross_entropy, x, y)  # parameter order: scale, head.weight, head.bias
+    metrics = sharpness_metrics(model, F.cross_entropy, x, y, hessian=("top",), per_layer=True)
+    assert abs(metrics["hessian_top/"] - h[0, 0].item()) < 1e-6
+    assert abs(metrics["hessian_top/head"] - torch.linalg.eigvalsh(h[1:, 1:])[-1].item()) < 1e-6
+    assert abs(metrics["hessian_top"] - torch.linalg.eigvalsh(h)[-1].item()) < 1e-6
+
+
 def test_slq_quadrature_is_exact_for_low_degree_polynomials():
     """With m steps, Σ_j τ_j θ_j^d = vᵀH^d v/‖v‖² for d < 2m: checked for d = 1, 2 against the dense H."""
     from reglab.theory import hessian_density

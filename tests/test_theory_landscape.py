@@ -251,3 +251,25 @@ def test_a_channels_last_model_gets_the_slow_loops_losses_without_vmap_fallbacks
         losses = loss_along_direction(model, d, mse, x, y, alphas)
     for alpha, loss in zip(alphas, losses, strict=True):
         assert loss.item() == pytest.approx(slow_loss(model, [(d, alpha)], mse, x, y), rel=1e-5)
+
+
+class TiedLayers(nn.Module):
+    """The first layer's weight is also the second layer's: moving it moves both uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.second, self.out = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 3)
+        self.second.weight = self.first.weight
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.second(torch.tanh(self.first(x)))))
+
+
+def test_a_slice_moves_every_use_of_a_tied_weight():
+    torch.manual_seed(0)
+    model = TiedLayers()
+    x, y = torch.randn(9, 4), torch.randn(9, 3)
+    d = filter_normalized_direction(model, torch.Generator().manual_seed(1))
+    losses = loss_along_direction(model, d, mse, x, y, [0.0, 0.7])
+    expected = torch.tensor([slow_loss(model, [(d, a)], mse, x, y) for a in (0.0, 0.7)])
+    torch.testing.assert_close(losses, expected)

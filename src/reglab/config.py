@@ -193,6 +193,13 @@ class TrainConfig(_Section):
         False, description="log effective_ratio/<first Linear/Conv layer> each epoch (reglab.theory)"
     )
 
+    @model_validator(mode="after")
+    def _r1_needs_mse(self) -> TrainConfig:
+        if self.objective in ("rs+r1", "drop-r1") and self.loss != "mse":
+            raise ValueError(f"objective {self.objective!r} adds or subtracts R1, whose formula holds for "
+                             f"the mse loss only (Zhang & Xu's lemma); set train.loss = 'mse'")
+        return self
+
     @field_validator("eval_train_samples", mode="before")
     @classmethod
     def _eval_train_samples(cls, value: Any) -> Any:

@@ -43,7 +43,7 @@ from reglab.theory.hessian import (
     hessian_density,
     hessian_eigenpairs,
     hessian_trace,
-    parameter_modules,
+    parameter_blocks,
 )
 from reglab.theory.landscape import filter_normalized_direction, loss_along_direction, loss_surface
 from reglab.train.loop import load_trained
@@ -179,8 +179,8 @@ def analyze_run(path: str | Path, *, landscape: str | None = None, hessian: bool
         if per_layer:
             result["hessian"]["layers"] = {
                 name: hessian_sharpness(model, loss_fn, x, y, trace_samples, seed, mode=mode, top_k=1,
-                                        params=[name], batch_size=batch_size)
-                for name in parameter_modules(model)}
+                                        params=params, batch_size=batch_size)
+                for name, params in parameter_blocks(model).items()}
     if density:
         result["hessian_density"] = density_section(model, loss_fn, x, y, seed, out, mode=mode,
                                                     batch_size=batch_size)
@@ -220,7 +220,8 @@ def sharpness_metrics(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tenso
     check_mode(mode)
     values: dict[str, float] = {}
     common = {"mode": mode, "batch_size": batch_size}
-    blocks = [(None, "")] + ([([name], f"/{name}") for name in parameter_modules(model)] if per_layer else [])
+    layers = parameter_blocks(model) if per_layer else {}
+    blocks = [(None, "")] + [(params, f"/{name}") for name, params in layers.items()]
     for params, suffix in blocks:
         if "top" in hessian:
             pairs = hessian_eigenpairs(model, loss_fn, x, y, k=1, params=params, **common,

@@ -91,12 +91,18 @@ def _forward_tapped(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, _T
     root = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: hooks need the eager module
     names = {m: n for n, m in root.named_modules()}
     calls: list[tuple[nn.Module, object, object]] = []  # (module, first input, output) in call order
+    unmasked: dict[nn.Module, torch.Tensor] = {}  # an in-place dropout's input, copied before it is masked
+
+    def keep_input(module: nn.Module, inputs: tuple) -> None:
+        if inputs and getattr(module, "inplace", False):
+            unmasked[module] = inputs[0].clone()
 
     def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-        calls.append((module, inputs[0] if inputs else None, output))
+        calls.append((module, unmasked.pop(module, inputs[0] if inputs else None), output))
 
     leaves = [m for m in root.modules() if next(m.children(), None) is None]
     handles = [m.register_forward_hook(hook) for m in leaves]
+    handles += [m.register_forward_pre_hook(keep_input) for m in leaves if isinstance(m, _DROPOUT_TYPES)]
     try:
         out = root(x)
     finally:

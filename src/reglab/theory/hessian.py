@@ -293,7 +293,11 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch
     return SpectralDensity(nodes, weights, operator.size)
 
 
-def parameter_modules(model: nn.Module) -> list[str]:
-    """Names of the modules that own trainable parameters directly (the "layers" of per-layer analyses)."""
-    return [name for name, m in model.named_modules()
-            if any(p.requires_grad for p in m.parameters(recurse=False))]
+def parameter_blocks(model: nn.Module) -> dict[str, list[str]]:
+    """The "layers" of per-layer analyses: each module owning trainable parameters directly → the names
+    of those parameters (its children's parameters are their own blocks)."""
+    blocks: dict[str, list[str]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            blocks.setdefault(name.rpartition(".")[0], []).append(name)
+    return blocks

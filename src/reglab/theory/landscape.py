@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Literal
 
@@ -113,13 +114,16 @@ _AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def _input_layers(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Linear/Conv layers, called once, whose input does not depend on the parameters: name → input.
+    """Linear/Conv layers, called once, with weights of their own (not tied to another module's), whose
+    input does not depend on the parameters: name → input.
 
     Their output is affine in their own weights, W(c)·h + b(c) = W·h + b + Σ_k c_k (D_k·h + d_k), so
     a slice needs it once per direction instead of once per grid point.
     """
     calls: dict[str, list[torch.Tensor]] = {}
-    names = {m: n for n, m in model.named_modules() if type(m) in _AFFINE}
+    owners = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
+    names = {m: n for n, m in model.named_modules()
+             if type(m) in _AFFINE and all(owners[id(p)] == 1 for p in m.parameters(recurse=False))}
 
     def hook(module: nn.Module, inputs: tuple) -> None:
         calls.setdefault(names[module], []).append(inputs[0])
