@@ -59,3 +59,25 @@ def test_mixing_is_reproducible_and_rejects_bad_input():
         cutmix(torch.zeros(8), y, 1.0, torch.Generator())
     with pytest.raises(ValueError, match="α > 0"):
         mixup(x, y, 0.0, torch.Generator())
+
+
+def test_a_pack_mixes_each_run_as_alone_when_mixup_cutmix_and_plain_runs_share_it():
+    """The packed step vmaps `mix_batch` over the runs' stacked draws; a mixup run gets an empty box
+    there and a plain run lam 1: each run's (x̃, y_perm, lam) must be what it gets alone."""
+    from torch.func import vmap
+
+    from reglab.regularize.mixing import MixDraw, draw_mixing, mix_batch
+    from reglab.train.packed import PackedTrainer
+
+    x, y = torch.randn(3, 8, 1, 6, 6), torch.randint(0, 10, (3, 8))
+    torch.manual_seed(0)
+    draws = [draw_mixing(4, 8, (1, 6, 6), mixup=0.4, generator=torch.Generator().manual_seed(1)),
+             draw_mixing(4, 8, (1, 6, 6), cutmix=1.0, generator=torch.Generator().manual_seed(2)), None]
+    stacked = PackedTrainer._stack_mixing(draws)
+    for step in range(4):
+        mixed, partner, lam = vmap(mix_batch, in_dims=(0, 0, MixDraw(0, 0, 0)))(x, y, stacked.step(step))
+        for run, draw in enumerate(draws[:2]):
+            alone = mix_batch(x[run], y[run], draw.step(step))
+            torch.testing.assert_close((mixed[run], partner[run], lam[run]), alone, rtol=0, atol=0)
+        assert torch.equal(mixed[2], x[2]) and lam[2] == 1  # no mixing: its own batch, the partner's loss weighted 0
+    assert 0 < lam[0] < 1 and 0 < lam[1] < 1

@@ -76,14 +76,15 @@ def draw_mixing(steps: int, batch: int, sample_shape: tuple[int, ...], *, mixup:
 
 
 def mix_batch(x: Tensor, y: Tensor, draw: MixDraw) -> tuple[Tensor, Tensor, Tensor]:
-    """``(x̃, y_perm, lam)`` of one batch of b ≤ B samples with one step's draws; lam a 0-dim tensor."""
+    """``(x̃, y_perm, lam)`` of one batch of b ≤ B samples with one step's draws; lam a 0-dim tensor,
+    blend × the unpasted fraction (in a pack a mixup run has an empty box, a CutMix run blend 1)."""
     perm = draw.keys[: x.shape[0]].argsort()
     partner = x[perm]
     blend = draw.blend.to(x.dtype)
     mixed = blend * x + (1 - blend) * partner
     if draw.box is None:
         return mixed, y[perm], blend
-    return torch.where(draw.box, partner, mixed), y[perm], 1 - draw.box.to(x.dtype).mean()
+    return torch.where(draw.box, partner, mixed), y[perm], blend * (1 - draw.box.to(x.dtype).mean())
 
 
 def _one_batch(x: Tensor, y: Tensor, generator: torch.Generator, **alpha: float):
