@@ -85,3 +85,17 @@ def test_vmap_draws_different_masks():
     assert not torch.equal(y[0], y[1]) and not torch.equal(y[1], y[2])
     for copy in y:  # each copy renormalised on its own
         assert copy.mean().item() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_activations_get_the_float32_mask_and_scale(dtype):
+    """Seeds are drawn from float32 uniforms and the kept count is summed in float32: a bfloat16 rand
+    (0 with probability ≈ 1/512) would seed too many blocks, a float16 sum overflows past 65504."""
+    x = torch.ones(256, 32, 8, 8)  # 524,288 activations
+    torch.manual_seed(0)
+    reference = DropBlock2d(0.1, 3).train()(x)
+    torch.manual_seed(0)
+    low = DropBlock2d(0.1, 3).train()(x.to(dtype))
+    assert low.dtype == dtype
+    assert torch.equal(low == 0, reference == 0)
+    torch.testing.assert_close(low.float(), reference, rtol=1e-2, atol=0)

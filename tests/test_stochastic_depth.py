@@ -134,3 +134,23 @@ def test_residual_model_under_vmap_over_stacked_copies():
     net.eval()
     y_eval = vmap(run, in_dims=(0, 0, None), randomness="different")(params, buffers, x)
     assert torch.allclose(y_eval[0], net(x), atol=1e-6) and torch.allclose(y_eval[0], y_eval[2])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_low_precision_branch_is_gated_by_float32_draws(dtype):
+    """Keep/skip compares a float32 uniform with the survival probability, whatever the branch dtype."""
+    from reglab.models.deeper_cnn import replace_or_skip
+    from reglab.regularize.stochastic_depth import gate_branch
+
+    branch = torch.ones(4096, 1, 1, 1)
+    torch.manual_seed(0)
+    reference = gate_branch(branch, 0.7, mode="row", scaling="inverted", training=True)
+    torch.manual_seed(0)
+    low = gate_branch(branch.to(dtype), 0.7, mode="row", scaling="inverted", training=True)
+    assert low.dtype == dtype and torch.equal(low == 0, reference == 0)
+    x = torch.zeros(4096, 1, 1, 1)
+    torch.manual_seed(0)
+    kept = replace_or_skip(lambda t: t + 1, x, 0.7, c_out=1, mode="row", training=True)
+    torch.manual_seed(0)
+    kept_low = replace_or_skip(lambda t: t + 1, x.to(dtype), 0.7, c_out=1, mode="row", training=True)
+    assert torch.equal(kept_low.float(), kept)

@@ -38,6 +38,7 @@ from reglab.models.common import (
     site_probabilities,
 )
 from reglab.models.registry import register_model
+from reglab.regularize.dropout import uniform_dtype
 from reglab.regularize.stochastic_depth import Residual, shortcut_error, survival_probabilities
 
 
@@ -58,7 +59,7 @@ def replace_or_skip(body: nn.Module, x: torch.Tensor, p: float | torch.Tensor, *
     if not training:
         return p * out + (1.0 - p) * skip
     lead = x.shape[0] if mode == "row" else 1
-    keep = (torch.rand((lead, 1, 1, 1), dtype=out.dtype, device=out.device) < p).to(out.dtype)
+    keep = (torch.rand((lead, 1, 1, 1), dtype=uniform_dtype(out.dtype), device=out.device) < p).to(out.dtype)
     return keep * out + (1.0 - keep) * skip
 
 

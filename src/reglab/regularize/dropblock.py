@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reglab.regularize.dropout import uniform_dtype
+
 __all__ = ["DropBlock2d", "drop_block_2d"]
 
 
@@ -26,11 +28,13 @@ def drop_block_2d(x: torch.Tensor, p: float, block_size: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     b = min(block_size, h, w)  # a block never exceeds the feature map (timm's clipping)
     gamma = p * h * w / (b * b * (h - b + 1) * (w - b + 1))
-    seeds = (torch.rand_like(x[..., : h - b + 1, : w - b + 1]) < gamma).to(x.dtype)  # (N, C, H-b+1, W-b+1)
+    uniform = torch.rand_like(x[..., : h - b + 1, : w - b + 1], dtype=uniform_dtype(x.dtype))
+    seeds = (uniform < gamma).to(x.dtype)  # (N, C, H-b+1, W-b+1)
     padded = F.pad(seeds, (b - 1, b - 1, b - 1, b - 1))  # (N, C, H+b-1, W+b-1)
     dropped = F.max_pool2d(padded, kernel_size=b, stride=1)  # (N, C, H, W): 1 inside every seeded block
     keep = 1.0 - dropped
-    scale = keep.numel() / keep.sum().clamp_min(1.0)  # renormalise by the kept fraction
+    kept = keep.sum(dtype=uniform.dtype)  # a float16 sum overflows past 65504 kept activations
+    scale = keep.numel() / kept.clamp_min(1.0)  # renormalise by the kept fraction
     return x * keep * scale
 
 

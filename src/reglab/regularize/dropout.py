@@ -15,7 +15,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["Dropout", "dropout_mask"]
+__all__ = ["Dropout", "dropout_mask", "uniform_dtype"]
+
+
+def uniform_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the uniforms a random mask of `dtype` activations is drawn from: float32, or float64
+    for float64. Low precision would coarsen the rate: a bfloat16 ``rand`` is 0 with probability
+    ≈ 1/512 (8-bit mantissa), which biases every ``U < rate`` test by that much."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def dropout_mask(shape: torch.Size, p: float | torch.Tensor, dtype: torch.dtype, device: torch.device
@@ -23,9 +30,8 @@ def dropout_mask(shape: torch.Size, p: float | torch.Tensor, dtype: torch.dtype,
     """An inverted-dropout mask: 1/(1 − p) where a uniform draw is ≥ p (probability 1 − p), else 0.
 
     `p` may be a tensor, e.g. one rate per run under vmap (which has no batching rule for the
-    in-place compare of a float `p`). The draw is in float32, or float64 for a float64 `dtype`, so a
-    low-precision `dtype` does not coarsen the keep probability."""
-    draw = torch.rand(shape, dtype=torch.float64 if dtype == torch.float64 else torch.float32, device=device)
+    in-place compare of a float `p`). The draw is in `uniform_dtype(dtype)`."""
+    draw = torch.rand(shape, dtype=uniform_dtype(dtype), device=device)
     if isinstance(p, torch.Tensor):
         return torch.where(draw >= p, 1 / (1 - p), 0).to(dtype)
     return draw.ge_(p).mul_(1 / (1 - p)).to(dtype)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from reglab.config import ConfigError, StochasticDepthConfig
+from reglab.regularize.dropout import uniform_dtype
 
 __all__ = ["Residual", "StochasticDepth", "gate_branch", "make_gate", "shortcut_error", "survival_probabilities"]
 
@@ -85,7 +86,7 @@ def gate_branch(branch: torch.Tensor, p: float | torch.Tensor, *, mode: str, sca
         return branch * p if scaling == "test" else branch
     lead = branch.shape[0] if mode == "row" else 1
     shape = (lead,) + (1,) * (branch.dim() - 1)  # (N, 1, …, 1) or (1, …, 1)
-    keep = (torch.rand(shape, dtype=branch.dtype, device=branch.device) < p).to(branch.dtype)
+    keep = (torch.rand(shape, dtype=uniform_dtype(branch.dtype), device=branch.device) < p).to(branch.dtype)
     if scaling == "inverted":
         keep = keep / p
     return branch * keep
