@@ -60,6 +60,25 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
 
 
+def test_an_extended_cosine_run_takes_its_first_new_step_at_the_new_horizons_rate(tmp_path):
+    """Extending 1 → 3 epochs moves the cosine horizon: step 4 (of 12) runs at lr·½(1 + cos(π·4/12)),
+    not at the rate the 1-epoch checkpoint stored (its horizon's end, 0); the packed path agrees."""
+    import math
+
+    from reglab.train.loop import train_run as run
+
+    cosine = {"optim.schedule.name": "cosine", "train.epochs": 1}
+    run(tiny(**cosine), run_dir=tmp_path / "solo")
+    run(tiny(**cosine), run_dir=tmp_path / "packed", pack_of_one=True)
+    longer = {**cosine, "train.epochs": 3}
+    solo = run(tiny(**longer), run_dir=tmp_path / "solo", extend=True)
+    packed = run(tiny(**longer), run_dir=tmp_path / "packed", extend=True, pack_of_one=True)
+    assert solo.epochs[1]["lr"] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 4 / 12)), rel=1e-12)
+    for a, b in zip(solo.epochs, packed.epochs, strict=True):
+        for key in ("lr", "train_loss", "test_loss"):
+            assert b[key] == pytest.approx(a[key], abs=1e-5), key
+
+
 def test_divergence_is_marked(tmp_path):
     result = train_run(tiny(**{"optim.name": "sgd", "optim.lr": 1e8, "train.loss": "mse", "train.epochs": 5}),
                        run_dir=tmp_path)

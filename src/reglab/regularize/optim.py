@@ -98,6 +98,18 @@ class Schedule:
         if self.plateau is not None:
             self.plateau.step(monitored_loss)
 
+    def sync(self, step: int) -> None:
+        """Put the per-step schedule and the optimizer's lr where `step` steps leave them under this
+        schedule's horizon (a run resumed with a longer budget: its checkpoint holds the old one's lr)."""
+        if self.plateau is not None:
+            return
+        per_step = self.per_step
+        per_step.last_epoch = step
+        lrs = [base * fn(step) for base, fn in zip(per_step.base_lrs, per_step.lr_lambdas, strict=True)]
+        for group, lr in zip(per_step.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        per_step._last_lr = lrs
+
     def state_dict(self) -> dict:
         return {"per_step": self.per_step.state_dict(),
                 "plateau": self.plateau.state_dict() if self.plateau else None}

@@ -348,6 +348,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        self.schedule.sync(self.step)  # an extended budget moves a cosine schedule's horizon
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         self.stopper.load_state_dict(state["stopper"])

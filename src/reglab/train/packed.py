@@ -218,7 +218,7 @@ class PackedTrainer:
                 buf.copy_(self.buffers[name][slot])
             t.step = int(self.optimizer.step_count.item())
             self._write_optimizer_state(t, slot)
-            sync_schedule(t)
+            t.schedule.sync(t.step)
             if t.ema is not None:
                 ema_params = [p for p in t.ema.module.parameters() if p.requires_grad]
                 for p, view in zip(ema_params, self._split(self.ema_params[slot]), strict=True):
@@ -542,18 +542,6 @@ def run_optim(cfg: RunConfig) -> RunOptim:
     return RunOptim(optim.name, momentum=optim.momentum, nesterov=optim.name == "nesterov", alpha=optim.alpha,
                     betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay, l1=reg.l1, l2=reg.l2,
                     grad_clip=reg.grad_clip or 0.0)
-
-
-def sync_schedule(t: Trainer) -> None:
-    """Set a run's per-step schedule (`LambdaLR`) and its optimizer's lr to where `t.step` steps leave them."""
-    if t.schedule.plateau is not None:
-        return
-    per_step = t.schedule.per_step
-    per_step.last_epoch = t.step
-    lrs = [base * fn(t.step) for base, fn in zip(per_step.base_lrs, per_step.lr_lambdas, strict=True)]
-    for group, lr in zip(t.optimizer.param_groups, lrs, strict=True):
-        group["lr"] = lr
-    per_step._last_lr = lrs
 
 
 def synchronize(device: torch.device) -> None:
