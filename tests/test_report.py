@@ -153,3 +153,21 @@ def test_a_study_without_train_evaluation_has_no_gap_figure(tmp_path):
     run_study(StudySpec.from_dict(spec), tmp_path, progress=False)
     figures = write_report(tmp_path)["figures"]
     assert (figures / "curves.png").exists() and not (figures / "gap.png").exists()
+
+
+def test_export_of_the_robust_table_uses_the_headline_metric(tmp_path):
+    """A regression study's headline is final_test_loss: its robust CSV ranks that, not accuracy."""
+    from scipy import stats
+
+    from reglab.study.results import Study
+
+    losses = {"base": [0.50, 0.52, 0.55, 0.49], "wd": [0.40, 0.43, 0.41, 0.44]}
+    runs = pd.DataFrame([{"run_id": f"{arm}__s{seed}", "arm": arm, "seed": seed, "status": "done",
+                          "final_test_acc": float("nan"), "final_test_loss": value}
+                         for arm, values in losses.items() for seed, value in enumerate(values)])
+    spec = StudySpec.from_dict({"name": "regression", "base": {"data": {"name": "fn1d"}, "train": {"loss": "mse"}},
+                                "arms": {"base": {}, "wd": {"optim": {"weight_decay": 0.01}}}, "seeds": 4})
+    study = Study(path=None, spec=spec, runs=runs, epochs=pd.DataFrame())
+    robust = pd.read_csv(export_csv(study, tmp_path / "robust.csv", "robust")).set_index("arm")
+    assert (robust["metric"] == "final_test_loss").all()
+    assert robust.loc["wd", "iqm"] == pytest.approx(stats.trim_mean(losses["wd"], 0.25))

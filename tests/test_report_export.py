@@ -52,7 +52,8 @@ def check_latex(text: str) -> None:
     spec = re.search(r"\\begin\{tabular\}\{([lrc]+)\}", body).group(1)
     rows = [line for line in body.splitlines() if line.rstrip().endswith(r"\\")]
     assert len(rows) >= 2 and all(unescaped("&", row) == len(spec) - 1 for row in rows)  # header + data
-    assert not re.search(r"[±Δ−—]", text)  # written as LaTeX commands
+    assert text.isascii(), sorted({c for c in text if not c.isascii()})  # pdfLaTeX: symbols as LaTeX commands
+    assert unescaped("<", text.replace("$<$", "")) == 0  # a text-mode < prints ¡ in pdfLaTeX's default font
     assert text.count(r"\begin{table}") == 1 == text.count(r"\end{table}")
 
 
@@ -75,6 +76,7 @@ def test_latex_table_escapes_every_special_character():
                     r"\{z\}"):
         assert escaped in cell, escaped
     assert r"1 $\pm$ 2 $-$ 3" in text and r"a\_b & $\Delta$" in text
+    assert r"Hessian $\lambda$\_max $<$0.001" in latex_table([{"x": "Hessian λ_max <0.001"}], caption="c", label="t")
 
 
 def test_figures_are_valid_png_svg_and_pdf(exported):

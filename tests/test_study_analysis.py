@@ -13,6 +13,9 @@ import pytest
 import torch
 
 from reglab.config import ConfigError
+from reglab.report import format as fmt
+from reglab.report.export import export
+from reglab.report.tables import flatness_rows
 from reglab.study import StudySpec, run_study
 from reglab.study.packed import PackedExecutor
 from reglab.train.loop import load_trained
@@ -72,6 +75,11 @@ def test_study_stores_analyses_and_reports_them_by_arm(tmp_path):
     html = result.write_report()["html"].read_text()
     assert "Flatness and condensation" in html and "estimator noise (per run)" in html
     assert "Hessian λ_max" in html and "loss rise at ±radius (1-D)" in html
+    flatness = {(r["arm"], r["metric"]): r for r in flatness_rows(result, table)}
+    wd = flatness[("wd", "Hessian λ_max")]  # the verdict's test and adjusted p, named as they are
+    assert wd["test"] == top.loc["wd", "test"] and wd["p (holm)"] == fmt.p_value(top.loc["wd", "p_adjusted"])
+    for path in export(tmp_path, "latex")["latex"]:  # pdfLaTeX: "Hessian λ_max" written as $\lambda$
+        assert path.read_text().isascii(), path.name
 
 
 def test_adding_analysis_later_analyses_without_retraining(tmp_path):

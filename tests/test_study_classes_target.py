@@ -75,6 +75,10 @@ def test_kaplan_meier_median_by_hand():
     # censoring before an event: at risk 3 at t=3 after one censored at 1: S(3) = 2/3, S(5) = 0
     assert km_median(np.array([1, 3, 5, 5]), np.array([False, True, True, True])) == 5
     assert km_median(np.array([4, 4]), np.array([False, False])) == math.inf
+    # S(3) = 8/10 · 6/8 · 5/6 = ½ exactly, which the product of floats leaves a hair above ½
+    times = np.array([1, 1, 2, 2, 3, 3, 4, 4, 5, 5])
+    assert km_median(times, np.array([1, 1, 1, 1, 1, 0, 1, 0, 0, 0], bool)) == 3
+    assert km_median(times, np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0], bool)) == 3  # half reached, by epoch 3
     assert km_median(np.array([2, 4, 6]), np.array([True, False, False])) == math.inf  # S stays 2/3
 
 

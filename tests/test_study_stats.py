@@ -52,6 +52,22 @@ def test_identical_distributions_are_not_distinguishable():
     assert same.diff == 0 and verdict(same.p_value, same.diff, 3, 3) == "not distinguishable at n=3 seeds (p_holm=1)"
 
 
+def test_an_arm_equal_to_the_baseline_counts_in_the_holm_family():
+    """All seeds equal to the baseline's: p = 1 (scipy's t-test says NaN), and the comparison is still
+    one of the family's m tests, so the other arm's Holm p is min(1, 2p), as statsmodels' multipletests."""
+    from reglab.study.stats import METRIC_BY_COLUMN
+
+    base, better = [0.70, 0.80, 0.90], [0.72, 0.815, 0.93]
+    runs = pd.DataFrame([{"arm": arm, "seed": seed, "status": "done", "final_test_acc": value}
+                         for arm, values in (("base", base), ("same", base), ("a", better))
+                         for seed, value in enumerate(values)])
+    out = summarize(runs, ["base", "same", "a"], "base", metrics=[METRIC_BY_COLUMN["final_test_acc"]]).set_index("arm")
+    p_a = stats.ttest_rel(better, base).pvalue
+    assert out.loc["same", "p_value"] == 1 and out.loc["same", "p_adjusted"] == 1
+    assert out.loc["a", "p_adjusted"] == pytest.approx(min(1.0, 2 * p_a))
+    assert compare([0.5, 0.5, 0.5], [0.5, 0.5]).p_value == 1  # Welch, one value in both samples
+
+
 def test_verdict_rules():
     assert verdict(0.01, 0.02, 1, 3) == "needs ≥ 2 seeds"
     assert verdict(0.01, 0.02, 3, 3) == "better (p_holm=0.01)"

@@ -119,7 +119,8 @@ def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs")
         raise ConfigError(f"table: unknown {table!r} (tables: {', '.join(TABLES)})")
     study = _as_study(study)
     frame = {"runs": lambda: study.runs, "epochs": lambda: study.epochs, "summary": study.summary,
-             "stability": study.stability, "robust": study.robust}[table]()
+             "stability": study.stability,
+             "robust": lambda: study.robust(primary_metric(study.summary()))}[table]()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)

@@ -28,7 +28,7 @@ FORMATS = (*FIGURE_FORMATS, "latex")
 PNG_DPI = 300
 
 _SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "—": "---", "–": "--", "α": r"$\alpha$",
-            "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$"}
+            "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "λ": r"$\lambda$", "<": r"$<$", ">": r"$>$"}
 _CAPTION_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 

@@ -108,7 +108,7 @@ def flatness_rows(study: Study, summary: pd.DataFrame) -> Rows:
                 "estimator noise (per run)": fmt.spread(metric, float((se**2).mean() ** 0.5)) if len(se) else "—",
                 "Δ vs baseline [bootstrap 95% CI]": "baseline" if arm == study.baseline else
                 f"{fmt.diff(metric, r['diff'])} {fmt.diff_interval(metric, r['diff_low'], r['diff_high'])}",
-                "p (Welch)": fmt.p_value(r["p_value"]), "verdict": r["verdict"],
+                "test": r["test"], f"p ({r['correction']})": fmt.p_value(r["p_adjusted"]), "verdict": r["verdict"],
             })
     return rows
 

@@ -197,8 +197,9 @@ def compare(arm: Sequence[float] | pd.Series, baseline: Sequence[float] | pd.Ser
     if pairs is not None:
         a, b = pairs
         d = a - b
-        t, p = _quiet(stats.ttest_rel, a, b)
-        _, p_w = _quiet(stats.wilcoxon, d) if np.any(d != 0) else (math.nan, 1.0)
+        identical = not np.any(d != 0)  # no evidence of a difference (scipy: NaN, which the family would drop)
+        t, p = (0.0, 1.0) if identical else _quiet(stats.ttest_rel, a, b)
+        _, p_w = (math.nan, 1.0) if identical else _quiet(stats.wilcoxon, d)
         low, high = paired_bootstrap(d, resamples=resamples, seed=seed)
         return Comparison(float(d.mean()), low, high, "paired t", t, p, p_w, len(d))
     a, b = _finite(np.asarray(arm, dtype=float)), _finite(np.asarray(baseline, dtype=float))
@@ -206,7 +207,8 @@ def compare(arm: Sequence[float] | pd.Series, baseline: Sequence[float] | pd.Ser
     t = p = math.nan
     test = "—"
     if len(a) >= 2 and len(b) >= 2:
-        t, p = _quiet(stats.ttest_ind, a, b, equal_var=False)
+        identical = np.ptp(a) == 0 and np.ptp(b) == 0 and a[0] == b[0]  # one value in both: p = 1, not NaN
+        t, p = (0.0, 1.0) if identical else _quiet(stats.ttest_ind, a, b, equal_var=False)
         test = "Welch t"
     low, high = bootstrap_diff(a, b, resamples=resamples, seed=seed)
     return Comparison(diff, low, high, test, t, p, math.nan, 0)

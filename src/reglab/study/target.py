@@ -62,7 +62,7 @@ def km_median(times: np.ndarray, reached: np.ndarray) -> float:
         return math.inf
     data = stats.CensoredData(uncensored=times[reached], right=times[~reached])
     sf = stats.ecdf(data).sf
-    below = sf.quantiles[sf.probabilities <= 0.5]
+    below = sf.quantiles[sf.probabilities <= 0.5 + 1e-12]  # S = ½ exactly may round to 0.5000000000000001
     return float(below[0]) if len(below) else math.inf
 
 
