@@ -76,6 +76,9 @@ def test_rerun_resumes_and_a_changed_spec_needs_force(tmp_path):
     changed = tiny({"base": {}, "dropout": {"regularize": {"dropout": {"p": 0.3}}}})
     with pytest.raises(ConfigError, match=r"spec changed since it was started \(arms.dropout\); use --force"):
         run_study(changed, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match=r"spec changed since it was started"):  # a sound index is not rebuilt
+        run_study(changed, tmp_path, progress=False, rebuild=True)
+    assert {r["run_id"]: r for r in db_rows(tmp_path)} == before and not list(tmp_path.glob("study.db*.damaged*"))
     forced = run_study(changed, tmp_path, force=True, progress=False)
     assert sorted(forced.executed) == ["dropout__s0", "dropout__s1"]
     after = {r["run_id"]: r for r in db_rows(tmp_path)}
@@ -85,6 +88,17 @@ def test_rerun_resumes_and_a_changed_spec_needs_force(tmp_path):
     fewer = run_study(changed.with_seeds(1), tmp_path, force=True, progress=False)
     assert fewer.executed == [] and sorted(fewer.runs["run_id"]) == ["base__s0", "dropout__s0"]
     assert not (tmp_path / "runs" / "base__s1").exists()
+
+
+def test_each_rebuild_of_a_damaged_index_keeps_the_damaged_file(tmp_path):
+    spec = tiny({"base": {}}, seeds=1).override({"train.epochs": 1})
+    run_study(spec, tmp_path, progress=False)
+    for n, kept in enumerate(("study.db.damaged", "study.db.damaged.1")):
+        (tmp_path / "study.db").write_bytes(f"garbage {n}".encode() * 100)
+        for name in ("study.db-wal", "study.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        rebuilt = run_study(spec, tmp_path, progress=False, rebuild=True)
+        assert rebuilt.executed == [] and (tmp_path / kept).read_bytes().startswith(f"garbage {n}".encode())
 
 
 def test_load_study_tables(tmp_path):

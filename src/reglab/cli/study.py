@@ -89,8 +89,8 @@ def compare(
     analyze: Annotated[bool, Opt("--analyze", help="analyse every run at the end of training: the spec's "
                                  "[analysis], else Hessian top + trace, 1-D landscape rise, effective ratio")
                        ] = False,
-    rebuild_index: Annotated[bool, Opt(help="set a damaged study.db aside and rebuild it from the run "
-                                            "directories, then resume")] = False,
+    rebuild_index: Annotated[bool, Opt(help="set a damaged or lost study.db aside and rebuild it from the "
+                                            "run directories, then resume (a sound one is kept)")] = False,
     correction: Correction = None,
     target: Target = None,
     best_of: Annotated[Path | None, Opt(help="add the best configuration of a `reglab tune` directory as "

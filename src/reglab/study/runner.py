@@ -30,7 +30,7 @@ from reglab.study.spec import StudySpec, content_hash, load_spec, run_id
 from reglab.study.store import DB_NAME, FINISHED, StudyStore
 from reglab.study.tracking import LoggedRun, Tracker, check_sinks, open_tracker
 from reglab.train.loop import RunResult
-from reglab.train.rundir import clean_json, read_config, read_metrics
+from reglab.train.rundir import DamagedFile, clean_json, read_config, read_metrics
 
 
 @dataclass
@@ -100,13 +100,25 @@ def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force
     return todo
 
 
+def index_readable(out_dir: Path) -> bool:
+    """Whether the study's index (study.db) exists and opens as a sound study index."""
+    try:
+        StudyStore(out_dir, create=False).close()
+    except (DamagedFile, FileNotFoundError):
+        return False
+    return True
+
+
 def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
-    """Set the study's index aside (``study.db.damaged``) and write a new one from the run directories:
-    a run whose directory holds summary.json and the run's own config.json counts as finished, every
-    other run as pending (it resumes from its checkpoint)."""
+    """Set the study's damaged index aside (``study.db.damaged``, or ``.damaged.N`` where that is
+    taken) and write a new one from the run directories: a run whose directory holds summary.json and
+    the run's own config.json counts as finished, every other run as pending (it resumes from its
+    checkpoint)."""
+    suffix = next(s for s in (".damaged", *(f".damaged.{n}" for n in range(1, 10_000)))
+                  if not any((out_dir / f"{name}{s}").exists() for name in (DB_NAME, f"{DB_NAME}-wal")))
     for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
         if (out_dir / name).exists():
-            (out_dir / name).replace(out_dir / f"{name}.damaged")
+            (out_dir / name).replace(out_dir / f"{name}{suffix}")
     with StudyStore(out_dir) as store:
         store.set_spec(spec.to_dict(), spec.spec_hash)
         for position, task in enumerate(tasks):
@@ -188,7 +200,7 @@ def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Ex
     `spec`: a `StudySpec`, a preset name or a TOML path. `executor`: default `LocalExecutor()`.
     `log`: experiment-tracking sinks, e.g. ``"tensorboard,mlflow"`` (default: the spec's `log`; see
     `reglab.study.tracking`). `rebuild`: first rebuild a damaged or lost study.db from the run
-    directories (`rebuild_index`).
+    directories (`rebuild_index`); a sound one is kept.
 
         >>> import tempfile
         >>> spec = load_spec("quickstart", seeds=2, epochs=1).override(
@@ -207,7 +219,7 @@ def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Ex
         check_sinks(log)  # before anything is written
     tasks = plan(spec, out_dir)
     with study_lock(out_dir):
-        if rebuild:
+        if rebuild and not index_readable(out_dir):  # a sound index is kept, and the spec check below holds
             rebuild_index(out_dir, spec, tasks)
         with StudyStore(out_dir) as store:
             todo = reconcile(store, spec, tasks, force=force)
