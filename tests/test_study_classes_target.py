@@ -69,6 +69,15 @@ def test_parse_target():
             parse_target(bad)
 
 
+def test_a_target_on_no_epoch_metric_is_refused_before_anything_runs():
+    from reglab.study import load_spec
+
+    spec = load_spec("quickstart")
+    assert spec.with_statistics(target={"val_loss": 0.5}).statistics.target == {"val_loss": 0.5}
+    with pytest.raises(ConfigError, match="statistics.target: 'test_acz' is not an epoch metric"):
+        spec.with_statistics(target={"test_acz": 0.9})
+
+
 def test_kaplan_meier_median_by_hand():
     # reached at 2 and 3, censored at 4 and 4: S(2) = 3/4, S(3) = 3/4 · 2/3 = 1/2 -> median 3
     assert km_median(np.array([2, 3, 4, 4]), np.array([True, True, False, False])) == 3
@@ -106,5 +115,5 @@ def test_time_to_target_keeps_runs_that_never_reach_it():
     assert table.loc["b", "n"] == 2 and table.loc["b", "median_epoch"] == math.inf  # diverged run censored
     loss = run_times(runs, epochs, "test_loss", 0.1)  # lower is better for losses
     assert loss.set_index("run_id").loc["a__s2", "epoch"] == 1
-    with pytest.raises(ValueError, match="target: 'val_acc' is not an epoch metric"):
+    with pytest.raises(ConfigError, match="target: 'val_acc' is not an epoch metric"):  # no validation split
         run_times(runs, epochs, "val_acc", 0.9)

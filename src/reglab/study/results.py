@@ -19,7 +19,7 @@ import pandas as pd
 from reglab.study.analysis import NOISE
 from reglab.study.classes import run_columns
 from reglab.study.robust import robust_table
-from reglab.study.spec import StudySpec
+from reglab.study.spec import EPOCH_METRICS, StudySpec
 from reglab.study.stability import fluctuation, stability_table
 from reglab.study.stats import ALPHA, ANALYSIS_METRICS, METRIC_BY_COLUMN, METRICS, summarize
 from reglab.study.store import FINISHED, RunRow, StudyStore
@@ -39,8 +39,7 @@ def run_record(row: RunRow, epochs: list[dict]) -> dict:
     final, best = summary.get("final") or {}, summary.get("best") or {}
     record = {"run_id": row.run_id, "arm": row.arm, "seed": row.seed, "status": row.status,
               "epochs": len(epochs), "seconds": row.seconds if row.seconds is not None else math.nan}
-    for key in ("train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc",
-                "test_loss", "test_acc"):
+    for key in EPOCH_METRICS:
         record[f"final_{key}"] = _num(final.get(key))
     for key in ANALYSIS_COLUMNS:
         record[key] = _num(final.get(key))

@@ -34,6 +34,9 @@ from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, r
 from reglab.study.analysis import DEFAULT_ANALYSIS, AnalysisSpec
 from reglab.study.tracking import parse_sinks
 
+EPOCH_METRICS = ("train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc",
+                 "test_loss", "test_acc")  # every run's per-epoch loss and accuracy (val_*: with a validation split)
+
 
 class StatisticsSpec(BaseModel):
     """How a study is compared; not part of any run, so changing it never re-runs anything."""
@@ -50,6 +53,8 @@ class StatisticsSpec(BaseModel):
     def _one_target(cls, target: dict[str, float]) -> dict[str, float]:
         if len(target) > 1:
             raise ValueError(f"one metric at a time (got {', '.join(target)})")
+        if unknown := [m for m in target if m not in EPOCH_METRICS]:
+            raise ValueError(f"{unknown[0]!r} is not an epoch metric ({', '.join(EPOCH_METRICS)})")
         return target
 
 

@@ -37,7 +37,7 @@ def run_times(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str, target: flo
     the last epoch and the total seconds, censored)."""
     finished = runs[runs["status"].isin(["done", "diverged"])]
     if metric not in epochs:
-        raise ValueError(f"target: {metric!r} is not an epoch metric of this study "
+        raise ConfigError(f"target: {metric!r} is not an epoch metric of this study "
                          f"(e.g. {', '.join(c for c in epochs.columns if c.endswith(('acc', 'loss')))})")
     rows = []
     for _, run in finished.iterrows():
