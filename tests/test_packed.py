@@ -221,6 +221,15 @@ def tiny_spec(arms: dict, seeds: int = 3) -> StudySpec:
     return StudySpec.from_dict({"name": "tiny", "seeds": seeds, "base": BASE, "arms": arms})
 
 
+def test_auto_packing_in_one_process_lets_a_run_with_bad_data_fail_alone(tmp_path):
+    """Measuring a group loads its data; data a run cannot use fails that run, not the study."""
+    spec = tiny_spec({"base": {}, "tiny": {"data": {"train_subset": 1, "val_split": 0.5}}}, seeds=1)
+    result = run_study(spec, tmp_path, executor=PackedExecutor(1, pack="auto"), progress=False)
+    runs = result.runs.set_index("run_id")
+    assert runs.loc["base__s0", "status"] == "done" and runs.loc["tiny__s0", "status"] == "failed"
+    assert "data.val_split: 0.5 of 1 training samples" in runs.loc["tiny__s0", "error"]
+
+
 def test_plan_packs_groups_by_architecture_and_keeps_the_rest_in_plan_order(tmp_path):
     spec = tiny_spec({"base": {}, "drop": {"regularize": {"dropout": {"p": 0.2}}},
                       "b32": {"train": {"batch_size": 32}}, "comp": {"train": {"compile": True}}})

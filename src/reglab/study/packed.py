@@ -298,6 +298,16 @@ def chunk_group(group: list[RunTask], size: int, pack: str | int) -> tuple[list[
     return chunks[:-1], chunks[-1]
 
 
+def _measured_or_alone(group: Sequence[RunTask], note: Callable[[str], None]) -> int:
+    """`measured_pack_size` in this process; 0 (alone) where measuring fails, e.g. on the runs' bad data,
+    so that each run fails on its own and the rest of the study trains (as with several workers)."""
+    try:
+        return measured_pack_size(group, report=note)
+    except Exception as err:
+        note(f"measuring how to train {len(group)} runs failed ({one_line(err)}): they train alone")
+        return 0
+
+
 class PackedExecutor:
     """Trains packs with `PackedTrainer` and the remaining runs like `LocalExecutor`.
 
@@ -318,7 +328,7 @@ class PackedExecutor:
             probes = [PackProbe(group, workers) for group in packable_groups(split_packable(tasks)[0])]
             run_in_pool(workers, [], tasks, events, pack_worker=_worker_pack, probes=probes)
             return
-        packs, alone = plan_packs(tasks, self.pack, decide=lambda group: measured_pack_size(group, report=events.note))
+        packs, alone = plan_packs(tasks, self.pack, decide=lambda group: _measured_or_alone(group, events.note))
         if workers > 1 and packs:
             run_in_pool(workers, packs, alone, events, pack_worker=_worker_pack)
             return
