@@ -61,6 +61,10 @@ def test_toml_and_python_give_the_same_spec(tmp_path):
     ({"arms": {"a b": {}, "a_b": {}}}, "arms: 'a_b' and 'a b' map to the same run directory name"),
     ({"seeds": 0}, "seeds: needs at least one seed"),
     ({"seeds": [1, 1]}, "seeds: must be distinct"),
+    ({"seeds": True}, "seeds: expected N or a list of integers (got True)"),
+    ({"seeds": "3"}, "seeds: expected N or a list of integers (got '3')"),
+    ({"arms": {"a": {"optim": {"lr": True}}}}, "arms.a.optim.lr: expected a number (got True)"),
+    ({"base": {"train": {"epochs": True}}}, "base.train.epochs: expected a number (got True)"),
     ({"arms": {}}, "arms: Dictionary should have at least 1 item"),
     ({"bogus": 1}, "bogus: Extra inputs are not permitted"),
 ])

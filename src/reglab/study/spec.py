@@ -77,6 +77,13 @@ class StudySpec(BaseModel):
 
     _configs: dict[str, RunConfig] = PrivateAttr(default_factory=dict)
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds_are_integers(cls, seeds: Any) -> Any:
+        if isinstance(seeds, bool | str) or (isinstance(seeds, list) and any(isinstance(s, bool | str) for s in seeds)):
+            raise ValueError(f"expected N or a list of integers (got {seeds!r})")
+        return seeds
+
     @field_validator("seeds")
     @classmethod
     def _check_seeds(cls, seeds: int | list[int]) -> int | list[int]:
