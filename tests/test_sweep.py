@@ -52,11 +52,15 @@ def test_bad_params_are_one_line_errors(text, message):
     assert "\n" not in str(err.value)
 
 
+def tiny_toml(path, epochs: int = 2, lr: float = 0.05):
+    path.write_text(f'name = "tiny"\nseeds = 1\n[base]\noptim.lr = {lr}\ndata = {{ name = "mnist1d", '
+                    'train_subset = 256, test_subset = 256 }\nmodel.options.widths = [16]\ntrain = { epochs = '
+                    f'{epochs}, batch_size = 64, device = "cpu", eval_train_samples = 128 }}\n[arms.base]\n')
+    return path
+
+
 def test_sweep_cli_runs_the_grid_on_the_local_executor(tmp_path):
-    path = tmp_path / "tiny.toml"
-    path.write_text('name = "tiny"\nseeds = 1\n[base]\ndata = { name = "mnist1d", train_subset = 256, '
-                    'test_subset = 256 }\nmodel.options.widths = [16]\ntrain = { epochs = 2, batch_size = 64, '
-                    'device = "cpu", eval_train_samples = 128 }\n[arms.base]\n')
+    path = tiny_toml(tmp_path / "tiny.toml")
     out = tmp_path / "out"
     args = ["sweep", str(path), "--param", "dropout=0:0.2:2", "--param", "lr=0.01,0.1", "--out", str(out),
             "--workers", "1"]
@@ -75,3 +79,28 @@ def test_sweep_cli_runs_the_grid_on_the_local_executor(tmp_path):
 
     bad = CliRunner().invoke(app, ["sweep", str(path), "--param", "dropout=0:1", "--out", str(out)])
     assert bad.exit_code != 0 and "a range is a:b:n" in str(bad.exception)
+
+
+def test_sweep_into_a_compare_study_is_refused_and_keeps_its_runs(tmp_path):
+    path, out = tiny_toml(tmp_path / "tiny.toml", epochs=1), tmp_path / "out"
+    assert CliRunner().invoke(app, ["compare", str(path), "--out", str(out), "--workers", "1"]).exit_code == 0
+    summary = (out / "runs" / "base__s0" / "summary.json").read_text()
+    bad = CliRunner().invoke(app, ["sweep", str(path), "--param", "dropout=0.1", "--out", str(out), "--force"])
+    assert bad.exit_code != 0 and str(bad.exception) == (
+        f"{out}: holds a `reglab compare` study, not a search; use another --out")
+    assert [p.name for p in (out / "runs").iterdir()] == ["base__s0"]
+    assert (out / "runs" / "base__s0" / "summary.json").read_text() == summary
+    assert load_study(out).runs["run_id"].tolist() == ["base__s0"]
+
+
+def test_sweep_where_every_run_diverges_writes_its_report(tmp_path):
+    path, out = tiny_toml(tmp_path / "diverging.toml", epochs=1, lr=1e30), tmp_path / "out"
+    result = CliRunner().invoke(app, ["sweep", str(path), "--param", "dropout=0,0.1", "--out", str(out),
+                                      "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "no trial completed" in result.output and "ran 2 runs" in result.output
+    assert "no trial completed" in (out / "report" / "report.html").read_text()
+    (out / "report" / "report.html").unlink()
+    again = CliRunner().invoke(app, ["report", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "no trial completed" in (out / "report" / "report.html").read_text()

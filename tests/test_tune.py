@@ -20,7 +20,7 @@ optuna = pytest.importorskip("optuna")
 from reglab.cli import app  # noqa: E402
 from reglab.config import ConfigError  # noqa: E402
 from reglab.report import write_report  # noqa: E402
-from reglab.study import StudySpec, load_study  # noqa: E402
+from reglab.study import StudySpec, load_study, run_study  # noqa: E402
 from reglab.study.sweep import parse_param  # noqa: E402
 from reglab.study.tune import TuneSettings, add_best_arm, arm_name, grid_points, run_tune, suggest  # noqa: E402
 
@@ -38,6 +38,13 @@ def test_settings_are_validated_in_one_line():
                             ({"trials": 0}, "--trials: needs at least 1")):
         with pytest.raises(ConfigError, match=message):
             TuneSettings([dropout], **kwargs)
+    with pytest.raises(ConfigError, match=r"--metric: unknown 'foo' \(choose from ") as err:
+        TuneSettings([dropout], metric="foo")
+    listed = str(err.value).split("choose from ")[1].rstrip(")").split(", ")
+    assert set(listed) == {f"{split}_{kind}" for split in ("train", "train_eval", "val", "test")
+                           for kind in ("loss", "acc")}
+    for metric in listed:
+        assert TuneSettings([dropout], metric=metric).metric == metric
     with pytest.raises(ConfigError, match="searched twice"):
         TuneSettings([parse_param("wd=0.1"), parse_param("weight_decay=0.2")])
     assert TuneSettings([dropout, parse_param("lr=0.1,0.2")], sampler="grid").n_trials == 6
@@ -131,6 +138,42 @@ def test_a_changed_search_is_refused_without_force(searched):
         run_tune(SPEC, TuneSettings([parse_param("dropout=0.1,0.2")], sampler="grid"), out, progress=False)
 
 
+def test_a_compare_study_directory_is_refused_and_kept(tmp_path):
+    spec = StudySpec.from_dict({"name": "tiny", "seeds": 1, "base": {**BASE, "train": {**BASE["train"], "epochs": 1}},
+                                "arms": {"baseline": {}, "dropout": {"regularize": {"dropout": {"p": 0.2}}}}})
+    run_study(spec, tmp_path, progress=False)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file()}
+    with sqlite3.connect(tmp_path / "study.db") as db:
+        rows = db.execute("SELECT * FROM runs ORDER BY run_id").fetchall()
+        meta = db.execute("SELECT * FROM meta ORDER BY key").fetchall()
+    for sampler in ("tpe", "grid"):
+        settings = TuneSettings([parse_param("dropout=0.1")], sampler=sampler, trials=1)
+        with pytest.raises(ConfigError, match=re.escape(f"{tmp_path}: holds a `reglab compare` study")) as err:
+            run_tune(spec, settings, tmp_path, progress=False, force=True)
+        assert "\n" not in str(err.value) and "another --out" in str(err.value)
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file()}
+    assert after == before and {p.parts[1] for p in after} == {"baseline__s0", "dropout__s0"}
+    with sqlite3.connect(tmp_path / "study.db") as db:
+        assert db.execute("SELECT * FROM runs ORDER BY run_id").fetchall() == rows
+        assert db.execute("SELECT * FROM meta ORDER BY key").fetchall() == meta
+    assert list(load_study(tmp_path).arms) == ["baseline", "dropout"]
+
+
+def test_a_search_where_no_trial_completes_still_gets_its_report(tmp_path):
+    diverging = StudySpec.from_dict({"name": "tiny", "seeds": 1, "arms": {"base": {}}, "base": {
+        **BASE, "optim": {"name": "momentum", "lr": 1e30}, "train": {**BASE["train"], "epochs": 1}}})
+    settings = TuneSettings([parse_param("dropout=0,0.1")], sampler="grid")
+    result = run_tune(diverging, settings, tmp_path, progress=False)
+    assert result.best is None and list(result.trials["state"]) == ["fail", "fail"]
+    assert set(result.study.runs["status"]) == {"diverged"}
+    paths = write_report(result.study)
+    html, md = paths["html"].read_text(), paths["markdown"].read_text()
+    assert "<h2>Best configuration (search)</h2>" in html and "no trial completed" in html
+    assert "no trial completed" in md and md.count("finished with a finite test_acc") == 2  # each trial's note
+    assert (paths["figures"] / "trials.png").exists() and 'id="fig-trials"' in html
+    assert not (paths["figures"] / "parallel.png").exists()  # no complete trial to draw
+
+
 def test_median_pruning_skips_the_remaining_seeds_of_a_bad_trial(tmp_path):
     spec = SPEC.with_seeds(3)
     settings = TuneSettings([parse_param("lr=0.2,0.1,0.05,1e-6")], sampler="grid", pruner="median")
@@ -211,3 +254,7 @@ def test_tune_cli_with_asha_then_the_best_configuration_in_one_compare(tmp_path)
     assert study.spec.statistics.target == {"test_acc": 0.15}
     bad = runner.invoke(app, ["compare", str(toml), "--target", "test_acc", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "--target 'test_acc': expected METRIC=VALUE" in str(bad.exception)
+    bad = runner.invoke(app, ["tune", str(toml), "--param", "dropout=0.1", "--metric", "foo", "--out",
+                              str(tmp_path / "y")])
+    assert bad.exit_code != 0 and "--metric: unknown 'foo' (choose from " in str(bad.exception)
+    assert not (tmp_path / "y").exists()  # refused before anything trained

@@ -37,6 +37,8 @@ def _report(result: TuneResult) -> None:
         console.print(f"best: {escape(best['arm'])} — {best['objective']} {best['metric']} {best['value']:.4g}, "
                       f"mean {best['mean']:.4g} [{best['ci_low']:.4g}, {best['ci_high']:.4g}] over {best['n']} seeds",
                       highlight=False)
+    else:
+        err_console.print("[yellow]no trial completed[/]: each trial's note in the report says why")
     console.print(f"ran {len(result.executed)} runs, kept {len(result.skipped)} finished ones\n"
                   f"report: {escape(str(paths['html']))}", highlight=False)
     failed = result.study.runs[result.study.runs["status"] == "failed"]

@@ -36,7 +36,7 @@ def trial_rows(trials: pd.DataFrame) -> Rows:
 
 def best_rows(best: dict | None) -> Rows:
     if best is None:
-        return []
+        return [{"best trial": "none", "configuration": "no trial completed (see each trial's note)"}]
     metric = best["metric"]
     return [{"best trial": str(best["trial"]), "configuration": best["arm"],
              f"objective ({best['objective']} {metric})": fmt.value(metric, best["value"]),
@@ -62,8 +62,8 @@ def trials_figure(trials: pd.DataFrame) -> FigureData:
 
 
 def parallel_figure(trials: pd.DataFrame) -> FigureData:
-    """Parallel coordinates: one line per complete trial across the (min–max scaled) parameters and
-    the objective, coloured by the objective."""
+    """Parallel coordinates: one line per complete trial (at least one) across the (min–max scaled)
+    parameters and the objective, coloured by the objective."""
     from matplotlib import colormaps
 
     done = trials[trials["state"] == "complete"].dropna(subset=["value"])
@@ -75,7 +75,7 @@ def parallel_figure(trials: pd.DataFrame) -> FigureData:
     for c in columns:
         raw = done[c]
         numeric = pd.to_numeric(raw, errors="coerce")
-        if numeric.notna().all() and len(numeric):
+        if numeric.notna().all():
             log = c != "value" and (numeric > 0).all() and numeric.max() / numeric.min() >= 100
             x = np.log10(numeric) if log else numeric
             lo, hi = float(x.min()), float(x.max())
@@ -86,7 +86,7 @@ def parallel_figure(trials: pd.DataFrame) -> FigureData:
             scaled[c] = raw.astype(str).map(codes) / max(1, len(codes) - 1)
             ticks[c] = " / ".join(codes)
     values = done["value"].to_numpy(float)
-    span = (values.min(), values.max()) if len(values) else (0, 1)
+    span = values.min(), values.max()
     cmap = colormaps["viridis"]
     for i in range(len(done)):
         shade = (values[i] - span[0]) / (span[1] - span[0]) if span[1] > span[0] else 0.5
@@ -133,9 +133,10 @@ def tune_report(path: Path) -> tuple[Rows, Rows, list[FigureData]] | None:
         return None
     trials = trials_table(path)
     if not len(trials):
-        return [], [], []
+        return [], best_rows(None), []
     direction = "minimize" if trials["metric"].iloc[0].endswith("loss") else "maximize"
-    figures = [trials_figure(trials), parallel_figure(trials)]
-    if (importance := importance_figure(path)) is not None:
-        figures.append(importance)
-    return trial_rows(trials), best_rows(best_trial(trials, direction)), figures
+    best = best_trial(trials, direction)
+    figures = [trials_figure(trials)]
+    if best is not None:  # the other figures need a complete trial
+        figures += [f for f in (parallel_figure(trials), importance_figure(path)) if f is not None]
+    return trial_rows(trials), best_rows(best), figures

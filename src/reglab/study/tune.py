@@ -33,7 +33,7 @@ from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, load_study
 from reglab.study.robust import iqm, iqm_interval
 from reglab.study.runner import StoreEvents, finished_runs, study_lock
-from reglab.study.spec import StudySpec, content_hash, run_id
+from reglab.study.spec import EPOCH_METRICS, StudySpec, content_hash, run_id
 from reglab.study.stats import describe
 from reglab.study.store import DB_NAME, FINISHED, StudyStore
 from reglab.study.sweep import SweepParam
@@ -61,7 +61,8 @@ class TuneSettings:
 
     def __post_init__(self) -> None:
         for value, allowed, what in ((self.sampler, SAMPLERS, "sampler"), (self.pruner, PRUNERS, "pruner"),
-                                     (self.objective, OBJECTIVES, "objective")):
+                                     (self.objective, OBJECTIVES, "objective"),
+                                     (self.metric, EPOCH_METRICS, "metric")):
             if value not in allowed:
                 raise ConfigError(f"--{what}: unknown {value!r} (choose from {', '.join(allowed)})")
         if not self.params:
@@ -304,6 +305,8 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
                             "seeds": spec.seed_list}, sort_keys=True, default=str)
     with study_lock(out_dir), StudyStore(out_dir) as store:
         old = store.meta("tune")
+        if old is None and store.spec() is not None:  # a study without a search record: never adopt its runs
+            raise ConfigError(f"{out_dir}: holds a `reglab compare` study, not a search; use another --out")
         if old is not None and old != described:
             if not force:
                 raise ConfigError(f"{out_dir}: the search (parameters, sampler, seeds or base config) changed since "
