@@ -93,6 +93,16 @@ def test_sweep_into_a_compare_study_is_refused_and_keeps_its_runs(tmp_path):
     assert load_study(out).runs["run_id"].tolist() == ["base__s0"]
 
 
+def test_compare_into_a_search_is_refused_and_keeps_its_trials(tmp_path):
+    path, out = tiny_toml(tmp_path / "tiny.toml", epochs=1), tmp_path / "out"
+    assert CliRunner().invoke(app, ["sweep", str(path), "--param", "dropout=0.1", "--out", str(out),
+                                    "--workers", "1"]).exit_code == 0
+    trials = sorted(p.name for p in (out / "runs").iterdir())
+    bad = CliRunner().invoke(app, ["compare", str(path), "--out", str(out), "--force"])
+    assert bad.exit_code != 0 and "holds a `reglab tune`/`sweep` search, not a compare study" in str(bad.exception)
+    assert sorted(p.name for p in (out / "runs").iterdir()) == trials
+
+
 def test_sweep_where_every_run_diverges_writes_its_report(tmp_path):
     path, out = tiny_toml(tmp_path / "diverging.toml", epochs=1, lr=1e30), tmp_path / "out"
     result = CliRunner().invoke(app, ["sweep", str(path), "--param", "dropout=0,0.1", "--out", str(out),

@@ -88,7 +88,8 @@ def curves_figure(study: Study) -> FigureData:
             _band(ax, stats, arm, colors[arm], _label(study, arm))
         ax.set(title=title, xlabel="epoch")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:  # no finished run (all diverged): nothing to name
+        axes[0].legend(fontsize=8)
     return FigureData("curves", "Training curves", "Mean ± std over seeds of each arm's finished runs.",
                       fig, pd.concat(tables, ignore_index=True))
 

@@ -67,6 +67,9 @@ def _changes(old: dict, new: dict) -> str:
 
 def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force: bool) -> list[RunTask]:
     """Bring the store in line with `spec` and return the tasks still to run."""
+    if store.meta("tune") is not None:  # a search's runs are its trials: never adopt (and delete) them
+        raise ConfigError(f"{store.out_dir}: holds a `reglab tune`/`sweep` search, not a compare study; use another "
+                          "--out (`reglab compare --best-of` takes its best configuration)")
     old, rows = store.spec(), {r.run_id: r for r in store.runs()}
     hashes = {t.run_id: content_hash(t.config.to_dict()) for t in tasks}
     changed = [i for i, row in rows.items() if i in hashes and row.config_hash != hashes[i]]
