@@ -1,6 +1,7 @@
 """Every bad input is one clear line (exit 2, no traceback, nothing written); internal errors say so;
 help shows defaults; progress and interruption are spoken to logs; `import reglab.cli` needs no torch."""
 
+import shutil
 import subprocess
 import sys
 
@@ -83,6 +84,31 @@ BAD_INPUTS = [
     (["train", "--dataset", "fn1d", "--epochs", "1", "--device", "cpu"], "train.loss: cross-entropy needs"),
     (["train", "--dataset", "fn1d", "--train-subset", "100", "--loss", "mse", "--device", "cpu"],
      "data.train_subset: 100 exceeds the 20 train samples of fn1d"),
+    (["train", *RUN, "--out", "FILE/sub"], "FILE/sub: cannot be a run directory, FILE is a file"),
+    (["compare", "TOML", "--out", "FILE/sub", "--workers", "1"], "FILE/sub: cannot be a study directory"),
+    (["sweep", "TOML", "--param", "dropout=0.1", "--out", "FILE/sub"], "FILE/sub: cannot be a study directory"),
+    (["compare", "TOML", "--executor", "local", "--address", "auto", "--workers", "1"],
+     "executor local: does not take address"),
+    (["reproduce", "dropout-1d", "--quick", "--out", "FILE"], "FILE: is a file"),
+    (["reproduce", "dropout-1d", "--quick", "--device", "gpu"], "train.device: unknown device 'gpu'"),
+    *([(["reproduce", "dropout-1d", "--quick", "--device", "cuda"], "train.device: 'cuda'")]
+      if not torch.cuda.is_available() else []),
+]
+
+# the same on a finished run r1, a finished study st1 and a run d2 whose config.json is not an object
+BAD_INPUTS_FINISHED = [
+    (["train", *RUN, "--out", "d2"], "d2/config.json: not a JSON object"),
+    (["analyze", "d2"], "d2/config.json: not a JSON object"),
+    (["report", "st1", "--out", "FILE"], "FILE: is a file"),
+    (["report", "st1", "--out", "FILE/x"], "FILE/x: cannot be a report directory, FILE is a file"),
+    (["export", "st1", "--table", "epochs", "--out", "FILE/x.csv"], "FILE: is a file"),
+    (["export", "st1", "--out", "DIR"], "DIR: is a directory; the table is written to a file, e.g. DIR/runs.csv"),
+    (["analyze", "r1", "--out", "FILE", "--hessian"], "FILE: is a file"),
+    (["analyze", "r1", "--out", "FILE/x", "--hessian"], "FILE/x: cannot be an analysis directory"),
+    *([(["analyze", "r1", "--device", "cuda"], "train.device: 'cuda'")] if not torch.cuda.is_available() else []),
+    (["analyze", "r1", "--device", "gpu"], "train.device: unknown device 'gpu'"),
+    (["analyze", "r1", "--landscape", "1d", "--points", "0"], "points: need at least 2 (got 0)"),
+    (["analyze", "r1", "--condensation", "--threshold", "2"], "threshold: a cosine similarity in (0, 1]"),
 ]
 
 
@@ -109,8 +135,32 @@ def listing(path):
     return sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*"))
 
 
-@pytest.mark.parametrize(("argv", "named"), BAD_INPUTS, ids=[" ".join(a[:3]) for a, _ in BAD_INPUTS])
-def test_bad_input_is_one_clear_line_exit_2_and_writes_nothing(argv, named, workdir, monkeypatch, capsys):
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished run r1 and study st1, made once (each test copies them into its working dir)."""
+    root = tmp_path_factory.mktemp("finished")
+    (root / "TOML").write_text(TINY)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        for argv in (["train", *RUN, "--out", "r1"], ["compare", "TOML", "--workers", "1", "--pack", "off",
+                                                      "--out", "st1"]):
+            patch.setattr(sys, "argv", ["reglab", *argv])
+            with pytest.raises(SystemExit) as exit_:
+                main()
+            assert exit_.value.code == 0
+    return root
+
+
+@pytest.fixture
+def finished_workdir(finished, workdir):
+    for name in ("r1", "st1"):
+        shutil.copytree(finished / name, workdir / name)
+    shutil.copytree(finished / "r1", workdir / "d2")
+    (workdir / "d2" / "config.json").write_text("[1, 2]")
+    return workdir
+
+
+def assert_one_clear_line_exit_2_and_nothing_written(argv, named, workdir, monkeypatch, capsys):
     before = listing(workdir)
     code, _, err = run_cli(monkeypatch, capsys, *argv)
     lines = err.strip().splitlines()
@@ -118,6 +168,32 @@ def test_bad_input_is_one_clear_line_exit_2_and_writes_nothing(argv, named, work
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], err
     assert "Traceback" not in err and "internal error" not in err
     assert listing(workdir) == before
+
+
+@pytest.mark.parametrize(("argv", "named"), BAD_INPUTS, ids=[" ".join(a[:3]) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_clear_line_exit_2_and_writes_nothing(argv, named, workdir, monkeypatch, capsys):
+    assert_one_clear_line_exit_2_and_nothing_written(argv, named, workdir, monkeypatch, capsys)
+
+
+@pytest.mark.parametrize(("argv", "named"), BAD_INPUTS_FINISHED, ids=[" ".join(a) for a, _ in BAD_INPUTS_FINISHED])
+def test_bad_input_on_a_finished_run_or_study_is_one_clear_line(argv, named, finished_workdir, monkeypatch, capsys):
+    assert_one_clear_line_exit_2_and_nothing_written(argv, named, finished_workdir, monkeypatch, capsys)
+
+
+def test_analyze_on_device_auto_picks_one(finished_workdir, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "analyze", "r1", "--device", "auto", "--landscape", "1d",
+                           "--points", "3", "--out", "a")
+    assert code == 0, err
+    assert (finished_workdir / "a" / "analysis.json").exists()
+
+
+def test_a_study_where_every_run_failed_lists_their_errors_and_exits_1(workdir, monkeypatch, capsys):
+    (workdir / "FAIL").write_text(TINY.replace("train_subset = 128", "train_subset = 1, val_split = 0.5"))
+    code, out, err = run_cli(monkeypatch, capsys, "compare", "FAIL", "--workers", "1", "--pack", "off",
+                             "--out", "s")
+    assert code == 1, err
+    assert "internal error" not in err and "csv: s/report/runs.csv" in out
+    assert all(f"{run} failed: ConfigError: data.val_split" in err for run in ("base__s0", "l2__s1")), err
 
 
 def test_long_errors_are_not_wrapped_off_a_terminal(workdir, monkeypatch, capsys):

@@ -27,7 +27,7 @@ def analyze(
     trace_samples: Annotated[int, Opt(help="Hutchinson probes of the Hessian trace")] = 100,
     threshold: Annotated[float, Opt(help="cosine similarity above which neurons share a direction")] = 0.95,
     seed: Annotated[int, Opt(help="seed of directions and probes")] = 0,
-    device: Annotated[str, Opt(help="cpu|cuda|cuda:N|mps")] = "cpu",
+    device: Annotated[str, Opt(help="auto|cpu|cuda|cuda:N|mps")] = "cpu",
     mode: Annotated[str, Opt(help="eval: dropout off, BatchNorm running statistics; train: masks, batch "
                                   "statistics")] = "eval",
     top_k: Annotated[int, Opt(help="Hessian eigenvalues (Lanczos) to compute")] = 1,

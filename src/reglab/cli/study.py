@@ -117,7 +117,7 @@ def compare(
 
         resolve_device(validate(TrainConfig, {"device": device}, prefix="train").device)
     name, options = executor_choice(executor, pack)
-    runner = make_executor(name, workers=workers,
+    runner = make_executor(name, chosen=executor, workers=workers,
                            device=device, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                            **options)
     run_and_report(spec, out, runner, force=force, log=log, rebuild=rebuild_index)
@@ -140,7 +140,8 @@ def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force
     done = (f"ran {len(result.executed)} runs, kept {len(result.skipped)} finished ones, "
             f"{result.seconds:.1f} s")
     console.print(f"{done}\nreport: {escape(str(paths['html']))}\n"
-                  f"markdown: {escape(str(paths['markdown']))}  csv: {escape(str(paths['summary']))}",
+                  f"markdown: {escape(str(paths['markdown']))}  "
+                  f"csv: {escape(str(paths.get('summary', paths['runs'])))}",  # runs.csv: no run finished
                   highlight=False)
     failed = result.runs[result.runs["status"] == "failed"]
     if len(failed):

@@ -42,6 +42,7 @@ from reglab.report.tune import tune_report
 from reglab.study.results import Study, load_study
 from reglab.study.stats import ALPHA, CORRECTION_NAMES, METRIC_BY_COLUMN
 from reglab.study.store import FINISHED
+from reglab.train.rundir import check_directory
 
 
 def notes(correction: str) -> str:
@@ -117,11 +118,14 @@ def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs")
     """Write one table of a study as CSV: runs, epochs, summary or stability."""
     if table not in TABLES:
         raise ConfigError(f"table: unknown {table!r} (tables: {', '.join(TABLES)})")
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; the table is written to a file, e.g. {path / table}.csv")
+    check_directory(path.parent, "the CSV file's folder")
     study = _as_study(study)
     frame = {"runs": lambda: study.runs, "epochs": lambda: study.epochs, "summary": study.summary,
              "stability": study.stability,
              "robust": lambda: study.robust(primary_metric(study.summary()))}[table]()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
     return path
@@ -130,7 +134,7 @@ def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs")
 def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write every report file (default `<study>/report/`); returns their paths by kind."""
     study = _as_study(study)
-    out = Path(out_dir) if out_dir is not None else study.path / "report"
+    out = check_directory(out_dir if out_dir is not None else study.path / "report", "a report directory")
     (out / "figures").mkdir(parents=True, exist_ok=True)
     if not has_finished_run(study):
         return _write_empty_report(study, out)

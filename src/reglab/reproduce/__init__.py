@@ -18,11 +18,17 @@ from reglab.reproduce.framework import Claim, Outcome, Preset, Settings, get_pre
 
 
 def run(name: str, settings: Settings = Settings(), out: str | Path | None = None) -> dict[str, Any]:
-    """Run the reproduction `name` and write its files to `out` (default ``reproductions/<name>``)."""
+    """Run the reproduction `name` and write its files to `out` (default ``reproductions/<name>``).
+    The device and `out` are checked before anything runs; ``auto`` becomes the device it picks."""
+    from reglab.config import TrainConfig, validate
     from reglab.reproduce import output
+    from reglab.train.loop import resolve_device
+    from reglab.train.rundir import check_directory
 
     chosen = get_preset(name)
-    settings = dataclasses.replace(settings, out=Path(out) if out is not None else Path("reproductions") / name)
+    device = resolve_device(validate(TrainConfig, {"device": settings.device}, prefix="train").device)
+    out = check_directory(out if out is not None else Path("reproductions") / name, "a reproduction directory")
+    settings = dataclasses.replace(settings, out=out, device=str(device))
     code = output.code_version()  # the code the run starts from
     start = time.perf_counter()
     outcome = chosen.run(settings)

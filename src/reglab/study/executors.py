@@ -322,8 +322,10 @@ def register_executor(name: str, factory: ExecutorFactory | str) -> None:
     EXECUTORS[name] = factory
 
 
-def make_executor(name: str = "local", **options: Any) -> Executor:
-    """Build a registered executor, dropping options given as None; refuses options it does not take."""
+def make_executor(name: str = "local", *, chosen: str | None = None, **options: Any) -> Executor:
+    """Build a registered executor, dropping options given as None; refuses options it does not take,
+    naming the executor as `chosen` where given: the one the user asked for (local, where packing made it
+    packed)."""
     if name not in EXECUTORS:
         raise ConfigError(f"executor: unknown {name!r} (executors: {', '.join(EXECUTORS)})")
     factory = EXECUTORS[name]
@@ -334,5 +336,5 @@ def make_executor(name: str = "local", **options: Any) -> Executor:
     accepted = inspect.signature(factory).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
     if unknown := [k for k in options if k not in accepted and not takes_any]:
-        raise ConfigError(f"executor {name}: does not take {unknown[0]} (it takes: {', '.join(accepted)})")
+        raise ConfigError(f"executor {chosen or name}: does not take {unknown[0]} (it takes: {', '.join(accepted)})")
     return factory(**options)

@@ -30,7 +30,7 @@ from reglab.study.spec import StudySpec, content_hash, load_spec, run_id
 from reglab.study.store import DB_NAME, FINISHED, StudyStore
 from reglab.study.tracking import LoggedRun, Tracker, check_sinks, open_tracker
 from reglab.train.loop import RunResult
-from reglab.train.rundir import DamagedFile, clean_json, read_config, read_metrics
+from reglab.train.rundir import DamagedFile, check_directory, clean_json, read_config, read_metrics
 
 
 @dataclass
@@ -140,8 +140,7 @@ def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
 @contextmanager
 def study_lock(out_dir: Path) -> Iterator[None]:
     """One driver per study directory (released by the OS if the driver dies)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"{out_dir}: is a file; a study directory must be a directory")
+    check_directory(out_dir, "a study directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / ".lock", "a+") as f:
         try:

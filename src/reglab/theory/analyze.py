@@ -48,7 +48,7 @@ from reglab.theory.hessian import (
 from reglab.theory.landscape import filter_normalized_direction, loss_along_direction, loss_surface
 from reglab.train.loop import load_trained
 from reglab.train.losses import make_criterion
-from reglab.train.rundir import clean_json
+from reglab.train.rundir import check_directory, clean_json
 
 DEFAULT_POINTS = {"1d": 41, "2d": 21}
 
@@ -161,11 +161,15 @@ def analyze_run(path: str | Path, *, landscape: str | None = None, hessian: bool
         raise ConfigError(f"landscape: expected 1d or 2d (got {landscape!r})")
     if samples < 1:
         raise ConfigError(f"samples: need at least 1 (got {samples})")
+    if points is not None and points < 2:  # 0 too, rather than read as "the default"
+        raise ConfigError(f"points: need at least 2 (got {points})")
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"threshold: a cosine similarity in (0, 1] (got {threshold})")
     check_mode(mode)
     run_dir, weights = resolve_run(path)
-    out = Path(out) if out is not None else run_dir / "analysis"
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_directory(out if out is not None else run_dir / "analysis", "an analysis directory")
     cfg, model, data = load_trained(run_dir, device=device, weights=weights)
+    out.mkdir(parents=True, exist_ok=True)
     loss_fn = make_criterion(cfg.train.loss, data.num_classes)
     x, y = data.x_train[:samples], data.y_train[:samples]
     result = {"run": str(run_dir), "weights": str(weights), "out": str(out), "samples": x.shape[0], "seed": seed,

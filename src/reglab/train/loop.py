@@ -508,11 +508,12 @@ def load_trained(run_dir: str | Path, *, device: str = "cpu", weights: str | Pat
     """
     run_dir = Path(run_dir)
     cfg = RunConfig.from_dict(rundir.read_config(run_dir)).override({"train.device": device})
-    data = cached_dataset(cfg, torch.device(device))
+    on = resolve_device(cfg.train.device)  # auto picks one; a device this machine lacks is a ConfigError
+    data = cached_dataset(cfg, on)
     model = build_model(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs,
-                        reg=cfg.regularize).to(device)
+                        reg=cfg.regularize).to(on)
     if weights is None:
         weights = run_dir / "model.pt" if (run_dir / "model.pt").exists() else run_dir / "checkpoint.pt"
-    state = rundir.load_checkpoint(Path(weights), device)
+    state = rundir.load_checkpoint(Path(weights), on)
     model.load_state_dict(state["model"] if "optimizer" in state else state)  # checkpoint or bare weights
     return cfg, model.eval(), data

@@ -134,9 +134,23 @@ def read_config(run_dir: Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no config.json; is {run_dir} a reglab run directory?")
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DamagedFile(path, f"not valid JSON ({err}); is {run_dir} a reglab run directory?") from None
+    if not isinstance(config, dict):
+        raise DamagedFile(path, f"not a JSON object; is {run_dir} a reglab run directory?")
+    return config
+
+
+def check_directory(path: str | Path, what: str = "an output directory") -> Path:
+    """`path`, refused with a one-line `ConfigError` where it or a folder above it is a file (so that
+    nothing is computed or written before a directory cannot be made). Creates nothing."""
+    path = Path(path)
+    for above in (path, *path.parents):
+        if above.exists() and not above.is_dir():
+            raise ConfigError(f"{path}: is a file; {what} must be a directory" if above == path else
+                              f"{path}: cannot be {what}, {above} is a file")
+    return path
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
@@ -163,8 +177,7 @@ def check_resumable(run_dir: Path, config: dict, *, extend: bool = False) -> Non
     Only a larger budget (`BUDGET_FIELDS`) is accepted, and only with ``extend=True``; every other
     change raises a `ConfigError` naming the changed fields. A directory without config.json is new.
     """
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: is a file; a run directory must be a directory")
+    check_directory(run_dir, "a run directory")
     if not (run_dir / "config.json").exists():
         return
     changes = config_changes(read_config(run_dir), config)
