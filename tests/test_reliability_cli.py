@@ -52,6 +52,7 @@ BAD_INPUTS = [
     (["compare", "TOML", "--device", "banana"], "'banana'"),
     (["compare", "TOML", "--out", "FILE", "--workers", "1"], "FILE: is a file"),
     (["compare", "TOML", "--seeds", "0"], "seeds"),
+    (["compare", "NODATADIR"], "arms.l2.data.data_dir: '/nonexistent' is not a directory"),
     (["compare", "TOML", "--epochs", "0"], "train.epochs"),
     (["compare", "TOML", "--executor", "nosuch"], "executor: unknown 'nosuch'"),
     (["sweep", "TOML", "--param", "dropout=:b:"], "--param 'dropout=:b:'"),
@@ -120,6 +121,7 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "BAD").write_text("this is = = not toml")
     (tmp_path / "BAD.json").write_text("{not json")
     (tmp_path / "TOML").write_text(TINY)
+    (tmp_path / "NODATADIR").write_text(TINY.replace("[arms.l2]", '[arms.l2]\ndata.data_dir = "/nonexistent"'))
     return tmp_path
 
 

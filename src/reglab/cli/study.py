@@ -116,6 +116,11 @@ def compare(
         from reglab.train.loop import resolve_device
 
         resolve_device(validate(TrainConfig, {"device": device}, prefix="train").device)
+    if executor != "ray":  # the runs start here: the paths their configs name must exist here
+        from reglab.cli.options import check_paths
+
+        for arm in spec.arms:
+            check_paths(spec.arm_config(arm, 0), prefix=f"arms.{arm}.")
     name, options = executor_choice(executor, pack)
     runner = make_executor(name, chosen=executor, workers=workers,
                            device=device, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
