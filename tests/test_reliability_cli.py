@@ -1,6 +1,7 @@
 """Every bad input is one clear line (exit 2, no traceback, nothing written); internal errors say so;
 help shows defaults; progress and interruption are spoken to logs; `import reglab.cli` needs no torch."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -214,6 +215,20 @@ def test_a_runs_own_config_json_is_accepted_as_config(workdir, monkeypatch, caps
     code, _, err = run_cli(monkeypatch, capsys, "train", "--config", "first/config.json", "--lr", "0.5",
                            "--out", "first")
     assert code == 2 and "optim.lr 0.001 -> 0.5" in err
+
+
+def test_extend_without_a_config_continues_the_runs_own_config(workdir, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "train", *RUN, "--dropout", "0.2", "--out", "run")
+    assert code == 0, err
+    started = json.loads((workdir / "run" / "config.json").read_text())
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--out", "run", "--extend", "--epochs", "2")
+    assert code == 0, err
+    assert json.loads((workdir / "run" / "config.json").read_text()) == {
+        **started, "train": {**started["train"], "epochs": 2}}
+    lines = (workdir / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--out", "run", "--extend", "--epochs", "3", "--lr", "0.5")
+    assert code == 2 and "optim.lr" in err  # options given still change the config, and only the budget may
 
 
 def test_internal_errors_are_not_user_errors_and_debug_shows_the_traceback(workdir, monkeypatch, capsys):

@@ -35,8 +35,11 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
     return out
 
 
-def build_run_config(config: Path | None, flags: dict[str, Any], assignments: list[str]) -> RunConfig:
-    base = read_toml(config) if config else {}
+def build_run_config(config: Path | None, flags: dict[str, Any], assignments: list[str],
+                     base: dict | None = None) -> RunConfig:
+    """The run config of `reglab train`: `config` (TOML) or `base` (e.g. a run directory's stored
+    config), then the flags given, then the ``--set`` assignments."""
+    base = read_toml(config) if config else (base or {})
     overrides = {FLAG_PATHS[name]: value for name, value in flags.items() if value is not None}
     overrides.update(parse_assignments(assignments))
     cfg = RunConfig.from_dict(apply_overrides(base, overrides))

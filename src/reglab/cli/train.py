@@ -53,16 +53,17 @@ def train(
     out: Annotated[Path | None, Opt(help="run directory (metrics, checkpoints); an existing one is resumed "
                                          "if the config is the same")] = None,
     extend: Annotated[bool, Opt(help="resume --out with a larger budget (--epochs) than it was started "
-                                     "with")] = False,
+                                     "with; without --config, its stored config is the base")] = False,
     as_json: Annotated[bool, Opt("--json", help="print one JSON object: config and per-epoch metrics")] = False,
 ) -> None:
     """Train one model and print its final metrics."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "out", "as_json", "extend")}
     from reglab.train import train_run
     from reglab.train.loop import resolve_device
-    from reglab.train.rundir import check_resumable, clean_json
+    from reglab.train.rundir import check_resumable, clean_json, read_config
 
-    cfg = build_run_config(config, flags, set_ or [])
+    stored = out is not None and extend and config is None and (out / "config.json").is_file()
+    cfg = build_run_config(config, flags, set_ or [], base=read_config(out) if stored else None)
     resolve_device(cfg.train.device)  # a missing device is refused before anything is written
     if out is not None:
         check_resumable(out, cfg.to_dict(), extend=extend)
