@@ -72,10 +72,12 @@ def test_parse_target():
 def test_a_target_on_no_epoch_metric_is_refused_before_anything_runs():
     from reglab.study import load_spec
 
-    spec = load_spec("quickstart")
+    spec = load_spec("quickstart").override({"data.val_split": 0.1})
     assert spec.with_statistics(target={"val_loss": 0.5}).statistics.target == {"val_loss": 0.5}
     with pytest.raises(ConfigError, match="statistics.target: 'test_acz' is not an epoch metric"):
         spec.with_statistics(target={"test_acz": 0.9})
+    with pytest.raises(ConfigError, match="statistics.target: val_acc needs a validation split, which arm 'baseline'"):
+        load_spec("quickstart").with_statistics(target={"val_acc": 0.9})
 
 
 def test_kaplan_meier_median_by_hand():

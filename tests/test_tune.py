@@ -129,6 +129,8 @@ def test_the_best_configuration_becomes_a_compare_arm(searched):
 def test_an_invalid_value_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match=r"arms.dropout=1.0.regularize.dropout.p: Input should be less than 1"):
         run_tune(SPEC, TuneSettings([parse_param("dropout=0:1.5:4")], sampler="random"), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match=r"--metric: val_acc needs a validation split, which arm 'dropout=0.1'"):
+        run_tune(SPEC, TuneSettings([parse_param("dropout=0.1")], metric="val_acc"), tmp_path, progress=False)
     assert not (tmp_path / "study.db").exists()
 
 

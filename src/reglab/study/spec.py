@@ -38,6 +38,13 @@ EPOCH_METRICS = ("train_loss", "train_acc", "train_eval_loss", "train_eval_acc",
                  "test_loss", "test_acc")  # every run's per-epoch loss and accuracy (val_*: with a validation split)
 
 
+def check_logged(metric: str, configs: dict[str, RunConfig], what: str) -> None:
+    """`metric` (one of `EPOCH_METRICS`) must be logged by every arm's runs: val_* needs a validation split."""
+    if metric.startswith("val_") and (without := [arm for arm, cfg in configs.items() if not cfg.data.val_split]):
+        raise ConfigError(f"{what}: {metric} needs a validation split, which arm {without[0]!r} has not "
+                         "(set data.val_split > 0)")
+
+
 class StatisticsSpec(BaseModel):
     """How a study is compared; not part of any run, so changing it never re-runs anything."""
 
@@ -117,6 +124,8 @@ class StudySpec(BaseModel):
                          for arm, table in self.arms.items()}
         for arm, cfg in self._configs.items():
             check_registered(cfg, prefix=f"arms.{arm}")
+        for metric in self.statistics.target:
+            check_logged(metric, self._configs, "statistics.target")
         return self
 
     # ------------------------------------------------------------------------------ construction

@@ -33,7 +33,7 @@ from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, load_study
 from reglab.study.robust import iqm, iqm_interval
 from reglab.study.runner import StoreEvents, finished_runs, study_lock
-from reglab.study.spec import EPOCH_METRICS, StudySpec, content_hash, run_id
+from reglab.study.spec import EPOCH_METRICS, StudySpec, check_logged, content_hash, run_id
 from reglab.study.stats import describe
 from reglab.study.store import DB_NAME, FINISHED, StudyStore
 from reglab.study.sweep import SweepParam
@@ -298,8 +298,9 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
     out_dir = Path(out_dir)
     check_sinks(sinks)
     base = tune_base(spec, "")
-    StudySpec.from_dict({**base, "name": spec.name, "arms": {  # every value (a range: its ends) is valid
+    ends = StudySpec.from_dict({**base, "name": spec.name, "arms": {  # every value (a range: its ends) is valid
         arm_name({p.name: v}): _overrides({p.name: v}, [p]) for p in settings.params for v in p.values}})
+    check_logged(settings.metric, {a: ends.arm_config(a, 0) for a in ends.arms}, "--metric")
     wave = wave or (len(spec.seed_list) if settings.pruner == "none" else 2)
     described = json.dumps({"settings": settings.to_dict(), "base": content_hash(base),
                             "seeds": spec.seed_list}, sort_keys=True, default=str)
