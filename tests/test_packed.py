@@ -68,6 +68,20 @@ def test_packed_runs_equal_solo_runs_with_their_own_optimizers_and_penalties():
     assert len(set(finals)) == len(finals)  # the runs really differ from one another
 
 
+def test_a_packed_runs_optimizer_state_is_the_one_torch_optim_keeps():
+    """Plain SGD packed with momentum runs keeps no state, as torch.optim.SGD(momentum=0) does."""
+    configs = [config(0, **{"optim.name": "sgd"}), config(1), config(2, **{"optim.name": "adam", "optim.lr": 1e-3})]
+    solo = [Trainer(c) for c in configs]
+    for t in solo:
+        t.fit()
+    packed = [Trainer(c) for c in configs]
+    PackedTrainer(packed).fit()
+    for s, p in zip(solo, packed, strict=True):
+        a, b = s.optimizer.state_dict()["state"], p.optimizer.state_dict()["state"]
+        assert a.keys() == b.keys() and all(x.keys() == b[i].keys() for i, x in a.items())
+    assert packed[0].optimizer.state_dict()["state"] == {}
+
+
 def test_packed_conv_nets_with_augmentation_equal_solo_runs():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(96, 1, 12, 12, generator=g), torch.randint(0, 3, (96,), generator=g)

@@ -230,7 +230,9 @@ class PackedTrainer:
     def _write_optimizer_state(self, t: Trainer, slot: int) -> None:
         """Run `slot`'s moments into its `torch.optim` optimizer, in torch's own state format."""
         state = self.optimizer.run_state(slot)
-        if not t.step:
+        groups = t.optimizer.param_groups
+        plain_sgd = isinstance(t.optimizer, torch.optim.SGD) and not any(g["momentum"] for g in groups)
+        if not t.step or plain_sgd:  # plain SGD keeps no state (its family's rows may hold momentum for others)
             return
         pieces = {name: self._split(flat) for name, flat in state.items()}
         fused = any(g.get("fused") for g in t.optimizer.param_groups)
