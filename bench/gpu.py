@@ -46,7 +46,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -60,8 +59,7 @@ from reglab.config import RunConfig
 from reglab.data import TensorData, load_dataset
 from reglab.data.registry import Found, register_dataset
 from reglab.errors import one_line
-from reglab.report.environment import environment
-from reglab.reproduce.output import code_version
+from reglab.provenance import record
 from reglab.study import load_spec, make_executor, run_study
 from reglab.study.packed import solo_step_seconds
 from reglab.study.spec import StudySpec
@@ -400,9 +398,7 @@ def main() -> None:
         (out / "gpu_bench.json").write_text(json.dumps({**singles,
                                                         "study": study, "surface": surface,
                                                         "scaling": scaling, "forms_s": forms, "header": header,
-                                                        "command": "bench/gpu.sh " + " ".join(sys.argv[1:]),
-                                                        "environment": environment([str(device)]),
-                                                        "code": code_version()}, indent=1, default=str))
+                                                        **record([str(device)])}, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def test_html_is_self_contained_and_escaped(report):
         assert f"<td>{arm}</td>" in text
     assert "2/2 diverged" in text and "needs ≥ 2 seeds" in text and "Welch" in text
     assert "paired t" in text and "(p_bh=" in text and "Benjamini–Hochberg" in text  # same seeds: paired
-    for section in ("Summary", "Figures", "Stability", "Runs", "Study spec", "Environment", "Robust aggregates",
+    for section in ("Summary", "Figures", "Stability", "Runs", "Study spec", "Provenance", "Robust aggregates",
                     "Time to target: test_acc ≥ 0.2", "Per-class metrics (test set)", "Per-class F1 by arm"):
         assert f"<h2>{section}</h2>" in text
     for name in FIGURES:

@@ -144,14 +144,14 @@ def test_summary_has_a_row_per_claim_and_pending_rows_for_old_runs(tmp_path):
 
 
 def test_sources_hash_is_sha256_over_every_source_path_and_its_bytes():
-    """The code version outside a git checkout: a hash over every .py of the package, path and bytes."""
+    """The code version outside a git checkout: a hash over every .py and .toml of the package, path and bytes."""
     import hashlib
     from pathlib import Path
 
-    from reglab.reproduce import output
+    from reglab import provenance
 
-    package = Path(output.__file__).resolve().parents[1]
+    package = Path(provenance.__file__).resolve().parent
     expected = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
+    for path in sorted([*package.rglob("*.py"), *package.rglob("*.toml")]):
         expected.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-    assert output.sources_sha256() == expected.hexdigest()
+    assert provenance.sources_sha256() == expected.hexdigest()

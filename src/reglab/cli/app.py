@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ from typer._click import exceptions as click_errors  # typer's own copy of click
 
 from reglab.config import ConfigError
 from reglab.errors import one_line
+from reglab.provenance import COMMAND_VARIABLE
 
 app = typer.Typer(
     name="reglab",
@@ -80,6 +82,8 @@ def main() -> None:
     global DEBUG
     DEBUG = False
     previous = signal.signal(signal.SIGTERM, _terminate)
+    outer_command = os.environ.get(COMMAND_VARIABLE)
+    os.environ[COMMAND_VARIABLE] = shlex.join(["reglab", *sys.argv[1:]])  # what stored results record
     try:
         code = app(standalone_mode=False)  # returns the exit code; Ctrl-C and SIGTERM give 130
     except click_errors.NoArgsIsHelpError as err:
@@ -102,6 +106,10 @@ def main() -> None:
         code = 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if outer_command is None:
+            os.environ.pop(COMMAND_VARIABLE, None)
+        else:
+            os.environ[COMMAND_VARIABLE] = outer_command
     if code == 130:
         err_console.print(f"interrupted; {RESUME_HINT}", highlight=False, soft_wrap=True)
     sys.exit(code or 0)

@@ -1,6 +1,6 @@
 """Reports of a study: terminal table, Markdown, CSV and one self-contained HTML file.
 
-    <study>/report/report.html     tables with intervals and verdicts, figures, spec, environment
+    <study>/report/report.html     tables with intervals and verdicts, figures, spec, provenance
     <study>/report/report.md       the same tables in Markdown, figures linked
     <study>/report/summary.csv     per (arm, metric): n, mean, std, CI, Δ, bootstrap CI, p, verdict
     <study>/report/runs.csv        one row per run;  epochs.csv: one row per run and epoch
@@ -21,7 +21,7 @@ from rich.table import Table
 from reglab.config import ConfigError
 from reglab.report import html
 from reglab.report.comparison_figures import class_f1_table
-from reglab.report.environment import environment
+from reglab.report.environment import provenance_table
 from reglab.report.figures import all_figures
 from reglab.report.tables import (
     class_f1_rows,
@@ -160,7 +160,7 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     metrics = list(dict.fromkeys(summary["metric"])) if len(summary) else []
     per_metric = [(METRIC_BY_COLUMN[m].label, metric_rows(study, summary, m)) for m in metrics]
     devices = sorted({d for d in study.runs.get("device", []) if isinstance(d, str)})
-    env = environment(devices)
+    env = provenance_table(study.path, devices)
 
     note = notes(study.spec.statistics.correction)
     extra = []  # (title, rows, note)
@@ -190,7 +190,7 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
          + f'<p class="note">{escape(STABILITY_NOTE)}</p>'),
         ("Runs", html.table(run_rows(study))),
         ("Study spec", html.code_block(study.spec.to_dict())),
-        ("Environment", html.key_values(env)),
+        ("Provenance", html.key_values(env)),
     ]
     paths["html"].write_text(html.page(name=study.spec.name, description=study.spec.description,
                                        meta=_meta(study), sections=sections))
@@ -205,7 +205,7 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     for label, rows in per_metric:
         md += [f"### {label}\n", markdown_table(rows)]
     md += ["## Stability\n", markdown_table(stability_rows(stability)), f"\n{STABILITY_NOTE}\n",
-           "## Runs\n", markdown_table(run_rows(study)), "## Environment\n",
+           "## Runs\n", markdown_table(run_rows(study)), "## Provenance\n",
            markdown_table([{"key": k, "value": v} for k, v in env.items()])]
     paths["markdown"].write_text("\n".join(md))
     return paths
@@ -220,14 +220,14 @@ def _write_empty_report(study: Study, out: Path) -> dict[str, Path]:
     paths = {"html": out / "report.html", "markdown": out / "report.md", "figures": out / "figures",
              "runs": out / "runs.csv"}
     study.runs.to_csv(paths["runs"], index=False)
-    runs, env = run_rows(study), environment([])
+    runs, env = run_rows(study), provenance_table(study.path, [])
     sections = [("Summary", f"<p>{escape(NO_RESULT)}</p>"), ("Runs", html.table(runs)),
-                ("Study spec", html.code_block(study.spec.to_dict())), ("Environment", html.key_values(env))]
+                ("Study spec", html.code_block(study.spec.to_dict())), ("Provenance", html.key_values(env))]
     paths["html"].write_text(html.page(name=study.spec.name, description=study.spec.description,
                                        meta=_meta(study), sections=sections))
     paths["markdown"].write_text("\n".join([
         f"# Study: {md_text(study.spec.name)}\n", md_text(study.spec.description), f"\n{md_text(_meta(study))}\n",
-        "## Summary\n", f"{NO_RESULT}\n", "## Runs\n", markdown_table(runs), "## Environment\n",
+        "## Summary\n", f"{NO_RESULT}\n", "## Runs\n", markdown_table(runs), "## Provenance\n",
         markdown_table([{"key": k, "value": v} for k, v in env.items()])]))
     return paths
 

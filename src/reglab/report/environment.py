@@ -1,28 +1,37 @@
-"""Where a report was made: versions and device, without the host name."""
+"""Where a study's numbers come from: the command, code version and environment its index recorded
+(`reglab.provenance`), without the host name."""
 
 from __future__ import annotations
 
-import os
-import platform
 from datetime import UTC, datetime
+from pathlib import Path
 
-import numpy as np
-import pandas as pd
+from reglab.provenance import describe_code, environment
 
 
-def environment(devices: list[str] | None = None) -> dict[str, str]:
-    import scipy
-    import torch
+def provenance_table(study_dir: Path | None, devices: list[str]) -> dict[str, str]:
+    """The last command run on the study (and how many before it), its code version and environment, as
+    study.db recorded them; for a study started before reglab recorded them, this process's environment,
+    said so. Then the devices its runs used and when the report was made."""
+    from reglab.study.store import DB_NAME, StudyStore
 
-    from reglab import __version__
-
-    return {
-        "reglab": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
-        "platform": platform.platform(terse=True), "machine": platform.machine(),
-        "cpu cores": str(os.cpu_count()), "torch threads": str(torch.get_num_threads()),
-        "cuda": torch.version.cuda or "none",
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-        "device(s) used": ", ".join(devices) if devices else "—",
-        "generated (UTC)": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    invocations = []
+    if study_dir is not None and (Path(study_dir) / DB_NAME).is_file():
+        with StudyStore(study_dir, create=False) as store:
+            invocations = store.invocations()
+    if invocations:
+        last = invocations[-1]
+        rows = {"command": last["command"], "run at (UTC)": last["time"], "code": describe_code(last["code"]),
+                **{k: v for k, v in last["environment"].items() if k != "device(s) used"}}
+        if len(invocations) > 1:
+            first = invocations[0]
+            rows["earlier commands"] = (f"{len(invocations) - 1}, the first at {first['time']}: {first['command']} "
+                                        f"({describe_code(first['code'])}); study.db keeps them all")
+    else:
+        rows = {"recorded": "no (the study predates reglab's provenance records): the environment of the report",
+                **environment()}
+        rows.pop("device(s) used")
+    rows["devices of the runs"] = ", ".join(devices) if devices else "—"
+    rows["each run"] = "runs/<run>/provenance.jsonl: the command, environment and code of its every (re)start"
+    rows["report generated (UTC)"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return rows

@@ -21,6 +21,7 @@ def run(name: str, settings: Settings = Settings(), out: str | Path | None = Non
     """Run the reproduction `name` and write its files to `out` (default ``reproductions/<name>``).
     The device and `out` are checked before anything runs; ``auto`` becomes the device it picks."""
     from reglab.config import TrainConfig, validate
+    from reglab.provenance import code_version
     from reglab.reproduce import output
     from reglab.train.loop import resolve_device
     from reglab.train.rundir import check_directory
@@ -29,7 +30,7 @@ def run(name: str, settings: Settings = Settings(), out: str | Path | None = Non
     device = resolve_device(validate(TrainConfig, {"device": settings.device}, prefix="train").device)
     out = check_directory(out if out is not None else Path("reproductions") / name, "a reproduction directory")
     settings = dataclasses.replace(settings, out=out, device=str(device))
-    code = output.code_version()  # the code the run starts from
+    code = code_version()  # the code the run starts from
     start = time.perf_counter()
     outcome = chosen.run(settings)
     return output.write(chosen, outcome, settings, settings.out, time.perf_counter() - start, code)

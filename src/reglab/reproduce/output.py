@@ -11,12 +11,9 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import math
-import platform
-import subprocess
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ from typing import Any
 from rich.markup import escape as rich_escape
 from rich.table import Table
 
-from reglab.report.environment import environment
+from reglab.provenance import code_version, describe_code, environment
 from reglab.report.html import CSS
 from reglab.reproduce.framework import Outcome, Preset, Settings
 
@@ -51,52 +48,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def command(preset: Preset, settings: Settings) -> str:
     flags = " --quick" if settings.quick else " --reduced" if settings.reduced else ""
     flags += f" --device {settings.device}" if settings.device != "cpu" else ""
     flags += f" --data-dir {settings.data_dir}" if settings.data_dir is not None else ""
     return f"reglab reproduce {preset.name}{flags}"
-
-
-def sources_sha256() -> str:
-    """SHA-256 over reglab's Python sources (path and bytes, in path order): the code version where no git
-    checkout tells it."""
-    package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def code_version() -> dict[str, Any]:
-    """The reglab version, the hash of its sources and, in a git checkout, the commit and whether the tree
-    had local changes."""
-    from reglab import __version__
-
-    root = Path(__file__).resolve().parents[3]
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"reglab": __version__, "git_commit": commit, "git_dirty": bool(status) if commit else None,
-            "sources_sha256": sources_sha256()}
 
 
 def budget(outcome: Outcome, settings: Settings) -> str:
@@ -112,7 +68,7 @@ def results(preset: Preset, outcome: Outcome, settings: Settings, seconds: float
         "quick": settings.quick, "budget": budget(outcome, settings), "reduced": outcome.reduced,
         "device": settings.device, "seconds": round(seconds, 1), "settings": outcome.settings,
         "choices": outcome.choices, "numbers": outcome.numbers, "claims": [c.row() for c in outcome.claims],
-        "notes": outcome.notes, "environment": {**environment([settings.device]), "cpu": cpu_model()},
+        "notes": outcome.notes, "environment": environment([settings.device]),
         "code": code or code_version(),
     })
 
@@ -159,7 +115,7 @@ def readme(data: dict[str, Any], figures: list[str]) -> str:
         f"Command: `{data['command']}` ({mode[data['budget']]}; {data['seconds']:.0f} s).\n",
         f"Hardware: {env['cpu']}, {env['cpu cores']} cores, device {data['device']}"
         f"{'' if env.get('gpu', 'none') == 'none' else ' (' + env['gpu'] + ')'}; torch {env['torch']}, "
-        f"reglab {env['reglab']} (commit {data['code']['git_commit'] or 'unknown'}), Python {env['python']}.\n",
+        f"Python {env['python']}; {describe_code(data['code'])}.\n",
         "## Source vs reglab\n",
         "| claim | source | reglab | verdict | criterion / checked |\n|---|---|---|---|---|\n" + rows,
         "## Choices where the source is silent\n", *(f"- {k}: {v}" for k, v in data["choices"].items()), "",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reglab.config import ConfigError
+from reglab.provenance import record
 from reglab.study.analysis import analysis_current
 from reglab.study.executors import Executor, LocalExecutor, RunTask
 from reglab.study.progress import StudyProgress
@@ -225,6 +226,7 @@ def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Ex
             rebuild_index(out_dir, spec, tasks)
         with StudyStore(out_dir) as store:
             todo = reconcile(store, spec, tasks, force=force)
+            store.add_invocation(record())
             tracker = open_tracker(spec.log if log is None else log, spec.to_dict(), out_dir)
             tracker.catch_up(finished_runs(store))
             try:

@@ -1,6 +1,8 @@
 """The study store: a SQLite index (`<out>/study.db`) beside one trainer run directory per run.
 
-    <out>/study.db                 spec (JSON + hash) and one row per run (status, times, error, summary)
+    <out>/study.db                 spec (JSON + hash), the invocations (command, environment, code version of
+                                   each `reglab compare`/`tune`/`sweep` on it) and one row per run (status,
+                                   times, error, summary)
     <out>/runs/<arm>__s<seed>/     the trainer's run directory (config.json, metrics.jsonl, summary.json,
                                    checkpoint.pt, model.pt)
 
@@ -125,6 +127,17 @@ class StudyStore:
             for key, value in (("spec", json.dumps(spec)), ("spec_hash", spec_hash), ("updated", now())):
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (now(),))
+
+    def invocations(self) -> list[dict]:
+        """Every command run on this directory (`reglab.provenance.record`), oldest first."""
+        return json.loads(self.meta("invocations") or "[]")
+
+    def add_invocation(self, entry: dict) -> None:
+        with self.conn:  # read and append in one transaction
+            self.conn.execute("BEGIN IMMEDIATE")
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'invocations'").fetchone()
+            entries = [*json.loads(row["value"] if row else "[]"), clean_json(entry)]
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('invocations', ?)", (json.dumps(entries),))
 
     # ------------------------------------------------------------------------------------ runs
     def runs(self) -> list[RunRow]:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reglab import provenance
 from reglab.config import ConfigError, apply_overrides, deep_merge
 from reglab.study.executors import Executor, LocalExecutor, RunTask
 from reglab.study.progress import StudyProgress
@@ -315,6 +316,7 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
                                   "or another --out")
             optuna.delete_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir))
         store.set_meta("tune", described)
+        store.add_invocation(provenance.record())
         study = open_study(out_dir, settings)
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # its driver was killed

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from reglab.config import ConfigError
+from reglab.provenance import record
 from reglab.theory.condensation import (
     _LAYER_TYPES,
     cosine_similarity_matrix,
@@ -173,7 +174,8 @@ def analyze_run(path: str | Path, *, landscape: str | None = None, hessian: bool
     loss_fn = make_criterion(cfg.train.loss, data.num_classes)
     x, y = data.x_train[:samples], data.y_train[:samples]
     result = {"run": str(run_dir), "weights": str(weights), "out": str(out), "samples": x.shape[0], "seed": seed,
-              "mode": mode, "batch_size": batch_size, "loss": loss_in_mode(model, loss_fn, x, y, mode)}
+              "mode": mode, "batch_size": batch_size, "provenance": record([str(x.device)]),
+              "loss": loss_in_mode(model, loss_fn, x, y, mode)}
     if landscape is not None:
         result["landscape"] = landscape_slice(model, loss_fn, x, y, landscape, points or DEFAULT_POINTS[landscape],
                                               seed, out, mode)

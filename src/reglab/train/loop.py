@@ -26,6 +26,7 @@ from torch import nn
 from reglab.config import ConfigError, RunConfig, TrainConfig
 from reglab.data import TensorData, apply_augmentation, batch_indices, draw_augmentation, load_dataset
 from reglab.models import build_model
+from reglab.provenance import record
 from reglab.regularize.early_stopping import EarlyStopping
 from reglab.regularize.ema import build_ema
 from reglab.regularize.mixing import MixDraw, draw_mixing, mix_batch
@@ -382,6 +383,9 @@ class Trainer:
         run_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_json_atomic(run_dir / "config.json", self.cfg.to_dict())
         rundir.rewrite_metrics(run_dir / "metrics.jsonl", epochs)
+        if not self.epoch:
+            (run_dir / "provenance.jsonl").unlink(missing_ok=True)  # a fresh start: only its own record
+        rundir.append_metrics(run_dir / "provenance.jsonl", {"epoch": self.epoch, **record([str(self.device)])})
         return epochs
 
     def final_record(self, epochs: list[dict]) -> dict:

@@ -6,6 +6,8 @@
       summary.json     the final RunResult (written last: its presence means the run ended)
       checkpoint.pt    model, optimizer, schedule, EMA, RNG states, epoch (atomic replace)
       model.pt         final weights of the evaluated model (state_dict, loads with weights_only)
+      provenance.jsonl one line each time the run starts or resumes: its epoch then, the UTC time, the
+                       command, the environment and the code version (`reglab.provenance.record`)
       pack.json        only for a run that trained packed: its pack (size, slot, the pack's run
                        directories; resumed_at_epoch and the earlier pack's record for a run that
                        resumed packed), written when the pack starts, so a run that resumes keeps it
