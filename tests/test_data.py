@@ -27,6 +27,7 @@ from reglab.data import (
     augment_images,
     batch_indices,
     dataset_status,
+    epoch_steps,
     load_dataset,
     register_dataset,
 )
@@ -391,11 +392,16 @@ def test_registry_status_and_overwrite_warning(tmp_path, monkeypatch):
 # -------------------------------------------------------------------------------------- batching
 def test_batch_indices_cover_each_index_once():
     g = torch.Generator().manual_seed(0)
-    batches = list(batch_indices(10, 3, g))
-    assert [len(b) for b in batches] == [3, 3, 3, 1]
-    assert sorted(torch.cat(batches).tolist()) == list(range(10))
+    batches = list(batch_indices(11, 3, g))
+    assert [len(b) for b in batches] == [3, 3, 3, 2]
+    assert sorted(torch.cat(batches).tolist()) == list(range(11))
     assert [len(b) for b in batch_indices(10, 0, g)] == [10]
     assert [len(b) for b in batch_indices(10, 64, g)] == [10]
+    left_out = [set(range(10)) - set(torch.cat(list(batch_indices(10, 3, g))).tolist()) for _ in range(200)]
+    assert all(len(s) == 1 for s in left_out)  # no last batch of one sample (BatchNorm cannot take it) ...
+    assert len(set().union(*left_out)) == 10  # ... and the one left out is another random sample each epoch
+    assert [epoch_steps(n, b) for n, b in ((10, 3), (11, 3), (9, 3), (1, 1), (1, 5), (7, 0), (4, 3))] == [
+        3, 4, 3, 1, 1, 1, 1]
     replay = [torch.cat(list(batch_indices(50, 8, torch.Generator().manual_seed(s)))) for s in (1, 1, 2)]
     assert torch.equal(replay[0], replay[1]) and not torch.equal(replay[0], replay[2])
 

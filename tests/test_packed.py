@@ -68,6 +68,20 @@ def test_packed_runs_equal_solo_runs_with_their_own_optimizers_and_penalties():
     assert len(set(finals)) == len(finals)  # the runs really differ from one another
 
 
+def test_a_batchnorm_mlp_trains_when_an_epoch_would_end_in_one_sample_alone_and_packed():
+    """257 samples in batches of 64 leave one: that batch is left out (BatchNorm1d cannot normalise a
+    single sample), alone and in a pack, so both take 4 steps an epoch and agree."""
+    bn = {"model.norm": "batch", "data.train_subset": 257, "model.options": {"widths": [32, 16], "bias": False}}
+    configs = [config(0, **bn), config(1, **bn, **{"optim.lr": 0.02})]
+    solo = [Trainer(c) for c in configs]
+    solo_epochs = [t.fit().epochs for t in solo]
+    packed = [Trainer(c) for c in configs]
+    results = PackedTrainer(packed).fit()
+    for s, p, epochs, result in zip(solo, packed, solo_epochs, results, strict=True):
+        assert [e["step"] for e in epochs] == [4, 8]
+        assert_same_run(s, p, epochs, result.epochs)
+
+
 def test_a_packed_runs_optimizer_state_is_the_one_torch_optim_keeps():
     """Plain SGD packed with momentum runs keeps no state, as torch.optim.SGD(momentum=0) does."""
     configs = [config(0, **{"optim.name": "sgd"}), config(1), config(2, **{"optim.name": "adam", "optim.lr": 1e-3})]

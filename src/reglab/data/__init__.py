@@ -15,7 +15,14 @@ Files are searched in ``data.data_dir`` (and its ``<name>/``), ``$REGLAB_DATA/<n
 
 from reglab.data import sources  # noqa: F401  (registration)
 from reglab.data.base import CorruptDataError, DataNotFoundError, TensorData
-from reglab.data.batching import AugmentDraw, apply_augmentation, augment_images, batch_indices, draw_augmentation
+from reglab.data.batching import (
+    AugmentDraw,
+    apply_augmentation,
+    augment_images,
+    batch_indices,
+    draw_augmentation,
+    epoch_steps,
+)
 from reglab.data.prepare import load_dataset
 from reglab.data.registry import (
     DATASETS,
@@ -30,4 +37,4 @@ from reglab.data.registry import (
 
 __all__ = ["DATASETS", "AugmentDraw", "CorruptDataError", "DataNotFoundError", "DatasetInfo", "DatasetStatus",
            "Found", "TensorData", "apply_augmentation", "augment_images", "available_datasets", "batch_indices",
-           "dataset_status", "draw_augmentation", "get_dataset_info", "load_dataset", "register_dataset"]
+           "epoch_steps", "dataset_status", "draw_augmentation", "get_dataset_info", "load_dataset", "register_dataset"]

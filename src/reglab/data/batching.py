@@ -17,14 +17,23 @@ from torch import Tensor
 from reglab.config import AugmentConfig
 
 
+def epoch_steps(n: int, batch_size: int) -> int:
+    """Batches in an epoch of `n` samples: ⌈n / b⌉ (b = `batch_size`, 0 or ≥ n: one full batch), less a
+    last batch of a single sample, which is left out: BatchNorm cannot normalise one sample, and it
+    is another random sample each epoch."""
+    b = n if batch_size <= 0 or batch_size >= n else batch_size
+    return n // b if n % b == 1 and n > b else -(-n // b)
+
+
 def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
     """One epoch of index batches: a random permutation of ``range(n)`` (on ``generator.device``)
-    cut into `batch_size` pieces, the last one possibly smaller; `batch_size` 0 or ≥ n gives one
-    full batch. The permutation is drawn when this is called."""
+    cut into `batch_size` pieces, the last one possibly smaller but not a single sample
+    (`epoch_steps`); `batch_size` 0 or ≥ n gives one full batch. The permutation is drawn when this
+    is called."""
     if n <= 0:
         raise ValueError(f"batch_indices: n must be positive (got {n})")
     perm = torch.randperm(n, generator=generator, device=generator.device)
-    return iter(perm.split(n if batch_size <= 0 or batch_size >= n else batch_size))
+    return iter(perm.split(n if batch_size <= 0 or batch_size >= n else batch_size)[:epoch_steps(n, batch_size)])
 
 
 class AugmentDraw(NamedTuple):

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from reglab.config import ConfigError, RunConfig, TrainConfig
-from reglab.data import TensorData, apply_augmentation, batch_indices, draw_augmentation, load_dataset
+from reglab.data import TensorData, apply_augmentation, batch_indices, draw_augmentation, epoch_steps, load_dataset
 from reglab.models import build_model
 from reglab.provenance import record
 from reglab.regularize.early_stopping import EarlyStopping
@@ -109,8 +109,8 @@ def cached_dataset(cfg: RunConfig, device: torch.device) -> TensorData:
 
 
 def planned_steps(train: TrainConfig, n_train: int) -> int:
-    """Optimizer steps of a whole run: epochs × ⌈n / batch⌉ (batch 0: the full set), at most max_steps."""
-    per_run = train.epochs * math.ceil(n_train / (min(train.batch_size, n_train) or n_train))
+    """Optimizer steps of a whole run: epochs × `epoch_steps`, at most max_steps."""
+    per_run = train.epochs * epoch_steps(n_train, train.batch_size)
     return min(per_run, train.max_steps or per_run)
 
 
@@ -157,7 +157,7 @@ class Trainer:
 
         n = self.data.x_train.shape[0]
         self.batch_size = n if train.batch_size == 0 else min(train.batch_size, n)
-        self.steps_per_epoch = math.ceil(n / self.batch_size)
+        self.steps_per_epoch = epoch_steps(n, self.batch_size)
         self.optimizer = build_optimizer(self.model, cfg.optim, reg)
         self.schedule = Schedule(self.optimizer, cfg.optim, steps_per_epoch=self.steps_per_epoch,
                                  total_steps=planned_steps(train, n))

@@ -444,7 +444,7 @@ class PackedTrainer:
             total.zero_()
         seen = steps = 0
         step, max_steps = first.step, first.cfg.train.max_steps
-        for start in range(0, n, batch):
+        for start in range(0, first.steps_per_epoch * batch, batch):  # no last batch of one sample
             idx = perms[:, start:start + batch]
             rows = None if draw is None else draw.rows(start, start + batch)
             mix = None if mixing is None else mixing.step(steps)
