@@ -219,6 +219,19 @@ def test_fetch_file_url_verifies_sha256(tmp_path):
     assert list(dest.parent.iterdir()) == []  # neither the file nor a partial download remains
 
 
+def test_a_mirror_serving_other_bytes_is_passed_over_for_the_next(tmp_path, monkeypatch):
+    good, stale = tmp_path / "good.bin", tmp_path / "stale.bin"
+    good.write_bytes(b"the official file")
+    stale.write_bytes(b"an outdated copy")
+    remote = Remote("f.bin", (stale.as_uri(), good.as_uri()), hashlib.sha256(good.read_bytes()).hexdigest())
+    monkeypatch.setitem(download_module.OFFICIAL, "demo", (remote,))
+    download_module.download_official("demo", tmp_path / "dest")
+    assert (tmp_path / "dest" / "f.bin").read_bytes() == good.read_bytes()
+    monkeypatch.setitem(download_module.OFFICIAL, "demo", (Remote("g.bin", (stale.as_uri(),), remote.sha256),))
+    with pytest.raises(OSError, match="stale.bin: SHA-256"):  # every mirror failed: each is named
+        download_module.download_official("demo", tmp_path / "dest")
+
+
 def test_download_lands_in_cache_and_loads(tmp_path, monkeypatch):
     served = tmp_path / "server"
     arrays = write_idx_set(served, gz=True, n_train=3, n_test=2)

@@ -76,7 +76,7 @@ def download_official(name: str, dest_dir: Path) -> Path:
             try:
                 fetch(url, dest_dir / remote.file, remote.sha256)
                 break
-            except OSError as err:
+            except (OSError, CorruptDataError) as err:  # unreachable, or serving other bytes: the next mirror
                 errors.append(f"{url}: {err}")
         else:
             raise OSError(f"{name}: could not download {remote.file} ({'; '.join(errors)})")
