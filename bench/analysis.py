@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from bench import stored
 from bench.reference import synchronize
 from reglab.config import RunConfig
 from reglab.models import build_model
@@ -123,4 +124,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    stored(main, "analysis")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from bench import stored
 from reglab.config import RunConfig
 from reglab.train import Trainer
 from reglab.train.eval_budget import train_eval_size
@@ -43,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    stored(main, "eval_cost")

@@ -14,6 +14,7 @@ import argparse
 
 import torch
 
+from bench import stored
 from reglab.config import RunConfig
 from reglab.study.packed import solo_step_seconds
 from reglab.train import Trainer
@@ -47,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    stored(main, "pack_cpu")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.func import vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from bench import stored
 from bench.gpu import STANDIN
 from reglab.config import RunConfig
 from reglab.train.loop import Trainer
@@ -134,4 +135,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    stored(main, "pack_layers")

@@ -15,6 +15,7 @@ import logging
 import tempfile
 import time
 
+from bench import stored
 from reglab.study import LocalExecutor, load_spec, run_study
 
 
@@ -53,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    stored(main, "scaling")

@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from bench import stored
 from bench.reference import reference_epoch, synchronize
 from reglab.config import RunConfig
 from reglab.data import load_dataset
@@ -80,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    stored(main, "single")

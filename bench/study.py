@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from bench import stored
 from bench.reference import reference_run
 from reglab.cli.study import default_workers
 from reglab.data import get_dataset_info, load_dataset
@@ -114,4 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    stored(main, "study")

@@ -23,6 +23,8 @@ def test_gpu_benchmark_dry_run_prints_and_writes_its_table(tmp_path):
                 "one epoch under torch.profiler", "by form"):
         assert row in table, row
     numbers = json.loads((tmp_path / "gpu_bench.json").read_text())
+    assert numbers["command"].startswith("bench/gpu.sh --dry-run --data-dir ")  # provenance: command, code
+    assert set(numbers["code"]) == {"reglab", "git_commit", "git_dirty", "sources_sha256"}
     assert numbers["single"]["model"]["options"]["residual"] is False  # source 000's network, as the study's
     assert "residual" not in numbers["single_residual"]["model"]["options"]  # reglab's default: residual
     forms = numbers["forms_s"]["float32 K=4"]  # no CUDA streams on CPU

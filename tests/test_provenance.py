@@ -88,3 +88,17 @@ def test_an_installed_copy_inside_another_repository_names_no_commit(tmp_path):
     code = json.loads(done.stdout)
     assert code["git_commit"] is None and code["git_dirty"] is None
     assert code["sources_sha256"] == provenance.sources_sha256()  # the same sources, the same hash
+
+
+def test_a_benchmark_run_with_out_stores_its_table_with_provenance(tmp_path, monkeypatch, capsys):
+    from bench import stored
+
+    monkeypatch.setenv("OUT", str(tmp_path))
+    monkeypatch.delenv(provenance.COMMAND_VARIABLE, raising=False)
+    monkeypatch.setattr(sys, "argv", ["bench/demo.py", "--device", "cpu"])
+    stored(lambda: print("ratio reglab/reference: 1.23x"), "demo")
+    assert capsys.readouterr().out == "ratio reglab/reference: 1.23x\n"  # still printed
+    saved = json.loads((tmp_path / "demo.json").read_text())
+    assert saved["output"] == (tmp_path / "demo.txt").read_text() == "ratio reglab/reference: 1.23x\n"
+    assert saved["command"] == "python -m bench.demo --device cpu" and saved["code"] == provenance.code_version()
+    assert set(saved["environment"]) >= {"torch", "cpu", "torch threads"}
