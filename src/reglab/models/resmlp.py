@@ -2,7 +2,7 @@
 
 Linear stem → `blocks` pre-activation residual blocks → [norm] → activation → [Dropout] → Linear.
 Block i (a `Residual` with identity shortcut, so stochastic depth can skip it):
-``x + gate(Linear(act([Dropout](act(Linear(norm(x)))))))`` — precisely
+``x + gate(Linear([Dropout](act(Linear(norm(x))))))`` — precisely
 body = [norm] → Linear(width, width·expansion) → activation → [Dropout] → Linear(width·expansion, width),
 the pre-norm form of He et al. (2016), *Identity mappings in deep residual networks*, applied to
 vectors. A dropped block passes its input through unchanged (Huang et al. 2016).
