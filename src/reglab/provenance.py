@@ -24,6 +24,7 @@ COMMAND_VARIABLE = "REGLAB_COMMAND"
 """Set by the `reglab` CLI to its own command line, which its worker processes inherit."""
 
 _PACKAGE = Path(__file__).resolve().parent  # src/reglab
+NO_GPU = "not used by this process"
 
 
 def command() -> str:
@@ -43,14 +44,14 @@ def cpu_model() -> str:
 
 
 def environment(devices: list[str] | None = None) -> dict[str, str]:
-    """Versions, CPU, GPU, threads and the devices used; no host name. The GPU is named only where this
-    process has initialised CUDA (initialising it here would spoil CUDA in processes forked later)."""
+    """Versions, CPU, GPU, threads and the devices used; no host name. The GPU is named where this
+    process uses CUDA; CUDA is never probed here (even `torch.cuda.is_available` initialises the driver,
+    after which processes forked from this one cannot use CUDA)."""
     import torch
 
     from reglab import __version__
 
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_initialized() else \
-        "not initialised by this process" if torch.cuda.is_available() else "none"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_initialized() else NO_GPU
     return {
         "reglab": __version__, "python": platform.python_version(), "torch": torch.__version__,
         **{name: _version(name) for name in ("numpy", "scipy", "pandas")},

@@ -21,7 +21,7 @@ from typing import Any
 from rich.markup import escape as rich_escape
 from rich.table import Table
 
-from reglab.provenance import code_version, describe_code, environment
+from reglab.provenance import NO_GPU, code_version, describe_code, environment
 from reglab.report.html import CSS
 from reglab.reproduce.framework import Outcome, Preset, Settings
 
@@ -114,7 +114,7 @@ def readme(data: dict[str, Any], figures: list[str]) -> str:
         f"Reproduces: {data['figure']}.\n",
         f"Command: `{data['command']}` ({mode[data['budget']]}; {data['seconds']:.0f} s).\n",
         f"Hardware: {env['cpu']}, {env['cpu cores']} cores, device {data['device']}"
-        f"{'' if env.get('gpu', 'none') == 'none' else ' (' + env['gpu'] + ')'}; torch {env['torch']}, "
+        f"{'' if env.get('gpu', 'none') in ('none', NO_GPU) else ' (' + env['gpu'] + ')'}; torch {env['torch']}, "
         f"Python {env['python']}; {describe_code(data['code'])}.\n",
         "## Source vs reglab\n",
         "| claim | source | reglab | verdict | criterion / checked |\n|---|---|---|---|---|\n" + rows,

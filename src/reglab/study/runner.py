@@ -118,8 +118,10 @@ def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
     taken) and write a new one from the run directories: a run whose directory holds summary.json and
     the run's own config.json counts as finished, every other run as pending (it resumes from its
     checkpoint)."""
-    suffix = next(s for s in (".damaged", *(f".damaged.{n}" for n in range(1, 10_000)))
-                  if not any((out_dir / f"{name}{s}").exists() for name in (DB_NAME, f"{DB_NAME}-wal")))
+    suffix, n = ".damaged", 0
+    while (out_dir / f"{DB_NAME}{suffix}").exists():
+        n += 1
+        suffix = f".damaged.{n}"
     for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
         if (out_dir / name).exists():
             (out_dir / name).replace(out_dir / f"{name}{suffix}")
