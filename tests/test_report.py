@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from reglab.cli import app
 from reglab.report import export_csv, summary_table, write_report
+from reglab.report.tables import markdown_table
 from reglab.study import StudySpec, load_study, run_study
 
 ARM = "<b>x</b>"
@@ -62,7 +63,9 @@ def test_html_is_self_contained_and_escaped(report):
 
 def test_markdown_csv_and_figure_numbers(report, study_dir):
     md = report["markdown"].read_text()
-    assert "\\<b>x\\</b>" in md and "| arm |" in md and "![Training curves](figures/curves.png)" in md
+    assert markdown_table([{"arm": "a **b** _c_ &lt; |"}]).splitlines()[-1] == (
+        "| a \\*\\*b\\*\\* \\_c\\_ &amp;lt; \\| |")  # an arm name is shown literally, as in the HTML
+    assert "&lt;b&gt;x&lt;/b&gt;" in md and "| arm |" in md and "![Training curves](figures/curves.png)" in md
     summary = pd.read_csv(report["summary"])
     assert {"arm", "metric", "n", "mean", "std", "ci_low", "ci_high", "diff", "diff_low", "diff_high",
             "p_value", "verdict", "diverged"} <= set(summary.columns)

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import re
 from html import escape
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from reglab.report.tables import (
     flatness_rows,
     headline_rows,
     markdown_table,
+    md_text,
     metric_rows,
     primary_metric,
     robust_rows,
@@ -230,12 +230,6 @@ def _write_empty_report(study: Study, out: Path) -> dict[str, Path]:
         "## Summary\n", f"{NO_RESULT}\n", "## Runs\n", markdown_table(runs), "## Provenance\n",
         markdown_table([{"key": k, "value": v} for k, v in env.items()])]))
     return paths
-
-
-def md_text(text: str) -> str:
-    """User text (title, description, arm names) as literal Markdown: no HTML, no emphasis, no links."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return re.sub(r"([\\`*_\[\]#|])", r"\\\1", text)
 
 
 __all__ = ["TABLES", "export_csv", "flatness_table", "summary_table", "write_report"]

@@ -6,6 +6,8 @@ counted in their own column.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from reglab.report import format as fmt
@@ -138,11 +140,17 @@ def run_rows(study: Study) -> Rows:
     return rows
 
 
+def md_text(text: str) -> str:
+    """User text (title, description, arm names) as literal Markdown: no HTML, no emphasis, no links."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_\[\]#|])", r"\\\1", text)
+
+
 def markdown_table(rows: Rows) -> str:
     if not rows:
         return "_(no rows)_\n"
-    def cells(values) -> str:  # escape what Markdown would read as table syntax or inline HTML
-        return "| " + " | ".join(str(v).replace("|", "\\|").replace("<", "\\<") for v in values) + " |"
+    def cells(values) -> str:  # literal text: no table syntax, inline HTML, emphasis or links
+        return "| " + " | ".join(md_text(str(v)) for v in values) + " |"
 
     header = list(rows[0])
     return "\n".join([cells(header), cells(["---"] * len(header)), *(cells(r.values()) for r in rows)]) + "\n"
