@@ -31,7 +31,8 @@ def test_source_setup_presets_report_each_claim_with_source_and_criterion(name, 
 def check_claims(data: dict, count: int) -> None:
     assert len(data["claims"]) == count
     for claim in data["claims"]:
-        assert claim["verdict"] in ("agree", "disagree") and claim["source"] and claim["criterion"]
+        judged = ("agree", "disagree", "not run") if "judged only on" in claim["criterion"] else ("agree", "disagree")
+        assert claim["verdict"] in judged and claim["source"] and claim["criterion"]
     assert data["choices"] and data["budget"] == "quick"
 
 
@@ -53,6 +54,9 @@ def test_r1_mnist_uses_real_digits_and_both_nets_carry_r1(tmp_path):
         assert data["numbers"][loss]["p=0.5"]["R1"]["mean"] > 0
     assert 0 <= data["numbers"]["R_S alone"]["test_acc"]["mean"] <= 1
     assert any("mnist-5k" in note or "first 1000 MNIST" in note for note in data["notes"])
+    on_mnist5k = any("mnist-5k" in note for note in data["notes"])
+    absolute = [c for c in data["claims"] if "%" in c["claim"]]  # the source's absolute accuracies
+    assert len(absolute) == 2 and all((c["verdict"] == "not run") == on_mnist5k for c in absolute)
 
 
 
@@ -85,3 +89,18 @@ def test_direction_count_is_exact_or_says_it_fell_back_to_the_greedy_bound(monke
     fallback = condensed.direction_count(spread, 0.5)
     assert fallback["method"].startswith("greedy") and fallback["count"] == fallback["greedy_count"]
     assert fallback["greedy_max_factor"] > 1
+
+
+def test_effective_ratio_uses_the_sources_kaiming_initialisation():
+    """He et al.'s N(0, 2/fan_in), not PyTorch's default (std 1/√(3·fan_in))."""
+    import torch
+    from torch import nn
+
+    from reglab.reproduce.experiments.effective_ratio import he_init
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(64, 64, 3), nn.Linear(512, 10))
+    he_init(model)
+    assert model[0].weight.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.03)
+    assert model[1].weight.std().item() == pytest.approx((2 / 512) ** 0.5, rel=0.05)
+    assert torch.count_nonzero(model[1].bias) == 0

@@ -89,8 +89,18 @@ def rows(results_dir: Path = RESULTS_DIR) -> list[list[str]]:
     return out
 
 
+CHANGED_SINCE_RUN = {
+    "l1-l4": "its L4 claim is now judged as |acc(L4) − acc(R_S)| ≤ 1 point, like L3 against R_drop (the committed "
+             "verdict used mean(L4 − R_S) < ½ mean(R_drop − R_S), which means nothing when dropout gains nothing)",
+    "r1-mnist": "its absolute accuracies (79%, > 88%) are now judged only on MNIST's first 1000 images; on mnist-5k "
+                "they are not run",
+}
+"""Presets whose code changed since their committed run, and how; remove an entry when its run is redone."""
+
+
 def runs(results_dir: Path = RESULTS_DIR) -> list[str]:
-    """One line per committed run: preset, budget (and what was cut), time, code version."""
+    """One line per committed run: preset, budget (and what was cut), time, code version, and what changed
+    in the preset since (`CHANGED_SINCE_RUN`)."""
     lines = []
     for name in dict.fromkeys(n for _, n in CATALOG if n is not None):
         data = load(results_dir, name)
@@ -101,8 +111,9 @@ def runs(results_dir: Path = RESULTS_DIR) -> list[str]:
         cut = f" — {data['reduced']}" if data.get("reduced") else ""
         commit = (data.get("code") or {}).get("git_commit") or "unknown"
         took, device = duration(data.get("seconds", 0)), data.get("device", "?")
+        changed = f"; **changed since this run**: {CHANGED_SINCE_RUN[name]}" if name in CHANGED_SINCE_RUN else ""
         lines.append(f"- `{name}`: {data['budget']}{cut}; {took} on {device}, commit {commit[:10]}; "
-                     f"command `{data.get('command', '?')}`")
+                     f"command `{data.get('command', '?')}`{changed}")
     return lines
 
 

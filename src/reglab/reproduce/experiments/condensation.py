@@ -92,7 +92,7 @@ def run_depth(s: dict, depth: int, device: str) -> tuple[dict, object]:
     return results, fig
 
 
-def claims_for(depth: int, r: dict, rates: list[float]) -> list[Claim]:
+def claims_for(depth: int, r: dict, rates: list[float], seeds: int) -> list[Claim]:
     plain = r[f"p={rates[0]}"]
     dropped = {k: v for k, v in r.items() if k.startswith("p=") and k != f"p={rates[0]}"}
 
@@ -114,7 +114,7 @@ def claims_for(depth: int, r: dict, rates: list[float]) -> list[Claim]:
               f"{fmt(plain['nonzero_directions'])} without dropout; "
               + ", ".join(f"{fmt(v['nonzero_directions'])} at {k}" for k, v in dropped.items()),
               fewer, source="scatter: with dropout the non-zero parameters gather at a few discrete directions",
-              criterion="95% CI of the count at every dropout rate entirely below the no-dropout CI (3 seeds)",
+              criterion=f"95% CI of the count at every dropout rate entirely below the no-dropout CI ({seeds} seeds)",
               checked=" ".join(why_not_below(v["nonzero_directions"], plain["nonzero_directions"], k)
                                for k, v in dropped.items() if not below(v["nonzero_directions"],
                                                                         plain["nonzero_directions"]))),
@@ -135,7 +135,7 @@ def run(settings: Settings) -> Outcome:
     figures, numbers, claims = {}, {}, []
     for depth in s["depths"]:
         numbers[f"{depth}-layer"], figures[f"condensation_{depth}layer"] = run_depth(s, depth, settings.device)
-        claims += claims_for(depth, numbers[f"{depth}-layer"], s["rates"])
+        claims += claims_for(depth, numbers[f"{depth}-layer"], s["rates"], s["seeds"])
     reduced = None
     if settings.reduced and not settings.quick:
         reduced = ("two-layer nets only (the full setting of Fig. 1.2's top row); the three-layer nets of the bottom "

@@ -101,9 +101,11 @@ def run(settings: Settings) -> Outcome:
         if below(a, b):
             return ""
         order = "ordered as the source says" if a["mean"] < b["mean"] else "in the opposite order"
+        higher = drop["train_R_S"]["mean"] > plain["train_R_S"]["mean"]
         return (f"The means are {order} ({fmt(a)} with vs {fmt(b)} without dropout) but the {s['seeds']}-seed 95% "
                 f"CIs overlap. Final training R_S: {fmt(plain['train_R_S'])} without vs {fmt(drop['train_R_S'])} with "
-                "dropout (the dropout net does not interpolate the points: its noise keeps R_S above zero).")
+                "dropout" + (" (the dropout net fits the points less closely: its noise keeps R_S higher)."
+                             if higher else "."))
 
     claims = [
         Claim("without dropout the fit oscillates; with dropout it is a curve with a few clear turns",

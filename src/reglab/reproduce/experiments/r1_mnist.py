@@ -48,6 +48,10 @@ def mnist_tensors(settings: Settings, n_train: int) -> tuple[torch.Tensor, ...]:
     return data.x_train.flatten(1), onehot, data.x_test.flatten(1), data.y_test, note
 
 
+ABSOLUTE = ("judged only on MNIST's first 1000 images and its test set (on mnist-5k, which replaces them where MNIST "
+            "is absent, an absolute accuracy is not the source's)")
+
+
 @preset("r1-mnist")
 def run(settings: Settings) -> Outcome:
     s = QUICK if settings.quick else FULL
@@ -99,6 +103,11 @@ def run(settings: Settings) -> Outcome:
     rs_acc = numbers["R_S alone"]["test_acc"]
     lowest = min(min(drop[k]["test_acc"]["mean"], withr1[k]["test_acc"]["mean"]) for k in keys)
 
+    real_mnist = mnist_1000(settings)[0]["name"] == "mnist"
+
+    def on_mnist(holds: bool) -> bool | None:  # absolute accuracies are the source's data's, not mnist-5k's
+        return bool(holds) if real_mnist else None
+
     def percent(a: dict) -> str:
         return f"{fmt({'mean': 100 * a['mean'], 'ci95': 100 * a['ci95']})}%"
 
@@ -109,13 +118,15 @@ def run(settings: Settings) -> Outcome:
         Claim("R_drop and R_S + R1 give similar test accuracy at every dropout rate",
               f"largest gap of the means {100 * acc_gap:.1f} points; R_drop {accs(drop)}; R_S + R1 {accs(withr1)}",
               acc_gap <= 0.02, source="similar accuracy of the two losses at every rate (Fig. 1.4 a)",
-              criterion="means within 2 accuracy points at every rate (3 seeds)"),
+              criterion=f"means within 2 accuracy points at every rate ({len(seeds)} seeds)"),
         Claim("R_S alone reaches only about 79%",
               f"R_S alone {percent(rs_acc)}",
-              abs(rs_acc["mean"] - 0.79) <= 0.03, source="79%", criterion="mean within 3 points of 79%"),
+              on_mnist(abs(rs_acc["mean"] - 0.79) <= 0.03), source="79%",
+              criterion=f"mean within 3 points of 79%, {ABSOLUTE}"),
         Claim("R_drop and R_S + R1 exceed 88%, well above R_S alone",
-              f"lowest mean over rates and both losses {100 * lowest:.1f}%", lowest > 0.88 and lowest > rs_acc["mean"],
-              source="> 88% (Fig. 1.4 a)", criterion="mean accuracy > 88% for both losses at every rate"),
+              f"lowest mean over rates and both losses {100 * lowest:.1f}%",
+              on_mnist(lowest > 0.88 and lowest > rs_acc["mean"]),
+              source="> 88% (Fig. 1.4 a)", criterion=f"mean accuracy > 88% for both losses at every rate, {ABSOLUTE}"),
         Claim("R_S and R1 of the two trained networks are almost indistinguishable at every rate",
               f"largest relative gap: R_S {100 * term_gap['R_S']:.0f}%, R1 {100 * term_gap['R1']:.0f}%",
               max(term_gap.values()) <= 0.2, source="indistinguishable curves (Fig. 1.4 b)",
