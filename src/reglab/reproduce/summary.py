@@ -65,7 +65,7 @@ def rows(results_dir: Path = RESULTS_DIR) -> list[list[str]]:
     out, seen = [], set()
     for figure, name in CATALOG:
         if name is None:
-            out.append([figure, NO_EXPERIMENT[figure], "—", "—", "not run", "—", "—"])
+            out.append([figure, NO_EXPERIMENT[figure], "—", "—", "no experiment", "—", "—"])
             continue
         data = load(results_dir, name)
         if data is None and name in NEEDS_DATA:
@@ -119,7 +119,8 @@ def runs(results_dir: Path = RESULTS_DIR) -> list[str]:
 
 def markdown(results_dir: Path = RESULTS_DIR) -> str:
     table = rows(results_dir)
-    counts = {v: sum(r[4] == v for r in table) for v in ("agree", "disagree", "not run", "pending rerun")}
+    counts = {v: sum(r[4] == v for r in table)
+              for v in ("agree", "disagree", "not run", "pending rerun", "no experiment")}
     lines = [
         "# Reproducing the sources",
         "",
@@ -139,7 +140,7 @@ def markdown(results_dir: Path = RESULTS_DIR) -> str:
         "on a GPU).",
         "",
         f"Totals: {counts['agree']} agree, {counts['disagree']} disagree, {counts['not run']} not run, "
-        f"{counts['pending rerun']} pending rerun.",
+        f"{counts['pending rerun']} pending rerun; {counts['no experiment']} figure without an experiment.",
         "",
         "| figure | claim | source | reglab | verdict | criterion / checked | run |",
         "|---|---|---|---|---|---|---|",

@@ -156,5 +156,6 @@ def run(settings: Settings) -> Outcome:
                        "networks": "FNN 784-1024-1024-10 (dropout 0.5 after each hidden layer), VGG-9 (dropout 0.5), "
                                    "ResNet-20 (dropout 0.1) at the model's dropout sites",
                        "flatness": f"{s['directions']} random directions, per-layer (FNN) or per-filter (CNN) "
-                                   f"normalised; sharpness = mean of R_S(θ ± 0.5d) − R_S(θ) on the first "
+                                   f"normalised, biases and normalisation parameters held fixed (Li et al.'s "
+                                   f"'ignore biasbn'); sharpness = mean of R_S(θ ± 0.5d) − R_S(θ) on the first "
                                    f"{s['flat_samples']} training samples"})
