@@ -171,7 +171,7 @@ def test_a_search_where_no_trial_completes_still_gets_its_report(tmp_path):
     paths = write_report(result.study)
     html, md = paths["html"].read_text(), paths["markdown"].read_text()
     assert "<h2>Best configuration (search)</h2>" in html and "no trial completed" in html
-    assert "no trial completed" in md and md.count("finished with a finite test_acc") == 2  # each trial's note
+    assert "no trial completed" in md and md.count("finished with a finite test\\_acc") == 2  # each trial's note
     assert (paths["figures"] / "trials.png").exists() and 'id="fig-trials"' in html
     assert not (paths["figures"] / "parallel.png").exists()  # no complete trial to draw
 
