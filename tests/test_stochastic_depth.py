@@ -154,3 +154,42 @@ def test_a_low_precision_branch_is_gated_by_float32_draws(dtype):
     torch.manual_seed(0)
     kept_low = replace_or_skip(lambda t: t + 1, x.to(dtype), 0.7, c_out=1, mode="row", training=True)
     assert torch.equal(kept_low.float(), kept)
+
+
+@pytest.mark.parametrize("keep", ["per sample", "float", "0-dim tensor"])
+def test_the_replace_skip_blend_equals_the_zero_padded_formula_values_and_gradients(keep):
+    """keep·out + (1 − keep)·pad(x) without building pad(x): the same numbers, bit for bit, forward and
+    backward, alone and under vmap (as a pack runs it, a survival per run)."""
+    from reglab.models.deeper_cnn import blend_with_padded
+
+    def padded(out, x, k):
+        return k * out + (1.0 - k) * torch.nn.functional.pad(x, (0, 0, 0, 0, 0, out.shape[1] - x.shape[1]))
+
+    g = torch.Generator().manual_seed(0)
+    out, x = torch.randn(6, 8, 5, 5, generator=g), torch.randn(6, 3, 5, 5, generator=g)
+    k = {"per sample": (torch.rand(6, 1, 1, 1, generator=g) < 0.5).float(), "float": 0.3,
+         "0-dim tensor": torch.tensor(0.7)}[keep]
+    upstream = torch.randn(6, 8, 5, 5, generator=g)
+    results = []
+    for blend in (padded, blend_with_padded):
+        leaves = out.clone().requires_grad_(), x.clone().requires_grad_()
+        y = blend(*leaves, k)
+        results.append((y, *torch.autograd.grad(y, leaves, upstream)))
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+    runs = torch.stack([out, 2 * out]), torch.stack([x, -x])  # a pack of two runs
+    survival = torch.tensor([0.25, 0.75])
+    assert torch.equal(vmap(padded)(*runs, survival), vmap(blend_with_padded)(*runs, survival))
+
+
+def test_a_replace_skip_block_under_bf16_autocast_stays_in_bf16():
+    """The skipped input is the float32 image: blended as a float32 term it promoted the block's whole
+    output, and the batch norm, ReLU and pooling after it, to float32 under autocast."""
+    from reglab.models.deeper_cnn import ReplaceSkip
+
+    block = ReplaceSkip(nn.Conv2d(1, 8, 3, padding=1), p=0.5, c_out=8)
+    x = torch.randn(16, 1, 6, 6)
+    for training in (True, False):
+        block.train(training)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert block(x).dtype == torch.bfloat16

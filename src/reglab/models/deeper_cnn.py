@@ -54,13 +54,21 @@ def replace_or_skip(body: nn.Module, x: torch.Tensor, p: float | torch.Tensor, *
                     training: bool) -> torch.Tensor:
     """`ReplaceSkip`'s block with survival probability `p`: a float, or a 0-dim tensor (a pack's per-run
     survival, `reglab.train.rates.RateReplaceSkip`)."""
-    skip = nn.functional.pad(x, (0, 0, 0, 0, 0, c_out - x.shape[1]))  # (N, c_in, H, W) -> (N, c_out, H, W)
     out = body(x)
     if not training:
-        return p * out + (1.0 - p) * skip
+        return blend_with_padded(out, x, p)
     lead = x.shape[0] if mode == "row" else 1
     keep = (torch.rand((lead, 1, 1, 1), dtype=uniform_dtype(out.dtype), device=out.device) < p).to(out.dtype)
-    return keep * out + (1.0 - keep) * skip
+    return blend_with_padded(out, x, keep)
+
+
+def blend_with_padded(out: torch.Tensor, x: torch.Tensor, keep: float | torch.Tensor) -> torch.Tensor:
+    """keep·out + (1 − keep)·pad(x), with x's C_in channels zero-padded to out's: the padded channels are
+    keep·out, so the padded tensor is never built and the C_in channels alone get the second term (the
+    same values as the padded formula; one pass over `out` where that took four)."""
+    mixed = keep * out
+    mixed[:, :x.shape[1]] += (1.0 - keep) * x
+    return mixed
 
 
 class ReplaceSkip(nn.Module):
