@@ -3,7 +3,7 @@
     bench/gpu.sh                                   # on a CUDA machine: the full benchmark, < 8 minutes
     bench/gpu.sh --dry-run                         # CPU, tiny sizes: every code path, seconds
     bench/gpu.sh --data-dir .gpudata/fashion-mnist # IDX files of Fashion-MNIST (else a stand-in, said so)
-    bench/gpu.sh --cudnn-benchmark --channels-last # every row with cuDNN's autotuner and NHWC convolutions
+    bench/gpu.sh --nchw --cudnn-heuristics         # every row as reglab ran before its measured defaults
 
 Rows, each against the plain PyTorch loop of `bench.reference` (TensorDataset + DataLoader, eager,
 same model, optimizer and initialisation) on the same device:
@@ -23,8 +23,9 @@ same model, optimizer and initialisation) on the same device:
 * pack scaling — seconds per training step of a pack of K of the study's runs (K = 1, 5, 10, 20; after
   warm-up and CUDA-graph capture), in bf16 autocast and in float32, against one run trained alone by
   `Trainer` (the solo step, float32): how far a step's cost is from growing with K; the largest
-  pack also with ``torch.backends.cudnn.benchmark`` (cuDNN's autotuner), which reglab does not set, with
-  and without ``train.channels_last`` (the pack's grouped convolutions in NHWC);
+  pack also in the other layout (``train.channels_last`` off, NCHW grouped convolutions; on, with
+  ``--nchw``); whether cuDNN's autotuner pays is `bench.layout`'s question (it needs a process per
+  setting: torch keeps each shape's first algorithm choice for the process);
 * pack forms — the largest pack's forward and backward computed three ways (`bench.pack_forms`):
   vmap (grouped convolutions, as the pack trains), a loop of solo calls over the runs' rows, and that
   loop with one CUDA stream per run; each captured as a CUDA graph;
@@ -117,13 +118,13 @@ def seed000_model(size: dict) -> dict:
     return {**model, "options": {**model.get("options", {}), **size["cnn"]}}
 
 
-def bench_single(data: dict, size: dict, device: torch.device, amp: bool, channels_last: bool = False, *,
-                 model: dict) -> dict:
+def bench_single(data: dict, size: dict, device: torch.device, amp: bool, speed: dict, *, model: dict) -> dict:
+    """`speed`: ``train.channels_last`` and ``train.cudnn_benchmark`` (``--nchw``, ``--cudnn-heuristics``)."""
     cfg = RunConfig.from_dict({
         "seed": 0, "data": subset(data, size), "model": model,
         "optim": {"name": "adam", "lr": 1e-3},
         "train": {"epochs": size["single_epochs"] + 1, "batch_size": 64, "device": str(device),
-                  "eval_train_samples": 0, "amp": amp, "channels_last": channels_last},
+                  "eval_train_samples": 0, "amp": amp, **speed},
     })
     pack = PackedTrainer([Trainer(cfg)])
     cpu = load_dataset(cfg.data, device="cpu")
@@ -147,13 +148,13 @@ def bench_single(data: dict, size: dict, device: torch.device, amp: bool, channe
             "epoch_profile": profile_epoch(pack, device)}
 
 
-def study_spec(data: dict, size: dict, device: torch.device, amp: bool, channels_last: bool = False) -> StudySpec:
+def study_spec(data: dict, size: dict, device: torch.device, amp: bool, speed: dict) -> StudySpec:
     spec = load_spec("seed000", seeds=size["seeds"], epochs=size["epochs"]).to_dict()
     spec["arms"] = dict(list(spec["arms"].items())[:size["arms"]])
     base = spec["base"]
     spec["base"] = {**base, "model": seed000_model(size), "data": {**base.get("data", {}), **subset(data, size)},
                     "train": {**base.get("train", {}), "batch_size": 64, "eval_train_samples": 0, "amp": amp,
-                              "channels_last": channels_last, "device": str(device), "checkpoint_every": 0}}
+                              **speed, "device": str(device), "checkpoint_every": 0}}
     return StudySpec.from_dict(spec)
 
 
@@ -213,17 +214,11 @@ def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dic
         for k in size["pack_sizes"]:
             pack = PackedTrainer([Trainer(c) for c in chosen[:k]])
             rows[f"{'bf16' if amp else 'float32'} K={k}"] = pack.time_step(10)
-    previous, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, True  # cuDNN's autotuner
-    try:
-        k = max(size["pack_sizes"])
-        for amp in precisions:
-            for layout in (False, True):  # train.channels_last: NHWC grouped convolutions
-                pack = PackedTrainer([Trainer(c.override({"train.amp": amp, "train.channels_last": layout}))
-                                      for c in configs[:k]])
-                name = f"{'bf16' if amp else 'float32'} K={k} cudnn.benchmark{' channels_last' if layout else ''}"
-                rows[name] = pack.time_step(10)
-    finally:
-        torch.backends.cudnn.benchmark = previous
+    k, other = max(size["pack_sizes"]), not configs[0].train.channels_last
+    for amp in precisions:  # the other layout: new shapes, so the process's cuDNN setting still chooses
+        pack = PackedTrainer([Trainer(c.override({"train.amp": amp, "train.channels_last": other}))
+                              for c in configs[:k]])
+        rows[f"{'bf16' if amp else 'float32'} K={k} {'channels_last' if other else 'NCHW'}"] = pack.time_step(10)
     solo = solo_step_seconds(configs[0].override({"train.amp": False}), 10)
     amp = device.type == "cuda"
     profile = profile_step([c.override({"train.amp": amp}) for c in configs[:max(size["pack_sizes"])]], device)
@@ -355,12 +350,11 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="default: cuda (cpu with --dry-run)")
     parser.add_argument("--data-dir", type=Path, default=Path(".gpudata/fashion-mnist"))
     parser.add_argument("--no-amp", action="store_true", help="reglab in float32 instead of bf16 autocast")
-    parser.add_argument("--cudnn-benchmark", action="store_true",
-                        help="cudnn.benchmark for every row, reference included (reglab does not set it)")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="train.channels_last for the single run and the study")
+    parser.add_argument("--nchw", action="store_true", help="train.channels_last = false for every reglab row")
+    parser.add_argument("--cudnn-heuristics", action="store_true",
+                        help="train.cudnn_benchmark = false for every reglab row (the reference never autotunes)")
     args = parser.parse_args()
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    speed = {"channels_last": not args.nchw, "cudnn_benchmark": not args.cudnn_heuristics}
     size = DRY if args.dry_run else FULL
     device = torch.device(args.device or ("cpu" if args.dry_run else "cuda"))
     amp = not args.no_amp and device.type == "cuda"
@@ -368,23 +362,23 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     header = (f"reglab GPU benchmark{' (dry run: tiny sizes)' if args.dry_run else ''} — device {device} ({where}), "
               f"torch {torch.__version__}, reglab {'bf16 autocast' if amp else 'float32'}, reference float32"
-              f"{', cudnn.benchmark' if args.cudnn_benchmark else ''}"
-              f"{', channels_last' if args.channels_last else ''}\n"
+              f", reglab {'NCHW' if args.nchw else 'channels-last'}"
+              f"{' with cuDNN heuristics' if args.cudnn_heuristics else ' with cuDNN autotuner'}\n"
               f"data: {note}")
     print(header, flush=True)
     plain, residual = seed000_model(size), {"name": "deeper_cnn", "options": size["cnn"]}
-    singles = {"single": bench_single(data, size, device, amp, args.channels_last, model=plain)}
+    singles = {"single": bench_single(data, size, device, amp, speed, model=plain)}
     if amp or args.dry_run:
-        singles["single_float32"] = bench_single(data, size, device, False, args.channels_last, model=plain)
-    singles["single_residual"] = bench_single(data, size, device, amp, args.channels_last, model=residual)
+        singles["single_float32"] = bench_single(data, size, device, False, speed, model=plain)
+    singles["single_residual"] = bench_single(data, size, device, amp, speed, model=residual)
     print(f"single runs done: {singles}", flush=True)
-    scaling = bench_pack_scaling(study_spec(data, size, device, amp, args.channels_last), size, device)
+    scaling = bench_pack_scaling(study_spec(data, size, device, amp, speed), size, device)
     print(f"pack scaling done: {scaling}", flush=True)
-    study = bench_study(study_spec(data, size, device, amp, args.channels_last), size, device)
+    study = bench_study(study_spec(data, size, device, amp, speed), size, device)
     print(f"study done: {study['reglab_s']:.1f} s reglab, {study['reference_measured_s']:.1f} s reference", flush=True)
     surface = bench_surface(data, size, device)
     try:
-        forms = bench_forms(study_spec(data, size, device, amp, args.channels_last), size, device)
+        forms = bench_forms(study_spec(data, size, device, amp, speed), size, device)
     except Exception as err:  # e.g. CUDA refusing work after a failed capture: keep the rest of the table
         forms = {"all forms": {"vmap": one_line(err, first_line=True)}}
     print(f"pack forms done: {forms}", flush=True)

@@ -1,11 +1,14 @@
 """The loop a user writes by default: TensorDataset + DataLoader (shuffle), `.to(device)` per batch,
-eager PyTorch, Adam, cross-entropy. Same model and hyper-parameters as the reglab run it is timed
-against; this is the denominator of every ratio the benchmarks print."""
+eager PyTorch, Adam, cross-entropy, torch's default cuDNN setting (heuristic algorithm choice, no
+autotuner). Same model and hyper-parameters as the reglab run it is timed against; this is the
+denominator of every ratio the benchmarks print."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +20,18 @@ from reglab.models import build_model
 from reglab.regularize.optim import Schedule, build_optimizer
 
 
+@contextlib.contextmanager
+def torch_default_cudnn() -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark`` off, torch's default, for the duration (a reglab CUDA run built
+    in the same process turns it on: ``train.cudnn_benchmark``)."""
+    previous, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+@torch_default_cudnn()
 def reference_epoch(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, lr: float,
                     device: torch.device, seed: int, optimizer: torch.optim.Optimizer | None = None,
                     schedule: Schedule | None = None) -> tuple[float, float]:
@@ -44,6 +59,7 @@ def reference_epoch(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
 
 
 @torch.no_grad()
+@torch_default_cudnn()
 def reference_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device,
                        batch_size: int = 2048) -> float:
     """Test accuracy of `model` on CPU tensors, batch by batch moved to `device`."""

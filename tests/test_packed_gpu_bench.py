@@ -20,7 +20,7 @@ def test_gpu_benchmark_dry_run_prints_and_writes_its_table(tmp_path):
                 "study: wall s (8 runs × 1 epochs)",
                 "loss surface 5×5", "scaled to 8",
                 "stand-in data", "Stochastic depth conv1 p=0.2", "0 failed run(s)",
-                "one epoch under torch.profiler", "by form"):
+                "one epoch under torch.profiler", "by form", "float32 K=4 NCHW"):
         assert row in table, row
     numbers = json.loads((tmp_path / "gpu_bench.json").read_text())
     assert numbers["command"].startswith("bench/gpu.sh --dry-run --data-dir ")  # provenance: command, code
@@ -29,6 +29,22 @@ def test_gpu_benchmark_dry_run_prints_and_writes_its_table(tmp_path):
     assert "residual" not in numbers["single_residual"]["model"]["options"]  # reglab's default: residual
     forms = numbers["forms_s"]["float32 K=4"]  # no CUDA streams on CPU
     assert set(forms) == {"vmap", "loop"} and all(isinstance(t, float) for t in forms.values())
+
+
+def test_layout_benchmark_dry_run_measures_every_cell_twice_with_one_process_per_autotuner_setting(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    done = subprocess.run([sys.executable, "-m", "bench.layout", "--dry-run", "--data-dir", str(tmp_path / "none")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in (tmp_path / "layout.txt").read_text().splitlines()
+            if line.startswith(("bf16 ", "float32 "))]
+    assert {tuple(row[:3]) for row in rows} == {(p, c, b) for p in ("bf16", "float32") for c in ("False", "True")
+                                                for b in ("False", "True")}
+    for row in rows:  # alone, K=1 and K=4, each "first / second" pass, in ms
+        assert len(row) == 12 and row[4] == row[7] == row[10] == "/", row
+        assert all(float(row[i]) > 0 for i in (3, 5, 6, 8, 9, 11)), row
+    assert json.loads((tmp_path / "layout.json").read_text())["command"].startswith("python -m bench.layout --dry-run")
 
 
 def test_pack_forms_compute_the_same_gradients(one_thread):

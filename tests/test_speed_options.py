@@ -1,17 +1,17 @@
-"""Speed options. bf16 autocast, torch.compile and the channels-last option are for CUDA: a CPU run
-with them set trains exactly as one without. On CPU a conv net always runs channels-last (oneDNN's
-layout), which changes the layout, not the result: it trains to the same numbers as in NCHW up to
-rounding. The fused optimizers are used on every device and update as torch.optim's reference
-(for-loop) implementations do."""
+"""Speed options. bf16 autocast, torch.compile, the channels-last option and cuDNN's autotuner are for
+CUDA: a CPU run with them set trains exactly as one without, and leaves cuDNN's process-wide flag
+alone. On CPU a conv net always runs channels-last (oneDNN's layout), which changes the layout, not
+the result: it trains to the same numbers as in NCHW up to rounding. The fused optimizers are used
+on every device and update as torch.optim's reference (for-loop) implementations do."""
 
 import pytest
 import torch
 
-from reglab.config import OptimConfig, RegularizeConfig, RunConfig
+from reglab.config import OptimConfig, RegularizeConfig, RunConfig, TrainConfig
 from reglab.data import TensorData
 from reglab.regularize.optim import build_optimizer
 from reglab.train import loop
-from reglab.train.loop import Trainer, uses_channels_last
+from reglab.train.loop import Trainer, set_cudnn_autotuner, uses_channels_last
 
 
 def images() -> TensorData:
@@ -32,9 +32,13 @@ def metrics(epochs: list[dict]) -> list[dict]:
     return [{k: v for k, v in e.items() if not k.endswith("seconds")} for e in epochs]
 
 
-def test_cuda_speed_options_change_nothing_on_cpu():
-    fast = CNN.override({"train.amp": True, "train.compile": True, "train.channels_last": True})
-    plain_trainer, fast_trainer = Trainer(CNN, data=images()), Trainer(fast, data=images())
+def test_cuda_speed_options_change_nothing_on_cpu(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    plain = CNN.override({"train.channels_last": False, "train.cudnn_benchmark": False})
+    fast = CNN.override({"train.amp": True, "train.compile": True, "train.channels_last": True,
+                         "train.cudnn_benchmark": True})
+    plain_trainer, fast_trainer = Trainer(plain, data=images()), Trainer(fast, data=images())
+    assert torch.backends.cudnn.benchmark is False
     assert fast_trainer.forward is fast_trainer.model  # not compiled off CUDA
     assert fast_trainer.optimizer.defaults["fused"]  # fused kernels on CPU too
     plain, quick = plain_trainer.fit(), fast_trainer.fit()
@@ -70,6 +74,17 @@ def test_channels_last_is_for_conv_nets_always_on_cpu_and_on_request_on_cuda():
     assert uses_channels_last(False, cnn, cpu) and not uses_channels_last(False, cnn, cuda)
     assert uses_channels_last(True, cnn, cuda)
     assert not uses_channels_last(True, mlp, cpu) and not uses_channels_last(True, cnn, mps)
+
+
+def test_the_cudnn_autotuner_flag_follows_a_cuda_run_and_is_left_alone_by_others(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    assert TrainConfig().cudnn_benchmark and TrainConfig().channels_last  # the measured defaults, together
+    for wanted in (True, False, True):
+        set_cudnn_autotuner(TrainConfig(cudnn_benchmark=wanted), torch.device("cuda"))
+        assert torch.backends.cudnn.benchmark is wanted
+    for device in ("cpu", "mps"):
+        set_cudnn_autotuner(TrainConfig(cudnn_benchmark=False), torch.device(device))
+        assert torch.backends.cudnn.benchmark is True
 
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw"])

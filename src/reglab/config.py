@@ -186,8 +186,13 @@ class TrainConfig(_Section):
                                              "every execution path uses this value")
     amp: bool = Field(False, description="bf16 autocast on CUDA")
     compile: bool = Field(False, description="torch.compile the model on CUDA")
-    channels_last: bool = Field(False, description="channels-last memory format for conv nets on CUDA (on CPU "
+    channels_last: bool = Field(True, description="channels-last memory format for conv nets on CUDA (on CPU "
                                 "they always run channels-last, oneDNN's own layout)")
+    cudnn_benchmark: bool = Field(
+        True, description="cuDNN's autotuner on CUDA (torch.backends.cudnn.benchmark, process-wide, set when a "
+                          "CUDA run is built): each convolution shape gets the fastest algorithm, timed on first "
+                          "use; off: cuDNN's heuristic choice"
+    )
     cuda_graphs: bool = Field(
         True, description="packed training on CUDA: capture the whole step as one CUDA graph (eager where "
                           "capture is impossible, with the reason)"
