@@ -78,6 +78,26 @@ def test_a_truncated_checkpoint_is_named_with_what_to_do(tmp_path):
         train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
 
 
+def test_a_damaged_metrics_line_is_named_not_taken_for_the_end_of_the_file(tmp_path):
+    """Only a torn last line (a crash mid-write) is dropped: a damaged line before intact ones is named,
+    and nothing is rewritten; a file that lacks epochs its checkpoint trained is named too."""
+    run_dir = tmp_path / "a"
+    cfg = tiny(**{"train.epochs": 3})
+    train_run(cfg, run_dir=run_dir)
+    metrics = run_dir / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([lines[0], '{"epoch": 2, "tr', lines[2]]) + "\n")
+    before = files(run_dir)
+    with pytest.raises(DamagedFile, match=f"^{metrics}: line 2 is not an epoch record.*delete {run_dir}"):
+        train_run(cfg, run_dir=run_dir)
+    assert files(run_dir) == before
+    metrics.write_text("\n".join([lines[0], lines[2]]) + "\n")  # epoch 2's record lost
+    with pytest.raises(DamagedFile, match=r"holds epochs 1–3 \(2 records\), not the epochs 1–3 its checkpoint"):
+        train_run(cfg, run_dir=run_dir)
+    metrics.write_text("\n".join([*lines, '{"epoch": 4, "tr']))  # a torn last line: dropped, as before
+    assert train_run(cfg, run_dir=run_dir).epochs[-1]["epoch"] == 3
+
+
 SPEC = {"name": "corrupt", "seeds": 2, "base": BASE, "arms": {"base": {}, "l2": {"regularize": {"l2": 0.001}}}}
 
 
@@ -115,6 +135,35 @@ def test_lost_files_and_a_damaged_checkpoint_or_index_are_recovered(tmp_path):
     assert (rebuilt.runs["status"] == "done").all()
     assert epochs_of(rebuilt).equals(reference)
     assert rebuilt.summary().equals(first.summary())
+
+
+def test_damaged_metrics_retrain_their_run_and_a_lost_index_deletes_nothing(tmp_path):
+    out = tmp_path / "study"
+    serial = LocalExecutor(workers=1)
+    spec = StudySpec.from_dict(SPEC)
+    reference = epochs_of(run_study(spec, out, executor=serial, progress=False))
+
+    # a finished run's metrics lose a record: the run is trained again (the file set aside), not reported short
+    metrics = out / "runs" / "l2__s1" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text().splitlines()[1] + "\n")
+    again = run_study(spec, out, executor=serial, progress=False)
+    assert again.executed == ["l2__s1"] and (again.runs["status"] == "done").all()
+    assert (metrics.parent / "metrics.jsonl.damaged").exists()
+    assert epochs_of(again).equals(reference)
+
+    # study.db lost or emptied: refused with what to do, every run directory kept; --rebuild-index keeps all
+    for lose in (lambda db: db.unlink(), lambda db: db.write_bytes(b"")):
+        for name in ("study.db", "study.db-wal", "study.db-shm"):
+            if name != "study.db":
+                (out / name).unlink(missing_ok=True)
+        lose(out / "study.db")
+        before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*")}
+        with pytest.raises(DamagedFile, match=r"study.db: (missing|empty), but .*runs holds 4 run directories; "
+                                              r"index them again .*--rebuild-index"):
+            run_study(spec, out, executor=serial, progress=False)
+        assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*")} == before
+        rebuilt = run_study(spec, out, executor=serial, progress=False, rebuild=True)
+        assert rebuilt.executed == [] and epochs_of(rebuilt).equals(reference)
 
 
 # ------------------------------------------------------------------------------------ 3, 8: reports

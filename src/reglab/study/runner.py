@@ -31,7 +31,14 @@ from reglab.study.spec import StudySpec, content_hash, load_spec, run_id
 from reglab.study.store import DB_NAME, FINISHED, StudyStore
 from reglab.study.tracking import LoggedRun, Tracker, check_sinks, open_tracker
 from reglab.train.loop import RunResult
-from reglab.train.rundir import DamagedFile, check_directory, clean_json, read_config, read_metrics
+from reglab.train.rundir import (
+    DamagedFile,
+    check_directory,
+    clean_json,
+    metrics_intact,
+    read_config,
+    read_metrics,
+)
 
 
 @dataclass
@@ -96,12 +103,25 @@ def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force
         elif row.position != position or row.arm != task.arm:
             store.set_position(task.run_id, task.arm, position)
         if row is not None and task.run_id not in changed and row.status in FINISHED:
-            if (task.run_dir / "summary.json").exists() and (
+            if (task.run_dir / "summary.json").exists() and metrics_intact(task.run_dir) and (
                     row.status != "done" or analysis_current(task.run_dir, task.analysis)):
                 continue
-            store.mark_pending(task.run_id)  # its directory was lost, or its analysis is missing: run again
+            store.mark_pending(task.run_id)  # its files were lost or damaged, or its analysis is missing: run again
         todo.append(task)
     return todo
+
+
+def check_index_present(out_dir: Path, remedy: str) -> None:
+    """Refuse to start a new, empty index where study.db is missing or empty but runs/ holds run
+    directories: reconciling them against an empty index would delete every one. `remedy`: what to do."""
+    path = out_dir / DB_NAME
+    if path.exists() and path.stat().st_size > 0:
+        return
+    runs = out_dir / "runs"
+    held = [d for d in runs.iterdir() if (d / "config.json").exists()] if runs.is_dir() else []
+    if held:
+        raise DamagedFile(path, f"{'empty' if path.exists() else 'missing'}, but {runs} holds {len(held)} run "
+                                f"directories; {remedy}")
 
 
 def index_readable(out_dir: Path) -> bool:
@@ -226,6 +246,8 @@ def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Ex
     with study_lock(out_dir):
         if rebuild and not index_readable(out_dir):  # a sound index is kept, and the spec check below holds
             rebuild_index(out_dir, spec, tasks)
+        check_index_present(out_dir, f"index them again with `reglab compare SPEC --out {out_dir} --rebuild-index` "
+                                     "(SPEC: the study's preset or TOML file), or use another --out")
         with StudyStore(out_dir) as store:
             todo = reconcile(store, spec, tasks, force=force)
             store.add_invocation(record())

@@ -33,7 +33,7 @@ from reglab.study.executors import Executor, LocalExecutor, RunTask
 from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, load_study
 from reglab.study.robust import iqm, iqm_interval
-from reglab.study.runner import StoreEvents, finished_runs, study_lock
+from reglab.study.runner import StoreEvents, check_index_present, finished_runs, study_lock
 from reglab.study.spec import EPOCH_METRICS, StudySpec, check_logged, content_hash, run_id
 from reglab.study.stats import describe
 from reglab.study.store import DB_NAME, FINISHED, StudyStore
@@ -305,6 +305,7 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
     wave = wave or (len(spec.seed_list) if settings.pruner == "none" else 2)
     described = json.dumps({"settings": settings.to_dict(), "base": content_hash(base),
                             "seeds": spec.seed_list}, sort_keys=True, default=str)
+    check_index_present(out_dir, "restore it, or search into another --out")
     with study_lock(out_dir), StudyStore(out_dir) as store:
         old = store.meta("tune")
         if old is None and store.spec() is not None:  # a study without a search record: never adopt its runs

@@ -380,7 +380,8 @@ class Trainer:
 
     def open_run_dir(self, run_dir: Path, *, resume: bool = True, extend: bool = False) -> list[dict]:
         """Make `run_dir` this run's directory: with ``resume`` and a checkpoint there, load it and return
-        the epochs it covers (metrics.jsonl cut to them); else start afresh (no epochs, no pack.json).
+        the epochs it covers (metrics.jsonl cut to them; `rundir.resumed_metrics`); else start afresh (no
+        epochs, no pack.json, no checkpoint).
         A directory started with another config is refused (`rundir.check_resumable`)."""
         checkpoint = run_dir / "checkpoint.pt"
         if resume:  # every check before anything in the directory changes
@@ -388,9 +389,10 @@ class Trainer:
         epochs: list[dict] = []
         if resume and checkpoint.exists():
             self.load_checkpoint(checkpoint)
-            epochs = rundir.read_metrics(run_dir / "metrics.jsonl", up_to_epoch=self.epoch)
-        else:
-            (run_dir / "pack.json").unlink(missing_ok=True)  # a fresh start: no pack record
+            epochs = rundir.resumed_metrics(run_dir / "metrics.jsonl", self.epoch)
+        else:  # a fresh start: no pack record, and no checkpoint that a later resume could mistake for its own
+            (run_dir / "pack.json").unlink(missing_ok=True)
+            checkpoint.unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_json_atomic(run_dir / "config.json", self.cfg.to_dict())
         rundir.rewrite_metrics(run_dir / "metrics.jsonl", epochs)

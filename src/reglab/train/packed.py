@@ -562,7 +562,7 @@ class RunLog:
         self.status, self.diverged_epoch, self.stopped_epoch = "done", None, trainer.stopper.stopped_epoch
         if run_dir is not None:
             if trainer.epoch:  # resumed (`Trainer.open_run_dir`): its epochs so far, and the pack they came from
-                self.epochs = rundir.read_metrics(run_dir / "metrics.jsonl", up_to_epoch=trainer.epoch)
+                self.epochs = rundir.resumed_metrics(run_dir / "metrics.jsonl", trainer.epoch)
                 pack = pack | {"resumed_at_epoch": trainer.epoch, "earlier": rundir.read_pack(run_dir)}
             run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_json_atomic(run_dir / "config.json", trainer.cfg.to_dict())

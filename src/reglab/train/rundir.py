@@ -69,19 +69,52 @@ def append_metrics(path: Path, record: dict) -> None:
 
 
 def read_metrics(path: Path, *, up_to_epoch: int | None = None) -> list[dict]:
-    """Per-epoch records; a torn last line (crash mid-write) is dropped."""
+    """Per-epoch records. A torn last line (a crash mid-write) is dropped; any other line that is not an
+    epoch record raises `DamagedFile` naming it, so that no intact record after it is lost."""
     if not path.exists():
         return []
+    lines = path.read_text().splitlines()
     records = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        if up_to_epoch is not None and record["epoch"] > up_to_epoch:
+            epoch = record["epoch"]
+        except (json.JSONDecodeError, TypeError, KeyError):
+            if number == len(lines):
+                break
+            raise DamagedFile(path, f"line {number} is not an epoch record (only a torn last line is dropped); "
+                                    f"delete {path.parent} to train this run again from the start") from None
+        if up_to_epoch is not None and epoch > up_to_epoch:
             break
         records.append(record)
     return records
+
+
+def resumed_metrics(path: Path, epoch: int) -> list[dict]:
+    """The records of epochs 1 … `epoch`, the epochs a checkpoint has trained, each once and in order;
+    a file that lacks any of them raises `DamagedFile` (a run resumed from it would report fewer
+    epochs than it trained)."""
+    records = read_metrics(path, up_to_epoch=epoch)
+    found = [r["epoch"] for r in records]
+    if found != list(range(1, epoch + 1)):
+        shown = f"epochs {found[0]}–{found[-1]} ({len(found)} records)" if found else "no epoch"
+        raise DamagedFile(path, f"holds {shown}, not the epochs 1–{epoch} its checkpoint has trained; "
+                                f"delete {path.parent} to train this run again from the start")
+    return records
+
+
+def metrics_intact(run_dir: Path) -> bool:
+    """Whether a finished run's metrics.jsonl reads (`read_metrics`) and holds the epochs 1, 2, … in
+    order, up to at least the final epoch its summary.json names."""
+    try:
+        found = [r["epoch"] for r in read_metrics(Path(run_dir) / "metrics.jsonl")]
+    except DamagedFile:
+        return False
+    try:
+        final = (json.loads((Path(run_dir) / "summary.json").read_text()).get("final") or {}).get("epoch")
+    except (OSError, ValueError, AttributeError):
+        final = None
+    return found == list(range(1, len(found) + 1)) and (not isinstance(final, int) or final <= len(found))
 
 
 def rewrite_metrics(path: Path, records: list[dict]) -> None:
@@ -108,15 +141,17 @@ T = TypeVar("T")
 
 def resume_or_restart(run_dir: Path, attempt: Callable[[bool], T]) -> T:
     """`attempt(True)`, which resumes from the checkpoint in `run_dir`; where that checkpoint is damaged
-    (e.g. a disk filled mid-write), set it aside as checkpoint.pt.damaged and `attempt(False)`, which
-    starts the run afresh."""
-    checkpoint = Path(run_dir) / "checkpoint.pt"
+    (e.g. a disk filled mid-write) or metrics.jsonl lacks the records of its epochs, set the damaged
+    file aside (checkpoint.pt.damaged, metrics.jsonl.damaged) and `attempt(False)`, which starts the
+    run afresh."""
+    own = {Path(run_dir) / "checkpoint.pt", Path(run_dir) / "metrics.jsonl"}
     try:
         return attempt(True)
     except DamagedFile as err:
-        if err.path != checkpoint:
+        if err.path not in own:
             raise
-    checkpoint.replace(checkpoint.with_name("checkpoint.pt.damaged"))
+        damaged = err.path
+    damaged.replace(damaged.with_name(damaged.name + ".damaged"))
     return attempt(False)
 
 
