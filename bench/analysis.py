@@ -14,7 +14,7 @@ trained for `--epochs` first. Timed, each after a warm-up on a 3×3 grid:
   whose time is the denominator of the printed speed-up (`--baseline-rows` of the grid's rows,
   scaled to the whole grid; 0 skips it);
 * the top Hessian eigenvalue (Lanczos) and a 20-probe Hutchinson trace on the same samples;
-* `reglab.theory.effective_ratio` of the 1000 hidden neurons.
+* `reglab.theory.effective_ratio_greedy` of the 1000 hidden neurons.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from bench.reference import synchronize
 from reglab.config import RunConfig
 from reglab.models import build_model
 from reglab.theory import (
-    effective_ratio,
+    effective_ratio_greedy,
     filter_normalized_direction,
     hessian_top_eigenvalue,
     hessian_trace,
@@ -119,7 +119,7 @@ def main() -> None:
     trace_seconds, (trace, se) = timed(device, lambda: hessian_trace(model, F.cross_entropy, x, y, samples=20))
     print(f"  top Hessian eigenvalue (Lanczos): {top_seconds:8.2f} s  (λ_max = {top:.4g})")
     print(f"  Hutchinson trace, 20 probes:      {trace_seconds:8.2f} s  (tr H = {trace:.4g} ± {se:.2g})")
-    ratio_seconds, ratio = timed(device, lambda: effective_ratio(model[1]))
+    ratio_seconds, ratio = timed(device, lambda: effective_ratio_greedy(model[1]))
     print(f"  effective ratio of 1000 neurons: {ratio_seconds:8.3f} s  (r/m = {ratio:.3f})")
 
 

@@ -126,6 +126,32 @@ def test_the_best_configuration_becomes_a_compare_arm(searched):
         add_best_arm(SPEC, result.study.path.parent / "nowhere")
 
 
+def test_a_reopened_search_draws_new_points_instead_of_its_first_ones_again(tmp_path):
+    """A sampler's state is not stored: reopened (a resumed `reglab tune`), it is seeded anew from the
+    trials so far, so it does not repeat the points the search began with."""
+    from reglab.study.tune import open_study
+
+    settings = TuneSettings([parse_param("dropout=0:0.5:6"), parse_param("lr=log:0.001:0.1:3")], sampler="random",
+                            trials=6, seed=0)
+    points = []
+    for _ in range(2):  # the first session, then the resumed one
+        study = open_study(tmp_path, settings)
+        for _ in range(3):
+            trial = study.ask()
+            points.append(tuple(suggest(trial, settings).values()))
+            study.tell(trial, 0.5)
+    assert len(set(points)) == 6, points
+
+
+def test_force_with_fewer_seeds_deletes_the_dropped_seeds_cells(tmp_path):
+    settings = TuneSettings([parse_param("dropout=0,0.4")], sampler="grid", trials=2)
+    run_tune(SPEC.with_seeds(3), settings, tmp_path, progress=False)
+    result = run_tune(SPEC, settings, tmp_path, progress=False, force=True)
+    assert sorted(result.study.runs["seed"].unique()) == [0, 1] and set(result.trials["n"]) == {2}
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "dropout_0.4__s0", "dropout_0.4__s1", "dropout_0__s0", "dropout_0__s1"]
+
+
 def test_an_invalid_value_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match=r"arms.dropout=1.0.regularize.dropout.p: Input should be less than 1"):
         run_tune(SPEC, TuneSettings([parse_param("dropout=0:1.5:4")], sampler="random"), tmp_path, progress=False)
@@ -249,10 +275,12 @@ def test_tune_cli_with_asha_then_the_best_configuration_in_one_compare(tmp_path)
     assert result.exit_code == 0, result.output
     assert "best: lr=" in result.output and (tmp_path / "t" / "report" / "figures" / "trials.png").exists()
     result = runner.invoke(app, ["compare", str(toml), "--best-of", str(tmp_path / "t"), "--seeds", "2",
-                                 "--out", str(tmp_path / "c"), "--workers", "1", "--target", "test_acc=0.15"])
+                                 "--epochs", "1", "--out", str(tmp_path / "c"), "--workers", "1",
+                                 "--target", "test_acc=0.15"])
     assert result.exit_code == 0, result.output
     study = load_study(tmp_path / "c")
     assert study.arms[0] == "base" and study.arms[1].startswith("tuned: lr=") and len(study.runs) == 4
+    assert {study.spec.arm_config(arm, 0).train.epochs for arm in study.arms} == {1}  # the tuned arm's too
     assert study.spec.statistics.target == {"test_acc": 0.15}
     bad = runner.invoke(app, ["compare", str(toml), "--target", "test_acc", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "--target 'test_acc': expected METRIC=VALUE" in str(bad.exception)

@@ -109,6 +109,8 @@ def compare(
         from reglab.study.tune import add_best_arm
 
         spec = add_best_arm(spec, best_of)
+        if epochs is not None:  # the tuned arm is a full config: it sets train.epochs, so --epochs reaches it too
+            spec = spec.override({"train.epochs": epochs})
     if analyze:
         spec = spec.with_analysis()
     if device is not None:  # refused here, not once per run

@@ -102,13 +102,16 @@ def storage_url(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / DB_NAME).resolve()}"
 
 
-def _sampler(settings: TuneSettings):
-    """Random or TPE; the grid is enqueued point by point (`grid_points`), so its sampler never draws."""
+def _sampler(settings: TuneSettings, trials_so_far: int = 0):
+    """Random or TPE; the grid is enqueued point by point (`grid_points`), so its sampler never draws.
+    Seeded with ``settings.seed + trials_so_far``: a resumed search draws on from a new stream instead of
+    repeating the points its first trials drew (a sampler's state is not stored)."""
     import optuna
 
+    seed = settings.seed + trials_so_far
     if settings.sampler in ("grid", "random"):
-        return optuna.samplers.RandomSampler(seed=settings.seed)
-    return optuna.samplers.TPESampler(seed=settings.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def _pruner(name: str):
@@ -280,8 +283,11 @@ def open_study(out_dir: Path, settings: TuneSettings | None = None):
             return optuna.load_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir))
         except KeyError:
             raise FileNotFoundError(f"{out_dir}: not a `reglab tune` directory (no search in {DB_NAME})") from None
-    return optuna.create_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir), sampler=_sampler(settings),
-                               pruner=_pruner(settings.pruner), direction=settings.direction, load_if_exists=True)
+    study = optuna.create_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir), sampler=_sampler(settings),
+                                pruner=_pruner(settings.pruner), direction=settings.direction, load_if_exists=True)
+    if drawn := len(study.get_trials(deepcopy=False)):
+        study.sampler = _sampler(settings, drawn)
+    return study
 
 
 def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, executor: Executor | None = None,
@@ -352,7 +358,7 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
         final = StudySpec.from_dict({**search.base, "arms": arms})
         store.set_spec(final.to_dict(), final.spec_hash)
         for row in store.runs():
-            if row.arm not in arms:  # cells of a search started over
+            if row.arm not in arms or row.seed not in spec.seed_list:  # cells of a search started over
                 store.delete_run(row.run_id)
                 shutil.rmtree(store.run_dir(row.run_id), ignore_errors=True)
         all_ids = [run_id(a, s) for a in arms for s in spec.seed_list]
