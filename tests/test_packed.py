@@ -19,6 +19,7 @@ from reglab.data import TensorData
 from reglab.study import StudySpec, make_executor, run_study
 from reglab.study.packed import (
     PACK_MARGIN,
+    PARAM_COPIES,
     PackedExecutor,
     PackProbe,
     estimate_run_bytes,
@@ -532,7 +533,7 @@ def test_memory_estimate_grows_with_the_batch():
     model = torch.nn.Sequential(torch.nn.Linear(10, 20), torch.nn.ReLU(), torch.nn.Linear(20, 3))
     params = 4 * (10 * 20 + 20 + 20 * 3 + 3)
     small, large = (estimate_run_bytes(model, torch.randn(n, 10)) for n in (1, 101))
-    assert small == 5 * params + 2 * 4 * (20 + 20 + 3)
+    assert small == PARAM_COPIES * params + 2 * 4 * (20 + 20 + 3)
     assert large - small == 2 * 4 * 100 * (20 + 20 + 3)
 
 

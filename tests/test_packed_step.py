@@ -263,3 +263,34 @@ def test_a_captured_step_is_captured_again_only_when_the_lr_table_had_to_grow():
     assert pack.graph is captured
     pack._set_lr_table(11)
     assert pack.graph is None
+
+
+class DtypeRecorder(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.dtypes: dict[str, set] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor):
+            self.dtypes.setdefault(func.overloadpacket.__name__, set()).add(out.dtype)
+        return out
+
+
+def test_a_pack_under_bf16_autocast_keeps_its_activations_in_bf16():
+    """vmap splits a linear layer into a matrix product (cast by autocast) and an add of the per-run
+    bias (not cast): the pack casts its linear biases as autocast casts an unbatched layer's, so the
+    activations stay bf16 and the gradients reach the float32 parameters. (CPU autocast stands in
+    for CUDA's, which `train.amp` uses; vmap's linear rule is the same on both.)"""
+    cfg = config(**{"model.options.widths": [16, 16], "regularize.dropout.p": 0.1})
+    pack = PackedTrainer([Trainer(cfg.override({"seed": seed})) for seed in range(3)])
+    assert pack.batched and len(pack.linear_biases) == 3
+    x = pack.data.x_train[:16].expand(3, -1, -1)
+    with torch.autocast("cpu", dtype=torch.bfloat16), DtypeRecorder() as seen:
+        out = pack._forward(pack.param_views(), pack.buffers, x)
+    assert seen.dtypes["relu"] == {torch.bfloat16} and out.dtype == torch.bfloat16, seen.dtypes
+    grads = torch.autograd.grad(out.float().sum(), pack.leaves)
+    assert all(g.dtype == torch.float32 and g.isfinite().all() for g in grads)
+    with DtypeRecorder() as plain:  # without autocast nothing is cast
+        pack._forward(pack.param_views(), pack.buffers, x)
+    assert plain.dtypes["relu"] == {torch.float32}

@@ -98,6 +98,23 @@ def test_a_damaged_metrics_line_is_named_not_taken_for_the_end_of_the_file(tmp_p
     assert train_run(cfg, run_dir=run_dir).epochs[-1]["epoch"] == 3
 
 
+def test_a_checkpoint_from_another_kind_of_device_is_refused_not_taken_for_damaged(tmp_path):
+    """A data-order generator's state holds only on its own kind of device (CPU: Mersenne Twister,
+    CUDA: Philox): a run started where `device = "auto"` meant one kind is refused where it means the
+    other, with what to do, and its checkpoint is kept."""
+    run_dir = tmp_path / "a"
+    cfg = tiny(**{"train.epochs": 2})
+    train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
+    checkpoint = run_dir / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    state["rng"]["data"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state
+    torch.save(state, checkpoint)
+    with pytest.raises(ConfigError, match=r"checkpoint.pt: was written on another kind of device than this run's "
+                                          r"cpu .*Resume it there \(set train.device\)") as err:
+        train_run(cfg, run_dir=run_dir, extend=True)
+    assert not isinstance(err.value, DamagedFile) and checkpoint.exists()
+
+
 SPEC = {"name": "corrupt", "seeds": 2, "base": BASE, "arms": {"base": {}, "l2": {"regularize": {"l2": 0.001}}}}
 
 

@@ -348,6 +348,12 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         """Restore the state saved in `path`; an unreadable or mismatched file raises `DamagedFile`."""
         state = rundir.load_checkpoint(path, self.device)
+        if state.get("rng", {}).get("data") is not None and (
+                state["rng"]["data"].numel() != self.generator.get_state().numel()):
+            raise ConfigError(f"{path}: was written on another kind of device than this run's {self.device} "
+                              f"(train.device = {self.cfg.train.device!r}); its data order cannot go on here. "
+                              "Resume it there (set train.device), or delete the checkpoint to train the run "
+                              "again from the start here")
         try:
             self.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError, TypeError) as err:

@@ -108,6 +108,8 @@ class PackedTrainer:
         # in the stored layout, where (out, in) storage would cost a transposing copy per weight per step
         linear = {f"{name}.weight".lstrip(".") for name, m in self.module.named_modules() if isinstance(m, nn.Linear)}
         self.transposed = [name in linear for name in self.param_names]
+        self.linear_biases = {f"{name}.bias".lstrip(".") for name, m in self.module.named_modules()
+                              if isinstance(m, nn.Linear) and m.bias is not None}
         self.buffer_names = [name for name, _ in self.module.named_buffers() if name not in self.rate_values]
         buffer_shapes = [self.module.get_buffer(name).shape for name in self.buffer_names]
         for t in trainers:  # runs map onto the pack's network by position
@@ -132,7 +134,7 @@ class PackedTrainer:
         """The runs' outputs ``(K, B, …)`` from stacked tensors. A pack of one calls its network on row 0
         directly: the kernels of a solo run, without vmap's batching rules and their Python overhead."""
         if self.batched:
-            return self.vmapped(params, buffers, x)
+            return self.vmapped(cast_linear_biases(params, self.linear_biases, x.device.type), buffers, x)
         params, buffers = ({name: t.squeeze(0) for name, t in d.items()} for d in (params, buffers))  # views
         return self._functional(params, buffers, x.squeeze(0)).unsqueeze(0)
 
@@ -350,7 +352,7 @@ class PackedTrainer:
             self.static_draw, self.static_mix = clone_draws(draw), clone_draws(mix)
             graph = torch.cuda.CUDAGraph()
             try:
-                with torch.cuda.graph(graph):
+                with torch.cuda.device(self.device), torch.cuda.graph(graph):  # capture on the pack's GPU
                     self._step(self.static_idx, self.static_draw, self.static_mix)
             except Exception as err:  # capture is impossible here: train eagerly, say why once
                 self.use_graphs, self.graph_note = False, one_line(err, first_line=True)
@@ -518,6 +520,20 @@ class PackedTrainer:
             end(ended)
         end(list(self.active))
         return results
+
+
+def cast_linear_biases(params: dict[str, torch.Tensor], biases: set[str], device_type: str
+                       ) -> dict[str, torch.Tensor]:
+    """Under autocast, the biases of `nn.Linear` layers in autocast's dtype. vmap's batching rule runs
+    before autocast and splits a linear layer into a matrix product, which autocast casts, and an add
+    of the per-run bias, which it does not: a float32 bias would turn the layer's output, and
+    everything after it up to the next layer, to float32. Autocast casts an unbatched layer's bias the
+    same way; the gradient reaches the float32 parameter through the cast. (A convolution's batching
+    rule keeps its bias inside the grouped convolution, which CUDA's autocast casts whole.)"""
+    if not torch.is_autocast_enabled(device_type):
+        return params
+    dtype = torch.get_autocast_dtype(device_type)
+    return {name: t.to(dtype) if name in biases else t for name, t in params.items()}
 
 
 def pack_channels_last(x: torch.Tensor) -> torch.Tensor:
