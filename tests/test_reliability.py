@@ -3,6 +3,7 @@ named with what to do, a lost run is never reported as done, and reports of odd 
 
 import json
 import re
+import sqlite3
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,39 @@ def test_resume_refuses_another_config_naming_fields_and_touches_nothing(tmp_pat
             train_run(tiny(**{"train.epochs": 1, **overrides}), run_dir=run_dir)
         assert all(name in str(err.value) for name in named), str(err.value)
         assert files(run_dir) == before  # config.json, metrics and checkpoint untouched
+
+
+def test_execution_settings_differing_or_added_since_a_run_started_do_not_block_its_resume(tmp_path):
+    """CUDA's kernel choices (channels-last, cuDNN's autotuner, CUDA graphs, compile) are not what a run
+    is: a run or study started before one of them changed default, or existed, resumes and keeps its
+    finished runs; any other change is still refused."""
+    run_dir = tmp_path / "a"
+    train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
+    stored = json.loads((run_dir / "config.json").read_text())
+    del stored["train"]["cudnn_benchmark"]  # a field added later
+    stored["train"].update(channels_last=False, cuda_graphs=False)  # defaults then
+    (run_dir / "config.json").write_text(json.dumps(stored))
+    train_run(tiny(), run_dir=run_dir, extend=True)
+    with pytest.raises(ConfigError, match=r"another config \(optim.lr 0.05 -> 0.01\)"):
+        train_run(tiny(**{"optim.lr": 0.01}), run_dir=run_dir, extend=True)
+
+    out = tmp_path / "study"
+    spec = StudySpec.from_dict(SPEC)
+    first = run_study(spec, out, executor=LocalExecutor(workers=1), progress=False)
+    with sqlite3.connect(out / "study.db") as db:  # the rows as a study started before these defaults stored them
+        for run_id, config in db.execute("SELECT run_id, config FROM runs").fetchall():
+            old = json.loads(config)
+            del old["train"]["cudnn_benchmark"]
+            old["train"]["channels_last"] = False
+            db.execute("UPDATE runs SET config = ?, config_hash = 'old' WHERE run_id = ?", (json.dumps(old), run_id))
+    again = run_study(spec, out, executor=LocalExecutor(workers=1), progress=False)
+    assert again.executed == [] and len(again.skipped) == 4 and epochs_of(again).equals(epochs_of(first))
+    with sqlite3.connect(out / "study.db") as db:  # a default that changes the run itself: still refused
+        old = json.loads(db.execute("SELECT config FROM runs WHERE run_id = 'l2__s1'").fetchone()[0])
+        old["optim"]["momentum"] = 0.5
+        db.execute("UPDATE runs SET config = ? WHERE run_id = 'l2__s1'", (json.dumps(old),))
+    with pytest.raises(ConfigError, match=r"resolved configs of 1 runs changed \(reglab's defaults changed\?\)"):
+        run_study(spec, out, executor=LocalExecutor(workers=1), progress=False)
 
 
 def test_a_larger_budget_needs_extend_and_then_matches_an_uninterrupted_run(tmp_path):

@@ -266,6 +266,17 @@ class RunConfig(_Section):
         return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides))
 
 
+EXECUTION_FIELDS = ("train.channels_last", "train.cudnn_benchmark", "train.cuda_graphs", "train.compile")
+"""Settings that choose how a run's kernels execute on CUDA, not what the run is (a CPU run trains the
+same with any of them): a run or study resumes when only these differ, or were added since it started."""
+
+
+def run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config as data without its `EXECUTION_FIELDS`: what decides whether two configs are the same run."""
+    train = {k: v for k, v in config.get("train", {}).items() if f"train.{k}" not in EXECUTION_FIELDS}
+    return {**config, "train": train}
+
+
 # ------------------------------------------------------------------------------------ helpers
 def validate(model: type[BaseModel], data: dict[str, Any], prefix: str = ""):
     """Validate `data` as `model`, turning pydantic's report into a one-line `ConfigError`."""

@@ -27,7 +27,7 @@ from reglab.study.analysis import analysis_current
 from reglab.study.executors import Executor, LocalExecutor, RunTask
 from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, read_study
-from reglab.study.spec import StudySpec, content_hash, load_spec, run_id
+from reglab.study.spec import StudySpec, content_hash, load_spec, run_id, same_run
 from reglab.study.store import DB_NAME, FINISHED, StudyStore
 from reglab.study.tracking import LoggedRun, Tracker, check_sinks, open_tracker
 from reglab.train.loop import RunResult
@@ -80,7 +80,8 @@ def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force
                           "--out (`reglab compare --best-of` takes its best configuration)")
     old, rows = store.spec(), {r.run_id: r for r in store.runs()}
     hashes = {t.run_id: content_hash(t.config.to_dict()) for t in tasks}
-    changed = [i for i, row in rows.items() if i in hashes and row.config_hash != hashes[i]]
+    configs = {t.run_id: t.config.to_dict() for t in tasks}
+    changed = [i for i, row in rows.items() if i in configs and not same_run(row.config, configs[i])]
     stale = set(rows) - set(hashes)
     if not force and old is not None and store.meta("spec_hash") != spec.spec_hash:
         raise ConfigError(f"{store.out_dir}: the study spec changed since it was started "
@@ -151,7 +152,7 @@ def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
             config = task.config.to_dict()
             store.add_run(task.run_id, task.arm, task.seed, position, config, content_hash(config))
             try:
-                same = read_config(task.run_dir) == config
+                same = same_run(read_config(task.run_dir), config)
                 summary = json.loads((task.run_dir / "summary.json").read_text())
             except (OSError, ValueError):
                 continue

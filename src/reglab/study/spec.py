@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, read_toml, validate
+from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, read_toml, run_identity, validate
 from reglab.study.analysis import DEFAULT_ANALYSIS, AnalysisSpec
 from reglab.study.tracking import parse_sinks
 
@@ -297,6 +297,11 @@ def content_hash(data: Any) -> str:
     """A short stable hash of JSON-serialisable data (keys sorted)."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def same_run(stored: dict, config: dict) -> bool:
+    """Whether a stored run config and `config` describe the same run (`reglab.config.run_identity`)."""
+    return content_hash(run_identity(stored)) == content_hash(run_identity(config))
 
 
 def _has_path(table: dict[str, Any], dotted: str) -> bool:

@@ -34,7 +34,7 @@ from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, load_study
 from reglab.study.robust import iqm, iqm_interval
 from reglab.study.runner import StoreEvents, check_index_present, finished_runs, study_lock
-from reglab.study.spec import EPOCH_METRICS, StudySpec, check_logged, content_hash, run_id
+from reglab.study.spec import EPOCH_METRICS, StudySpec, check_logged, content_hash, run_id, same_run
 from reglab.study.stats import describe
 from reglab.study.store import DB_NAME, FINISHED, StudyStore
 from reglab.study.sweep import SweepParam
@@ -169,14 +169,13 @@ def execute_cells(store: StudyStore, tasks: list[RunTask], executor: Executor, p
     rows = {r.run_id: r for r in store.runs()}
     todo = []
     for task in tasks:
-        config_hash, row = content_hash(task.config.to_dict()), rows.get(task.run_id)
-        if row is not None and row.config_hash == config_hash and row.status in FINISHED \
-                and (task.run_dir / "summary.json").exists():
+        config, row = task.config.to_dict(), rows.get(task.run_id)
+        same = row is not None and same_run(row.config, config)
+        if same and row.status in FINISHED and (task.run_dir / "summary.json").exists():
             continue
-        if row is None or row.config_hash != config_hash:
+        if not same:
             shutil.rmtree(task.run_dir, ignore_errors=True)
-            store.add_run(task.run_id, task.arm, task.seed, len(rows) + len(todo), task.config.to_dict(),
-                          config_hash)
+            store.add_run(task.run_id, task.arm, task.seed, len(rows) + len(todo), config, content_hash(config))
         todo.append(task)
     if todo:
         arms = {t.arm: [(u.run_id, u.config.train.epochs) for u in todo if u.arm == t.arm] for t in todo}

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from reglab.config import ConfigError
+from reglab.config import EXECUTION_FIELDS, ConfigError
 
 BUDGET_FIELDS = ("train.epochs", "train.max_steps")
 """Fields a run may be resumed with a larger value of, when the caller says so (``extend=True``)."""
@@ -211,13 +211,14 @@ def config_changes(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
 def check_resumable(run_dir: Path, config: dict, *, extend: bool = False) -> None:
     """Refuse to continue the run in `run_dir` with a config other than the one it was started with.
 
-    Only a larger budget (`BUDGET_FIELDS`) is accepted, and only with ``extend=True``; every other
-    change raises a `ConfigError` naming the changed fields. A directory without config.json is new.
+    Only a larger budget (`BUDGET_FIELDS`) is accepted, and only with ``extend=True``; execution
+    settings (`reglab.config.EXECUTION_FIELDS`) may differ; every other change raises a `ConfigError`
+    naming the changed fields. A directory without config.json is new.
     """
     check_directory(run_dir, "a run directory")
     if not (run_dir / "config.json").exists():
         return
-    changes = config_changes(read_config(run_dir), config)
+    changes = {k: v for k, v in config_changes(read_config(run_dir), config).items() if k not in EXECUTION_FIELDS}
     grown = {k: v for k, v in changes.items() if k in BUDGET_FIELDS and (v[0] is None) <= (v[1] is None)
              and (v[1] is None or (v[0] is not None and v[1] >= v[0]))}
     other = {k: v for k, v in changes.items() if k not in grown}
