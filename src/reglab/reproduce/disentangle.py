@@ -28,6 +28,7 @@ LABELS = {"rs": "R_S", "drop": "R_drop", "rs+r1": "L1 = R_S + R1", "rs+r2": "L2 
           "drop-r2": "L3 = R_drop − R̃2", "drop-r1": "L4 = R_drop − R1"}
 #: what the chapter leaves open, and the value used (written to results.json)
 CHOICES = {
+    "network": "784-1000-10 with ReLU and a bias in both layers (the chapter names only the sizes)",
     "initialisation": "PyTorch default (uniform ±1/√fan_in); one initialisation per seed shared by all objectives",
     "loss": "½‖f − y‖² on one-hot labels (the chapter's MSE setting of the R1 lemma)",
     "inputs": "raw pixels in [0, 1] (torchvision's ToTensor); standardised pixels make full-batch GD at "

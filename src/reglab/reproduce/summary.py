@@ -31,6 +31,10 @@ CONTRADICTIONS = [
     "dropout-1d states in its results.json \"choices\" which one it uses.",
     "§1.1 writes p for the *keep* probability (η = (1−p)/p with probability p, R1 = (1−p)/(2np)·…), while "
     "the figures' axes are the *drop* probability. reglab's p is always the drop rate: R1 = p/(2n(1−p))·….",
+    "Fig. 1.4(b): the caption says it shows R_S^drop(θ, η) and R1(θ), the text says R_S(θ) and R1(θ). "
+    "r1-mnist plots R_S, as the text says, and says so in its choices.",
+    "Fig. 1.2: the caption puts the weight scatters in panels (d, e, i, j), so the loss panels are (a, f); the "
+    "text points to 'Fig. 1.2(a, e)' for the loss curves. condensation follows the caption's layout.",
     "Source 000: the text says weight decay's test loss (0.0254) is slightly *above* the baseline's, its Table 1 "
     "ranks the baseline's test loss 'higher' and weight decay's 'medium' (below). seed000 judges the text's "
     "statement, which carries a number.",
@@ -90,10 +94,17 @@ def rows(results_dir: Path = RESULTS_DIR) -> list[list[str]]:
 
 
 CHANGED_SINCE_RUN = {
+    "effective-ratio": "its choices now also state the loss, schedule, weight decay and data preprocessing it "
+                       "used (what it runs is unchanged)",
+    "condensation": "its choices now also state which layer the 3-layer scatter shows and how its amplitude is "
+                    "read (what it runs is unchanged)",
+    "interpolation": "its choices now also state the network's activation and biases (what it runs is unchanged)",
     "l1-l4": "its L4 claim is now judged as |acc(L4) − acc(R_S)| ≤ 1 point, like L3 against R_drop (the committed "
-             "verdict used mean(L4 − R_S) < ½ mean(R_drop − R_S), which means nothing when dropout gains nothing)",
+             "verdict used mean(L4 − R_S) < ½ mean(R_drop − R_S), which means nothing when dropout gains nothing); "
+             "its choices now also state the network's activation and biases",
     "r1-mnist": "its absolute accuracies (79%, > 88%) are now judged only on MNIST's first 1000 images; on mnist-5k "
-                "they are not run",
+                "they are not run; its choices now also state the input standardisation and which loss fig. (b) "
+                "plots",
 }
 """Presets whose code changed since their committed run, and how; remove an entry when its run is redone."""
 

@@ -34,6 +34,9 @@ CHOICES = {
                       "linear-regime init of Fig. 1.8); N(0, 1/m) for the hidden-to-hidden layer of the 3-layer net",
     "dropout rates": "drop probability 0.1 and 0.3 against 0 (the source shows 'different rates', unnamed)",
     "steps": "20,000 full-batch steps (2-layer), 5,000 (3-layer)",
+    "3-layer scatter": "the first hidden layer's neurons; the chapter defines the amplitude A = |a|·‖w‖ for a "
+                       "two-layer net only, and a neuron's |a| is read here as the norm of its column in the next "
+                       "1000 × 1000 layer",
     "seeds": "3 per setting; claims on mean ± 95% CI",
 }
 
