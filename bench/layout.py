@@ -37,13 +37,13 @@ from reglab.train.packed import PackedTrainer
 GRID = list(itertools.product((True, False), (False, True)))  # amp (bf16 autocast), channels_last
 
 
-def step_ms(configs: list, amp: bool, channels_last: bool, steps: int, *, alone: bool = False) -> float:
-    """ms per step of a pack of `configs` in one precision and layout; `alone`: of the first config
-    trained alone by `Trainer`."""
+def step_ms(column: str | int, configs: list, amp: bool, channels_last: bool, steps: int) -> float:
+    """ms per step in one precision and layout of the column's step: ``"alone"``, the first config trained
+    alone by `Trainer`; K, a pack of the first K configs."""
     configs = [c.override({"train.amp": amp, "train.channels_last": channels_last}) for c in configs]
-    if alone:
+    if column == "alone":
         return 1e3 * solo_step_seconds(configs[0], steps)
-    return 1e3 * PackedTrainer([Trainer(c) for c in configs]).time_step(steps)
+    return 1e3 * PackedTrainer([Trainer(c) for c in configs[:column]]).time_step(steps)
 
 
 def measure(args: argparse.Namespace) -> dict[str, list[float]]:
@@ -58,7 +58,7 @@ def measure(args: argparse.Namespace) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {}
     for amp, channels_last in GRID + GRID[::-1]:
         for k in ("alone", 1, max(size["pack_sizes"])):
-            ms = step_ms(configs[:1] if k == "alone" else configs[:k], amp, channels_last, steps, alone=k == "alone")
+            ms = step_ms(k, configs, amp, channels_last, steps)
             timings.setdefault(f"{amp} {channels_last} {k}", []).append(ms)
     return timings
 
