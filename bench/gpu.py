@@ -25,10 +25,12 @@ same model, optimizer and initialisation) on the same device:
   `Trainer` (the solo step, float32): how far a step's cost is from growing with K; the largest
   pack also in the other layout (``train.channels_last`` off, NCHW grouped convolutions; on, with
   ``--nchw``); whether cuDNN's autotuner pays is `bench.layout`'s question (it needs a process per
-  setting: torch keeps each shape's first algorithm choice for the process);
-* pack forms — the largest pack's forward and backward computed three ways (`bench.pack_forms`):
-  vmap (grouped convolutions, as the pack trains), a loop of solo calls over the runs' rows, and that
-  loop with one CUDA stream per run; each captured as a CUDA graph;
+  setting: torch keeps each shape's first algorithm choice for the process); and the largest pack
+  with ``train.compile`` (inductor; ``aot_eager``, tracing only, in a dry run on CPU);
+* pack forms — the largest pack's forward and backward computed four ways (`bench.pack_forms`):
+  vmap (grouped convolutions, as the pack trains), a loop of solo calls over the runs' rows, that
+  loop with one CUDA stream per run, and vmap with each convolution as im2col and one batched matrix
+  product; each captured as a CUDA graph;
 * step profile — the ops of one eager step of the largest pack with the most device time
   (`torch.profiler`), so that a slow step says which kernels make it slow;
 * epoch profile — one epoch of the single run under `torch.profiler`: its wall time against the
@@ -50,6 +52,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +68,7 @@ from reglab.study import load_spec, make_executor, run_study
 from reglab.study.packed import solo_step_seconds
 from reglab.study.spec import StudySpec
 from reglab.theory import filter_normalized_direction, loss_surface
-from reglab.train import Trainer
+from reglab.train import Trainer, packed
 from reglab.train.packed import PackedTrainer
 
 STANDIN = "fashion-standin"
@@ -219,10 +222,29 @@ def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dic
         pack = PackedTrainer([Trainer(c.override({"train.amp": amp, "train.channels_last": other}))
                               for c in configs[:k]])
         rows[f"{'bf16' if amp else 'float32'} K={k} {'channels_last' if other else 'NCHW'}"] = pack.time_step(10)
+    compiled = bench_compiled(configs[:k], device)
     solo = solo_step_seconds(configs[0].override({"train.amp": False}), 10)
     amp = device.type == "cuda"
     profile = profile_step([c.override({"train.amp": amp}) for c in configs[:max(size["pack_sizes"])]], device)
-    return {"step_s": rows, "solo_step_s": solo, "profile": profile}
+    return {"step_s": rows | compiled.pop("step_s"), "solo_step_s": solo, "profile": profile, "compiled": compiled}
+
+
+def bench_compiled(configs: list[RunConfig], device: torch.device) -> dict:
+    """The largest pack with ``train.compile`` (`PackedTrainer`'s compiled forward and backward), in the
+    study's precision: its step time, and the seconds the whole measurement took (compiling included).
+    A dry run on CPU compiles with ``aot_eager`` (torch.compile's tracing, without code generation)."""
+    amp = device.type == "cuda"
+    name = f"{'bf16' if amp else 'float32'} K={len(configs)} compiled"
+    options = packed.COMPILE if device.type == "cuda" else {"backend": "aot_eager"}
+    start = time.perf_counter()
+    try:
+        with mock.patch.object(packed, "COMPILE", options):
+            pack = PackedTrainer([Trainer(c.override({"train.amp": amp, "train.compile": True})) for c in configs],
+                                 compiled=True)
+            seconds = pack.time_step(10)
+    except Exception as err:  # e.g. no compiler for this device: the other rows stand
+        return {"step_s": {}, "error": one_line(err, first_line=True)}
+    return {"step_s": {name: seconds}, "backend": str(options["backend"]), "total_s": time.perf_counter() - start}
 
 
 def bench_forms(spec: StudySpec, size: dict, device: torch.device) -> dict[str, dict[str, float | str]]:
@@ -329,6 +351,10 @@ def table(header: str, singles: dict[str, dict], study: dict, surface: dict, siz
         k = int(name.split("K=")[1].split()[0])
         lines.append(f"  {name:<46}{1e3 * seconds:>9.2f} ms/step{1e3 * seconds / k:>9.2f} ms per run-step"
                      f"{solo * k / seconds:>8.1f}x the runs alone")
+    compiled = scaling["compiled"]
+    lines.append(f"  compiled (train.compile): failed: {compiled['error']}" if "error" in compiled else
+                 f"  compiled: torch.compile backend {compiled['backend']}, {compiled['total_s']:.1f} s for the row, "
+                 "compiling included")
     lines += ["", "forward + backward of the largest pack, by form (bench/pack_forms.py; ms; a graph replay on CUDA):",
               f"  {'':<20}" + "".join(f"{form:>14}" for form in FORMS)]
     for name, times in forms.items():

@@ -1,4 +1,4 @@
-"""Three ways to run a pack's forward and backward, timed on the pack's own network (bench/gpu.sh).
+"""Four ways to run a pack's forward and backward, timed on the pack's own network (bench/gpu.sh).
 
 A packed step's cost is its forward and backward: on the H200 a step of 20 seed000 DeeperCNNs took
 12.6 ms, 0.63 ms per run, against 0.85 ms for a pack of one. Under vmap each convolution of the K
@@ -9,7 +9,11 @@ the GPU, so this times the alternatives before any of them goes into `PackedTrai
 * ``loop`` — each run's network called on its row of the stacked tensors (views), one run after
   another: the kernels of K solo runs, K times the launches (which a CUDA graph replays cheaply);
 * ``streams`` — the loop with each run on its own CUDA stream, so that the GPU may run the runs'
-  kernels side by side (CUDA only; autograd runs each backward op on its forward op's stream).
+  kernels side by side (CUDA only; autograd runs each backward op on its forward op's stream);
+* ``gemm`` — vmap, with each convolution of the K runs computed as im2col and one batched matrix
+  product (`gemm_conv2d`: `F.unfold`, then ``bmm`` of ``(K, B·L, C·kh·kw)`` by ``(K, C·kh·kw, O)``)
+  instead of the grouped convolution, which cuDNN runs group by group on the H200 (docs/performance.md).
+  Its im2col copies are the price; whether one large GEMM per layer repays them is the question.
 
 Each form computes the runs' losses and the gradients of their sum with respect to the stacked
 parameters; on CUDA it is captured once as a CUDA graph (as the packed step is) and replayed. A form
@@ -19,18 +23,72 @@ that fails (e.g. a capture that is impossible) gets its one-line error instead o
 
 from __future__ import annotations
 
+import contextlib
 import time
+import types
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from bench.reference import synchronize
 from reglab.errors import one_line
 from reglab.train.pack_layers import set_batched
 from reglab.train.packed import PackedTrainer
 
-FORMS = ("vmap", "loop", "streams")
+FORMS = ("vmap", "loop", "streams", "gemm")
+
+
+@torch.library.custom_op("reglab_bench::gemm_conv2d", mutates_args=())
+def gemm_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: list[int], padding: list[int],
+                dilation: list[int]) -> Tensor:
+    """`F.conv2d` (zero padding, one group); under vmap, im2col and one batched matrix product for all runs."""
+    return F.conv2d(x, weight, bias, stride, padding, dilation)
+
+
+@gemm_conv2d.register_fake
+def _(x, weight, bias, stride, padding, dilation):
+    return F.conv2d(x, weight, bias, stride, padding, dilation)  # on fake tensors: shapes only
+
+
+@gemm_conv2d.register_vmap
+def _(info, in_dims, x, weight, bias, stride, padding, dilation):
+    k = info.batch_size
+    x, weight = (t.movedim(d, 0) if d is not None else t.expand(k, *t.shape)
+                 for t, d in zip((x, weight), in_dims[:2], strict=True))
+    _, b, c, h, w = x.shape
+    o, kh, kw = weight.shape[1], weight.shape[3], weight.shape[4]
+    cols = F.unfold(x.reshape(k * b, c, h, w), (kh, kw), dilation=dilation, padding=padding, stride=stride)
+    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    cols = cols.view(k, b, c * kh * kw, ho * wo).transpose(2, 3).reshape(k, b * ho * wo, c * kh * kw)
+    matrix = weight.reshape(k, o, c * kh * kw).transpose(1, 2)
+    if bias is None:
+        out = torch.bmm(cols, matrix)
+    else:
+        bias = bias.movedim(in_dims[2], 0) if in_dims[2] is not None else bias.expand(k, o)
+        out = torch.baddbmm(bias.unsqueeze(1), cols, matrix)
+    return out.view(k, b, ho, wo, o).permute(0, 1, 4, 2, 3), 0  # (K, B, O, Ho, Wo)
+
+
+def _gemm_conv_forward(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    return gemm_conv2d(x, weight, bias, list(conv.stride), list(conv.padding), list(conv.dilation))
+
+
+@contextlib.contextmanager
+def gemm_convolutions(module: nn.Module):
+    """`module`'s 2-D convolutions (zero padding, one group) computed by `gemm_conv2d` while inside."""
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    if any(m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str) for m in convs):
+        raise ValueError("gemm form: convolutions with groups, non-zero or string padding are not covered")
+    for conv in convs:
+        conv._conv_forward = types.MethodType(_gemm_conv_forward, conv)
+    try:
+        yield
+    finally:
+        for conv in convs:
+            del conv._conv_forward
 
 
 def _rows(pack: PackedTrainer, k: int) -> tuple[dict, dict]:
@@ -43,6 +101,9 @@ def _forward(pack: PackedTrainer, form: str, x: Tensor, streams: list) -> Tensor
     """The runs' outputs ``(K, B, …)`` computed by `form` (``streams``: one CUDA stream per run)."""
     if form == "vmap":
         return pack.vmapped(pack.param_views(), pack.buffers, x)
+    if form == "gemm":
+        with gemm_convolutions(pack.module):
+            return pack.vmapped(pack.param_views(), pack.buffers, x)
     set_batched(pack.module, False)  # the plain layers, as a solo run has them
     try:
         if form == "loop":
@@ -100,7 +161,7 @@ def time_forms(pack: PackedTrainer, steps: int = 10) -> dict[str, float | str]:
     on_cuda = pack.device.type == "cuda"
     streams = [torch.cuda.Stream(pack.device) for _ in range(k)] if on_cuda else []
     times: dict[str, float | str] = {}
-    for form in FORMS if on_cuda else FORMS[:2]:
+    for form in FORMS if on_cuda else [f for f in FORMS if f != "streams"]:
         try:
             times[form] = _timed(lambda form=form: form_gradients(pack, form, x, y, streams), pack.device, steps)
         except Exception as err:  # a form this device cannot run, or not as a graph: say why, time the others

@@ -239,9 +239,10 @@ def test_what_can_share_a_pack():
     assert packing_blocker(stopping) is None and pack_key(stopping) == pack_key(config(0, **held_out))
     sam = config(0, **{"regularize.sam_rho": 0.05})  # packs of SAM runs (any radius) apart from the others
     assert pack_key(sam) == pack_key(config(0, **{"regularize.sam_rho": 0.2})) != pack_key(config(0))
-    assert packing_blocker(config(0, **{"train.compile": True})) == "train.compile"
-    with pytest.raises(ValueError, match="train.compile: run with seed 1 cannot be trained packed"):
-        PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"train.compile": True}))])
+    assert pack_key(config(0, **{"train.compile": True})) != pack_key(config(0))  # compiled packs apart
+    assert packing_blocker(config(0, **{"train.objective": "rs"})) == "train.objective"
+    with pytest.raises(ValueError, match="train.objective: run with seed 1 cannot be trained packed"):
+        PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"train.objective": "rs"}))])
     with pytest.raises(ValueError, match="differ in data, model, stochastic-depth form or training budget"):
         PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"train.batch_size": 32}))])
 
@@ -261,12 +262,12 @@ def test_auto_packing_in_one_process_lets_a_run_with_bad_data_fail_alone(tmp_pat
 
 def test_plan_packs_groups_by_architecture_and_keeps_the_rest_in_plan_order(tmp_path):
     spec = tiny_spec({"base": {}, "drop": {"regularize": {"dropout": {"p": 0.2}}},
-                      "b32": {"train": {"batch_size": 32}}, "comp": {"train": {"compile": True}}})
+                      "b32": {"train": {"batch_size": 32}}, "rs": {"train": {"objective": "rs"}}})
     tasks = plan(spec, tmp_path)
     packs, alone = plan_packs(tasks, 4)
     assert [[t.run_id for t in p] for p in packs] == [  # dropout rates are per run: base and drop share packs
         ["base__s0", "drop__s0", "base__s1", "drop__s1"], ["base__s2", "drop__s2"], ["b32__s0", "b32__s1", "b32__s2"]]
-    assert [t.run_id for t in alone] == ["comp__s0", "comp__s1", "comp__s2"]
+    assert [t.run_id for t in alone] == ["rs__s0", "rs__s1", "rs__s2"]
     assert plan_packs(tasks, "auto", decide=lambda group: 0) == ([], tasks)  # measured: alone is faster
     packs, alone = plan_packs(tasks, "auto", decide=lambda group: 2)  # measured: packs of two, one kept
     assert [[t.run_id for t in p] for p in packs] == [
@@ -297,13 +298,13 @@ def interrupt_after(task, epochs: int) -> None:
 
 
 def test_packed_executor_runs_a_study_with_fallback_runs(tmp_path):
-    spec = tiny_spec({"base": {}, "comp": {"train": {"compile": True}}}, seeds=2).override(
+    spec = tiny_spec({"base": {}, "rs": {"train": {"objective": "rs"}}}, seeds=2).override(
         {"train.epochs": 1})
     result = run_study(spec, tmp_path / "packed", executor=PackedExecutor(pack=2), progress=False)
     alone = run_study(spec, tmp_path / "solo", progress=False)
     packed_runs, solo_runs = (r.runs.set_index("run_id") for r in (result, alone))
     assert (packed_runs["status"] == "done").all() and len(packed_runs) == 4
-    assert packed_runs.loc["comp__s1", "final_test_loss"] == solo_runs.loc["comp__s1", "final_test_loss"]
+    assert packed_runs.loc["rs__s1", "final_test_loss"] == solo_runs.loc["rs__s1", "final_test_loss"]
     assert packed_runs.loc["base__s1", "final_test_loss"] == pytest.approx(
         solo_runs.loc["base__s1", "final_test_loss"], abs=1e-5)
 
@@ -401,16 +402,16 @@ def test_a_pack_out_of_memory_after_a_checkpoint_resumes_in_halves_from_it(tmp_p
 
 
 def test_packs_and_single_runs_share_a_pool_of_worker_processes(tmp_path):
-    spec = tiny_spec({"base": {}, "comp": {"train": {"compile": True}}}, seeds=3).override(
+    spec = tiny_spec({"base": {}, "rs": {"train": {"objective": "rs"}}}, seeds=3).override(
         {"train.epochs": 1})
     result = run_study(spec, tmp_path / "pool", executor=PackedExecutor(workers=2, pack=2), progress=False)
     alone = run_study(spec, tmp_path / "solo", progress=False)
     pooled, solo = (r.runs.set_index("run_id") for r in (result, alone))
     assert (pooled["status"] == "done").all() and len(pooled) == 6
-    for run_id in solo.index:  # base__s0/s1 packed in a worker, base__s2 and the compiled runs alone
+    for run_id in solo.index:  # base__s0/s1 packed in a worker, base__s2 and the theory-objective runs alone
         assert pooled.loc[run_id, "final_test_loss"] == pytest.approx(solo.loc[run_id, "final_test_loss"], abs=1e-5)
-    assert pooled["pack_size"].fillna(0).to_dict() == {"base__s0": 2, "comp__s0": 0, "base__s1": 2, "comp__s1": 0,
-                                                       "base__s2": 0, "comp__s2": 0}  # 0 here: trained alone
+    assert pooled["pack_size"].fillna(0).to_dict() == {"base__s0": 2, "rs__s0": 0, "base__s1": 2, "rs__s1": 0,
+                                                       "base__s2": 0, "rs__s2": 0}  # 0 here: trained alone
 
 
 def test_auto_packing_measures_both_ways(tmp_path, monkeypatch):

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from torch.utils._python_dispatch import TorchDispatchMode
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,7 +22,8 @@ def test_gpu_benchmark_dry_run_prints_and_writes_its_table(tmp_path):
                 "study: wall s (8 runs × 1 epochs)",
                 "loss surface 5×5", "scaled to 8",
                 "stand-in data", "Stochastic depth conv1 p=0.2", "0 failed run(s)",
-                "one epoch under torch.profiler", "by form", "float32 K=4 NCHW"):
+                "one epoch under torch.profiler", "by form", "float32 K=4 NCHW", "float32 K=4 compiled",
+                "compiled: torch.compile backend aot_eager"):
         assert row in table, row
     numbers = json.loads((tmp_path / "gpu_bench.json").read_text())
     assert numbers["command"].startswith("bench/gpu.sh --dry-run --data-dir ")  # provenance: command, code
@@ -28,7 +31,7 @@ def test_gpu_benchmark_dry_run_prints_and_writes_its_table(tmp_path):
     assert numbers["single"]["model"]["options"]["residual"] is False  # source 000's network, as the study's
     assert "residual" not in numbers["single_residual"]["model"]["options"]  # reglab's default: residual
     forms = numbers["forms_s"]["float32 K=4"]  # no CUDA streams on CPU
-    assert set(forms) == {"vmap", "loop"} and all(isinstance(t, float) for t in forms.values())
+    assert set(forms) == {"vmap", "loop", "gemm"} and all(isinstance(t, float) for t in forms.values())
 
 
 def test_layout_benchmark_dry_run_measures_every_cell_twice_with_one_process_per_autotuner_setting(tmp_path):
@@ -47,8 +50,19 @@ def test_layout_benchmark_dry_run_measures_every_cell_twice_with_one_process_per
     assert json.loads((tmp_path / "layout.json").read_text())["command"].startswith("python -m bench.layout --dry-run")
 
 
+class OpNames(TorchDispatchMode):
+    def __enter__(self):
+        self.names = set()
+        return super().__enter__()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
 def test_pack_forms_compute_the_same_gradients(one_thread):
-    """bench/pack_forms times vmap against a loop of solo calls: both must be the same computation
+    """bench/pack_forms times vmap against a loop of solo calls and convolutions as batched matrix
+    products: all must be the same computation
     (seed 000's network with BatchNorm and max-pooling, three runs with their own weights)."""
     import torch
     from bench.gpu import DRY, data_section, seed000_model, subset
@@ -65,9 +79,14 @@ def test_pack_forms_compute_the_same_gradients(one_thread):
     idx = torch.randint(0, 256, (3, 8), generator=torch.Generator().manual_seed(0))
     x, y = pack.data.x_train[idx], pack.data.y_train[idx]
     by_vmap, by_loop = (form_gradients(pack, form, x, y) for form in ("vmap", "loop"))
+    with OpNames() as ops:
+        by_gemm = form_gradients(pack, "gemm", x, y)
+    assert "aten.im2col" in ops.names and "aten.convolution" not in ops.names  # no convolution kernel at all
     assert pack.batched and pack.module.training  # the loop form left the pack's layers as they were
-    for a, b in zip(by_vmap, by_loop, strict=True):
+    for a, b, c in zip(by_vmap, by_loop, by_gemm, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6)
     assert all(g.abs().sum() > 0 for g in by_loop)
+    assert all("_conv_forward" not in vars(m) for m in pack.module.modules())  # the gemm form put the convs back
     times = time_forms(pack, steps=1)
-    assert set(times) == {"vmap", "loop"} and all(isinstance(t, float) and t > 0 for t in times.values())
+    assert set(times) == {"vmap", "loop", "gemm"} and all(isinstance(t, float) and t > 0 for t in times.values())

@@ -185,7 +185,7 @@ class TrainConfig(_Section):
     threads: int = Field(1, gt=0, description="torch intra-op CPU threads; results on CPU depend on it, so "
                                              "every execution path uses this value")
     amp: bool = Field(False, description="bf16 autocast on CUDA")
-    compile: bool = Field(False, description="torch.compile the model on CUDA")
+    compile: bool = Field(False, description="torch.compile the model on CUDA (in a pack: the pack's forward)")
     channels_last: bool = Field(True, description="channels-last memory format for conv nets on CUDA (on CPU "
                                 "they always run channels-last, oneDNN's own layout)")
     cudnn_benchmark: bool = Field(

@@ -59,12 +59,17 @@ from reglab.train.rates import pack_groups, pack_key, rate_network
 
 __all__ = ["PackedTrainer", "pack_groups", "pack_key", "packing_blocker"]
 
+COMPILE = {"backend": "inductor", "options": {"fallback_random": True}}
+"""How ``train.compile`` compiles a pack's forward (`torch.compile`): inductor, fusing the elementwise
+work of the forward and backward, with torch's own random ops kept (``fallback_random``): the dropout
+and stochastic-depth masks of an eager step, drawn from the generator a CUDA graph replays with fresh
+draws."""
+
 def packing_blocker(cfg: RunConfig) -> str | None:
     """Why a run cannot be trained packed (None: it can)."""
     train = cfg.train
     blockers = {
         "train.objective": train.objective != "drop",  # the theory objectives differentiate through the model
-        "train.compile": train.compile,
     }
     return next((name for name, blocked in blockers.items() if blocked), None)
 
@@ -74,13 +79,16 @@ class PackedTrainer:
     together; see the module docstring.
 
     `cuda_graphs`: capture the step as a CUDA graph (default: the runs' ``train.cuda_graphs``; only
-    on CUDA). `graph_note` says why a CUDA pack runs without one.
+    on CUDA). `graph_note` says why a CUDA pack runs without one. `compiled`: `torch.compile` the
+    network's forward (and so its backward) as `COMPILE` says (default: the runs' ``train.compile``;
+    only on CUDA, as a run trained alone); it compiles again for each new pack size or batch shape.
     """
 
     WARMUP_STEPS = 3
     """Eager steps (on a side stream) before a CUDA graph is captured, as torch.cuda.graphs asks."""
 
-    def __init__(self, trainers: Sequence[Trainer], *, cuda_graphs: bool | None = None):
+    def __init__(self, trainers: Sequence[Trainer], *, cuda_graphs: bool | None = None,
+                 compiled: bool | None = None):
         if not trainers:
             raise ValueError("PackedTrainer: needs at least one trainer")
         blocked = [(t.cfg.seed, b) for t in trainers if (b := packing_blocker(t.cfg))]
@@ -118,6 +126,8 @@ class PackedTrainer:
         self.vmapped = vmap(self._functional, randomness="different")
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)) \
             if cfg.train.amp and on_cuda else contextlib.nullcontext
+        compiled = cfg.train.compile and on_cuda if compiled is None else compiled
+        self.outputs = torch.compile(self._outputs, dynamic=False, **COMPILE) if compiled else self._outputs
         wanted = cfg.train.cuda_graphs if cuda_graphs is None else cuda_graphs
         self.graph_note = None
         self.use_graphs = on_cuda and wanted
@@ -137,6 +147,11 @@ class PackedTrainer:
             return self.vmapped(cast_linear_biases(params, self.linear_biases, x.device.type), buffers, x)
         params, buffers = ({name: t.squeeze(0) for name, t in d.items()} for d in (params, buffers))  # views
         return self._functional(params, buffers, x.squeeze(0)).unsqueeze(0)
+
+    def _outputs(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        """`_forward` in the pack's precision (bf16 autocast or not), as float32: what `outputs` runs."""
+        with self.autocast():
+            return self._forward(params, buffers, x).float()
 
     def _runs(self) -> list[Trainer]:
         return [self.trainers[i] for i in self.active]
@@ -284,10 +299,7 @@ class PackedTrainer:
             x, partner, lam = vmap(mix_batch, in_dims=(0, 0, dims))(x, y, mix)  # each run's own partners, lam, box
         if self.channels_last:
             x = pack_channels_last(x)
-        params = self.param_views()
-        with self.autocast():
-            out = self._forward(params, self.buffers, x)
-        out = out.float()
+        out = self.outputs(self.param_views(), self.buffers, x)
         losses = self._losses(out, y)
         if mix is not None:
             losses = lam * losses + (1 - lam) * self._losses(out, partner)
@@ -325,8 +337,7 @@ class PackedTrainer:
             weights = self.params.clone()
             buffers = {name: self.buffers[name].clone() for name in self.buffer_names}
             self.params.addcmul_(self.grad, self.sam_rho / (norm + 1e-12))
-        with self.autocast():
-            out = self._forward(self.param_views(), self.buffers, x).float()
+        out = self.outputs(self.param_views(), self.buffers, x)
         losses = self._losses(out, y)
         if partner is not None:
             losses = lam * losses + (1 - lam) * self._losses(out, partner)
