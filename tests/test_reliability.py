@@ -18,7 +18,7 @@ from reglab.study.stats import summarize
 from reglab.study.store import RunRow
 from reglab.train import train_run
 from reglab.train.loop import best_epoch
-from reglab.train.rundir import DamagedFile
+from reglab.train.rundir import DamagedFile, metrics_intact
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -215,6 +215,21 @@ def test_damaged_metrics_retrain_their_run_and_a_lost_index_deletes_nothing(tmp_
         assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*")} == before
         rebuilt = run_study(spec, out, executor=serial, progress=False, rebuild=True)
         assert rebuilt.executed == [] and epochs_of(rebuilt).equals(reference)
+
+
+def test_metrics_are_intact_only_up_to_the_last_epoch_a_run_trained_not_only_its_final_record(tmp_path):
+    """An early-stopped run's final record is its best epoch, a diverged run's its last; a tail cut
+    after the best epoch but before the stopping epoch is damage too."""
+    def intact(epochs: int, **summary) -> bool:
+        (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in range(1, epochs + 1)))
+        (tmp_path / "summary.json").write_text(json.dumps(summary))
+        return metrics_intact(tmp_path)
+
+    stopped = {"final": {"epoch": 2}, "stopped_epoch": 5}
+    assert intact(5, **stopped) and not intact(4, **stopped) and not intact(2, **stopped)
+    diverged = {"final": {"epoch": 3}, "diverged_epoch": 3, "stopped_epoch": None}
+    assert intact(3, **diverged) and not intact(2, **diverged)
+    assert intact(4, final={"epoch": 4}) and not intact(3, final={"epoch": 4})
 
 
 # ------------------------------------------------------------------------------------ 3, 8: reports

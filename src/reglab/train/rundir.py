@@ -105,16 +105,20 @@ def resumed_metrics(path: Path, epoch: int) -> list[dict]:
 
 def metrics_intact(run_dir: Path) -> bool:
     """Whether a finished run's metrics.jsonl reads (`read_metrics`) and holds the epochs 1, 2, … in
-    order, up to at least the final epoch its summary.json names."""
+    order, up to at least the last epoch its summary.json says it trained: the epoch early stopping
+    stopped it at (its final record is the best epoch, often earlier), else the one it diverged at,
+    else its final epoch."""
     try:
         found = [r["epoch"] for r in read_metrics(Path(run_dir) / "metrics.jsonl")]
     except DamagedFile:
         return False
     try:
-        final = (json.loads((Path(run_dir) / "summary.json").read_text()).get("final") or {}).get("epoch")
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+        final = (summary.get("final") or {}).get("epoch")
+        last = summary.get("stopped_epoch") or summary.get("diverged_epoch") or final
     except (OSError, ValueError, AttributeError):
-        final = None
-    return found == list(range(1, len(found) + 1)) and (not isinstance(final, int) or final <= len(found))
+        last = None
+    return found == list(range(1, len(found) + 1)) and (not isinstance(last, int) or last <= len(found))
 
 
 def rewrite_metrics(path: Path, records: list[dict]) -> None:
