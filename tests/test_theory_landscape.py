@@ -230,7 +230,7 @@ def test_layer_normalized_direction_matches_a_hand_computation():
     rows = direction[0].norm(dim=1) / model[0].weight.detach().norm(dim=1)
     assert rows.std() > 0.05  # whole-layer, not per-row, scaling
     assert filter_normalized_direction(model, g, norm="layer")[1].abs().sum() == 0  # biases 0 by default
-    with pytest.raises(ValueError, match="norm must be 'filter' or 'layer'"):
+    with pytest.raises(ValueError, match="norm: expected filter or layer"):
         filter_normalized_direction(model, norm="neuron")
 
 
@@ -273,3 +273,22 @@ def test_a_slice_moves_every_use_of_a_tied_weight():
     losses = loss_along_direction(model, d, mse, x, y, [0.0, 0.7])
     expected = torch.tensor([slow_loss(model, [(d, a)], mse, x, y) for a in (0.0, 0.7)])
     torch.testing.assert_close(losses, expected)
+
+
+@pytest.mark.parametrize("norm", ["filter", "layer"])
+@pytest.mark.parametrize("include_bias_and_norm", [False, True])
+def test_both_direction_builders_give_one_direction(norm, include_bias_and_norm):
+    """`filter_normalized_direction` is `named_direction`'s parameters: with per-layer normalisation a
+    bias is a Gaussian of the bias's norm in both, not a copy of the bias in one of them."""
+    from reglab.theory import named_direction
+
+    model = bn_mlp(0)
+    as_list = filter_normalized_direction(model, torch.Generator().manual_seed(3), norm=norm,
+                                          include_bias_and_norm=include_bias_and_norm)
+    by_name = named_direction(model, norm=norm, include_bias_and_norm=include_bias_and_norm,
+                              generator=torch.Generator().manual_seed(3))
+    for d, (name, named), p in zip(as_list, by_name.items(), model.parameters(), strict=True):
+        torch.testing.assert_close(d, named, rtol=0, atol=0, msg=name)
+        if p.dim() == 1 and include_bias_and_norm and p.detach().norm() > 0:
+            torch.testing.assert_close(d.norm(), p.detach().norm())
+            assert torch.equal(d, p.detach()) == (norm == "filter")  # a copy per filter, a Gaussian per layer

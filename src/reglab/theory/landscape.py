@@ -36,29 +36,9 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def filter_normalized_direction(model: nn.Module, generator: torch.Generator | None = None, *,
                                 norm: Literal["filter", "layer"] = "filter",
                                 include_bias_and_norm: bool = False) -> list[torch.Tensor]:
-    """One tensor per `model.parameters()`: Gaussian, rescaled to the model's norms.
-
-    ``norm="filter"`` (Li et al. 2018): each filter of a ≥ 2-D parameter — a Linear row, a Conv output
-    channel — gets the norm of the model's filter. ``norm="layer"`` (Zhang & Xu's FNNs, where "each
-    layer is one filter"): each parameter tensor as a whole, d_i ← d_i ‖θ_i‖/‖d_i‖.
-    Parameters with ≤ 1 dimension (biases, normalisation scales/shifts) are 0, or with
-    `include_bias_and_norm`: per filter, a copy of the parameter (Li et al.'s code: one scalar per
-    "filter", rescaled to |θ|, which they take as θ itself); per layer, a Gaussian vector rescaled to ‖θ_i‖.
-    """
-    if norm not in ("filter", "layer"):
-        raise ValueError(f"norm must be 'filter' or 'layer', got {norm!r}")
-    direction = []
-    for p in model.parameters():
-        p = p.detach()
-        if p.dim() <= 1 and not (include_bias_and_norm and norm == "layer"):
-            direction.append(p.clone() if include_bias_and_norm else torch.zeros_like(p))
-            continue
-        device = generator.device if generator is not None else p.device
-        d = torch.randn(p.shape, generator=generator, device=device, dtype=p.dtype).to(p.device)
-        units_p, units_d = (p.flatten(1), d.flatten(1)) if norm == "filter" else (p.reshape(1, -1), d.reshape(1, -1))
-        scale = units_p.norm(dim=1) / units_d.norm(dim=1).clamp_min(torch.finfo(p.dtype).tiny)
-        direction.append(d * (scale.view(-1, *[1] * (p.dim() - 1)) if norm == "filter" else scale))
-    return direction
+    """One tensor per `model.parameters()`: `named_direction`'s, in parameter order."""
+    return list(named_direction(model, norm=norm, include_bias_and_norm=include_bias_and_norm,
+                                generator=generator).values())
 
 
 NORMS = ("filter", "layer")
@@ -68,11 +48,14 @@ Direction = Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
 def named_direction(model: nn.Module, *, norm: str = "filter", include_states: bool = False,
                     include_bias_and_norm: bool = False, generator: torch.Generator | None = None
                     ) -> dict[str, torch.Tensor]:
-    """A Gaussian direction by parameter (and buffer) name, normalized to the model's scale.
+    """A Gaussian direction by parameter (and buffer) name, rescaled to the model's norms.
 
-    `norm="filter"`: every filter rescaled to the norm of the model's filter (Li et al. 2018);
-    `norm="layer"`: every weight tensor rescaled to the norm of the model's tensor. Tensors with
-    ≤ 1 dimension are 0, or with `include_bias_and_norm` a copy of the tensor (Li et al.'s code).
+    ``norm="filter"`` (Li et al. 2018): each filter of a ≥ 2-D tensor — a Linear row, a Conv output
+    channel — gets the norm of the model's filter. ``norm="layer"`` (Zhang & Xu's FNNs, where "each
+    layer is one filter"): each tensor as a whole, d_i ← d_i ‖θ_i‖/‖d_i‖. Tensors with ≤ 1 dimension
+    (biases, normalisation scales and shifts) are 0, or with `include_bias_and_norm`: per filter, a
+    copy of the tensor (Li et al.'s code: one scalar per "filter", rescaled to |θ|, which they take
+    as θ itself); per layer, a Gaussian vector rescaled to ‖θ_i‖ like any other tensor.
     `include_states`: BatchNorm's floating buffers (running mean / variance) get entries too, by the
     same rule (Li et al.'s "states" directions); integer buffers never do.
     """
@@ -83,7 +66,7 @@ def named_direction(model: nn.Module, *, norm: str = "filter", include_states: b
         tensors += [(name, b) for name, b in model.named_buffers() if b.is_floating_point()]
     direction = {}
     for name, p in tensors:
-        if p.dim() <= 1:
+        if p.dim() <= 1 and not (include_bias_and_norm and norm == "layer"):
             direction[name] = p.clone() if include_bias_and_norm else torch.zeros_like(p)
             continue
         device = generator.device if generator is not None else p.device
