@@ -222,25 +222,22 @@ def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dic
         pack = PackedTrainer([Trainer(c.override({"train.amp": amp, "train.channels_last": other}))
                               for c in configs[:k]])
         rows[f"{'bf16' if amp else 'float32'} K={k} {'channels_last' if other else 'NCHW'}"] = pack.time_step(10)
-    compiled = bench_compiled(configs[:k], device)
     solo = solo_step_seconds(configs[0].override({"train.amp": False}), 10)
     amp = device.type == "cuda"
     profile = profile_step([c.override({"train.amp": amp}) for c in configs[:max(size["pack_sizes"])]], device)
-    return {"step_s": rows | compiled.pop("step_s"), "solo_step_s": solo, "profile": profile, "compiled": compiled}
+    return {"step_s": rows, "solo_step_s": solo, "profile": profile}
 
 
 def bench_compiled(configs: list[RunConfig], device: torch.device) -> dict:
     """The largest pack with ``train.compile`` (`PackedTrainer`'s compiled forward and backward), in the
     study's precision: its step time, and the seconds the whole measurement took (compiling included).
     A dry run on CPU compiles with ``aot_eager`` (torch.compile's tracing, without code generation)."""
-    amp = device.type == "cuda"
-    name = f"{'bf16' if amp else 'float32'} K={len(configs)} compiled"
+    name = f"{'bf16' if configs[0].train.amp else 'float32'} K={len(configs)} compiled"
     options = packed.COMPILE if device.type == "cuda" else {"backend": "aot_eager"}
     start = time.perf_counter()
     try:
         with mock.patch.object(packed, "COMPILE", options):
-            pack = PackedTrainer([Trainer(c.override({"train.amp": amp, "train.compile": True})) for c in configs],
-                                 compiled=True)
+            pack = PackedTrainer([Trainer(c.override({"train.compile": True})) for c in configs], compiled=True)
             seconds = pack.time_step(10)
     except Exception as err:  # e.g. no compiler for this device: the other rows stand
         return {"step_s": {}, "error": one_line(err, first_line=True)}
@@ -403,6 +400,11 @@ def main() -> None:
     study = bench_study(study_spec(data, size, device, amp, speed), size, device)
     print(f"study done: {study['reglab_s']:.1f} s reglab, {study['reference_measured_s']:.1f} s reference", flush=True)
     surface = bench_surface(data, size, device)
+    compiled = bench_compiled(pack_configs(study_spec(data, size, device, amp, speed), size)[:max(size["pack_sizes"])],
+                              device)  # after the study: compiling may take long
+    scaling["step_s"] |= compiled.pop("step_s")
+    scaling["compiled"] = compiled
+    print(f"compiled pack done: {compiled}", flush=True)
     try:
         forms = bench_forms(study_spec(data, size, device, amp, speed), size, device)
     except Exception as err:  # e.g. CUDA refusing work after a failed capture: keep the rest of the table
