@@ -95,7 +95,8 @@ class OptimConfig(_Section):
 
     name: Literal["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="momentum/nesterov/rmsprop momentum")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="momentum/nesterov: the momentum coefficient "
+                            "(unused by the others: rmsprop runs without momentum)")
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0.0)
     alpha: float = Field(0.99, gt=0.0, lt=1.0, description="rmsprop smoothing constant")
