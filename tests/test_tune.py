@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 optuna = pytest.importorskip("optuna")
@@ -35,7 +36,9 @@ def test_settings_are_validated_in_one_line():
     for kwargs, message in (({"sampler": "bayes"}, "--sampler: unknown 'bayes'"),
                             ({"pruner": "hb"}, "--pruner: unknown 'hb'"),
                             ({"objective": "median"}, "--objective: unknown 'median'"),
-                            ({"trials": 0}, "--trials: needs at least 1")):
+                            ({"trials": 0}, "--trials: needs at least 1"),
+                            ({"seed": -1}, r"--sampler-seed: must lie in \[0, 2\*\*32\) \(got -1\)"),
+                            ({"seed": 2**32}, "--sampler-seed: must lie in")):
         with pytest.raises(ConfigError, match=message):
             TuneSettings([dropout], **kwargs)
     with pytest.raises(ConfigError, match=r"--metric: unknown 'foo' \(choose from ") as err:
@@ -162,8 +165,13 @@ def test_an_invalid_value_is_refused_before_anything_runs(tmp_path):
 
 def test_a_changed_search_is_refused_without_force(searched):
     out, _ = searched
-    with pytest.raises(ConfigError, match="the search .* changed since it was started; use --force"):
+    with pytest.raises(ConfigError, match=r"the search changed since it was started \(--param, --sampler, "
+                                          r"--sampler-seed, --trials\); use --force"):
         run_tune(SPEC, TuneSettings([parse_param("dropout=0.1,0.2")], sampler="grid"), out, progress=False)
+    settings = TuneSettings([parse_param("dropout=0:0.5:3"), parse_param("lr=log:0.01:0.3:3")], sampler="tpe",
+                            trials=4, seed=1, metric="test_loss")  # the fixture's search, but for these two
+    with pytest.raises(ConfigError, match=r"changed since it was started \(--metric, --trials\)"):
+        run_tune(SPEC, settings, out, progress=False)
 
 
 def test_a_compare_study_directory_is_refused_and_kept(tmp_path):
@@ -200,6 +208,25 @@ def test_a_search_where_no_trial_completes_still_gets_its_report(tmp_path):
     assert "no trial completed" in md and md.count("finished with a finite test\\_acc") == 2  # each trial's note
     assert (paths["figures"] / "trials.png").exists() and 'id="fig-trials"' in html
     assert not (paths["figures"] / "parallel.png").exists()  # no complete trial to draw
+    assert run_tune(diverging, settings, tmp_path, progress=False).executed == []  # a divergence is a result
+
+
+class FailEverything:
+    def execute(self, tasks, events):
+        for task in tasks:
+            events.started(task)
+            events.failed(task, "RuntimeError: boom")
+
+
+def test_a_resumed_search_retries_the_trials_whose_runs_failed(tmp_path):
+    settings = TuneSettings([parse_param("dropout=0,0.1")], sampler="grid")
+    failed = run_tune(SPEC, settings, tmp_path, executor=FailEverything(), progress=False)
+    assert list(failed.trials["state"]) == ["fail", "fail"] and set(failed.study.runs["status"]) == {"failed"}
+    again = run_tune(SPEC, settings, tmp_path, progress=False)
+    assert sorted(again.executed) == sorted(failed.study.runs["run_id"])  # every failed run, once
+    assert set(again.study.runs["status"]) == {"done"} and again.best is not None
+    assert sorted(again.trials.query("state == 'complete'")["arm"]) == ["dropout=0", "dropout=0.1"]
+    assert run_tune(SPEC, settings, tmp_path, progress=False).executed == []  # nothing left to retry
 
 
 def test_median_pruning_skips_the_remaining_seeds_of_a_bad_trial(tmp_path):
@@ -288,3 +315,8 @@ def test_tune_cli_with_asha_then_the_best_configuration_in_one_compare(tmp_path)
                               str(tmp_path / "y")])
     assert bad.exit_code != 0 and "--metric: unknown 'foo' (choose from " in str(bad.exception)
     assert not (tmp_path / "y").exists()  # refused before anything trained
+    if not torch.cuda.is_available():  # a device this machine lacks: refused once, as compare does
+        bad = runner.invoke(app, ["sweep", str(toml), "--param", "dropout=0.1", "--device", "cuda",
+                                  "--out", str(tmp_path / "z")])
+        assert bad.exit_code != 0 and "train.device: 'cuda'" in str(bad.exception)
+        assert not (tmp_path / "z").exists()

@@ -47,6 +47,15 @@ def build_run_config(config: Path | None, flags: dict[str, Any], assignments: li
     return cfg
 
 
+def check_device(device: str | None) -> None:
+    """A `--device` override this machine cannot run is refused before any run starts, not once per run."""
+    if device is not None:
+        from reglab.config import TrainConfig, validate
+        from reglab.train.loop import resolve_device
+
+        resolve_device(validate(TrainConfig, {"device": device}, prefix="train").device)
+
+
 def check_paths(cfg: RunConfig, prefix: str = "") -> None:
     """Paths a config names must exist on this machine (checked where the run is launched)."""
     data_dir = cfg.data.data_dir

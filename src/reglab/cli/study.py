@@ -113,14 +113,10 @@ def compare(
             spec = spec.override({"train.epochs": epochs})
     if analyze:
         spec = spec.with_analysis()
-    if device is not None:  # refused here, not once per run
-        from reglab.config import TrainConfig, validate
-        from reglab.train.loop import resolve_device
+    from reglab.cli.options import check_device, check_paths
 
-        resolve_device(validate(TrainConfig, {"device": device}, prefix="train").device)
+    check_device(device)
     if executor != "ray":  # the runs start here: the paths their configs name must exist here
-        from reglab.cli.options import check_paths
-
         for arm in spec.arms:
             check_paths(spec.arm_config(arm, 0), prefix=f"arms.{arm}.")
     name, options = executor_choice(executor, pack)

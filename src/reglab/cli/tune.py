@@ -51,6 +51,7 @@ def _report(result: TuneResult) -> None:
 def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int | None, out: Path | None,
          default_out: str, device: str | None, workers: int | None, executor: str, force: bool,
          ray_options: dict, log: str | None, wave: int | None = None) -> None:
+    from reglab.cli.options import check_device, check_paths
     from reglab.study import load_spec, make_executor
     from reglab.study.spec import arm_slug
     from reglab.study.sweep import parse_param
@@ -59,6 +60,9 @@ def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int |
     spec = load_spec(source, seeds=seeds, epochs=epochs)
     params = [parse_param(p) for p in settings_kwargs.pop("param")]
     settings = TuneSettings(params, **settings_kwargs)
+    check_device(device)
+    if executor != "ray":  # the runs start here: the paths the base config names must exist here
+        check_paths(spec.arm_config(spec.baseline, 0))
     workers = workers or (default_workers() if executor == "local" else None)
     runner = make_executor(executor, workers=workers, device=device, **ray_options)
     result = run_tune(spec, settings, out or Path("studies") / arm_slug(default_out.format(name=spec.name)),

@@ -73,6 +73,8 @@ class TuneSettings:
                 raise ConfigError(f"--param {param.name}: {param.path} is searched twice")
         if self.trials is not None and self.trials < 1:
             raise ConfigError(f"--trials: needs at least 1 (got {self.trials})")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"--sampler-seed: must lie in [0, 2**32) (got {self.seed})")
 
     @property
     def direction(self) -> str:
@@ -108,7 +110,7 @@ def _sampler(settings: TuneSettings, trials_so_far: int = 0):
     repeating the points its first trials drew (a sampler's state is not stored)."""
     import optuna
 
-    seed = settings.seed + trials_so_far
+    seed = (settings.seed + trials_so_far) % 2**32
     if settings.sampler in ("grid", "random"):
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
@@ -253,13 +255,41 @@ class _Search:
         return TrialState.COMPLETE, value, None
 
 
-def _counted(trial: Any) -> bool:
-    """Trials that count towards the budget: complete, pruned, or failed for a reason of their own
-    (not a trial left running by a killed driver)."""
+def changed_fields(old: str, new: str) -> str:
+    """What differs between two stored search descriptions, as the options that set it."""
+    old_d, new_d = json.loads(old), json.loads(new)
+    settings = [name for name in new_d["settings"] if old_d.get("settings", {}).get(name) != new_d["settings"][name]]
+    names = [SETTING_OPTIONS.get(name, name) for name in settings]
+    names += [what for key, what in (("base", "the base config"), ("seeds", "the seeds"))
+              if old_d.get(key) != new_d[key]]
+    return ", ".join(names) or "how it is stored"
+
+
+SETTING_OPTIONS = {"params": "--param", "sampler": "--sampler", "trials": "--trials", "metric": "--metric",
+                   "objective": "--objective", "pruner": "--pruner", "seed": "--sampler-seed", "name": "the name"}
+
+
+def counted_trials(study: Any) -> list:
+    """The trials that count towards the budget: complete, pruned, or failed for a reason of their own
+    — not a trial left running by a killed driver, nor a failed trial retried since (`retry_failed`)."""
     from optuna.trial import TrialState
 
-    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        trial.state == TrialState.FAIL and "error" in trial.user_attrs)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    ended = (TrialState.COMPLETE, TrialState.PRUNED)
+    return [t for t in trials if t.number not in retried and (
+        t.state in ended or (t.state == TrialState.FAIL and "error" in t.user_attrs))]
+
+
+def retry_failed(study: Any, store: StudyStore) -> None:
+    """Enqueue again each counted failed trial one of whose runs failed (an error, not a divergence), as
+    a resumed study runs its failed runs again: its finished runs are kept, its failed ones rerun."""
+    from optuna.trial import TrialState
+
+    failed_arms = {row.arm for row in store.runs() if row.status == "failed"}
+    for t in counted_trials(study):
+        if t.state == TrialState.FAIL and t.user_attrs.get("arm") in failed_arms:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
 
 
 def _optuna():
@@ -317,9 +347,9 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
             raise ConfigError(f"{out_dir}: holds a `reglab compare` study, not a search; use another --out")
         if old is not None and old != described:
             if not force:
-                raise ConfigError(f"{out_dir}: the search (parameters, sampler, seeds or base config) changed since "
-                                  "it was started; use --force to start it over (finished cells are reused), "
-                                  "or another --out")
+                raise ConfigError(f"{out_dir}: the search changed since it was started "
+                                  f"({changed_fields(old, described)}); use --force to start it over (finished "
+                                  "cells are reused), or another --out")
             optuna.delete_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir))
         store.set_meta("tune", described)
         store.add_invocation(provenance.record())
@@ -330,18 +360,19 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
         tracker = open_tracker(spec.log if sinks is None else sinks, {**base, "name": spec.name}, out_dir)
         tracker.catch_up(finished_runs(store))
         search = _Search(store, spec, settings, executor or LocalExecutor(), wave, progress, log, tracker)
-        for t in study.get_trials(deepcopy=False):
-            if _counted(t) and "arm" in t.user_attrs:
+        retry_failed(study, store)
+        for t in counted_trials(study):
+            if "arm" in t.user_attrs:
                 search.arms[t.user_attrs["arm"]] = t.user_attrs["overrides"]
         if settings.sampler == "grid":
-            queued = {arm_name(t.params) for t in study.get_trials(deepcopy=False) if _counted(t)} | {
+            queued = {arm_name(t.params) for t in counted_trials(study)} | {
                 arm_name(t.system_attrs.get("fixed_params", {}))
                 for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
             for point in grid_points(settings.params):
                 if arm_name(point) not in queued:
                     study.enqueue_trial(point, skip_if_exists=False)
         try:
-            while sum(_counted(t) for t in study.get_trials(deepcopy=False)) < settings.n_trials:
+            while len(counted_trials(study)) < settings.n_trials:
                 trial = study.ask()
                 state, value, error = search.trial(trial)
                 if error is not None:
