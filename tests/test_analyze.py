@@ -21,7 +21,7 @@ from reglab.report import write_report
 from reglab.study import StudySpec, run_study
 from reglab.theory import effective_ratio_greedy, filter_normalized_direction
 from reglab.theory.analyze import analyze_run
-from reglab.train.rundir import read_metrics
+from reglab.train.rundir import DamagedFile, read_metrics
 
 EPOCHS, SAMPLES = 4, 16
 BASE = {"data": {"name": "fn1d"}, "model": {"options": {"widths": [32]}},
@@ -138,6 +138,22 @@ def test_errors_name_the_file(run_dir, tmp_path, capsys, monkeypatch):
     assert exit_.value.code == 2
     err = "".join(capsys.readouterr().err.split())  # rich wraps long lines at any width
     assert err.startswith("error:") and "nowhere:nosuchrundirectory" in err
+
+
+def test_weights_of_another_model_are_refused_naming_the_file(run_dir, tmp_path, capsys, monkeypatch):
+    """A model.pt copied from a run of other widths: one line naming it (exit 2), not an internal error."""
+    config = json.loads((run_dir / "config.json").read_text())
+    config["model"]["options"]["widths"] = [8]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.pt").write_bytes((run_dir / "model.pt").read_bytes())
+    with pytest.raises(DamagedFile, match=r"model.pt: does not fit the model of .*config.json \(RuntimeError\)"):
+        reglab.load_trained(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["reglab", "analyze", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = "".join(capsys.readouterr().err.split())  # rich wraps long lines at any width
+    assert err.startswith("error:") and "model.pt:doesnotfitthemodel" in err
 
 
 def test_tracking_logs_effective_ratio_per_epoch(run_dir):

@@ -105,6 +105,27 @@ def _results(folder, name: str, **fields) -> None:
     (folder / name / "results.json").write_text(json.dumps({"preset": name, **fields}))
 
 
+def test_run_refuses_a_missing_data_dir_and_another_reproductions_folder(tmp_path):
+    """Checked before anything runs; the folder's files are left as they were."""
+    from reglab.reproduce import check_results, run
+    from reglab.train.rundir import DamagedFile
+
+    with pytest.raises(ConfigError, match="--data-dir: '.*nowhere' is not a directory"):
+        run("dropout-1d", Settings(quick=True, data_dir=tmp_path / "nowhere"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    _results(tmp_path, "r1-mnist")
+    results = tmp_path / "r1-mnist" / "results.json"
+    with pytest.raises(ConfigError, match="r1-mnist: holds the reproduction 'r1-mnist'; choose another --out"):
+        run("dropout-1d", Settings(quick=True), tmp_path / "r1-mnist")
+    check_results(tmp_path / "r1-mnist", "r1-mnist")  # the same reproduction may run there again
+    for text, error in [("{not json", "JSONDecodeError"), ("[1]", "TypeError"), ("{}", "KeyError")]:
+        results.write_text(text)
+        with pytest.raises(DamagedFile, match=rf"results.json: not a reproduction's results.json \({error}\)"):
+            run("dropout-1d", Settings(quick=True), tmp_path / "r1-mnist")
+        assert results.read_text() == text
+    assert [p.name for p in (tmp_path / "r1-mnist").iterdir()] == ["results.json"]
+
+
 def test_reduced_runs_are_marked_and_listed_with_their_run_time(tmp_path):
     from reglab.reproduce.committed import full_run_time
 

@@ -62,6 +62,7 @@ def test_r1_mnist_uses_real_digits_and_both_nets_carry_r1(tmp_path):
 
 def test_effective_ratio_needs_cifar10_and_runs_on_a_stand_in(tmp_path):
     if get_dataset_info("cifar10").probe(None) is None:
+        (tmp_path / "empty").mkdir()
         with pytest.raises(DataNotFoundError, match="cifar10: .*not found; looked in:"):
             run("effective-ratio", Settings(quick=True, data_dir=tmp_path / "empty"), tmp_path / "missing")
     fake_cifar10(tmp_path / "data")

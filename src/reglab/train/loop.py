@@ -527,7 +527,8 @@ def load_trained(run_dir: str | Path, *, device: str = "cpu", weights: str | Pat
                  ) -> tuple[RunConfig, nn.Module, TensorData]:
     """Rebuild a finished run's config, evaluated model (weights only) and data, for analysis.
 
-    `weights`: a model.pt or checkpoint.pt to load instead of the run's own (model.pt, else checkpoint.pt).
+    `weights`: a model.pt or checkpoint.pt to load instead of the run's own (model.pt, else checkpoint.pt);
+    weights that do not fit the run's config raise `DamagedFile`.
     """
     run_dir = Path(run_dir)
     cfg = RunConfig.from_dict(rundir.read_config(run_dir)).override({"train.device": device})
@@ -538,5 +539,10 @@ def load_trained(run_dir: str | Path, *, device: str = "cpu", weights: str | Pat
     if weights is None:
         weights = run_dir / "model.pt" if (run_dir / "model.pt").exists() else run_dir / "checkpoint.pt"
     state = rundir.load_checkpoint(Path(weights), on)
-    model.load_state_dict(state["model"] if "optimizer" in state else state)  # checkpoint or bare weights
+    try:
+        model.load_state_dict(state["model"] if "optimizer" in state else state)  # checkpoint or bare weights
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        raise rundir.DamagedFile(weights, f"does not fit the model of {run_dir / 'config.json'} "
+                                          f"({type(err).__name__}); analyze it in the run directory that "
+                                          "wrote it, or train this run again") from err
     return cfg, model.eval(), data
