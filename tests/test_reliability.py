@@ -3,6 +3,7 @@ named with what to do, a lost run is never reported as done, and reports of odd 
 
 import json
 import re
+import shutil
 import sqlite3
 
 import numpy as np
@@ -215,6 +216,37 @@ def test_damaged_metrics_retrain_their_run_and_a_lost_index_deletes_nothing(tmp_
         assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*")} == before
         rebuilt = run_study(spec, out, executor=serial, progress=False, rebuild=True)
         assert rebuilt.executed == [] and epochs_of(rebuilt).equals(reference)
+
+
+def test_damaged_run_files_under_a_lost_index_retrain_or_resume_their_runs(tmp_path):
+    """--rebuild-index over a run whose config.json does not read (its checkpoint's config is unknown:
+    set aside, trained afresh) and one whose summary.json is not an object (resumed: nothing to train)."""
+    out = tmp_path / "study"
+    serial = LocalExecutor(workers=1)
+    spec = StudySpec.from_dict(SPEC)
+    reference = epochs_of(run_study(spec, out, executor=serial, progress=False))
+    (out / "runs" / "l2__s1" / "config.json").write_text("garbage")
+    (out / "runs" / "l2__s0" / "summary.json").write_text("[1, 2]")
+    (out / "study.db").unlink()
+    again = run_study(spec, out, executor=serial, progress=False, rebuild=True)
+    assert sorted(again.executed) == ["l2__s0", "l2__s1"] and (again.runs["status"] == "done").all()
+    assert (out / "runs" / "l2__s1" / "config.json.damaged").read_text() == "garbage"
+    assert epochs_of(again).equals(reference)
+
+
+def test_a_study_db_that_is_a_directory_and_a_figures_path_that_is_a_file_are_named(tmp_path):
+    out = tmp_path / "study"
+    study = run_study(StudySpec.from_dict({**SPEC, "seeds": 1}), out, executor=LocalExecutor(workers=1),
+                      progress=False)
+    figures = write_report(study)["figures"]
+    shutil.rmtree(figures)
+    figures.write_text("x")
+    with pytest.raises(ConfigError, match=r"report/figures: .*file"):
+        write_report(study)
+    (out / "study.db").unlink()
+    (out / "study.db").mkdir()
+    with pytest.raises(DamagedFile, match=r"study.db: damaged .*--rebuild-index"):
+        load_study(out)
 
 
 def test_metrics_are_intact_only_up_to_the_last_epoch_a_run_trained_not_only_its_final_record(tmp_path):

@@ -31,6 +31,7 @@ BAD_INPUTS = [
     *([(["train", "--device", "cuda"], "train.device: 'cuda'")] if not torch.cuda.is_available() else []),
     (["train", "--device", "banana"], "train.device: unknown device 'banana'"),
     (["train", "--out", "FILE"], "FILE: is a file"),
+    (["train", "--extend"], "--extend: needs --out, the run directory to extend"),
     (["train", "--config", "DIR"], "DIR: is a directory"),
     (["compare", "--workers", "0"], "'--workers'"),
     (["train", "--lr", "inf"], "optim.lr: Input should be a finite number"),
@@ -101,6 +102,9 @@ BAD_INPUTS = [
 BAD_INPUTS_FINISHED = [
     (["train", *RUN, "--out", "d2"], "d2/config.json: not a JSON object"),
     (["analyze", "d2"], "d2/config.json: not a JSON object"),
+    (["train", *RUN, "--out", "st1"], "st1: holds a study (study.db), not a run"),
+    (["compare", "TOML", "--workers", "1", "--out", "r1"], "r1: holds a run (config.json), not a study"),
+    (["sweep", "TOML", "--param", "lr=0.1", "--workers", "1", "--out", "r1"], "r1: holds a run (config.json)"),
     (["report", "st1", "--out", "FILE"], "FILE: is a file"),
     (["report", "st1", "--out", "FILE/x"], "FILE/x: cannot be a report directory, FILE is a file"),
     (["export", "st1", "--table", "epochs", "--out", "FILE/x.csv"], "FILE: is a file"),
@@ -197,6 +201,8 @@ def test_a_study_where_every_run_failed_lists_their_errors_and_exits_1(workdir, 
     assert code == 1, err
     assert "internal error" not in err and "csv: s/report/runs.csv" in out
     assert all(f"{run} failed: ConfigError: data.val_split" in err for run in ("base__s0", "l2__s1")), err
+    failures = [line for line in err.splitlines() if " failed: " in line]
+    assert len(failures) >= 4 and all(line.endswith("leaves none for training") for line in failures)  # unwrapped
 
 
 def test_long_errors_are_not_wrapped_off_a_terminal(workdir, monkeypatch, capsys):

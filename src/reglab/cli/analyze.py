@@ -66,4 +66,5 @@ def analyze(
         table.add_row(f"effective ratio, layer {escape(name)} ({layer['neurons']} neurons)",
                       f"{layer['effective_ratio']:.4g}")
     console.print(table)
-    console.print(f"wrote {escape(str(Path(result['out']) / 'analysis.json'))} and figures", highlight=False)
+    console.print(f"wrote {escape(str(Path(result['out']) / 'analysis.json'))} and figures", highlight=False,
+                  soft_wrap=True)

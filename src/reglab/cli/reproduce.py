@@ -46,4 +46,4 @@ def reproduce(
     print_table(claims_table(data))
     for note in data["notes"]:
         console.print(f"· {escape(note)}", highlight=False)
-    console.print(f"report: {escape(str(out / 'report.html'))}", highlight=False)
+    console.print(f"report: {escape(str(out / 'report.html'))}", highlight=False, soft_wrap=True)

@@ -145,11 +145,11 @@ def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force
     console.print(f"{done}\nreport: {escape(str(paths['html']))}\n"
                   f"markdown: {escape(str(paths['markdown']))}  "
                   f"csv: {escape(str(paths.get('summary', paths['runs'])))}",  # runs.csv: no run finished
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     failed = result.runs[result.runs["status"] == "failed"]
     if len(failed):
         for _, run in failed.iterrows():
-            err_console.print(f"[red]{escape(run['run_id'])} failed:[/] {escape(str(run['error']))}")
+            err_console.print(f"[red]{escape(run['run_id'])} failed:[/] {escape(str(run['error']))}", soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -176,12 +176,12 @@ def report(
     study.spec = with_statistics(study.spec, correction, target)
     paths = write_report(study, out)
     print_table(summary_table(study))
-    console.print(f"report: {escape(str(paths['html']))}", highlight=False)
+    console.print(f"report: {escape(str(paths['html']))}", highlight=False, soft_wrap=True)
     if formats:
         written = export_files(study, formats, paths["html"].parent / "export")
         for fmt, files in written.items():
             console.print(f"{fmt}: {len(files)} files in {escape(str(files[0].parent))}" if files else
-                          f"{fmt}: nothing to export", highlight=False)
+                          f"{fmt}: nothing to export", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -194,7 +194,7 @@ def export(
     from reglab.report import export_csv
 
     path = export_csv(study_dir, out or study_dir / f"{table}.csv", table)
-    console.print(escape(str(path)), highlight=False)
+    console.print(escape(str(path)), highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -62,6 +62,10 @@ def train(
     from reglab.train.loop import resolve_device
     from reglab.train.rundir import check_resumable, clean_json, read_config
 
+    if extend and out is None:
+        from reglab.config import ConfigError
+
+        raise ConfigError("--extend: needs --out, the run directory to extend")
     stored = out is not None and extend and config is None and (out / "config.json").is_file()
     cfg = build_run_config(config, flags, set_ or [], base=read_config(out) if stored else None)
     resolve_device(cfg.train.device)  # a missing device is refused before anything is written
@@ -78,7 +82,7 @@ def train(
             status = f"loss {metrics['train_loss']:.4f}{acc}"
             progress.update(task, completed=epoch, status=status)
             if not live and not as_json:  # logs and pipes: one line per epoch as it ends
-                err_console.print(f"epoch {epoch}/{cfg.train.epochs}: {status}", highlight=False)
+                err_console.print(f"epoch {epoch}/{cfg.train.epochs}: {status}", highlight=False, soft_wrap=True)
 
         result = train_run(cfg, run_dir=out, callbacks=[show], extend=extend)
     if as_json:

@@ -36,14 +36,14 @@ def _report(result: TuneResult) -> None:
     if best is not None:
         console.print(f"best: {escape(best['arm'])} — {best['objective']} {best['metric']} {best['value']:.4g}, "
                       f"mean {best['mean']:.4g} [{best['ci_low']:.4g}, {best['ci_high']:.4g}] over {best['n']} seeds",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
     else:
         err_console.print("[yellow]no trial completed[/]: each trial's note in the report says why")
     console.print(f"ran {len(result.executed)} runs, kept {len(result.skipped)} finished ones\n"
-                  f"report: {escape(str(paths['html']))}", highlight=False)
+                  f"report: {escape(str(paths['html']))}", highlight=False, soft_wrap=True)
     failed = result.study.runs[result.study.runs["status"] == "failed"]
     for _, run in failed.iterrows():
-        err_console.print(f"[red]{escape(run['run_id'])} failed:[/] {escape(str(run['error']))}")
+        err_console.print(f"[red]{escape(run['run_id'])} failed:[/] {escape(str(run['error']))}", soft_wrap=True)
     if len(failed):
         raise typer.Exit(1)
 
@@ -67,7 +67,7 @@ def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int |
     runner = make_executor(executor, workers=workers, device=device, **ray_options)
     result = run_tune(spec, settings, out or Path("studies") / arm_slug(default_out.format(name=spec.name)),
                       executor=runner, wave=wave or (workers if settings.pruner != "none" else None), force=force,
-                      log=lambda line: err_console.print(escape(line), highlight=False), sinks=log)
+                      log=lambda line: err_console.print(escape(line), highlight=False, soft_wrap=True), sinks=log)
     _report(result)
 
 

@@ -135,7 +135,7 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     """Write every report file (default `<study>/report/`); returns their paths by kind."""
     study = _as_study(study)
     out = check_directory(out_dir if out_dir is not None else study.path / "report", "a report directory")
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    check_directory(out / "figures", "the report's figures directory").mkdir(parents=True, exist_ok=True)
     if not has_finished_run(study):
         return _write_empty_report(study, out)
     summary, stability = study.summary(), study.stability()

@@ -156,15 +156,18 @@ def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
                 summary = json.loads((task.run_dir / "summary.json").read_text())
             except (OSError, ValueError):
                 continue
-            if same and summary.get("status") in FINISHED:
+            if same and isinstance(summary, dict) and summary.get("status") in FINISHED:
                 store.mark_finished(task.run_id, summary["status"], summary.get("seconds") or 0.0,
                                     {k: v for k, v in summary.items() if k not in ("epochs", "config")})
 
 
 @contextmanager
 def study_lock(out_dir: Path) -> Iterator[None]:
-    """One driver per study directory (released by the OS if the driver dies)."""
+    """One driver per study directory (released by the OS if the driver dies). A run's own directory
+    (config.json, no study.db), which a study would fill with its files, is refused before anything is written."""
     check_directory(out_dir, "a study directory")
+    if (out_dir / "config.json").is_file() and not (out_dir / DB_NAME).exists():
+        raise ConfigError(f"{out_dir}: holds a run (config.json), not a study; use another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / ".lock", "a+") as f:
         try:

@@ -75,9 +75,10 @@ class StudyStore:
         if not create and not path.exists():
             raise FileNotFoundError(f"{self.out_dir}: no {DB_NAME}; is it a reglab study directory?")
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
+        self.conn = None
         try:
+            self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)  # fails on e.g. a directory
+            self.conn.row_factory = sqlite3.Row
             if (check := self.conn.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
                 raise sqlite3.DatabaseError(check)
             if create:
@@ -87,7 +88,8 @@ class StudyStore:
             self.conn.execute("SELECT run_id, status FROM runs LIMIT 1").fetchall()
             self.conn.execute("SELECT key FROM meta LIMIT 1").fetchall()
         except sqlite3.DatabaseError as err:
-            self.conn.close()
+            if self.conn is not None:
+                self.conn.close()
             raise DamagedFile(path, f"damaged ({err}); rebuild it from the run directories with "
                                     f"`reglab compare SPEC --out {self.out_dir} --rebuild-index` (SPEC: the "
                                     "study's preset or TOML file)") from None

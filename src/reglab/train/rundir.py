@@ -145,10 +145,10 @@ T = TypeVar("T")
 
 def resume_or_restart(run_dir: Path, attempt: Callable[[bool], T]) -> T:
     """`attempt(True)`, which resumes from the checkpoint in `run_dir`; where that checkpoint is damaged
-    (e.g. a disk filled mid-write) or metrics.jsonl lacks the records of its epochs, set the damaged
-    file aside (checkpoint.pt.damaged, metrics.jsonl.damaged) and `attempt(False)`, which starts the
-    run afresh."""
-    own = {Path(run_dir) / "checkpoint.pt", Path(run_dir) / "metrics.jsonl"}
+    (e.g. a disk filled mid-write), metrics.jsonl lacks the records of its epochs or config.json does
+    not read (so the checkpoint's config is unknown), set the damaged file aside (checkpoint.pt.damaged,
+    metrics.jsonl.damaged, config.json.damaged) and `attempt(False)`, which starts the run afresh."""
+    own = {Path(run_dir) / name for name in ("checkpoint.pt", "metrics.jsonl", "config.json")}
     try:
         return attempt(True)
     except DamagedFile as err:
@@ -217,9 +217,11 @@ def check_resumable(run_dir: Path, config: dict, *, extend: bool = False) -> Non
 
     Only a larger budget (`BUDGET_FIELDS`) is accepted, and only with ``extend=True``; execution
     settings (`reglab.config.EXECUTION_FIELDS`) may differ; every other change raises a `ConfigError`
-    naming the changed fields. A directory without config.json is new.
+    naming the changed fields. A directory without config.json is new; a study's directory is refused.
     """
     check_directory(run_dir, "a run directory")
+    if (run_dir / "study.db").exists():
+        raise ConfigError(f"{run_dir}: holds a study (study.db), not a run; use another directory for the run")
     if not (run_dir / "config.json").exists():
         return
     changes = {k: v for k, v in config_changes(read_config(run_dir), config).items() if k not in EXECUTION_FIELDS}
