@@ -61,3 +61,14 @@ def test_replace_skip_needs_a_plain_network_and_test_time_scaling():
                stochastic_depth={**sd["stochastic_depth"], "scaling": "inverted"})
     with pytest.raises(ConfigError, match="no shortcut"):
         _build({"residual": False}, **sd)
+
+
+def test_seed000_weight_decay_reaches_every_parameter_as_the_sources_optimizer_setting_does():
+    """Source 000 sets weight_decay = 0.001 in the optimizer: torch then decays every parameter."""
+    from reglab.regularize.optim import build_optimizer
+
+    cfg = load_spec("seed000").arm_config("Weight decay 0.001", 0)
+    model = build_model(cfg.model, input_shape=(28, 28), num_outputs=10, reg=cfg.regularize)
+    decayed = [p for g in build_optimizer(model, cfg.optim, cfg.regularize).param_groups
+               if g["weight_decay"] == 0.001 for p in g["params"]]
+    assert len(decayed) == len(list(model.parameters()))  # BatchNorm's scales and shifts, biases too

@@ -129,10 +129,16 @@ def run(settings: Settings) -> Outcome:
                                  f"{s['seeds']} seeds (the full preset: MNIST, 15 epochs, 3 seeds; on a GPU: "
                                  f"`{GPU_COMMAND}`)")
     return Outcome(figures={"seed000_test_acc": fig}, numbers=numbers, claims=claims, settings=s, reduced=reduced,
-                   choices={"network": "FC 2304 → 512 → 10 (dropout between the two FC layers)",
+                   choices={"network": "each conv block conv 3×3 (no bias) → BatchNorm → ReLU → max-pool; FC "
+                                       "2304 → 512 → ReLU → 10, no BatchNorm in the FC layers (dropout between "
+                                       "the two FC layers)",
+                            "input": "standardised with the training split's mean and std; no augmentation",
+                            "weight decay": "0.001 on every parameter (BatchNorm's and the biases included), as "
+                                            "weight_decay set in a torch optimizer decays them",
                             "optimizer": "SGD momentum 0.9, lr 0.05, cosine schedule with 1 warm-up epoch "
                                          "(the source: 'dynamic learning-rate adjustment'), batch 128",
                             "epochs": "15 in the full preset", "seeds": "3",
-                            "skipped Conv1": "replaced by its input zero-padded to 64 channels, one draw per "
-                                             "batch; at test 0.8·Conv1(x) + 0.2·x (the source's formula)"},
+                            "skipped Conv1": "the whole conv → BatchNorm → ReLU block, replaced by its input "
+                                             "zero-padded to 64 channels, one draw per batch; at test "
+                                             "0.8·Conv1(x) + 0.2·x (the source's formula)"},
                    notes=[data_note, f"Full study report (HTML, Markdown, CSV): {settings.out / 'study' / 'report'}."])
