@@ -255,6 +255,11 @@ class _Search:
         return TrialState.COMPLETE, value, None
 
 
+SETTING_OPTIONS = {"params": "--param", "sampler": "--sampler", "trials": "--trials", "metric": "--metric",
+                   "objective": "--objective", "pruner": "--pruner", "seed": "--sampler-seed", "name": "the name"}
+"""`TuneSettings` fields → the options that set them."""
+
+
 def changed_fields(old: str, new: str) -> str:
     """What differs between two stored search descriptions, as the options that set it."""
     old_d, new_d = json.loads(old), json.loads(new)
@@ -263,10 +268,6 @@ def changed_fields(old: str, new: str) -> str:
     names += [what for key, what in (("base", "the base config"), ("seeds", "the seeds"))
               if old_d.get(key) != new_d[key]]
     return ", ".join(names) or "how it is stored"
-
-
-SETTING_OPTIONS = {"params": "--param", "sampler": "--sampler", "trials": "--trials", "metric": "--metric",
-                   "objective": "--objective", "pruner": "--pruner", "seed": "--sampler-seed", "name": "the name"}
 
 
 def counted_trials(study: Any) -> list:
