@@ -148,10 +148,11 @@ class PackedTrainer:
         params, buffers = ({name: t.squeeze(0) for name, t in d.items()} for d in (params, buffers))  # views
         return self._functional(params, buffers, x.squeeze(0)).unsqueeze(0)
 
-    def _outputs(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
-        """`_forward` in the pack's precision (bf16 autocast or not), as float32: what `outputs` runs."""
+    def _outputs(self, leaves: list[torch.Tensor], buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        """`_forward` of the parameters `leaves` in the pack's precision (bf16 autocast or not), as float32:
+        what `outputs` runs (compiled, it takes the leaves themselves, not views of them)."""
         with self.autocast():
-            return self._forward(params, buffers, x).float()
+            return self._forward(self.param_views(leaves), buffers, x).float()
 
     def _runs(self) -> list[Trainer]:
         return [self.trainers[i] for i in self.active]
@@ -215,10 +216,10 @@ class PackedTrainer:
         return [v.view(shape[::-1]).t() if tr else v.view(shape)
                 for v, shape, tr in zip(row.split(self.numels), self.shapes, self.transposed, strict=True)]
 
-    def param_views(self) -> dict[str, torch.Tensor]:
+    def param_views(self, leaves: Sequence[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The stacked parameters ``(K, …)`` by name, shaped as the network uses them (views of the leaves)."""
         return {name: leaf.transpose(1, 2) if tr else leaf
-                for name, leaf, tr in zip(self.param_names, self.leaves, self.transposed, strict=True)}
+                for name, leaf, tr in zip(self.param_names, leaves or self.leaves, self.transposed, strict=True)}
 
     def _decay_mask(self, t: Trainer) -> torch.Tensor:
         """1 where weight decay and the L1/L2 penalties act on run `t`'s flat parameters."""
@@ -299,7 +300,7 @@ class PackedTrainer:
             x, partner, lam = vmap(mix_batch, in_dims=(0, 0, dims))(x, y, mix)  # each run's own partners, lam, box
         if self.channels_last:
             x = pack_channels_last(x)
-        out = self.outputs(self.param_views(), self.buffers, x)
+        out = self.outputs(self.leaves, self.buffers, x)
         losses = self._losses(out, y)
         if mix is not None:
             losses = lam * losses + (1 - lam) * self._losses(out, partner)
@@ -337,7 +338,7 @@ class PackedTrainer:
             weights = self.params.clone()
             buffers = {name: self.buffers[name].clone() for name in self.buffer_names}
             self.params.addcmul_(self.grad, self.sam_rho / (norm + 1e-12))
-        out = self.outputs(self.param_views(), self.buffers, x)
+        out = self.outputs(self.leaves, self.buffers, x)
         losses = self._losses(out, y)
         if partner is not None:
             losses = lam * losses + (1 - lam) * self._losses(out, partner)
