@@ -8,6 +8,7 @@ so nothing else on the machine is touched. About a minute on 2 busy cores, much 
 """
 
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from reglab import provenance
 from reglab.cli import app
 from reglab.cli.app import main
 from reglab.config import ConfigError
@@ -209,6 +211,9 @@ def test_sweep_on_the_cluster_from_the_command_line(cluster, tmp_path):
     rows = store_rows(tmp_path / "out")
     assert sorted((r["run_id"], r["status"]) for r in rows) == [("dropout_0.0__s0", "done"),
                                                                   ("dropout_0.2__s0", "done")]
+    for run in ("dropout_0.0__s0", "dropout_0.2__s0"):  # the driver's command, not the Ray worker's argv
+        lines = (tmp_path / "out" / "runs" / run / "provenance.jsonl").read_text().splitlines()
+        assert [json.loads(line)["command"] for line in lines] == [provenance.command()]
 
 
 def test_without_ray_the_executor_says_how_to_install_it(monkeypatch, capsys):

@@ -12,11 +12,13 @@ the study goes on.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from reglab import provenance
 from reglab.config import ConfigError
 from reglab.errors import one_line
 from reglab.study import executors
@@ -49,11 +51,13 @@ class Mailbox:
         return items
 
 
-def run_remote(task: RunTask, mailbox: Any) -> tuple[bool, Any]:
+def run_remote(task: RunTask, mailbox: Any, command: str) -> tuple[bool, Any]:
     """The body of a Ray task: train one run (with its own ``train.threads``), reporting progress to
-    `mailbox` (runs on a worker)."""
+    `mailbox` (runs on a worker). `command`: the driver's command line, which the run records as its
+    own (a worker of a cluster started by ``ray start`` never inherits the driver's environment)."""
     import ray
 
+    os.environ[provenance.COMMAND_VARIABLE] = command
     ray.get(mailbox.put.remote(("started", task.run_id, None)))
     if not task.run_dir.parent.is_dir():  # the driver created it: this node does not share the study's disk
         return False, (f"run_dir: {task.run_dir.parent} does not exist on node {socket.gethostname()}; "
@@ -141,7 +145,7 @@ class RayExecutor:
                     # absolute, so that a worker whatever its working directory trains into the same place
                     shipped = replace(task, run_dir=task.run_dir.absolute())
                     shipped.run_dir.parent.mkdir(parents=True, exist_ok=True)
-                    in_flight[remote.remote(shipped, mailbox)] = task
+                    in_flight[remote.remote(shipped, mailbox, provenance.command())] = task
                 ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=POLL_SECONDS)
                 drain()
                 for ref in ready:
