@@ -57,13 +57,13 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
+from bench import record
 from bench.pack_forms import FORMS, time_forms
 from bench.reference import reference_epoch, reference_run, synchronize
 from reglab.config import RunConfig
 from reglab.data import TensorData, load_dataset
 from reglab.data.registry import Found, register_dataset
 from reglab.errors import one_line
-from reglab.provenance import record
 from reglab.study import load_spec, make_executor, run_study
 from reglab.study.packed import solo_step_seconds
 from reglab.study.spec import StudySpec

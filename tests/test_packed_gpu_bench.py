@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import bench_sha256
 from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,9 @@ def test_gpu_benchmark_dry_run_prints_and_writes_its_table(tmp_path):
         assert row in table, row
     numbers = json.loads((tmp_path / "gpu_bench.json").read_text())
     assert numbers["command"].startswith("bench/gpu.sh --dry-run --data-dir ")  # provenance: command, code
-    assert set(numbers["code"]) == {"reglab", "git_commit", "git_dirty", "sources_sha256"}
+    assert set(numbers["code"]) == {"reglab", "git_commit", "git_dirty", "sources_sha256", "bench_sha256"}
+    assert numbers["code"]["bench_sha256"] == bench_sha256()  # the benchmark code that ran
+    assert numbers["environment"]["device(s) used"] == "cpu"
     assert numbers["single"]["model"]["options"]["residual"] is False  # source 000's network, as the study's
     assert "residual" not in numbers["single_residual"]["model"]["options"]  # reglab's default: residual
     forms = numbers["forms_s"]["float32 K=4"]  # no CUDA streams on CPU
@@ -47,7 +50,9 @@ def test_layout_benchmark_dry_run_measures_every_cell_twice_with_one_process_per
     for row in rows:  # alone, K=1 and K=4, each "first / second" pass, in ms
         assert len(row) == 12 and row[4] == row[7] == row[10] == "/", row
         assert all(float(row[i]) > 0 for i in (3, 5, 6, 8, 9, 11)), row
-    assert json.loads((tmp_path / "layout.json").read_text())["command"].startswith("python -m bench.layout --dry-run")
+    stored = json.loads((tmp_path / "layout.json").read_text())
+    assert stored["command"].startswith("python -m bench.layout --dry-run")
+    assert stored["code"]["bench_sha256"] == bench_sha256() and stored["environment"]["device(s) used"] == "cpu"
 
 
 class OpNames(TorchDispatchMode):

@@ -9,6 +9,7 @@ import sys
 import pytest
 from rich.console import Console
 
+from reglab import provenance
 from reglab.config import ConfigError
 from reglab.reproduce import Claim, Outcome, Preset, Settings, get_preset, presets
 from reglab.reproduce.common import new_figure
@@ -55,7 +56,8 @@ def test_write_produces_png_strict_json_and_escaped_self_contained_html(tmp_path
     assert loaded["claims"][2] == {"claim": "wrong", "source": "1", "reglab": "0", "verdict": "disagree",
                                    "criterion": "equal", "checked": "the units"}
     assert loaded["source"] == "a source, somewhere" and loaded["quick"] is True and loaded["budget"] == "quick"
-    assert loaded["command"] == "reglab reproduce toy --quick" and "torch" in loaded["environment"]
+    assert loaded["command"] == provenance.command() and "torch" in loaded["environment"]  # as this process ran
+    assert loaded["rerun"] == "reglab reproduce toy --quick"
     assert set(loaded["code"]) == {"reglab", "git_commit", "git_dirty", "sources_sha256"}
     assert len(loaded["code"]["sources_sha256"]) == 64 and int(loaded["code"]["sources_sha256"], 16) >= 0
     html = (tmp_path / "report.html").read_text()
@@ -134,7 +136,7 @@ def test_reduced_runs_are_marked_and_listed_with_their_run_time(tmp_path):
     toy = Preset("toy", "Toy", "somewhere", lambda s: outcome)
     data = write(toy, outcome, Settings(reduced=True), tmp_path / "toy")
     assert data["budget"] == "reduced" and data["reduced"] == "2 epochs" and not data["quick"]
-    assert data["command"] == "reglab reproduce toy --reduced"
+    assert data["rerun"] == "reglab reproduce toy --reduced"
     _results(tmp_path, "full", budget="full", seconds=754.0)
     _results(tmp_path, "quick", budget="quick", quick=True, seconds=3.0)
     _results(tmp_path, "old", quick=False, seconds=30.0)  # written before the budget field existed

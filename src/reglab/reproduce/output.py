@@ -1,7 +1,8 @@
 """Writing a reproduction: PNG figures, ``results.json``, a self-contained ``report.html``, a rich table.
 
     <out>/<figure>.png   one file per figure
-    <out>/results.json   {preset, title, figure, source, command, quick, budget, reduced, seconds, settings,
+    <out>/results.json   {preset, title, figure, source, command (as run), rerun (the command that runs it
+                          again), quick, budget, reduced, seconds, settings,
                           choices, numbers, claims, notes, environment, code}; each claim row is
                           {claim, source, reglab, verdict, criterion, checked}
     <out>/report.html    the claims table, notes and every figure (base64 PNG); all text escaped
@@ -21,6 +22,7 @@ from typing import Any
 from rich.markup import escape as rich_escape
 from rich.table import Table
 
+from reglab import provenance
 from reglab.provenance import NO_GPU, code_version, describe_code, environment
 from reglab.report.html import CSS
 from reglab.reproduce.framework import Outcome, Preset, Settings
@@ -49,6 +51,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def command(preset: Preset, settings: Settings) -> str:
+    """The command that runs this reproduction again (its budget, device and data; not its --out)."""
     flags = " --quick" if settings.quick else " --reduced" if settings.reduced else ""
     flags += f" --device {settings.device}" if settings.device != "cpu" else ""
     flags += f" --data-dir {settings.data_dir}" if settings.data_dir is not None else ""
@@ -64,7 +67,8 @@ def results(preset: Preset, outcome: Outcome, settings: Settings, seconds: float
             code: dict[str, Any] | None = None) -> dict[str, Any]:
     return _jsonable({
         "preset": preset.name, "title": preset.title, "figure": preset.figure,
-        "source": f"{preset.source}, {preset.where}", "command": command(preset, settings),
+        "source": f"{preset.source}, {preset.where}", "command": provenance.command(),
+        "rerun": command(preset, settings),
         "quick": settings.quick, "budget": budget(outcome, settings), "reduced": outcome.reduced,
         "device": settings.device, "seconds": round(seconds, 1), "settings": outcome.settings,
         "choices": outcome.choices, "numbers": outcome.numbers, "claims": [c.row() for c in outcome.claims],
@@ -112,7 +116,8 @@ def readme(data: dict[str, Any], figures: list[str]) -> str:
     return "\n".join([
         f"# {data['title']}\n", f"Source: {data['source']}.\n",
         f"Reproduces: {data['figure']}.\n",
-        f"Command: `{data['command']}` ({mode[data['budget']]}; {data['seconds']:.0f} s).\n",
+        f"Command: `{data['command']}` ({mode[data['budget']]}; {data['seconds']:.0f} s); to run it again: "
+        f"`{data.get('rerun', data['command'])}`.\n",
         f"Hardware: {env['cpu']}, {env['cpu cores']} cores, device {data['device']}"
         f"{'' if env.get('gpu', 'none') in ('none', NO_GPU) else ' (' + env['gpu'] + ')'}; torch {env['torch']}, "
         f"Python {env['python']}; {describe_code(data['code'])}.\n",

@@ -122,6 +122,16 @@ CHANGED_SINCE_RUN = {
 """Presets whose code changed since their committed run, and how; remove an entry when its run is redone."""
 
 
+def code_line(code: dict[str, Any]) -> str:
+    """The code a committed run ran: its commit, "+ local changes" and the sources' hash where the
+    checkout had changes (the hash then tells which), or "unknown"."""
+    commit = code.get("git_commit")
+    if not commit:
+        return "commit unknown"
+    dirty = f" + local changes (sources sha256 {str(code.get('sources_sha256'))[:12]})" if code.get("git_dirty") else ""
+    return f"commit {commit[:10]}{dirty}"
+
+
 def runs(results_dir: Path = RESULTS_DIR) -> list[str]:
     """One line per committed run: preset, budget (and what was cut), time, code version, and what changed
     in the preset since (`CHANGED_SINCE_RUN`)."""
@@ -133,10 +143,9 @@ def runs(results_dir: Path = RESULTS_DIR) -> list[str]:
                                              else "pending rerun"))
             continue
         cut = f" — {data['reduced']}" if data.get("reduced") else ""
-        commit = (data.get("code") or {}).get("git_commit") or "unknown"
         took, device = duration(data.get("seconds", 0)), data.get("device", "?")
         changed = f"; **changed since this run**: {CHANGED_SINCE_RUN[name]}" if name in CHANGED_SINCE_RUN else ""
-        lines.append(f"- `{name}`: {data['budget']}{cut}; {took} on {device}, commit {commit[:10]}; "
+        lines.append(f"- `{name}`: {data['budget']}{cut}; {took} on {device}, {code_line(data.get('code') or {})}; "
                      f"command `{data.get('command', '?')}`{changed}")
     return lines
 
@@ -173,6 +182,10 @@ def markdown(results_dir: Path = RESULTS_DIR) -> str:
         "## Runs behind the table",
         "",
         *runs(results_dir),
+        "",
+        "A run's results.json records its sources' SHA-256 (`reglab.provenance.sources_sha256`). Until commit "
+        "67bc1fb that hash covered reglab's `*.py` files only; since then it also covers the preset TOML files, "
+        "so a hash recorded earlier is compared with the `*.py`-only hash of the same tree.",
         "",
         "## Where a source contradicts itself",
         "",
