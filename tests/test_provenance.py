@@ -68,6 +68,9 @@ def test_a_study_records_every_invocation_and_its_report_shows_the_last(tmp_path
     page = result.write_report()["html"].read_text()
     assert "reglab compare p.toml --workers 1" in page and provenance.sources_sha256()[:16] in page
     assert "earlier commands" in page and "1, the first at" in page
+    monkeypatch.setenv(provenance.COMMAND_VARIABLE, "reglab report p --correction bh")  # written again, later
+    page = result.write_report()["html"].read_text()
+    assert "report written by" in page and "reglab report p --correction bh (reglab " in page
 
 
 def test_an_installed_copy_inside_another_repository_names_no_commit(tmp_path):
@@ -91,7 +94,7 @@ def test_an_installed_copy_inside_another_repository_names_no_commit(tmp_path):
 
 
 def test_a_benchmark_run_with_out_stores_its_table_with_provenance(tmp_path, monkeypatch, capsys):
-    from bench import stored
+    from bench import bench_sha256, stored
 
     monkeypatch.setenv("OUT", str(tmp_path))
     monkeypatch.delenv(provenance.COMMAND_VARIABLE, raising=False)
@@ -100,5 +103,6 @@ def test_a_benchmark_run_with_out_stores_its_table_with_provenance(tmp_path, mon
     assert capsys.readouterr().out == "ratio reglab/reference: 1.23x\n"  # still printed
     saved = json.loads((tmp_path / "demo.json").read_text())
     assert saved["output"] == (tmp_path / "demo.txt").read_text() == "ratio reglab/reference: 1.23x\n"
-    assert saved["command"] == "python -m bench.demo --device cpu" and saved["code"] == provenance.code_version()
+    assert saved["command"] == "python -m bench.demo --device cpu"
+    assert saved["code"] == provenance.code_version() | {"bench_sha256": bench_sha256()}
     assert set(saved["environment"]) >= {"torch", "cpu", "torch threads"}

@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reglab.provenance import describe_code, environment
+from reglab.provenance import code_version, command, describe_code, environment
 
 
 def provenance_table(study_dir: Path | None, devices: list[str]) -> dict[str, str]:
     """The last command run on the study (and how many before it), its code version and environment, as
     study.db recorded them; for a study started before reglab recorded them, this process's environment,
-    said so. Then the devices its runs used and when the report was made."""
+    said so. Then the devices its runs used, and when, by which command and with which code the report
+    was made (its tables and verdicts are computed when it is written, e.g. by `reglab report`)."""
     from reglab.study.store import DB_NAME, StudyStore
 
     invocations = []
@@ -34,4 +35,5 @@ def provenance_table(study_dir: Path | None, devices: list[str]) -> dict[str, st
     rows["devices of the runs"] = ", ".join(devices) if devices else "—"
     rows["each run"] = "runs/<run>/provenance.jsonl: the command, environment and code of its every (re)start"
     rows["report generated (UTC)"] = datetime.now(UTC).isoformat(timespec="seconds")
+    rows["report written by"] = f"{command()} ({describe_code(code_version())})"
     return rows
