@@ -5,7 +5,8 @@ A `RunConfig` is pure data. It has five sections — `data`, `model`, `optim`, `
 Unknown keys fail loudly (``extra="forbid"``) and every error names the dotted field that is wrong:
 
     >>> RunConfig.from_dict({"regularize": {"dropout": {"p": 1.5}}})
-    ConfigError: regularize.dropout.p: Input should be less than 1 (got 1.5)
+    Traceback (most recent call last):
+    reglab.config.ConfigError: regularize.dropout.p: Input should be less than 1 (got 1.5)
 
 Conventions (see docs/regularizers.md):
   * dropout ``p`` is the probability of *dropping* a unit (PyTorch's meaning);

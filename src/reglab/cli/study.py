@@ -188,7 +188,7 @@ def report(
 def export(
     study_dir: Annotated[Path, Arg(help="study directory written by `reglab compare`")],
     out: Annotated[Path | None, Opt(help="CSV file [default: STUDY_DIR/<table>.csv]")] = None,
-    table: Annotated[str, Opt(help="runs (one row per run) | epochs | summary | stability")] = "runs",
+    table: Annotated[str, Opt(help="runs (one row per run) | epochs | summary | stability | robust")] = "runs",
 ) -> None:
     """Write one table of a study as CSV."""
     from reglab.report import export_csv
