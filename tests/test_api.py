@@ -41,3 +41,13 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
     for test in tests:
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+@pytest.mark.parametrize("module", ["reglab.config", "reglab.study.spec", "reglab.study"])
+def test_module_docstring_examples_run(module, tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(importlib.import_module(module), optionflags=flags)
+    assert result.attempted and not result.failed
