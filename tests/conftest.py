@@ -45,3 +45,12 @@ def assert_same_run(solo, packed, solo_epochs: list[dict], packed_epochs: list[d
             assert b[key] == pytest.approx(a[key], abs=1e-5), key
     for (name, a), (_, b) in zip(solo.model.state_dict().items(), packed.model.state_dict().items(), strict=True):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=0, msg=name)
+
+
+class FailEverything:
+    """An executor whose every run fails (an application error), for what follows a failed run."""
+
+    def execute(self, tasks, events):
+        for task in tasks:
+            events.started(task)
+            events.failed(task, "RuntimeError: boom")

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import FailEverything
 from reglab.config import ConfigError, RunConfig
 from reglab.report import NO_RESULT, notes, write_report
 from reglab.study import LocalExecutor, StudySpec, load_study, run_study
@@ -265,13 +266,6 @@ def test_metrics_are_intact_only_up_to_the_last_epoch_a_run_trained_not_only_its
 
 
 # ------------------------------------------------------------------------------------ 3, 8: reports
-class FailEverything:
-    def execute(self, tasks, events):
-        for task in tasks:
-            events.started(task)
-            events.failed(task, "RuntimeError: boom")
-
-
 def test_report_of_a_study_without_a_finished_run_says_so(tmp_path):
     study = run_study(StudySpec.from_dict(SPEC), tmp_path / "s", executor=FailEverything(), progress=False)
     paths = write_report(study)

@@ -16,6 +16,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import FailEverything
+
 optuna = pytest.importorskip("optuna")
 
 from reglab.cli import app  # noqa: E402
@@ -209,13 +211,6 @@ def test_a_search_where_no_trial_completes_still_gets_its_report(tmp_path):
     assert (paths["figures"] / "trials.png").exists() and 'id="fig-trials"' in html
     assert not (paths["figures"] / "parallel.png").exists()  # no complete trial to draw
     assert run_tune(diverging, settings, tmp_path, progress=False).executed == []  # a divergence is a result
-
-
-class FailEverything:
-    def execute(self, tasks, events):
-        for task in tasks:
-            events.started(task)
-            events.failed(task, "RuntimeError: boom")
 
 
 def test_a_resumed_search_retries_the_trials_whose_runs_failed(tmp_path):
