@@ -65,6 +65,7 @@ work of the forward and backward, with torch's own random ops kept (``fallback_r
 and stochastic-depth masks of an eager step, drawn from the generator a CUDA graph replays with fresh
 draws."""
 
+
 def packing_blocker(cfg: RunConfig) -> str | None:
     """Why a run cannot be trained packed (None: it can)."""
     train = cfg.train
