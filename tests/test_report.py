@@ -89,7 +89,7 @@ def test_markdown_csv_and_figure_numbers(report, study_dir):
     base = done.loc[done["arm"] == "base", "final_test_acc"].sort_values().to_numpy()
     assert robust.loc["base", "iqm"] == pytest.approx(base.mean())  # two runs: the IQM is their mean
     target = pd.read_csv(report["target"]).set_index("arm")
-    assert target.loc["boom", "reached"] == 0 and target.loc["boom", "n"] == 2  # diverged: censored, kept
+    assert target.loc["boom", "reached"] == 0 and target.loc["boom", "n"] == 2  # diverged: kept, not reached
     assert (done["macro_f1"].between(0, 1)).all() and done["micro_f1"].to_numpy() == pytest.approx(
         done["final_test_acc"].to_numpy())  # micro F1 = accuracy
     confusion = pd.read_csv(report["figures"] / "confusion.csv")

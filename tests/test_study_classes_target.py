@@ -1,5 +1,5 @@
-"""Per-class metrics against scikit-learn on random labels; time to target and its Kaplan–Meier
-median on constructed cases; the trainer's confusion matrix against a direct count."""
+"""Per-class metrics against scikit-learn on random labels; time to target and its median on
+constructed cases; the trainer's confusion matrix against a direct count."""
 
 import math
 
@@ -10,7 +10,7 @@ import torch
 
 from reglab.config import ConfigError, RunConfig
 from reglab.study.classes import class_metrics, micro, run_columns
-from reglab.study.target import km_median, parse_target, run_times, time_to_target
+from reglab.study.target import fraction_reached, median_time, parse_target, run_times, time_to_target
 from reglab.train.loop import Trainer
 
 
@@ -80,17 +80,40 @@ def test_a_target_on_no_epoch_metric_is_refused_before_anything_runs():
         load_spec("quickstart").with_statistics(target={"val_acc": 0.9})
 
 
-def test_kaplan_meier_median_by_hand():
-    # reached at 2 and 3, censored at 4 and 4: S(2) = 3/4, S(3) = 3/4 · 2/3 = 1/2 -> median 3
-    assert km_median(np.array([2, 3, 4, 4]), np.array([True, True, False, False])) == 3
-    # censoring before an event: at risk 3 at t=3 after one censored at 1: S(3) = 2/3, S(5) = 0
-    assert km_median(np.array([1, 3, 5, 5]), np.array([False, True, True, True])) == 5
-    assert km_median(np.array([4, 4]), np.array([False, False])) == math.inf
-    # S(3) = 8/10 · 6/8 · 5/6 = ½ exactly, which the product of floats leaves a hair above ½
-    times = np.array([1, 1, 2, 2, 3, 3, 4, 4, 5, 5])
-    assert km_median(times, np.array([1, 1, 1, 1, 1, 0, 1, 0, 0, 0], bool)) == 3
-    assert km_median(times, np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0], bool)) == 3  # half reached, by epoch 3
-    assert km_median(np.array([2, 4, 6]), np.array([True, False, False])) == math.inf  # S stays 2/3
+def test_median_time_by_hand():
+    # reached at 2 and 3, 2 of 4 never: half reached by 3
+    assert median_time(np.array([2, 3, 4, 4]), np.array([True, True, False, False])) == 3
+    # a run that never reaches it stays counted, however early it ended: 3 of 4 reached, the 2nd by 5
+    assert median_time(np.array([1, 3, 5, 5]), np.array([False, True, True, True])) == 5
+    assert median_time(np.array([4, 4]), np.array([False, False])) == math.inf
+    assert median_time(np.array([2, 4, 6]), np.array([True, False, False])) == math.inf  # 1 of 3
+    assert median_time(np.array([7, 1, 4]), np.array([True, False, True])) == 7  # 2 of 3: the 2nd arrival
+    assert math.isnan(median_time(np.array([]), np.array([], bool)))
+    # brute force: the median is the first t whose share reached is ≥ ½, for random cases
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 8))
+        times, reached = rng.integers(1, 6, n).astype(float), rng.random(n) < 0.6
+        share = {t: (reached & (times <= t)).sum() / n for t in range(1, 6)}
+        expected = min((t for t in share if share[t] >= 0.5), default=math.inf)
+        assert median_time(times, reached) == expected
+        x, y = fraction_reached(times, reached)
+        assert all(y[np.searchsorted(x, t, side="right") - 1] == share[t] for t in range(1, 6))
+
+
+def test_runs_that_never_reach_the_target_are_not_censored():
+    # 5 runs: two diverge at epoch 1, two reach it at epochs 5 and 6, one never does. Censoring the
+    # diverged runs at epoch 1 would leave 3 at risk and give a median of 6 (S(6) = 2/3 · 1/2).
+    curves = {0: [0.1], 1: [0.1], 2: [0.5, 0.6, 0.7, 0.8, 0.9, 0.9], 3: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9],
+              4: [0.5, 0.6, 0.7, 0.8, 0.85, 0.85]}
+    runs, epochs = _study({("a", s): c for s, c in curves.items()}, statuses={"a__s0": "diverged", "a__s1": "diverged"})
+    row = time_to_target(runs, epochs, ["a"], "test_acc", 0.9).iloc[0]
+    assert (row["reached"], row["n"], row["median_epoch"]) == (2, 5, math.inf)
+    # wall time: the one run that reached it took longest; the two that never did ended earlier
+    runs, epochs = _study({("b", 0): [0.5, 0.95], ("b", 1): [0.5, 0.6], ("b", 2): [0.5, 0.6]})
+    epochs.loc[epochs["seed"] > 0, "seconds"] = 1.9
+    row = time_to_target(runs, epochs, ["b"], "test_acc", 0.9).iloc[0]
+    assert row["median_seconds"] == math.inf and row["median_epoch"] == math.inf
 
 
 def _study(curves: dict[tuple[str, int], list[float]], statuses=None):
@@ -114,7 +137,7 @@ def test_time_to_target_keeps_runs_that_never_reach_it():
     table = time_to_target(runs, epochs, ["a", "b"], "test_acc", 0.9).set_index("arm")
     assert table.loc["a", "reached"] == 2 and table.loc["a", "n"] == 3
     assert table.loc["a", "median_epoch"] == 2 and table.loc["a", "median_seconds"] == 4.0
-    assert table.loc["b", "n"] == 2 and table.loc["b", "median_epoch"] == math.inf  # diverged run censored
+    assert table.loc["b", "n"] == 2 and table.loc["b", "median_epoch"] == math.inf  # diverged run kept
     loss = run_times(runs, epochs, "test_loss", 0.1)  # lower is better for losses
     assert loss.set_index("run_id").loc["a__s2", "epoch"] == 1
     with pytest.raises(ConfigError, match="target: 'val_acc' is not an epoch metric"):  # no validation split

@@ -70,8 +70,9 @@ ROBUST_NOTE = ("IQM: mean of the middle 50% of the finished runs; interval from 
                "(each arm resampled on its own). P(beats baseline): probability that a random run of the arm "
                "beats a random baseline run (ties count ½; 0.5 = no tendency), with a stratified bootstrap "
                "interval.")
-TARGET_NOTE = ("Runs that never reach the target are censored at their last epoch, not dropped; the median is "
-               "the Kaplan–Meier estimate and reads 'not reached' when over half of the runs never got there.")
+TARGET_NOTE = ("Runs that never reach the target (diverged ones included) are kept as not reached, not dropped; "
+               "the median is the first epoch (or second) by which at least half of the arm's finished runs "
+               "reached it, and reads 'not reached' when fewer than half ever did.")
 CLASS_NOTE = ("Per run, from its test-set confusion matrix: macro averages weigh every class equally; micro F1 "
               "pools the counts and equals the accuracy. Mean ± std over finished runs.")
 SEARCH_NOTE = ("A trial is one configuration over every seed; its objective aggregates the seeds' final "

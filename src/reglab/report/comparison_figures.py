@@ -15,7 +15,7 @@ from reglab.study.classes import class_metrics
 from reglab.study.results import Study
 from reglab.study.robust import performance_profile
 from reglab.study.stats import METRIC_BY_COLUMN
-from reglab.study.target import run_times
+from reglab.study.target import fraction_reached, run_times
 
 
 def _done(study: Study, column: str) -> pd.DataFrame:
@@ -74,9 +74,7 @@ def profile_figure(study: Study, column: str) -> FigureData:
 
 
 def target_figure(study: Study) -> FigureData:
-    """Kaplan–Meier fraction of runs that reached the target by epoch t (censored runs kept)."""
-    from scipy import stats
-
+    """Fraction of each arm's finished runs that reached the target by epoch t (`fraction_reached`)."""
     (metric, target), = study.spec.statistics.target.items()
     times, colors = run_times(study.runs, study.epochs, metric, target), _colors(study.arms)
     fig = Figure(figsize=(7, 4.2), layout="constrained")
@@ -87,20 +85,19 @@ def target_figure(study: Study) -> FigureData:
         if t.empty:
             continue
         reached, epochs = t["reached"].to_numpy(bool), t["epoch"].to_numpy(float)
-        if reached.any():
-            sf = stats.ecdf(stats.CensoredData(uncensored=epochs[reached], right=epochs[~reached])).sf
-            x, y = np.r_[0, sf.quantiles], np.r_[0, 1 - sf.probabilities]
-        else:
-            x, y = np.array([0, epochs.max()]), np.array([0.0, 0.0])
+        x, y = fraction_reached(epochs, reached)
+        x, y = np.r_[x, epochs.max()], np.r_[y, y[-1]]  # held to the arm's longest run
         tables.append(pd.DataFrame({"arm": arm, "epoch": x, "fraction_reached": y}))
         ax.step(x, y, where="post", color=colors[arm], lw=1.6,
                 label=f"{_label(study, arm)} ({int(reached.sum())}/{len(t)} reached)")
-    ax.set(xlabel="epoch", ylabel="fraction reached (Kaplan–Meier)", ylim=(-0.02, 1.02),
+    ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
+    ax.set(xlabel="epoch", ylabel="fraction of finished runs reached", ylim=(-0.02, 1.02),
            title=f"time to {metric} {'≤' if metric.endswith('loss') else '≥'} {target:g}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    caption = ("Kaplan–Meier estimate of the fraction of runs that have reached the target by each epoch; "
-               "runs that never reach it are censored at their last epoch, not dropped.")
+    caption = ("Fraction of each arm's finished runs that have reached the target by each epoch; runs that "
+               "never reach it (diverged ones included) stay in the denominator. The median epoch is where "
+               "a curve crosses ½ (dotted).")
     return FigureData("target", "Time to target", caption, fig, pd.concat(tables, ignore_index=True)
                       if tables else pd.DataFrame(columns=["arm", "epoch", "fraction_reached"]))
 

@@ -89,8 +89,8 @@ class Study:
                             higher_is_better=METRIC_BY_COLUMN[metric].higher_is_better)
 
     def time_to_target(self) -> pd.DataFrame | None:
-        """Per arm: runs that reached the spec's `statistics.target`, Kaplan–Meier median epoch and
-        seconds (None without a target)."""
+        """Per arm: runs that reached the spec's `statistics.target`, median epoch and seconds
+        (`reglab.study.target.median_time`; None without a target)."""
         if not self.spec.statistics.target:
             return None
         (metric, target), = self.spec.statistics.target.items()

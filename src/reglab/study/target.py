@@ -1,11 +1,13 @@
 """Time to target: the first epoch (and wall-clock seconds) at which a run's epoch metric reaches a target.
 
 A metric whose name ends in ``loss`` reaches the target when it is ≤ the target, any other metric
-(accuracies) when it is ≥. A finished run that never reaches it is *censored* at its last epoch — it
-is kept, not dropped: per arm the report gives "k/n reached" and the Kaplan–Meier median
-(`scipy.stats.ecdf` on right-censored data), the first t at which the estimated fraction of runs
-still short of the target falls to ½ or below; when more than half never reach it the median is
-"not reached" (> the longest run).
+(accuracies) when it is ≥. A finished run (done, early-stopped or diverged) that never reaches it is
+kept as *not reached*, not dropped and not censored: its training is over, so it never will, and
+censoring it at its last epoch would take it out of the runs still short of the target and make
+the arm look faster (a run that diverged at epoch 1, or one that trained a little faster in wall
+time, would leave the denominator). Per arm the report gives "k/n reached" and the median time:
+the first t by which at least half of the arm's finished runs have reached the target; "not
+reached" when fewer than half ever do.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from reglab.config import ConfigError, parse_value
 
@@ -34,7 +35,7 @@ def lower_is_better(metric: str) -> bool:
 
 def run_times(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str, target: float) -> pd.DataFrame:
     """Per finished run (done or diverged): reached, epoch and seconds (first reaching the target, else
-    the last epoch and the total seconds, censored)."""
+    the last epoch and the total seconds)."""
     finished = runs[runs["status"].isin(["done", "diverged"])]
     if metric not in epochs:
         raise ConfigError(f"target: {metric!r} is not an epoch metric of this study "
@@ -53,30 +54,39 @@ def run_times(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str, target: flo
     return pd.DataFrame(rows, columns=["run_id", "arm", "seed", "reached", "epoch", "seconds"])
 
 
-def km_median(times: np.ndarray, reached: np.ndarray) -> float:
-    """Kaplan–Meier median time to target; inf when the estimated survival never falls to ½."""
+def median_time(times: np.ndarray, reached: np.ndarray) -> float:
+    """First time by which at least half of the runs reached the target (runs not `reached` never do);
+    inf when fewer than half ever do, NaN without runs."""
     times, reached = np.asarray(times, dtype=float), np.asarray(reached, dtype=bool)
+    half = -(-len(times) // 2)  # ⌈n/2⌉ runs
     if not len(times):
         return math.nan
-    if not reached.any():
+    if reached.sum() < half:
         return math.inf
-    data = stats.CensoredData(uncensored=times[reached], right=times[~reached])
-    sf = stats.ecdf(data).sf
-    below = sf.quantiles[sf.probabilities <= 0.5 + 1e-12]  # S = ½ exactly may round to 0.5000000000000001
-    return float(below[0]) if len(below) else math.inf
+    return float(np.sort(times[reached])[half - 1])
+
+
+def fraction_reached(times: np.ndarray, reached: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The step function t -> share of the runs that reached the target by t: its jump times (from 0)
+    and the share from each on."""
+    hits = np.sort(np.asarray(times, dtype=float)[np.asarray(reached, dtype=bool)])
+    steps, first = np.unique(hits, return_index=True)
+    counts = np.r_[first[1:], len(hits)] if len(hits) else np.array([], dtype=int)
+    return np.r_[0.0, steps], np.r_[0.0, counts / max(len(times), 1)]
 
 
 def time_to_target(runs: pd.DataFrame, epochs: pd.DataFrame, arms: list[str], metric: str,
                    target: float) -> pd.DataFrame:
-    """Per arm: runs reached / finished, KM median epoch and seconds, and the epochs of those that reached."""
+    """Per arm: runs reached / finished, median epoch and seconds (`median_time`), and the epochs of those
+    that reached."""
     times = run_times(runs, epochs, metric, target)
     rows = []
     for arm in arms:
         t = times[times["arm"] == arm]
         reached = t["reached"].to_numpy(bool)
         rows.append({"arm": arm, "metric": metric, "target": target, "reached": int(reached.sum()), "n": len(t),
-                     "median_epoch": km_median(t["epoch"].to_numpy(float), reached),
-                     "median_seconds": km_median(t["seconds"].to_numpy(float), reached),
+                     "median_epoch": median_time(t["epoch"].to_numpy(float), reached),
+                     "median_seconds": median_time(t["seconds"].to_numpy(float), reached),
                      "epochs_reached": sorted(t.loc[t["reached"], "epoch"].astype(int).tolist()),
                      "longest_epoch": int(t["epoch"].max()) if len(t) else 0})
     return pd.DataFrame(rows)
