@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from reglab.report.format import p_value
 from reglab.study.stability import fluctuation, seed_spread
-from reglab.study.stats import bootstrap_diff, compare, describe, summarize, verdict
+from reglab.study.stats import bootstrap_diff, compare, describe, format_p, summarize, verdict
 
 A = [0.712, 0.705, 0.720, 0.709, 0.716]
 B = [0.650, 0.662, 0.655, 0.648, 0.659]
@@ -77,6 +78,19 @@ def test_verdict_rules():
     assert verdict(0.08, 0.02, 3, 3, interval=(0.001, 0.03)) == (
         "not distinguishable at n=3 seeds (p_holm=0.08 ≥ α=0.05, although the bootstrap interval excludes 0)")
     assert compare([0.9], [0.5, 0.6]).test == "—"
+
+
+def test_a_shown_p_is_on_the_same_side_of_alpha_as_the_verdict():
+    # 3 decimals made 0.0496 "0.050" beside "better"; the shown p must never contradict the verdict
+    assert verdict(0.0496, 1.0, 5, 5) == "better (p_holm=0.0496)"
+    assert verdict(0.04996, 1.0, 5, 5) == "better (p_holm=0.04996)"
+    rng = np.random.default_rng(0)
+    for p in np.r_[rng.uniform(0.04, 0.06, 2000), 0.05, 0.0499999999, 0.0500000001, 0.0004, 0.2]:
+        for alpha in (0.05, 0.01, 0.1):
+            for shown in (format_p(p, alpha), p_value(p) if alpha == 0.05 else format_p(p, alpha)):
+                as_number = 0.0 if shown == "<0.001" else float(shown)
+                assert (as_number < alpha) == (p < alpha), (p, alpha, shown)
+                assert shown == "<0.001" or abs(as_number - p) <= 5e-3 * p  # ≥ 3 significant digits
 
 
 def test_bootstrap_interval_against_a_direct_resampling():

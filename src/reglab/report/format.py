@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from reglab.study.stats import format_p
+
 
 def is_acc(metric: str) -> bool:
     return metric.endswith("_acc") or metric == "gap_acc" or metric.startswith("spread_test_acc")
@@ -53,9 +55,7 @@ def diff_interval(metric: str, low: float, high: float) -> str:
 
 
 def p_value(p: float) -> str:
-    if not _ok(p):
-        return "—"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+    return format_p(p) if _ok(p) else "—"
 
 
 def probability(p: float) -> str:

@@ -221,7 +221,7 @@ def verdict(p_adjusted: float, diff: float, n_arm: int, n_base: int, *, higher_i
     if n_arm < 2 or n_base < 2:
         return "needs ≥ 2 seeds"
     name = f"p_{correction}" if correction != "none" else "p"
-    shown = f"{name}={_p(p_adjusted)}"
+    shown = f"{name}={format_p(p_adjusted, alpha)}"
     if math.isfinite(p_adjusted) and p_adjusted < alpha and diff != 0:
         if higher_is_better is None:  # no direction is better
             return f"{'higher' if diff > 0 else 'lower'} ({shown})"
@@ -233,10 +233,18 @@ def verdict(p_adjusted: float, diff: float, n_arm: int, n_base: int, *, higher_i
     return f"not distinguishable at n={n} seeds ({shown})"
 
 
-def _p(p: float) -> str:
+def format_p(p: float, alpha: float = ALPHA) -> str:
+    """`p` to 3 significant digits ("<0.001" below), with more where 3 would round it onto the other
+    side of `alpha` (0.0496 is "0.0496", not "0.050", beside the verdict "better")."""
     if not math.isfinite(p):
         return "—"
-    return "<0.001" if p < 0.001 else f"{p:.3g}"
+    if p < 0.001 and alpha > 0.001:
+        return "<0.001"
+    for digits in range(3, 17):
+        text = f"{p:.{digits}g}"
+        if (float(text) < alpha) == (p < alpha):
+            return text
+    return repr(p)
 
 
 def summarize(runs: pd.DataFrame, arms: Sequence[str], baseline: str, *,
