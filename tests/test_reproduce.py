@@ -166,6 +166,21 @@ def test_summary_has_a_row_per_claim_and_pending_rows_for_old_runs(tmp_path):
     assert "| a \\| b | 1% | 2% | disagree |" in text and "Totals: 1 agree, 1 disagree" in text
 
 
+def test_a_superseded_verdict_counts_as_today_and_keeps_the_committed_one_in_its_text(tmp_path):
+    from reglab.reproduce.summary import RESULTS_DIR, SUPERSEDED_VERDICTS, load, markdown, rows
+
+    for (name, claim) in SUPERSEDED_VERDICTS:  # every entry names a committed claim
+        assert claim in [c["claim"] for c in load(RESULTS_DIR, name)["claims"]], (name, claim)
+    (name, claim), (verdict, reason) = next(iter(SUPERSEDED_VERDICTS.items()))
+    _results(tmp_path, name, budget="full", seconds=60, claims=[
+        {"claim": claim, "source": "1%", "reglab": "2%", "verdict": "agree", "criterion": "old rule"},
+        {"claim": "another", "source": "1%", "reglab": "2%", "verdict": "agree", "criterion": "rule"}])
+    row, other = (r for r in rows(tmp_path) if r[1] in (claim, "another"))
+    assert row[4] == verdict != "agree" and row[5].startswith("Committed verdict 'agree', superseded: " + reason)
+    assert row[5].endswith("Committed criterion: old rule") and other[4] == "agree"
+    assert "Totals: 1 agree" in markdown(tmp_path)
+
+
 def test_sources_hash_is_sha256_over_every_source_path_and_its_bytes():
     """The code version outside a git checkout: a hash over every .py and .toml of the package, path and bytes."""
     import hashlib

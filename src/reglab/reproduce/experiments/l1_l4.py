@@ -16,7 +16,8 @@ Student-t interval over seeds of the paired differences:
 * "L1 (L3) reaches dropout": |mean(acc L1 − acc R_drop)| ≤ 1 point;
 * "R1 carries the benefit": acc L1 − acc R_S has its interval above 0;
 * "R̃2 helps only slightly": acc L1 − acc L2 has its interval above 0 (L2's gain is the smaller);
-* "without R1 dropout loses its benefit": mean(acc L4 − acc R_S) < ½ mean(acc R_drop − acc R_S).
+* "without R1 dropout loses its benefit": |mean(acc L4 − acc R_S)| ≤ 1 point (L4 near R_S, as L3
+  near R_drop).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ without dropout they do not.
 Choices where the source is silent (also in results.json "choices"): teacher f*(x) = tanh(w*·x) with
 w* a fixed random unit vector; 100 training inputs x ~ N(0, I_10); student width 1000 with biases,
 initialised in the linear regime N(0, m^−0.2) (the chapter's Fig. 1.8 init); Adam, lr 1e-3 (the
-chapter's rate for its other two-layer tanh experiments), full batch, 10,000 steps; drop rates 0.1
+rate of Fig. 1.2's condensation experiments, which Fig. 1.3 continues; Fig. 1.7's tanh networks use
+1e-4), full batch, 10,000 steps; drop rates 0.1
 and 0.3 against 0; 3 seeds.
 """
 
