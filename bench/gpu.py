@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -168,8 +169,10 @@ def bench_study(spec: StudySpec, size: dict, device: torch.device) -> dict:
         result = run_study(spec, Path(out), executor=make_executor("packed", workers=1, device=str(device)),
                            progress=False)
         ours = time.perf_counter() - start
-    runs = result.runs
+    runs, epochs = result.runs, result.epochs
     accuracy = {arm: runs[runs["arm"] == arm]["final_test_acc"].tolist() for arm in spec.arms}
+    # a packed run's train_seconds is its share of the pack's steps, so the sums are the study's totals
+    train_s, eval_s = (float(epochs[k].sum()) if k in epochs else math.nan for k in ("train_seconds", "eval_seconds"))
     chosen = [(arm, cfgs[0].override({"train.amp": False})) for arm, cfgs in configs.items()]
     chosen = chosen[:size["reference_runs"]]
     cpu = load_dataset(chosen[0][1].data, device="cpu")
@@ -181,7 +184,7 @@ def bench_study(spec: StudySpec, size: dict, device: torch.device) -> dict:
     total = sum(len(c) for c in configs.values())
     return {"runs": total, "reglab_s": ours, "reference_measured_s": measured, "reference_runs": len(chosen),
             "reference_s": measured * total / len(chosen), "accuracy": accuracy, "reference_accuracy": reference,
-            "failed": int((runs["status"] != "done").sum())}
+            "failed": int((runs["status"] != "done").sum()), "train_s": train_s, "eval_s": eval_s}
 
 
 def bench_surface(data: dict, size: dict, device: torch.device) -> dict:
@@ -336,7 +339,9 @@ def table(header: str, singles: dict[str, dict], study: dict, surface: dict, siz
              + (f" ({single['graph_note']})" if single["graph_note"] else ""),
              f"single run: the epoch's steps alone (no per-epoch work) {single['steps_only_s']:.2f} s",
              *profile_lines(single["epoch_profile"]),
-             f"study: {study['failed']} failed run(s)",
+             f"study: {study['failed']} failed run(s); of reglab's {study['reglab_s']:.1f} s, training "
+             f"{study['train_s']:.1f} s, evaluation {study['eval_s']:.1f} s, the rest "
+             f"{study['reglab_s'] - study['train_s'] - study['eval_s']:.1f} s (building runs, checkpoints, records)",
              "", "final test accuracy (mean ± std over seeds):"]
     for arm, values in study["accuracy"].items():
         reference = spread(study["reference_accuracy"].get(arm, []))
