@@ -65,6 +65,7 @@ from reglab.config import RunConfig
 from reglab.data import TensorData, load_dataset
 from reglab.data.registry import Found, register_dataset
 from reglab.errors import one_line
+from reglab.models import build_model
 from reglab.study import load_spec, make_executor, run_study
 from reglab.study.packed import solo_step_seconds
 from reglab.study.spec import StudySpec
@@ -122,34 +123,48 @@ def seed000_model(size: dict) -> dict:
     return {**model, "options": {**model.get("options", {}), **size["cnn"]}}
 
 
-def bench_single(data: dict, size: dict, device: torch.device, amp: bool, speed: dict, *, model: dict) -> dict:
-    """`speed`: ``train.channels_last`` and ``train.cudnn_benchmark`` (``--nchw``, ``--cudnn-heuristics``)."""
-    cfg = RunConfig.from_dict({
+def single_config(data: dict, size: dict, device: torch.device, amp: bool, speed: dict, *, model: dict) -> RunConfig:
+    """The single-run rows' run: `model` on `data`, Adam, batch 64. `speed`: ``train.channels_last`` and
+    ``train.cudnn_benchmark`` (``--nchw``, ``--cudnn-heuristics``)."""
+    return RunConfig.from_dict({
         "seed": 0, "data": subset(data, size), "model": model,
         "optim": {"name": "adam", "lr": 1e-3},
         "train": {"epochs": size["single_epochs"] + 1, "batch_size": 64, "device": str(device),
                   "eval_train_samples": 0, "amp": amp, **speed},
     })
+
+
+def bench_single(cfg: RunConfig, device: torch.device) -> dict:
+    """One epoch of `cfg` as reglab trains it (a pack of one) against one of the plain loop, alternating.
+    The reference's model is built as a user builds it (`build_model`, NCHW, seeded; not `Trainer`'s,
+    which is channels-last on CUDA by default)."""
     pack = PackedTrainer([Trainer(cfg)])
     cpu = load_dataset(cfg.data, device="cpu")
-    torch.manual_seed(1)
-    reference_model = Trainer(cfg).model
+    torch.manual_seed(cfg.seed)  # the same initial weights as reglab's run
+    reference_model = build_model(cfg.model, input_shape=cpu.input_shape, num_outputs=cpu.num_outputs,
+                                  reg=cfg.regularize).to(device)
     kwargs = {"batch_size": 64, "lr": 1e-3, "device": device, "seed": 1}
     pack._train_epoch()  # warm-up: graph capture, allocator
     reference_epoch(reference_model, cpu.x_train, cpu.y_train, **kwargs)
     ours, ref = [], []
-    for _ in range(size["single_epochs"]):
+    for _ in range(cfg.train.epochs - 1):
         ref.append(reference_epoch(reference_model, cpu.x_train, cpu.y_train, **kwargs)[0])
         synchronize(device)
         start = time.perf_counter()
         pack._train_epoch()
         synchronize(device)
         ours.append(time.perf_counter() - start)
-    n = cpu.x_train.shape[0]
-    return {"model": model, "samples": n, "reference_s": statistics.median(ref), "reglab_s": statistics.median(ours),
+    return {"model": cfg.model.model_dump(mode="json"), "samples": cpu.x_train.shape[0],
+            "reference_s": statistics.median(ref), "reglab_s": statistics.median(ours),
             "graph": pack.graph is not None, "graph_note": pack.graph_note,
-            "steps_only_s": pack.time_step(20) * pack.trainers[0].steps_per_epoch,  # the epoch's steps, no overhead
-            "epoch_profile": profile_epoch(pack, device)}
+            "steps_only_s": pack.time_step(20) * pack.trainers[0].steps_per_epoch}  # the epoch's steps, no overhead
+
+
+def epoch_profile(cfg: RunConfig, device: torch.device) -> dict:
+    """`profile_epoch` of a fresh pack of one of `cfg`, after a warm-up epoch."""
+    pack = PackedTrainer([Trainer(cfg)])
+    pack._train_epoch()
+    return profile_epoch(pack, device)
 
 
 def study_spec(data: dict, size: dict, device: torch.device, amp: bool, speed: dict) -> StudySpec:
@@ -226,9 +241,7 @@ def bench_pack_scaling(spec: StudySpec, size: dict, device: torch.device) -> dic
                               for c in configs[:k]])
         rows[f"{'bf16' if amp else 'float32'} K={k} {'channels_last' if other else 'NCHW'}"] = pack.time_step(10)
     solo = solo_step_seconds(configs[0].override({"train.amp": False}), 10)
-    amp = device.type == "cuda"
-    profile = profile_step([c.override({"train.amp": amp}) for c in configs[:max(size["pack_sizes"])]], device)
-    return {"step_s": rows, "solo_step_s": solo, "profile": profile}
+    return {"step_s": rows, "solo_step_s": solo}
 
 
 def bench_compiled(configs: list[RunConfig], device: torch.device) -> dict:
@@ -395,10 +408,11 @@ def main() -> None:
               f"data: {note}")
     print(header, flush=True)
     plain, residual = seed000_model(size), {"name": "deeper_cnn", "options": size["cnn"]}
-    singles = {"single": bench_single(data, size, device, amp, speed, model=plain)}
+    single_cfgs = {"single": single_config(data, size, device, amp, speed, model=plain)}
     if amp or args.dry_run:
-        singles["single_float32"] = bench_single(data, size, device, False, speed, model=plain)
-    singles["single_residual"] = bench_single(data, size, device, amp, speed, model=residual)
+        single_cfgs["single_float32"] = single_config(data, size, device, False, speed, model=plain)
+    single_cfgs["single_residual"] = single_config(data, size, device, amp, speed, model=residual)
+    singles = {name: bench_single(cfg, device) for name, cfg in single_cfgs.items()}
     print(f"single runs done: {singles}", flush=True)
     scaling = bench_pack_scaling(study_spec(data, size, device, amp, speed), size, device)
     print(f"pack scaling done: {scaling}", flush=True)
@@ -415,6 +429,12 @@ def main() -> None:
     except Exception as err:  # e.g. CUDA refusing work after a failed capture: keep the rest of the table
         forms = {"all forms": {"vmap": one_line(err, first_line=True)}}
     print(f"pack forms done: {forms}", flush=True)
+    # last: a profiler session can leave the process slower for eager code (kineto's hooks), and on the
+    # H200 the reference epochs timed after one took 23–28% longer than the same epochs before it
+    singles["single"]["epoch_profile"] = epoch_profile(single_cfgs["single"], device)
+    scaling["profile"] = profile_step([c.override({"train.amp": amp}) for c in
+                                       pack_configs(study_spec(data, size, device, amp, speed), size)
+                                       [:max(size["pack_sizes"])]], device)
     text = table(header, singles, study, surface, size, scaling, forms)
     print()
     print(text)

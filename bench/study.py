@@ -8,11 +8,12 @@ The study is the seed000 preset (DeeperCNN with BatchNorm, momentum SGD, cosine 
 MNIST) with its first `--arms` arms, on `--dataset` (default: MNIST where its files are found, else
 the 5,000 real digits of mnist-5k, which every installation has). Both sides train the same runs (model, optimizer,
 schedule and initialisation from the run config) and evaluate the test set after every epoch;
-reglab's per-epoch evaluation of training samples is switched off so the work matches. Each side
-runs as its user would: the reference loop run after run in one process with torch's default
-threads, reglab as `reglab compare` does (on CPU 2 worker processes where there are ≥ 2 cores, each
-with its runs' `train.threads`). Prints the wall time of each side, the ratio and the final test
-accuracy per arm (mean ± std over seeds).
+reglab's per-epoch evaluation of training samples and its checkpoints are switched off so the work
+matches. reglab runs as `reglab compare` does (on CPU 2 worker processes where there are ≥ 2 cores,
+each with its runs' `train.threads`); the reference loop runs after run in one process, on CPU with
+as many torch threads as reglab's workers use in all (else a 1-thread reference would face 2 cores).
+Prints the wall time of each side, the ratio and the final test accuracy per arm (mean ± std over
+seeds).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from reglab.cli.study import default_workers
 from reglab.data import get_dataset_info, load_dataset
 from reglab.study import StudySpec, load_spec, make_executor, run_study
 from reglab.study.packed import parse_pack
-from reglab.train.loop import cached_dataset
+from reglab.train.loop import cached_dataset, torch_threads
 
 CPU_DEFAULTS = {"arms": 2, "seeds": 2, "epochs": 1, "train_subset": 1024, "test_subset": 1000}
 CUDA_DEFAULTS = {"arms": 4, "seeds": 5, "epochs": 10, "train_subset": None, "test_subset": None}
@@ -40,7 +41,8 @@ CUDA_DEFAULTS = {"arms": 4, "seeds": 5, "epochs": 10, "train_subset": None, "tes
 def bench_spec(args: argparse.Namespace) -> StudySpec:
     spec = load_spec("seed000", seeds=args.seeds, epochs=args.epochs).to_dict()
     spec["arms"] = dict(list(spec["arms"].items())[:args.arms])
-    spec["base"] = {**spec["base"], "train": {**spec["base"].get("train", {}), "eval_train_samples": 0}}
+    spec["base"] = {**spec["base"], "train": {**spec["base"].get("train", {}), "eval_train_samples": 0,
+                                              "checkpoint_every": 0}}
     overrides = {"train.device": args.device, "data.name": args.dataset, "data.train_subset": args.train_subset,
                  "data.test_subset": args.test_subset}
     return StudySpec.from_dict(spec).override({k: v for k, v in overrides.items() if v is not None})
@@ -76,21 +78,24 @@ def main() -> None:
 
     spec = bench_spec(args)
     device = torch.device(args.device)
+    first = spec.arm_config(next(iter(spec.arms)), spec.seed_list[0])
+    reference_threads = args.workers * first.train.threads  # the cores reglab's workers use
     print(f"seed000: {args.arms} arms × {args.seeds} seeds × {args.epochs} epochs, train subset "
           f"{args.train_subset or 'all'}, device {device} "
-          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}); "
-          f"reglab in {args.workers} worker(s), train.threads = "
-          f"{spec.arm_config(next(iter(spec.arms)), spec.seed_list[0]).train.threads} each")
-    cached_dataset(spec.arm_config(next(iter(spec.arms)), spec.seed_list[0]), device)  # load outside the timings
+          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}); "
+          f"reglab in {args.workers} worker(s), train.threads = {first.train.threads} each"
+          + (f"; reference with {reference_threads} torch thread(s)" if device.type == "cpu" else ""))
+    cached_dataset(first, device)  # load outside the timings
     walls: dict[str, float] = {}
     accuracy: dict[str, dict[str, list[float]]] = {}
     if not args.skip_reference:
         configs = {arm: [spec.arm_config(arm, seed) for seed in spec.seed_list] for arm in spec.arms}
         data = load_dataset(next(iter(configs.values()))[0].data, device="cpu")
-        start = time.perf_counter()
-        accuracy["reference"] = {arm: [reference_run(cfg, data, device)[1] for cfg in cfgs]
-                                 for arm, cfgs in configs.items()}
-        walls["reference"] = time.perf_counter() - start
+        with torch_threads(reference_threads if device.type == "cpu" else torch.get_num_threads()):
+            start = time.perf_counter()
+            accuracy["reference"] = {arm: [reference_run(cfg, data, device)[1] for cfg in cfgs]
+                                     for arm, cfgs in configs.items()}
+            walls["reference"] = time.perf_counter() - start
     for pack in packs:
         name = "local" if pack == "off" else "packed"
         executor = make_executor(name, workers=args.workers, device=args.device,
