@@ -34,7 +34,7 @@ def test_gpu_benchmark_dry_run_prints_and_writes_its_table(tmp_path):
     assert numbers["single"]["model"]["options"]["residual"] is False  # source 000's network, as the study's
     assert "residual" not in numbers["single_residual"]["model"]["options"]  # reglab's default: residual
     study = numbers["study"]  # the study's seconds split: training and evaluation within the wall time
-    assert 0 < study["train_s"] and 0 < study["eval_s"] and study["train_s"] + study["eval_s"] < study["reglab_s"]
+    assert min(study["train_s"], study["eval_s"]) > 0 and study["train_s"] + study["eval_s"] < study["reglab_s"]
     forms = numbers["forms_s"]["float32 K=4"]  # no CUDA streams on CPU
     assert set(forms) == {"vmap", "loop", "gemm"} and all(isinstance(t, float) for t in forms.values())
 

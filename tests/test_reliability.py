@@ -219,6 +219,48 @@ def test_damaged_metrics_retrain_their_run_and_a_lost_index_deletes_nothing(tmp_
         assert rebuilt.executed == [] and epochs_of(rebuilt).equals(reference)
 
 
+def test_an_interrupted_rebuild_or_a_partial_index_never_trains_a_finished_run_again(tmp_path, monkeypatch):
+    """A rebuild killed after indexing some runs left a sound but partial study.db, and the next run
+    deleted the unindexed finished runs and trained them afresh. The rebuild now renames its index into
+    place whole, and a run directory the index lacks is adopted (finished: kept; else: resumed)."""
+    from reglab.study import runner
+
+    out = tmp_path / "study"
+    serial = LocalExecutor(workers=1)
+    spec = StudySpec.from_dict(SPEC)
+    reference = epochs_of(run_study(spec, out, executor=serial, progress=False))
+    (out / "study.db").write_bytes(b"garbage" * 100)
+    for name in ("study.db-wal", "study.db-shm"):
+        (out / name).unlink(missing_ok=True)
+    adopted = []
+
+    def adopt_then_die(store, task, position):
+        if len(adopted) == 2:
+            raise KeyboardInterrupt  # the driver killed mid-rebuild
+        adopted.append(task.run_id)
+        return real_adopt(store, task, position)
+
+    real_adopt = runner.adopt
+    monkeypatch.setattr(runner, "adopt", adopt_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, out, executor=serial, progress=False, rebuild=True)
+    monkeypatch.setattr(runner, "adopt", real_adopt)
+    assert (out / "study.db").read_bytes() == b"garbage" * 100  # the damaged index, untouched
+    assert not list(out.glob(".rebuild-*"))
+    rebuilt = run_study(spec, out, executor=serial, progress=False, rebuild=True)
+    assert rebuilt.executed == [] and epochs_of(rebuilt).equals(reference)
+
+    # a partial index (two runs missing from it): the missing runs are adopted, not deleted and retrained
+    with sqlite3.connect(out / "study.db") as db:
+        db.execute("DELETE FROM runs WHERE run_id IN ('l2__s0', 'l2__s1')")
+    marker = out / "runs" / "l2__s0" / "marker"
+    marker.write_text("kept")
+    (out / "runs" / "l2__s1" / "summary.json").unlink()  # unfinished: resumes from its checkpoint
+    again = run_study(spec, out, executor=serial, progress=False)
+    assert again.executed == ["l2__s1"] and marker.read_text() == "kept"
+    assert (again.runs["status"] == "done").all() and epochs_of(again).equals(reference)
+
+
 def test_damaged_run_files_under_a_lost_index_retrain_or_resume_their_runs(tmp_path):
     """--rebuild-index over a run whose config.json does not read (its checkpoint's config is unknown:
     set aside, trained afresh) and one whose summary.json is not an object (resumed: nothing to train)."""

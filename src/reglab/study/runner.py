@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,15 +98,18 @@ def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force
     todo = []
     for position, task in enumerate(tasks):
         row = rows.get(task.run_id)
-        if row is None or task.run_id in changed:
+        status = row.status if row is not None and task.run_id not in changed else None
+        if row is None and holds_own_run(task):  # on disk but not indexed: keep it, never train it afresh
+            status = adopt(store, task, position)
+        elif row is None or task.run_id in changed:
             shutil.rmtree(task.run_dir, ignore_errors=True)
             store.add_run(task.run_id, task.arm, task.seed, position, task.config.to_dict(),
                           hashes[task.run_id])
         elif row.position != position or row.arm != task.arm:
             store.set_position(task.run_id, task.arm, position)
-        if row is not None and task.run_id not in changed and row.status in FINISHED:
+        if status in FINISHED:
             if (task.run_dir / "summary.json").exists() and metrics_intact(task.run_dir) and (
-                    row.status != "done" or analysis_current(task.run_dir, task.analysis)):
+                    status != "done" or analysis_current(task.run_dir, task.analysis)):
                 continue
             store.mark_pending(task.run_id)  # its files were lost or damaged, or its analysis is missing: run again
         todo.append(task)
@@ -138,27 +142,51 @@ def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
     """Set the study's damaged index aside (``study.db.damaged``, or ``.damaged.N`` where that is
     taken) and write a new one from the run directories: a run whose directory holds summary.json and
     the run's own config.json counts as finished, every other run as pending (it resumes from its
-    checkpoint)."""
-    suffix, n = ".damaged", 0
-    while (out_dir / f"{DB_NAME}{suffix}").exists():
-        n += 1
-        suffix = f".damaged.{n}"
-    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
-        if (out_dir / name).exists():
-            (out_dir / name).replace(out_dir / f"{name}{suffix}")
-    with StudyStore(out_dir) as store:
-        store.set_spec(spec.to_dict(), spec.spec_hash)
-        for position, task in enumerate(tasks):
-            config = task.config.to_dict()
-            store.add_run(task.run_id, task.arm, task.seed, position, config, content_hash(config))
-            try:
-                same = same_run(read_config(task.run_dir), config)
-                summary = json.loads((task.run_dir / "summary.json").read_text())
-            except (OSError, ValueError):
-                continue
-            if same and isinstance(summary, dict) and summary.get("status") in FINISHED:
-                store.mark_finished(task.run_id, summary["status"], summary.get("seconds") or 0.0,
-                                    {k: v for k, v in summary.items() if k not in ("epochs", "config")})
+    checkpoint). The new index is written in a temporary folder and renamed into place whole, so an
+    interrupted rebuild leaves no partial index (whose missing runs a resume would train afresh)."""
+    building = Path(tempfile.mkdtemp(prefix=".rebuild-", dir=out_dir))
+    try:
+        with StudyStore(building) as store:
+            store.set_spec(spec.to_dict(), spec.spec_hash)
+            for position, task in enumerate(tasks):
+                adopt(store, task, position)
+        suffix, n = ".damaged", 0
+        while (out_dir / f"{DB_NAME}{suffix}").exists():
+            n += 1
+            suffix = f".damaged.{n}"
+        for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
+            if (out_dir / name).exists():
+                (out_dir / name).replace(out_dir / f"{name}{suffix}")
+        for name in (f"{DB_NAME}-wal", f"{DB_NAME}-shm", DB_NAME):  # the database file last
+            if (building / name).exists():
+                (building / name).replace(out_dir / name)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def adopt(store: StudyStore, task: RunTask, position: int) -> str:
+    """Index `task`'s run from its directory and return its status there: finished where it holds the
+    run's own config.json and a finished summary.json, else "pending" (it resumes from its checkpoint,
+    if any)."""
+    config = task.config.to_dict()
+    store.add_run(task.run_id, task.arm, task.seed, position, config, content_hash(config))
+    try:
+        summary = json.loads((task.run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return "pending"
+    if holds_own_run(task) and isinstance(summary, dict) and summary.get("status") in FINISHED:
+        store.mark_finished(task.run_id, summary["status"], summary.get("seconds") or 0.0,
+                            {k: v for k, v in summary.items() if k not in ("epochs", "config")})
+        return summary["status"]
+    return "pending"
+
+
+def holds_own_run(task: RunTask) -> bool:
+    """Whether `task.run_dir` holds this very run (its config.json reads as `task.config`)."""
+    try:
+        return same_run(read_config(task.run_dir), task.config.to_dict())
+    except (OSError, ValueError):
+        return False
 
 
 @contextmanager
