@@ -180,6 +180,31 @@ def test_a_packed_checkpoint_resumes_alone_as_the_uninterrupted_run(tmp_path):
     assert again.pack is None and not (tmp_path / "b" / "pack.json").exists()
 
 
+def test_a_pack_interrupted_while_writing_its_checkpoints_keeps_its_runs_at_one_step(tmp_path, monkeypatch):
+    """One run's checkpoint written and the next run's not: the two would resume an epoch apart, in
+    different packs. The pack writes every checkpoint of an epoch first and renames them after."""
+    from reglab.train import rundir
+
+    configs = [config(seed, **{"train.epochs": 2}) for seed in (0, 1)]
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    saves, real_save = [], torch.save
+
+    def save_then_die(obj, path, *args, **kwargs):
+        if str(path).endswith("checkpoint.pt.tmp"):
+            saves.append(path)
+            if len(saves) == 4:  # epoch 2, the second run's checkpoint
+                raise KeyboardInterrupt
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(rundir.torch, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        PackedTrainer([Trainer(c) for c in configs]).fit(dirs)
+    monkeypatch.setattr(rundir.torch, "save", real_save)
+    resumed = [Trainer(c) for c in configs]
+    kept = [t.open_run_dir(d) for t, d in zip(resumed, dirs, strict=True)]
+    assert [len(epochs) for epochs in kept] == [1, 1] and resumed[0].step == resumed[1].step
+
+
 def test_interrupted_runs_resume_together_in_a_pack_as_the_uninterrupted_runs(tmp_path):
     configs = [  # every state a resumed pack takes over: moments, a plateau schedule, EMA weights, BatchNorm
         config(0, **{"train.epochs": 3}),

@@ -530,6 +530,8 @@ class PackedTrainer:
                 on_epoch(i, metrics)
                 if not logs[i].record(metrics):
                     ended.append(i)
+            rundir.save_all_atomic([(self.trainers[i].state_dict(), logs[i].run_dir / "checkpoint.pt")
+                                    for i in self.active if logs[i].checkpoint_due])
             end(ended)
         end(list(self.active))
         return results
@@ -588,6 +590,7 @@ class RunLog:
     def __init__(self, trainer: Trainer, run_dir: Path | None, *, pack: dict):
         self.trainer, self.run_dir = trainer, run_dir
         self.epochs: list[dict] = []
+        self.checkpoint_due = False
         self.status, self.diverged_epoch, self.stopped_epoch = "done", None, trainer.stopper.stopped_epoch
         if run_dir is not None:
             if trainer.epoch:  # resumed (`Trainer.open_run_dir`): its epochs so far, and the pack they came from
@@ -600,10 +603,12 @@ class RunLog:
         self.pack = pack
 
     def record(self, metrics: dict) -> bool:
-        """Log an epoch, let early stopping see it and checkpoint on schedule (and on stopping), as
-        `Trainer.fit` does; False when the run ends here: it diverged or stopped early."""
+        """Log an epoch, let early stopping see it and set `checkpoint_due` on schedule (and on
+        stopping), as `Trainer.fit` checkpoints; False when the run ends here: it diverged or stopped
+        early. The pack writes the epoch's due checkpoints together (`rundir.save_all_atomic`)."""
         t = self.trainer
         self.epochs.append(metrics)
+        self.checkpoint_due = False
         if self.run_dir is not None:
             rundir.append_metrics(self.run_dir / "metrics.jsonl", metrics)
         if not (math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["test_loss"])):
@@ -611,8 +616,7 @@ class RunLog:
             return False
         stop = t.stopper.enabled and t.stopper.update(t.epoch, metrics, t.evaluated_model)
         every = t.cfg.train.checkpoint_every
-        if self.run_dir is not None and every and (t.epoch % every == 0 or stop):
-            rundir.save_atomic(t.state_dict(), self.run_dir / "checkpoint.pt")
+        self.checkpoint_due = self.run_dir is not None and bool(every) and (t.epoch % every == 0 or stop)
         if stop:
             self.stopped_epoch = t.epoch
         return not stop

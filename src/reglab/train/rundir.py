@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,9 +56,20 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    save_all_atomic([(obj, path)])
+
+
+def save_all_atomic(items: Sequence[tuple[Any, Path]]) -> None:
+    """Save each object to a temporary file first, then rename them all into place: an interruption
+    leaves the old files, or (within the renames' milliseconds) some new ones. A pack's checkpoints of
+    one epoch are written so, that its runs resume together, from the same step."""
+    written = []
+    for obj, path in items:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(obj, tmp)
+        written.append((tmp, path))
+    for tmp, path in written:
+        os.replace(tmp, path)
 
 
 def append_metrics(path: Path, record: dict) -> None:
