@@ -71,7 +71,7 @@ ROBUST_NOTE = ("IQM: mean of the middle 50% of the finished runs; interval from 
                "beats a random baseline run (ties count ½; 0.5 = no tendency), with a stratified bootstrap "
                "interval.")
 TARGET_NOTE = ("Runs that never reach the target (diverged ones included) are kept as not reached, not dropped; "
-               "the median is the first epoch (or second) by which at least half of the arm's finished runs "
+               "the median is the first epoch (or wall-clock time) by which at least half of the arm's finished runs "
                "reached it, and reads 'not reached' when fewer than half ever did.")
 CLASS_NOTE = ("Per run, from its test-set confusion matrix: macro averages weigh every class equally; micro F1 "
               "pools the counts and equals the accuracy. Mean ± std over finished runs.")

@@ -9,8 +9,7 @@ Choices where the source is silent (also in results.json "choices"): teacher f*(
 w* a fixed random unit vector; 100 training inputs x ~ N(0, I_10); student width 1000 with biases,
 initialised in the linear regime N(0, m^−0.2) (the chapter's Fig. 1.8 init); Adam, lr 1e-3 (the
 rate of Fig. 1.2's condensation experiments, which Fig. 1.3 continues; Fig. 1.7's tanh networks use
-1e-4), full batch, 10,000 steps; drop rates 0.1
-and 0.3 against 0; 3 seeds.
+1e-4), full batch, 10,000 steps; drop rates 0.1 and 0.3 against 0; 3 seeds.
 """
 
 from __future__ import annotations
