@@ -9,6 +9,7 @@ so nothing else on the machine is touched. About a minute on 2 busy cores, much 
 
 import importlib.util
 import json
+import math
 import os
 import signal
 import socket
@@ -163,6 +164,49 @@ def test_a_study_on_the_cluster_equals_the_study_run_locally(cluster, reference,
     assert sorted(progress) == sorted((run, e) for run in trained for e in range(1, EPOCHS + 1))
 
 
+def mailbox_killer_hook(marker: Path):
+    """A Ray worker setup hook: the progress mailbox's process SIGKILLs itself at its 5th take, once."""
+
+    def hook() -> None:
+        from reglab.study import ray_executor
+
+        plain, calls = ray_executor.Mailbox.take, []
+
+        def dying(self):
+            calls.append(1)
+            if len(calls) == 5 and not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+            return plain(self)
+
+        ray_executor.Mailbox.take = dying
+
+    return hook
+
+
+@needs_ray
+def test_a_lost_progress_mailbox_loses_no_run(cluster, reference, tmp_path):
+    """Until 2026-11-28 its death ended the study with an internal error; it is restarted now."""
+    from reglab.study.ray_executor import RayExecutor
+
+    marker = tmp_path / "killed"
+    executor = RayExecutor(address=cluster, runtime_env={"worker_process_setup_hook": mailbox_killer_hook(marker)})
+    result = run_study(SPEC, tmp_path / "study", executor=executor, progress=False)
+    assert marker.exists()
+    assert_same_study(result, reference)
+
+
+@needs_ray
+def test_a_run_size_no_node_has_is_refused_naming_the_options(cluster, tmp_path):
+    from reglab.study.ray_executor import RayExecutor
+
+    nodes = r"\(its live nodes: 1 CPUs and 0 GPUs, 1 CPUs and 0 GPUs\)$"
+    with pytest.raises(ConfigError, match=r"^cpus_per_run, gpus_per_run: no node of the Ray cluster has 8 CPUs and "
+                                          r"0 GPUs for a run " + nodes):
+        run_study(SPEC, tmp_path, executor=RayExecutor(address=cluster, cpus_per_run=8), progress=False)
+    assert {r["status"] for r in store_rows(tmp_path)} == {"pending"}  # nothing ran, nothing lost
+
+
 def killer_hook(marker: Path):
     """A Ray worker setup hook: the worker training VICTIM SIGKILLs itself in epoch 2, once."""
 
@@ -242,3 +286,15 @@ def test_executor_options_are_checked():
         RayExecutor(gpus_per_run=1.5)
     with pytest.raises(ConfigError, match=r"^workers: must be at least 1 \(got 0\)$"):
         RayExecutor(workers=0)
+    for bad in (math.inf, 1e-5):
+        with pytest.raises(ConfigError, match=r"^cpus_per_run: must be at least 0.0001"):
+            RayExecutor(cpus_per_run=bad)
+    with pytest.raises(ConfigError, match=r"^gpus_per_run: must be 0 or more \(got inf\)$"):
+        RayExecutor(gpus_per_run=math.inf)
+    with pytest.raises(ConfigError, match=r"^cpus_per_run: Ray shares resources in steps of 0.0001 \(got 0.00015\)$"):
+        RayExecutor(cpus_per_run=0.00015)
+    port = free_port()  # nothing listens there: refused at once, where ray.init would retry for minutes
+    with pytest.raises(ConfigError, match=rf"^address: cannot connect to Ray at '127.0.0.1:{port}' \("):
+        RayExecutor(address=f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match=r"^address: expected auto or HOST:PORT \(got 'nowhere'\)$"):
+        RayExecutor(address="nowhere")

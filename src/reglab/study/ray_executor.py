@@ -11,7 +11,9 @@ the study goes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import socket
 from collections.abc import Sequence
@@ -58,18 +60,35 @@ def run_remote(task: RunTask, mailbox: Any, command: str) -> tuple[bool, Any]:
     import ray
 
     os.environ[provenance.COMMAND_VARIABLE] = command
-    ray.get(mailbox.put.remote(("started", task.run_id, None)))
+
+    def post(item: tuple[str, str, Any]) -> None:  # progress only: a lost mailbox must not fail the run
+        with contextlib.suppress(ray.exceptions.RayActorError):
+            ray.get(mailbox.put.remote(item))
+
+    post(("started", task.run_id, None))
     if not task.run_dir.parent.is_dir():  # the driver created it: this node does not share the study's disk
         return False, (f"run_dir: {task.run_dir.parent} does not exist on node {socket.gethostname()}; "
                        "a study on several nodes needs its directory on a shared filesystem")
 
     def report(metrics: dict) -> None:
-        ray.get(mailbox.put.remote(("epoch", task.run_id, metrics)))
+        post(("epoch", task.run_id, metrics))
 
     try:
         return True, executors.run_task(task, report)
     except Exception as err:  # an application error: recorded as failed, never retried
         return False, one_line(err)
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a ``HOST:PORT`` (or ``ray://HOST:PORT``) address nothing listens at, before anything is
+    written: `ray.init` would retry it for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"address: expected auto or HOST:PORT (got {address!r})")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ConfigError(f"address: cannot connect to Ray at {address!r} ({one_line(err)})") from None
 
 
 class RayExecutor:
@@ -86,14 +105,20 @@ class RayExecutor:
                  runtime_env: dict[str, Any] | None = None):
         import_ray()
         checks = [("workers", workers, workers is None or workers >= 1, "at least 1"),
-                  ("cpus_per_run", cpus_per_run, cpus_per_run > 0, "positive"),
-                  ("gpus_per_run", gpus_per_run, gpus_per_run >= 0, "0 or more"),
+                  ("cpus_per_run", cpus_per_run, math.isfinite(cpus_per_run) and cpus_per_run >= 1e-4,
+                   "at least 0.0001 (Ray's smallest share)"),
+                  ("gpus_per_run", gpus_per_run, math.isfinite(gpus_per_run) and gpus_per_run >= 0, "0 or more"),
                   ("max_retries", max_retries, max_retries >= 0, "0 or more")]
         for name, value, ok, wanted in checks:
             if not ok:
                 raise ConfigError(f"{name}: must be {wanted} (got {value})")
+        for name, value in (("cpus_per_run", cpus_per_run), ("gpus_per_run", gpus_per_run)):
+            if round(value, 4) != value:
+                raise ConfigError(f"{name}: Ray shares resources in steps of 0.0001 (got {value})")
         if gpus_per_run > 1 and gpus_per_run != int(gpus_per_run):
             raise ConfigError(f"gpus_per_run: above 1 must be a whole number (got {gpus_per_run})")
+        if address not in (None, "auto", "local"):
+            check_reachable(address)
         self.workers, self.device, self.address = workers, device, address
         self.cpus_per_run, self.gpus_per_run = cpus_per_run, gpus_per_run
         self.max_retries, self.runtime_env = max_retries, runtime_env
@@ -121,17 +146,31 @@ class RayExecutor:
         except ConnectionError as err:
             raise ConfigError(f"address: cannot connect to Ray at {self.address!r} ({one_line(err)})") from None
 
+    def _check_fits(self, ray: Any) -> None:
+        """Refuse a run size no live node of the cluster has (Ray would wait for one for ever)."""
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        if not any(r.get("CPU", 0) >= self.cpus_per_run and r.get("GPU", 0) >= self.gpus_per_run for r in nodes):
+            largest = ", ".join(f"{r.get('CPU', 0):g} CPUs and {r.get('GPU', 0):g} GPUs" for r in nodes) or "none"
+            raise ConfigError(f"cpus_per_run, gpus_per_run: no node of the Ray cluster has {self.cpus_per_run:g} "
+                              f"CPUs and {self.gpus_per_run:g} GPUs for a run (its live nodes: {largest})")
+
     def _run(self, ray: Any, tasks: list[RunTask], events: RunEvents) -> None:
+        self._check_fits(ray)
         remote = ray.remote(run_remote).options(
             num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=self.max_retries,
             retry_exceptions=False)
-        mailbox = ray.remote(num_cpus=0)(Mailbox).remote()
+        # restarted (empty) if its process dies: progress messages may be lost, runs never
+        mailbox = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Mailbox).remote()
         queued, in_flight = list(reversed(tasks)), {}
         by_id, started, done_ids = {t.run_id: t for t in tasks}, set(), set()
         limit = self.workers or len(tasks)
 
         def drain() -> None:
-            for kind, run_id, payload in ray.get(mailbox.take.remote()):
+            try:
+                items = ray.get(mailbox.take.remote())
+            except ray.exceptions.RayActorError:  # its process died: messages lost, the runs go on
+                return
+            for kind, run_id, payload in items:
                 if kind == "started" and run_id not in started:
                     started.add(run_id)
                     events.started(by_id[run_id])
