@@ -20,6 +20,7 @@ from reglab.study import StudySpec, make_executor, run_study
 from reglab.study.packed import (
     PACK_MARGIN,
     PARAM_COPIES,
+    PackChoices,
     PackedExecutor,
     PackProbe,
     estimate_run_bytes,
@@ -435,7 +436,7 @@ class Recorder:
     """`RunEvents` that keep what an executor reported."""
 
     def __init__(self):
-        self.notes, self.results, self.errors = [], {}, {}
+        self.notes, self.results, self.errors, self.kept = [], {}, {}, {}
 
     def started(self, task):
         pass
@@ -452,6 +453,12 @@ class Recorder:
     def note(self, text):
         self.notes.append(text)
 
+    def recall(self, key):
+        return self.kept.get(key)
+
+    def remember(self, key, value):
+        self.kept[key] = value
+
 
 def test_a_probe_holds_all_but_its_pilots_until_its_measurement_plans_them(tmp_path):
     tasks = plan(tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}), tmp_path)  # 6 runs
@@ -459,10 +466,11 @@ def test_a_probe_holds_all_but_its_pilots_until_its_measurement_plans_them(tmp_p
     probe = PackProbe(tasks, workers=2)
     assert ids(probe.pilots) == ["base__s0"] and probe.held == tasks[1:]
     assert PackProbe(tasks, workers=3).pilots == tasks[:2] and PackProbe(tasks[:1], workers=2).held == tasks[:1]
-    notes = []
-    packs = probe.plan((3, ["measured"]), notes.append)
-    assert [ids(p) for p in packs] == [ids(tasks[1:4]), ids(tasks[4:])] and notes == ["measured"]
-    assert probe.plan((0, []), notes.append) == []
+    events = Recorder()
+    packs = probe.plan((3, ["measured"]), events)
+    assert [ids(p) for p in packs] == [ids(tasks[1:4]), ids(tasks[4:])] and events.notes == ["measured"]
+    assert PackChoices(events, workers=2).find(tasks)["size"] == 3  # kept with the study, pilots included
+    assert probe.plan((0, []), events) == []
 
 
 def test_with_workers_auto_packing_measures_in_a_worker_while_a_pilot_trains(tmp_path, monkeypatch):
@@ -486,6 +494,50 @@ def test_with_workers_auto_packing_measures_in_a_worker_while_a_pilot_trains(tmp
     for task in tasks:  # packed or alone, each run is the run trained alone
         solo = Trainer(task.config).fit()
         assert events.results[task.run_id].final["test_loss"] == pytest.approx(solo.final["test_loss"], abs=1e-5)
+
+
+def test_a_resumed_study_trains_its_runs_as_auto_first_chose_without_timing_again(tmp_path, monkeypatch):
+    from reglab.study import packed
+
+    spec = tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}}).override({"train.epochs": 1})
+
+    def measured(group, workers=1, report=lambda text: None):
+        report(f"--pack auto: {len(group)} runs: measured -> trained alone")
+        return 0
+
+    def interrupted(self, tasks, events):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(packed, "measured_pack_size", measured)
+    monkeypatch.setattr(packed.LocalExecutor, "execute", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C after the decision, before any run trained
+        run_study(spec, tmp_path, executor=PackedExecutor(1, pack="auto"), progress=False)
+    monkeypatch.undo()
+    monkeypatch.setattr(packed, "measured_pack_size", lambda *a, **k: pytest.fail("timed again"))
+    notes = []
+    monkeypatch.setattr("reglab.study.progress.StudyProgress.note", lambda self, text: notes.append(text))
+    result = run_study(spec, tmp_path, executor=PackedExecutor(1, pack="auto"), progress=False)
+    assert (result.runs["status"] == "done").all() and result.runs["pack_size"].isna().all()  # alone, as chosen
+    assert notes == ["--pack auto: 6 runs: measured -> trained alone (measured when these runs were planned; "
+                     "kept on resuming)"]
+
+
+def test_a_kept_auto_decision_holds_only_for_its_runs_configs_and_workers(tmp_path):
+    spec = tiny_spec({"base": {}, "wd": {"optim": {"weight_decay": 1e-3}}})
+    tasks = plan(spec, tmp_path)
+    events = Recorder()
+    PackChoices(events, workers=2).add(tasks, 3, ["--pack auto: 6 runs of mlp on cpu: … -> packs of 3"])
+    kept = PackChoices(events, workers=2)
+    assert kept.find(tasks[2:])["size"] == 3  # a resumed subset of the runs it measured
+    assert PackChoices(events, workers=1).find(tasks) is None  # another number of workers: timed again
+    other_lr = plan(spec.override({"optim.lr": 0.01}), tmp_path)
+    assert kept.find(other_lr) is None and kept.find(plan(tiny_spec({"base": {}}, seeds=4), tmp_path)) is None
+    PackedExecutor(workers=2, pack="auto").execute(tasks, events)  # no measurement, so no pilot trains alone
+    assert not events.errors
+    assert {run_id: r.pack["size"] for run_id, r in events.results.items()} == dict.fromkeys(
+        [t.run_id for t in tasks], 3)
+    assert events.notes == ["--pack auto: 6 runs of mlp on cpu: … -> packs of 3 (measured when these runs were "
+                            "planned; kept on resuming)"]
 
 
 @pytest.mark.parametrize(("per_run", "chosen"), [(0.95, 0), (0.85, 3)])

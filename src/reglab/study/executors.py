@@ -43,6 +43,8 @@ class RunEvents(Protocol):
     def finished(self, task: RunTask, result: RunResult) -> None: ...
     def failed(self, task: RunTask, error: str) -> None: ...
     def note(self, text: str) -> None: ...  # one line on how the runs will train, e.g. a packing decision
+    def recall(self, key: str) -> str | None: ...  # what `remember` kept under `key` for this study, if anything
+    def remember(self, key: str, value: str) -> None: ...  # kept with the study, for its next invocation
 
 
 class Executor(Protocol):
@@ -51,14 +53,14 @@ class Executor(Protocol):
 
 class Probe(Protocol):
     """Runs whose training plan a measurement decides (`reglab.study.packed.PackProbe`): `measure` runs in
-    a worker while the `pilots` train alone in the others; `plan(its result, note)` then turns the
+    a worker while the `pilots` train alone in the others; `plan(its result, events)` then turns the
     `held` runs into packs; the held runs it leaves out train alone."""
 
     pilots: list[RunTask]
     held: list[RunTask]
 
     def measure(self) -> Any: ...
-    def plan(self, result: Any, note: Callable[[str], None]) -> list[list[RunTask]]: ...
+    def plan(self, result: Any, events: RunEvents) -> list[list[RunTask]]: ...
 
 
 def with_device(task: RunTask, device: str | None) -> RunTask:
@@ -273,7 +275,7 @@ def _settle_probe(probe: Probe, future: cf.Future, todo: _Queue, lost: list[tupl
         events.note(f"measuring how to train {len(probe.held)} runs failed ({one_line(error)}): they train alone")
         packs: list[list[RunTask]] = []
     else:
-        packs = probe.plan(future.result(), events.note)
+        packs = probe.plan(future.result(), events)
     todo.planned(probe, packs)
 
 

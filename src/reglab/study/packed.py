@@ -11,7 +11,8 @@ unchanged.
 times a few steps of a pack (at most as many runs as the free CUDA memory allows by
 `estimate_run_bytes`; with several workers, ⌈group / workers⌉ runs, timed with a worker's threads)
 and a few steps of its runs trained alone (each arm for its share of the steps, `run_kinds`), and
-packs when the pack's time per run is clearly the smaller (`PACK_MARGIN`).
+packs when the pack's time per run is clearly the smaller (`PACK_MARGIN`). The study keeps each
+decision (`PackChoices`), so that a resumed study trains its runs as it began.
 A group of one run is then a pack of one where that is faster (on CUDA: the captured step). With
 several workers, packs and single runs share one pool of worker processes, and the measurement is
 a unit of that pool (`PackProbe`) while the group's first runs train alone. ``pack=K`` forces packs of at
@@ -20,6 +21,8 @@ most K runs on any device (a single leftover run trains alone).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -221,12 +224,55 @@ class PackProbe:
         lines: list[str] = []
         return measured_pack_size(self.group, workers=self.workers, report=lines.append), lines
 
-    def plan(self, result: tuple[int, list[str]], note: Callable[[str], None]) -> list[list[RunTask]]:
-        """The packs of the held runs, as measured; the others train alone."""
+    def plan(self, result: tuple[int, list[str]], events: RunEvents) -> list[list[RunTask]]:
+        """The packs of the held runs, as measured (and kept with the study); the others train alone."""
         size, lines = result
         for line in lines:
-            note(line)
+            events.note(line)
+        PackChoices(events, self.workers).add(self.group, size, lines)
         return chunk_group(self.held, size, "auto")[0]
+
+
+PACK_CHOICES = "pack_auto"
+"""The study store's meta key under which `PackChoices` keeps ``--pack auto``'s decisions."""
+
+
+class PackChoices:
+    """``--pack auto``'s decisions, kept with the study (`RunEvents.recall` / `remember`): a resumed study
+    trains a group's runs as its first measurement chose (packs of that size, or alone) instead of timing
+    them again. On a shared CPU the two sides are often within `PACK_MARGIN`, and a new timing could
+    switch runs started alone, which resume bit for bit, to packs, which round differently. A decision
+    holds for the runs it measured, with the configs and device they had then and the same number of
+    workers; anything else is measured afresh."""
+
+    def __init__(self, events: RunEvents, workers: int):
+        self.events, self.workers = events, workers
+        self.recorded: list[dict] = json.loads(events.recall(PACK_CHOICES) or "[]")
+
+    def find(self, group: Sequence[RunTask]) -> dict | None:
+        """The decision recorded for every run of `group`, or None."""
+        runs = run_fingerprints(group)
+        return next((choice for choice in self.recorded if choice["workers"] == self.workers
+                     and all(choice["runs"].get(run_id) == digest for run_id, digest in runs.items())), None)
+
+    def add(self, group: Sequence[RunTask], size: int, lines: list[str]) -> None:
+        self.recorded.append({"runs": run_fingerprints(group), "workers": self.workers, "size": size, "lines": lines})
+        self.events.remember(PACK_CHOICES, json.dumps(self.recorded))
+
+    def recall(self, group: Sequence[RunTask]) -> int | None:
+        """The pack size recorded for `group` (0: alone), said in a note; None where none holds."""
+        choice = self.find(group)
+        if choice is None:
+            return None
+        for line in choice["lines"]:
+            self.events.note(f"{line} (measured when these runs were planned; kept on resuming)")
+        return choice["size"]
+
+
+def run_fingerprints(group: Sequence[RunTask]) -> dict[str, str]:
+    """Each run's id with a digest of its config and the device it resolves to."""
+    return {t.run_id: hashlib.sha256(f"{resolve_device(t.config.train.device)} {t.config.model_dump_json()}"
+                                     .encode()).hexdigest()[:16] for t in group}
 
 
 def measurement_run_steps(size: int, device: torch.device, kinds: int = 1) -> int:
@@ -306,14 +352,23 @@ def chunk_group(group: list[RunTask], size: int, pack: str | int) -> tuple[list[
     return chunks[:-1], chunks[-1]
 
 
-def _measured_or_alone(group: Sequence[RunTask], note: Callable[[str], None]) -> int:
-    """`measured_pack_size` in this process; 0 (alone) where measuring fails, e.g. on the runs' bad data,
-    so that each run fails on its own and the rest of the study trains (as with several workers)."""
+def _recalled_or_measured(group: Sequence[RunTask], choices: PackChoices) -> int:
+    """The study's recorded decision for `group`, else `measured_pack_size` in this process (and recorded);
+    0 (alone) where measuring fails, e.g. on the runs' bad data, so that each run fails on its own and the
+    rest of the study trains (as with several workers)."""
+    recalled = choices.recall(group)
+    if recalled is not None:
+        return recalled
+    lines: list[str] = []
     try:
-        return measured_pack_size(group, report=note)
+        size = measured_pack_size(group, report=lines.append)
     except Exception as err:
-        note(f"measuring how to train {len(group)} runs failed ({one_line(err)}): they train alone")
+        choices.events.note(f"measuring how to train {len(group)} runs failed ({one_line(err)}): they train alone")
         return 0
+    for line in lines:
+        choices.events.note(line)
+    choices.add(group, size, lines)
+    return size
 
 
 class PackedExecutor:
@@ -332,11 +387,20 @@ class PackedExecutor:
 
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
         workers, tasks = self.local.workers, [with_device(t, self.device) for t in tasks]
+        choices = PackChoices(events, workers)
         if workers > 1 and self.pack == "auto":  # measured in a worker while pilots train: `PackProbe`
-            probes = [PackProbe(group, workers) for group in packable_groups(split_packable(tasks)[0])]
-            run_in_pool(workers, [], tasks, events, pack_worker=_worker_pack, probes=probes)
+            packs, probes = [], []
+            for group in packable_groups(split_packable(tasks)[0]):
+                size = choices.recall(group)
+                if size is None:
+                    probes.append(PackProbe(group, workers))
+                else:
+                    packs += chunk_group(group, size, "auto")[0]
+            packed = {t.run_id for pack in packs for t in pack}
+            run_in_pool(workers, packs, [t for t in tasks if t.run_id not in packed], events,
+                        pack_worker=_worker_pack, probes=probes)
             return
-        packs, alone = plan_packs(tasks, self.pack, decide=lambda group: _measured_or_alone(group, events.note))
+        packs, alone = plan_packs(tasks, self.pack, decide=lambda group: _recalled_or_measured(group, choices))
         if workers > 1 and packs:
             run_in_pool(workers, packs, alone, events, pack_worker=_worker_pack)
             return

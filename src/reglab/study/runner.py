@@ -243,6 +243,12 @@ class StoreEvents:
     def note(self, text: str) -> None:
         self.progress.note(text)
 
+    def recall(self, key: str) -> str | None:
+        return self.store.meta(key)
+
+    def remember(self, key: str, value: str) -> None:
+        self.store.set_meta(key, value)
+
     def failed(self, task: RunTask, error: str) -> None:
         self.store.mark_failed(task.run_id, error)
         self.executed.append(task.run_id)
