@@ -88,6 +88,46 @@ def test_eigenpairs_match_dense_eigendecomposition():
     assert named["0.weight"].shape == (6, 3)
 
 
+def half_squared(out, y):
+    return 0.5 * ((out - y) ** 2).sum(1).mean()
+
+
+@pytest.mark.parametrize(("outputs", "k"), [(2, 2), (2, 3), (3, 3), (3, 4)])
+def test_repeated_eigenvalues_are_returned_as_often_as_they_occur(outputs, k):
+    """A linear model under squared error has H = I_outputs ⊗ X̃ᵀX̃/n: every eigenvalue `outputs` times,
+    which one start vector's Krylov space meets once (it closes after 4 products of the 8-12 dims)."""
+    from reglab.theory import hessian_eigenpairs
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, outputs).double()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(10, 3, generator=g, dtype=torch.float64), torch.randn(10, outputs, generator=g,
+                                                                            dtype=torch.float64)
+    values, vectors = torch.linalg.eigh(dense_hessian(model, half_squared, x, y))
+    pairs = hessian_eigenpairs(model, half_squared, x, y, k=k, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(pairs.values, values.flip(0)[:k])
+    top = vectors[:, values >= values[-1] - 1e-9]  # the top eigenspace, of dimension `outputs`
+    for v in pairs.vectors[:min(k, outputs)]:  # each lies in it, and they are orthonormal
+        assert (top.T @ v).norm() == pytest.approx(1.0)
+    torch.testing.assert_close(pairs.vectors @ pairs.vectors.T, torch.eye(k, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_a_low_rank_hessian_is_not_searched_dimension_by_dimension(k):
+    """Rank 3 in 51 dimensions: the first Krylov block closes after 4 products and the null space outside
+    it holds nothing above the k-th value (0 for k = 5: λ1, λ2, λ3, 0, 0), so Lanczos stops at once."""
+    from reglab.theory import hessian_eigenpairs
+
+    torch.manual_seed(0)
+    model = nn.Linear(50, 1).double()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(3, 50, generator=g, dtype=torch.float64), torch.randn(3, 1, generator=g, dtype=torch.float64)
+    values = torch.linalg.eigvalsh(dense_hessian(model, half_squared, x, y)).flip(0)[:k]
+    pairs = hessian_eigenpairs(model, half_squared, x, y, k=k, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(pairs.values, values, atol=1e-10, rtol=1e-8)
+    assert pairs.products <= 6
+
+
 def test_batched_products_equal_the_full_batch():
     from reglab.theory.hessian import HessianOperator
 

@@ -275,6 +275,27 @@ def test_a_slice_moves_every_use_of_a_tied_weight():
     torch.testing.assert_close(losses, expected)
 
 
+class TiedDecoder(nn.Module):
+    """An autoencoder whose decoder uses the encoder's weight in its own forward, not as a module."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc, self.dec_bias = nn.Linear(5, 3), nn.Parameter(torch.zeros(5))
+
+    def forward(self, x):
+        return F.linear(torch.tanh(self.enc(x)), self.enc.weight.T, self.dec_bias)
+
+
+def test_a_slice_moves_an_input_layers_weight_where_the_forward_uses_it_again():
+    torch.manual_seed(0)
+    model = TiedDecoder().double()
+    x = torch.randn(8, 5, dtype=torch.float64)
+    d = filter_normalized_direction(model, torch.Generator().manual_seed(1))
+    losses = loss_along_direction(model, d, mse, x, x, [-1.0, 0.0, 0.5])
+    expected = torch.tensor([slow_loss(model, [(d, a)], mse, x, x) for a in (-1.0, 0.0, 0.5)], dtype=torch.float64)
+    torch.testing.assert_close(losses, expected)
+
+
 @pytest.mark.parametrize("norm", ["filter", "layer"])
 @pytest.mark.parametrize("include_bias_and_norm", [False, True])
 def test_both_direction_builders_give_one_direction(norm, include_bias_and_norm):

@@ -8,7 +8,8 @@ batch keeps its gradient graph and reuses it for every product.
 
 * top-k eigenpairs: Lanczos with full reorthogonalization (Lanczos 1950; Golub & Van Loan,
   *Matrix Computations* §10.1), Ritz values = the k largest *algebraic* eigenvalues of the
-  tridiagonal T_m, stopped when every Ritz residual |β_m s_{m,i}| ≤ tol·max(1, |θ_i|);
+  tridiagonal T_m, stopped when every Ritz residual |β_m s_{m,i}| ≤ tol·max(1, |θ_i|), restarted
+  outside an invariant subspace so that repeated eigenvalues show with their multiplicity;
 * density: stochastic Lanczos quadrature (Golub & Meurant 1994; Ubaru, Chen & Saad 2017; Ghorbani,
   Krishnan & Xiao 2019): per Rademacher probe v/‖v‖, nodes θ_j and weights τ_j = (s_{1j})² of T_m
   give ∫ f dμ ≈ Σ_j τ_j f(θ_j), exact for polynomials f of degree < 2m;
@@ -130,36 +131,51 @@ def _probe(n: int, like: torch.Tensor, generator: torch.Generator | None) -> tor
 
 
 def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, steps: int,
-            on_step: Callable[[torch.Tensor, torch.Tensor], bool] | None = None
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            on_step: Callable[[torch.Tensor, torch.Tensor, int, bool], bool] | None = None,
+            restart: Callable[[], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Lanczos tridiagonalization with full reorthogonalization (twice, "twice is enough").
 
     Returns (α (m,), β (m,), Q (m, n)): T_m = tridiag(β_{1..m−1}, α, β_{1..m−1}), Q's rows orthonormal,
-    β_m the norm of the last residual. Stops early on an invariant subspace, or when
-    `on_step(α, β)` returns True.
+    β_m the norm of the last residual. Stops when `on_step(α, β, block, closed)` returns True (`block`:
+    the step at which the current Krylov block began; `closed`: the residual vanished, the block spans
+    an invariant subspace), and on an invariant subspace unless `restart` is given: then it goes on
+    from restart()'s vector made orthogonal to Q, a new block (its β entry in T is 0). A single start
+    vector meets each eigenspace in one direction, so only a new block can show a repeated eigenvalue's
+    other copies (Golub & Van Loan §10.1.5: an invariant subspace found).
     """
     n = start.numel()
     steps = min(steps, n)
     basis = torch.empty(min(steps, 16), n, dtype=start.dtype, device=start.device)  # grown as needed
     alphas, betas = [], []
-    q = start / start.norm()
+    q, block = start / start.norm(), 0
     for j in range(steps):
         if j == basis.shape[0]:
             basis = torch.cat([basis, torch.empty_like(basis[:min(j, steps - j)])])
         basis[j] = q
         w = matvec(q)
         alphas.append(torch.dot(w, q))
-        for _ in range(2):
-            w = w - basis[:j + 1].T @ (basis[:j + 1] @ w)
+        w = _orthogonalized(w, basis[:j + 1])
         beta = w.norm()
         betas.append(beta)
         a, b = torch.stack(alphas), torch.stack(betas)
-        scale = a.abs().max().clamp_min(torch.finfo(start.dtype).tiny)
-        if beta <= 100 * torch.finfo(start.dtype).eps * scale or (on_step is not None and on_step(a, b)):
+        tiny = 100 * torch.finfo(start.dtype).eps
+        closed = bool(beta <= tiny * a.abs().max().clamp_min(torch.finfo(start.dtype).tiny))
+        if (on_step is not None and on_step(a, b, block, closed)) or (closed and (restart is None or j + 1 == steps)):
             break
+        if closed:
+            w = _orthogonalized(restart().to(start), basis[:j + 1])
+            if w.norm() <= tiny:  # nothing left outside the basis
+                break
+            betas[-1], block, beta = torch.zeros_like(beta), j + 1, w.norm()
         q = w / beta
     m = len(alphas)
     return torch.stack(alphas), torch.stack(betas), basis[:m]
+
+
+def _orthogonalized(w: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    for _ in range(2):
+        w = w - basis.T @ (basis @ w)
+    return w
 
 
 def _tridiagonal(alphas: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
@@ -187,7 +203,10 @@ def hessian_eigenpairs(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: to
     """The k largest algebraic eigenvalues of H with eigenvectors (Lanczos, module docstring).
 
     Stops once the k Ritz residuals are ≤ tol·max(1, |λ|) (checked every step), at most `max_steps`
-    products; raises if they have not converged by then. `generator` draws the start vector.
+    products; raises if they have not converged by then. Where the Krylov space closes (an invariant
+    subspace: small models, low-rank or Kronecker-structured H), Lanczos goes on from a new random vector
+    outside it, until that block's top Ritz value is at most the k-th: a repeated eigenvalue is returned
+    as often as it occurs. `generator` draws the start vectors.
     """
     operator = HessianOperator(model, loss_fn, x, y, mode=mode, params=params, batch_size=batch_size)
     if k < 1 or k > operator.size:
@@ -200,17 +219,36 @@ def hessian_eigenpairs(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: to
         top = values.flip(0)[:k], vectors.flip(1)[:, :k]
         return top[0], top[1], (betas[-1] * top[1][-1]).abs()
 
-    def converged(alphas: torch.Tensor, betas: torch.Tensor) -> bool:
+    def small(residual: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        return residual <= tol * value.abs().clamp_min(1.0)
+
+    def converged(alphas: torch.Tensor, betas: torch.Tensor, block: int, closed: bool) -> bool:
+        """The k Ritz pairs have converged and, once an invariant subspace was met, the space outside it
+        holds nothing above the k-th: the current block's top Ritz value, converged, is at most that."""
+        if block == 0 and closed and alphas.numel() < operator.size:
+            return False  # an invariant subspace: look outside it for copies of its eigenvalues
         if alphas.numel() < k:
             return False
         values, _, residuals = ritz(alphas, betas)
-        return bool((residuals <= tol * values.abs().clamp_min(1.0)).all())
+        if not small(residuals, values).all():
+            return False
+        if block == 0:
+            return True
+        outside, vectors = torch.linalg.eigh(_tridiagonal(alphas[block:], betas[block:]))
+        top, kth = outside[-1], values[-1]
+        return bool(small((betas[-1] * vectors[-1, -1]).abs(), top) and top <= kth + tol * kth.abs().clamp_min(1.0))
 
-    alphas, betas, basis = lanczos(operator, start, max_steps, converged)
+    def restart() -> torch.Tensor:
+        return torch.randn(operator.size, generator=generator, dtype=operator.dtype,
+                           device=generator.device if generator is not None else operator.device)
+
+    alphas, betas, basis = lanczos(operator, start, max_steps, converged, restart)
     values, vectors, residuals = ritz(alphas, betas)
-    exhausted = alphas.numel() == operator.size or betas[-1] <= 100 * torch.finfo(operator.dtype).eps * \
-        alphas.abs().max().clamp_min(torch.finfo(operator.dtype).tiny)
-    if values.numel() < k or not (exhausted or (residuals <= tol * values.abs().clamp_min(1.0)).all()):
+    boundaries = (betas[:-1] == 0).nonzero()
+    block = int(boundaries[-1]) + 1 if len(boundaries) else 0
+    closed = bool(betas[-1] <= 100 * torch.finfo(operator.dtype).eps * alphas.abs().max().clamp_min(
+        torch.finfo(operator.dtype).tiny))
+    if values.numel() < k or not (alphas.numel() == operator.size or converged(alphas, betas, block, closed)):
         raise RuntimeError(f"Lanczos did not converge to {k} eigenpairs in max_steps={max_steps} products "
                            f"(residuals {residuals.tolist()}); raise max_steps or tol")
     eigenvectors = vectors.T @ basis

@@ -97,8 +97,9 @@ _AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def _input_layers(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Linear/Conv layers, called once, with weights of their own (not tied to another module's), whose
-    input does not depend on the parameters: name → input.
+    """Linear/Conv layers, called once, with weights of their own (not tied to another module's, nor used
+    elsewhere in the forward: `_used_elsewhere`), whose input does not depend on the parameters:
+    name → input.
 
     Their output is affine in their own weights, W(c)·h + b(c) = W·h + b + Σ_k c_k (D_k·h + d_k), so
     a slice needs it once per direction instead of once per grid point.
@@ -118,9 +119,34 @@ def _input_layers(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     finally:
         for handle in handles:
             handle.remove()
-    params_need_grad = all(p.requires_grad for p in model.parameters())
-    return {n: c[0].detach() for n, c in calls.items()
-            if len(c) == 1 and params_need_grad and not c[0].requires_grad}
+    if not all(p.requires_grad for p in model.parameters()):
+        return {}
+    inputs = {n: c[0].detach() for n, c in calls.items() if len(c) == 1 and not c[0].requires_grad}
+    return {n: h for n, h in inputs.items() if n not in _used_elsewhere(model, x, inputs)}
+
+
+def _used_elsewhere(model: nn.Module, x: torch.Tensor, inputs: dict[str, torch.Tensor]) -> set[str]:
+    """The layers of `inputs` whose weights the output depends on besides through the layer's own call
+    (e.g. a tied decoder, ``F.linear(h, enc.weight.T)``): with every such call replaced by its detached
+    output, the output's gradient with respect to such a weight does not vanish."""
+    layers = {name: model.get_submodule(name) for name in inputs}
+    try:
+        for name, layer in layers.items():
+            with torch.no_grad():
+                precomputed = layer(inputs[name])
+            layer.forward = lambda *_args, out=precomputed: out
+        with torch.enable_grad():
+            out = model(x.detach())
+            outputs = [out] if isinstance(out, torch.Tensor) else list(
+                out.values() if isinstance(out, Mapping) else out)
+            leaves = [t for t in outputs if isinstance(t, torch.Tensor) and t.requires_grad]
+            owned = [(name, p) for name, layer in layers.items() for p in layer.parameters(recurse=False)]
+            grads = torch.autograd.grad(sum(t.sum() for t in leaves), [p for _, p in owned],
+                                        allow_unused=True) if leaves else [None] * len(owned)
+    finally:
+        for layer in layers.values():
+            layer.__dict__.pop("forward", None)
+    return {name for (name, _), grad in zip(owned, grads, strict=True) if grad is not None}
 
 
 def _affine(layer: nn.Module, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
