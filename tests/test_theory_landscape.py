@@ -188,6 +188,7 @@ def test_interpolate_in_train_mode_uses_batch_statistics():
     x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
     result = interpolate(a, b, F.cross_entropy, x, y, [0.0, 1.0], mode="train")
     assert result["mode"] == "train" and interpolate(a, b, F.cross_entropy, x, y, [0.0])["mode"] == "eval"
+    assert result["bn_statistics"] == "batch"
     for model, loss in zip((a, b), result["losses"], strict=True):
         with torch.no_grad():
             assert loss.item() == pytest.approx(F.cross_entropy(copy.deepcopy(model).train()(x), y).item(), rel=1e-6)

@@ -284,7 +284,7 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, loss_fn: LossFn, x: torc
     Default alphas: linspace(−0.5, 1.5, 41). Floating buffers are interpolated like parameters; with
     BatchNorm and `bn_loader`, the BN statistics are instead recomputed on it at every α. Returns
     ``{"alphas", "losses"[, "accs"], "bn_statistics", "mode"}``, "bn_statistics" "recomputed",
-    "interpolated" or None (no BatchNorm).
+    "interpolated", "batch" (train mode: the losses use each batch's statistics) or None (no BatchNorm).
     """
     if mode not in ("eval", "train"):
         raise ConfigError(f"mode: expected eval or train (got {mode!r})")
@@ -309,6 +309,7 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, loss_fn: LossFn, x: torc
     result = {"alphas": alphas, "losses": torch.tensor(losses, dtype=torch.float64)}
     if classify:
         result["accs"] = torch.tensor(accs, dtype=torch.float64)
-    result["bn_statistics"] = ("recomputed" if bn_loader is not None else "interpolated") if has_bn else None
+    result["bn_statistics"] = None if not has_bn else "batch" if mode == "train" else (
+        "recomputed" if bn_loader is not None else "interpolated")
     result["mode"] = mode
     return result
