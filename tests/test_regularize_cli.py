@@ -50,6 +50,8 @@ def test_json_exposes_the_resolved_regularization_config():
     (["--patience", "3"], "regularize.early_stopping.monitor"),  # val_loss without --val-split
     (["--mixup", "0.2", "--cutmix", "1.0"], "regularize.mixup"),
     (["--stochastic-depth", "0.2"], "regularize.stochastic_depth"),  # mlp has no residual blocks
+    (["--dataset", "fn1d", "--set", "data.train_subset=16", "--set", "data.test_subset=16",
+      "--label-smoothing", "0.1"], "regularize.label_smoothing"),  # a regression set: no classes to smooth
 ])
 def test_config_errors_name_the_field(flags, field):
     result = CliRunner().invoke(app, [*TINY, *flags])

@@ -11,7 +11,8 @@ Unknown keys fail loudly (``extra="forbid"``) and every error names the dotted f
 Conventions (see docs/regularizers.md):
   * dropout ``p`` is the probability of *dropping* a unit (PyTorch's meaning);
   * ``l2 = λ`` adds ``(λ/2)·Σw²`` to the loss (gradient ``λ·w``), so SGD with ``l2=λ`` equals SGD
-    with ``weight_decay=λ``; under Adam they differ and AdamW is the decoupled form;
+    with ``weight_decay=λ``, and so does Adam (its ``weight_decay`` is coupled, as torch's); AdamW's
+    decoupled decay takes different steps;
   * stochastic depth ``rate`` is the drop probability of the *last* block, ``1 − p_L``.
 """
 

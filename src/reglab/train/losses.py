@@ -23,6 +23,9 @@ def half_squared_error(output: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 def make_criterion(loss: str, num_classes: int | None, *, label_smoothing: float = 0.0) -> Criterion:
     """Mean loss of a batch: ``criterion(output, y)``."""
+    if num_classes is None and label_smoothing:
+        raise ConfigError(f"regularize.label_smoothing: smooths class labels, and this data set is a regression "
+                          f"one (got {label_smoothing}); use 0")
     if loss == "ce":
         if num_classes is None:
             raise ConfigError("train.loss: cross-entropy needs a classification data set; use 'mse'")
