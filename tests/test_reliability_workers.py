@@ -96,3 +96,72 @@ def test_killed_worker_of_a_packed_pool_retries_its_runs(tmp_path, pack):
     assert max(attempts.values()) >= 2
     for run_id in packed.runs["run_id"]:
         assert len(metrics(tmp_path / "packed", run_id)) == SPEC["base"]["train"]["epochs"]
+
+
+def test_a_run_that_kills_its_worker_fails_alone_and_the_run_beside_it_finishes(tmp_path, monkeypatch):
+    """The pool does not say which worker died: both runs that were training resume alone, each in a pool
+    of one worker, where the killer's deaths are counted and its neighbour trains to the end."""
+    import concurrent.futures as cf
+    import threading
+    from concurrent.futures.process import BrokenProcessPool
+
+    from reglab.study import executors
+    from reglab.study.runner import plan
+
+    pools = []
+
+    class Pool:  # base__s0's worker dies 20 ms after its submission, breaking the whole pool; others take 0.1 s
+        def __init__(self, workers, messages):
+            self.messages, self.futures, self.broken, self.lock = messages, [], False, threading.Lock()
+            pools.append(workers)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, task):
+            if self.broken:
+                raise BrokenProcessPool("a worker died")
+            future = cf.Future()
+            self.futures.append(future)
+            self.messages.put(("started", task.run_id, None))
+            threading.Timer(0.02 if task.run_id == "base__s0" else 0.1, self.settle, (future, task)).start()
+            return future
+
+        def settle(self, future, task):
+            with self.lock:
+                if future.done():
+                    return
+                if task.run_id != "base__s0":
+                    future.set_result((True, f"trained {task.run_id}"))
+                    return
+                self.broken = True
+                for f in self.futures:
+                    if not f.done():
+                        f.set_exception(BrokenProcessPool("a worker died"))
+
+    class Recorder:
+        def __init__(self):
+            self.results, self.errors = {}, {}
+
+        def started(self, task):
+            pass
+
+        def epoch(self, task, metrics):
+            pass
+
+        def finished(self, task, result):
+            self.results[task.run_id] = result
+
+        def failed(self, task, error):
+            self.errors[task.run_id] = error
+
+    monkeypatch.setattr(executors, "worker_pool", Pool)
+    spec = StudySpec.from_dict({**SPEC, "seeds": 3, "arms": {"base": {}}})
+    events = Recorder()
+    executors.run_in_pool(2, [], plan(spec, tmp_path), events)
+    assert events.results == {"base__s1": "trained base__s1", "base__s2": "trained base__s2"}
+    assert list(events.errors) == ["base__s0"] and "died 3 times" in events.errors["base__s0"]
+    assert pools == [2, 1, 1, 1, 1, 2]  # both suspects alone (the killer three times), then the rest

@@ -145,14 +145,21 @@ def run_in_pool(workers: int, packs: Sequence[Sequence[RunTask]], alone: Sequenc
 
     Each of `probes` measures in a worker; its held runs, which are among `alone`, wait until it has
     reported and been planned, while its pilots and the other runs train (`_Queue` gives the order).
-    A worker that dies (killed, out of memory) breaks the pool: the runs of every unit that had started
-    are retried in a fresh pool one by one, from their checkpoints (at most `MAX_WORKER_DEATHS` times
-    each, `settle_lost`); units that had not started are simply queued again, and the held runs of a
-    probe that had not reported train alone."""
+    A worker that dies (killed, out of memory) breaks the pool, and the pool does not say which one
+    died. The runs that had started are retried one by one, from their checkpoints: where one run had
+    started, in the next pool (its death counts, `settle_lost`); where several had, each alone in a pool
+    of one worker first, so that a death names its run (a run whose worker dies `MAX_WORKER_DEATHS`
+    times fails; the others, and runs squeezed out of memory by their neighbours, finish). Units that
+    had not started are simply queued again, and the held runs of a probe that had not reported train
+    alone."""
     deaths: dict[str, int] = {}
     queue = _Queue([list(p) for p in packs], probes, alone)
     while queue:
-        queue = _pool_round(workers, queue, events, deaths, pack_worker)
+        queue, suspects = _pool_round(workers, queue, events, deaths, pack_worker)
+        for task in suspects:
+            isolated = _Queue([], (), [task])
+            while isolated:
+                isolated, _ = _pool_round(1, isolated, events, deaths, pack_worker)
 
 
 class _Queue:
@@ -196,8 +203,9 @@ class _Queue:
 
 
 def _pool_round(workers: int, todo: _Queue, events: RunEvents, deaths: dict[str, int],
-                pack_worker: Callable | None) -> _Queue:
-    """One process pool; returns what is left to run because the pool broke (empty if it did not)."""
+                pack_worker: Callable | None) -> tuple[_Queue, list[RunTask]]:
+    """One process pool; returns what is left to run because the pool broke (empty if it did not) and,
+    where several started runs were lost with it, those runs: the suspects, to run alone first."""
     messages = worker_context().Queue()
     started: set[str] = set()
     by_id = {t.run_id: t for unit in (*todo.packs, *([t] for t in todo.alone)) for t in unit}
@@ -259,8 +267,12 @@ def _pool_round(workers: int, todo: _Queue, events: RunEvents, deaths: dict[str,
     broken = [t for unit, packed in lost if not (packed and unit in unstarted) for t in unit]
     left = todo.release()
     left.packs = sorted(left.packs + unstarted, key=len, reverse=True)
+    suspects = [t for t in broken if t.run_id in started]
+    if len(suspects) > 1:  # any one of them (or none) killed the pool: no death counts until each runs alone
+        left.alone = [t for t in broken if t.run_id not in started] + left.alone
+        return left, suspects
     left.alone = settle_lost(broken, started, deaths, events) + left.alone
-    return left
+    return left, []
 
 
 def _settle_probe(probe: Probe, future: cf.Future, todo: _Queue, lost: list[tuple[list[RunTask], bool]],
