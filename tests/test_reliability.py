@@ -329,6 +329,16 @@ def test_markdown_report_escapes_title_description_and_baseline(tmp_path):
     assert "baseline: &lt;b&gt;base&lt;/b&gt;" in markdown
 
 
+def test_an_arm_name_over_two_lines_keeps_each_markdown_table_row_on_one_line(tmp_path):
+    spec = {**SPEC, "seeds": 1, "arms": {"base": {}, "two\nlines": {"regularize": {"l2": 0.001}}},
+            "base": {**BASE, "train": {**BASE["train"], "epochs": 1}}}
+    study = run_study(StudySpec.from_dict(spec), tmp_path / "s", executor=LocalExecutor(workers=1), progress=False)
+    markdown = write_report(study)["markdown"].read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| two lines |")]
+    assert len(rows) >= 5 and all(line.endswith("|") for line in rows)
+    assert not any(line.startswith("lines") for line in markdown.splitlines())  # no row split in two
+
+
 # ------------------------------------------------------------------------------- 5: spec load
 @pytest.mark.parametrize(("arm", "error"), [
     ({"model": {"options": {"widths": [-5]}}}, "arms.bad.model.options.widths: widths must be positive"),

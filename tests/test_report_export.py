@@ -92,6 +92,15 @@ def test_figures_are_valid_png_svg_and_pdf(exported):
         assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
 
 
+def test_a_re_export_writes_the_same_svg_and_pdf_bytes(study_dir, tmp_path):
+    """No creation date in the PDF, and SVG ids from a fixed salt (matplotlib draws them at random)."""
+    first, second = (export(study_dir, "svg,pdf", tmp_path / name) for name in ("a", "b"))
+    for fmt in ("svg", "pdf"):
+        for a, b in zip(first[fmt], second[fmt], strict=True):
+            assert a.read_bytes() == b.read_bytes(), a.name
+    assert b"CreationDate" not in first["pdf"][0].read_bytes()
+
+
 def test_report_command_exports_and_rejects_unknown_formats(study_dir):
     result = CliRunner().invoke(app, ["report", str(study_dir), "--export", "svg,latex"])
     assert result.exit_code == 0, result.output

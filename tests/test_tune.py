@@ -120,15 +120,51 @@ def test_search_figures_decode_in_headless_chromium(searched, tmp_path):
             "IQM and probability of improvement"} <= set(decoded) and len(decoded) == html.count("<img")
 
 
-def test_the_best_configuration_becomes_a_compare_arm(searched):
+def test_the_best_parameters_become_a_compare_arm_on_fresh_seeds(searched):
     out, result = searched
-    spec = add_best_arm(SPEC, out)
+    spec, notes = add_best_arm(SPEC, out)
     arm = f"tuned: {result.best['arm']}"
     assert list(spec.arms) == ["base", arm]
+    assert spec.seed_list == [2, 3]  # the search trained seeds 0 and 1: its winner won partly by their luck
+    assert notes == ["--best-of: seeds 2–3: the search trained seeds 0, 1, so its winner is judged on fresh ones"]
     best = result.study.spec.arm_config(result.best["arm"], 3)
     assert spec.arm_config(arm, 3) == best
+    longer, notes = add_best_arm(SPEC.override({"train.epochs": 3}).with_seeds([5, 6, 7]), out)
+    tuned = longer.arm_config(arm, 5)  # the winner's parameters on this study's baseline: its budget too
+    assert tuned.train.epochs == 3 and tuned == best.model_copy(update={"seed": 5, "train": tuned.train})
+    assert longer.seed_list == [5, 6, 7] and notes == [
+        "--best-of: the search's base differs from this study's baseline arm in train.epochs; the tuned arm "
+        "takes this study's"]
     with pytest.raises(FileNotFoundError, match="not a `reglab tune` directory"):
         add_best_arm(SPEC, result.study.path.parent / "nowhere")
+
+
+def test_drawn_values_stay_in_their_range_and_integer_ranges_draw_integers(tmp_path):
+    """3 significant digits would round 0.99995 to 1.0, outside [0.99, 0.9999] (and refused by the config);
+    a narrow range far from 0 keeps steps of a thousandth of its width. Integer ends draw integers even
+    where the grid's step is not whole (32:256:4 lists 106.67 between)."""
+    from reglab.study.tune import _rounded
+
+    ema, batch = parse_param("ema=0.99:0.9999:2"), parse_param("train.batch_size=32:256:4")
+    assert (ema.low, ema.high, batch.low, batch.high) == (0.99, 0.9999, 32, 256)
+    assert _rounded(0.99995, ema) == 0.9999 and _rounded(0.995374, ema) == 0.99537
+    assert _rounded(0.123456, parse_param("dropout=0:0.5:3")) == 0.123
+    assert _rounded(0.0123456, parse_param("l2=log:1e-5:1e-1:3")) == 0.0123
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(50):
+        point = suggest(study.ask(), TuneSettings([ema, batch], sampler="random"))
+        assert 0.99 <= point["ema"] <= 0.9999 and isinstance(point["train.batch_size"], int)
+    settings = TuneSettings([batch], sampler="random", trials=1)
+    run_tune(SPEC, settings, tmp_path, progress=False)  # its ends are validated, not 106.67
+
+
+def test_a_pruned_trial_has_no_objective_value_in_the_trials_table(tmp_path):
+    """Optuna keeps a pruned trial's last reported epoch value as its value: not the objective over seeds."""
+    spec = SPEC.with_seeds(3)
+    settings = TuneSettings([parse_param("lr=0.2,0.1,0.05,1e-6")], sampler="grid", pruner="median")
+    trials = run_tune(spec, settings, tmp_path, wave=1, progress=False).trials.set_index("arm")
+    assert trials.loc["lr=1e-06", "state"] == "pruned" and np.isnan(trials.loc["lr=1e-06", "value"])
+    assert trials.drop("lr=1e-06")["value"].notna().all()
 
 
 def test_a_reopened_search_draws_new_points_instead_of_its_first_ones_again(tmp_path):
@@ -158,7 +194,7 @@ def test_force_with_fewer_seeds_deletes_the_dropped_seeds_cells(tmp_path):
 
 
 def test_an_invalid_value_is_refused_before_anything_runs(tmp_path):
-    with pytest.raises(ConfigError, match=r"arms.dropout=1.0.regularize.dropout.p: Input should be less than 1"):
+    with pytest.raises(ConfigError, match=r"arms.dropout=1.5.regularize.dropout.p: Input should be less than 1"):
         run_tune(SPEC, TuneSettings([parse_param("dropout=0:1.5:4")], sampler="random"), tmp_path, progress=False)
     with pytest.raises(ConfigError, match=r"--metric: val_acc needs a validation split, which arm 'dropout=0.1'"):
         run_tune(SPEC, TuneSettings([parse_param("dropout=0.1")], metric="val_acc"), tmp_path, progress=False)
@@ -174,6 +210,12 @@ def test_a_changed_search_is_refused_without_force(searched):
                             trials=4, seed=1, metric="test_loss")  # the fixture's search, but for these two
     with pytest.raises(ConfigError, match=r"changed since it was started \(--metric, --trials\)"):
         run_tune(SPEC, settings, out, progress=False)
+    fixture = TuneSettings([parse_param("dropout=0:0.5:3"), parse_param("lr=log:0.01:0.3:3")], sampler="tpe",
+                           trials=3, seed=1)
+    with pytest.raises(ConfigError, match=r"changed since it was started \(the seeds\); use --force"):
+        run_tune(SPEC.with_seeds(3), fixture, out, progress=False)
+    statistics = StudySpec.from_dict({**SPEC.to_dict(), "statistics": {"correction": "bh"}, "description": "x"})
+    assert run_tune(statistics, fixture, out, progress=False).executed == []  # how results are read: no change
 
 
 def test_a_compare_study_directory_is_refused_and_kept(tmp_path):
@@ -302,7 +344,8 @@ def test_tune_cli_with_asha_then_the_best_configuration_in_one_compare(tmp_path)
     assert result.exit_code == 0, result.output
     study = load_study(tmp_path / "c")
     assert study.arms[0] == "base" and study.arms[1].startswith("tuned: lr=") and len(study.runs) == 4
-    assert {study.spec.arm_config(arm, 0).train.epochs for arm in study.arms} == {1}  # the tuned arm's too
+    assert {study.spec.arm_config(arm, 2).train.epochs for arm in study.arms} == {1}  # the tuned arm's too
+    assert study.spec.seed_list == [2, 3] and "judged on fresh ones" in result.output
     assert study.spec.statistics.target == {"test_acc": 0.15}
     bad = runner.invoke(app, ["compare", str(toml), "--target", "test_acc", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "--target 'test_acc': expected METRIC=VALUE" in str(bad.exception)

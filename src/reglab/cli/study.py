@@ -93,8 +93,8 @@ def compare(
                                             "run directories, then resume (a sound one is kept)")] = False,
     correction: Correction = None,
     target: Target = None,
-    best_of: Annotated[Path | None, Opt(help="add the best configuration of a `reglab tune` directory as "
-                                             "an arm")] = None,
+    best_of: Annotated[Path | None, Opt(help="add an arm: the baseline with the best parameters of a "
+                                             "`reglab tune` directory (on seeds the search did not use)")] = None,
 ) -> None:
     """Run (or resume) a study: every arm over every seed, then print the table and write the report."""
     workers = workers or (default_workers() if executor == "local" else None)
@@ -108,9 +108,9 @@ def compare(
     if best_of is not None:
         from reglab.study.tune import add_best_arm
 
-        spec = add_best_arm(spec, best_of)
-        if epochs is not None:  # the tuned arm is a full config: it sets train.epochs, so --epochs reaches it too
-            spec = spec.override({"train.epochs": epochs})
+        spec, notes = add_best_arm(spec, best_of)
+        for line in notes:
+            err_console.print(escape(line), highlight=False, soft_wrap=True)
     if analyze:
         spec = spec.with_analysis()
     from reglab.cli.options import check_device, check_paths

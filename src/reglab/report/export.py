@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -26,6 +27,8 @@ from reglab.study.stats import METRIC_BY_COLUMN
 FIGURE_FORMATS = ("png", "svg", "pdf")
 FORMATS = (*FIGURE_FORMATS, "latex")
 PNG_DPI = 300
+UNDATED = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}
+"""No creation date in SVG and PDF files, so that a re-export of the same study gives the same bytes."""
 
 _SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "—": "---", "–": "--", "α": r"$\alpha$",
             "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "λ": r"$\lambda$", "<": r"$<$", ">": r"$>$"}
@@ -74,7 +77,8 @@ def export(study: Study | str | Path, formats: str | Sequence[str], out_dir: str
             FigureCanvasAgg(fig.figure)
             for fmt in figure_formats:
                 path = out / "figures" / f"{fig.name}.{fmt}"
-                fig.figure.savefig(path, format=fmt, dpi=PNG_DPI, metadata={"Date": None} if fmt != "png" else None)
+                with matplotlib.rc_context({"svg.hashsalt": "reglab"}):  # fixed clip-path and marker ids
+                    fig.figure.savefig(path, format=fmt, dpi=PNG_DPI, metadata=UNDATED.get(fmt))
                 written[fmt].append(path)
     if "latex" in formats:
         (out / "tables").mkdir(parents=True, exist_ok=True)

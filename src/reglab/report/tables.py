@@ -149,8 +149,8 @@ def md_text(text: str) -> str:
 def markdown_table(rows: Rows) -> str:
     if not rows:
         return "_(no rows)_\n"
-    def cells(values) -> str:  # literal text: no table syntax, inline HTML, emphasis or links
-        return "| " + " | ".join(md_text(str(v)) for v in values) + " |"
+    def cells(values) -> str:  # literal text: no table syntax, inline HTML, emphasis or links; one line
+        return "| " + " | ".join(md_text(" ".join(str(v).splitlines())) for v in values) + " |"
 
     header = list(rows[0])
     return "\n".join([cells(header), cells(["---"] * len(header)), *(cells(r.values()) for r in rows)]) + "\n"

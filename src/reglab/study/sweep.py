@@ -30,7 +30,7 @@ class SweepParam:
     name: str  # as written, used in arm names
     path: str  # dotted run-config path
     values: tuple[Any, ...]
-    low: float | None = None  # a range's ends (None for a list of values)
+    low: float | None = None  # a range's ends as written, integers when they are (None for a list of values)
     high: float | None = None
     log: bool = False
 
@@ -47,9 +47,9 @@ def parse_param(text: str) -> SweepParam:
         values = _values(spec)
     except ValueError as err:
         raise ConfigError(f"--param {text!r}: {err}") from None
-    ranged = ":" in spec
-    return SweepParam(name, SHORT_NAMES.get(name, name), values, low=values[0] if ranged else None,
-                      high=values[-1] if ranged else None, log=spec.startswith("log:"))
+    log = spec.startswith("log:")
+    low, high = (_number(end) for end in spec.split(":")[log:log + 2]) if ":" in spec else (None, None)
+    return SweepParam(name, SHORT_NAMES.get(name, name), values, low=low, high=high, log=log)
 
 
 def _values(spec: str) -> tuple[Any, ...]:

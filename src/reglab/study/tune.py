@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from reglab import provenance
-from reglab.config import ConfigError, apply_overrides, deep_merge
+from reglab.config import ConfigError, apply_overrides, deep_merge, run_identity
 from reglab.study.executors import Executor, LocalExecutor, RunTask
 from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, load_study
@@ -39,7 +39,7 @@ from reglab.study.stats import describe
 from reglab.study.store import DB_NAME, FINISHED, StudyStore
 from reglab.study.sweep import SweepParam
 from reglab.study.tracking import Tracker, check_sinks, open_tracker
-from reglab.train.rundir import read_metrics
+from reglab.train.rundir import config_changes, read_metrics
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "asha")
@@ -126,8 +126,15 @@ def _pruner(name: str):
     return optuna.pruners.SuccessiveHalvingPruner() if name == "asha" else optuna.pruners.NopPruner()
 
 
-def _rounded(x: float) -> float:
-    return float(f"{x:.3g}")
+def _rounded(x: float, p: SweepParam) -> float:
+    """A drawn float to 3 significant digits, for readable arm names and reusable runs — of the range's
+    width as well for a linear range, so that a narrow range far from 0 (``ema=0.99:0.9999``) keeps
+    a thousand steps — and kept inside the range (rounding can leave it: 0.99995 → 1.0)."""
+    def decimals(v: float) -> int:
+        return 2 - math.floor(math.log10(abs(v))) if v else 0
+
+    places = decimals(x) if p.log else max(decimals(x), decimals(p.high - p.low))
+    return min(max(round(x, places), p.low), p.high)
 
 
 def suggest(trial: Any, settings: TuneSettings) -> dict[str, Any]:
@@ -139,8 +146,14 @@ def suggest(trial: Any, settings: TuneSettings) -> dict[str, Any]:
         elif all(isinstance(v, int) for v in (p.low, p.high)):
             point[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
         else:
-            point[p.name] = _rounded(trial.suggest_float(p.name, float(p.low), float(p.high), log=p.log))
+            point[p.name] = _rounded(trial.suggest_float(p.name, float(p.low), float(p.high), log=p.log), p)
     return point
+
+
+def searched_values(p: SweepParam, settings: TuneSettings) -> tuple[Any, ...]:
+    """The values of `p` a trial can take, to validate before anything runs: a range's ends for random and
+    TPE (they draw from the interval), every listed or grid value otherwise."""
+    return (p.low, p.high) if settings.sampler != "grid" and p.low is not None else p.values
 
 
 def grid_points(params: list[SweepParam]) -> list[dict[str, Any]]:
@@ -336,10 +349,13 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
     check_sinks(sinks)
     base = tune_base(spec, "")
     ends = StudySpec.from_dict({**base, "name": spec.name, "arms": {  # every value (a range: its ends) is valid
-        arm_name({p.name: v}): _overrides({p.name: v}, [p]) for p in settings.params for v in p.values}})
+        arm_name({p.name: v}): _overrides({p.name: v}, [p])
+        for p in settings.params for v in searched_values(p, settings)}})
     check_logged(settings.metric, {a: ends.arm_config(a, 0) for a in ends.arms}, "--metric")
     wave = wave or (len(spec.seed_list) if settings.pruner == "none" else 2)
-    described = json.dumps({"settings": settings.to_dict(), "base": content_hash(base),
+    baseline = spec.arm_config(spec.baseline, 0).to_dict()
+    del baseline["seed"]
+    described = json.dumps({"settings": settings.to_dict(), "base": content_hash(run_identity(baseline)),
                             "seeds": spec.seed_list}, sort_keys=True, default=str)
     check_index_present(out_dir, "restore it, or search into another --out")
     with study_lock(out_dir), StudyStore(out_dir) as store:
@@ -418,9 +434,10 @@ def trials_table(out_dir: Path, metric: str | None = None, objective: str | None
         s = describe(values)
         low, high = iqm_interval(values, resamples=2000)
         point = t.user_attrs.get("point", t.params)
+        complete = t.state.name == "COMPLETE" and t.value is not None  # a pruned trial's value: an epoch's
         records.append({"trial": t.number, "state": t.state.name.lower(), "arm": arm, **{
             f"param:{k}": v for k, v in point.items()}, "objective": objective, "metric": metric,
-            "value": t.value if t.value is not None else math.nan, "n": s.n, "mean": s.mean, "std": s.std,
+            "value": t.value if complete else math.nan, "n": s.n, "mean": s.mean, "std": s.std,
             "ci_low": s.ci_low, "ci_high": s.ci_high, "iqm": iqm(values), "iqm_low": low, "iqm_high": high,
             "error": t.user_attrs.get("error") or ("interrupted; asked again" if t.state.name == "FAIL" else "")})
     return pd.DataFrame(records)
@@ -434,23 +451,39 @@ def best_trial(trials: pd.DataFrame, direction: str) -> dict | None:
     return complete.loc[index].to_dict()
 
 
-def best_config(out_dir: str | Path) -> tuple[str, dict]:
-    """(arm name, full run config without the seed) of the best complete trial of a tune directory."""
+def best_trial_of(out_dir: str | Path) -> tuple[str, StudySpec]:
+    """(arm name of the best complete trial, the search as a spec: its base, each trial's overrides as an arm,
+    its seeds) of a tune directory."""
     out_dir = Path(out_dir)
     study = open_study(out_dir)
     complete = [t for t in study.trials if t.state.name == "COMPLETE" and t.value is not None]
     if not complete:
         raise ConfigError(f"--best-of {out_dir}: the search has no complete trial yet")
-    best = study.best_trial
     with StudyStore(out_dir, create=False) as store:
-        spec = StudySpec.from_dict(store.spec())
-    config = spec.arm_config(best.user_attrs["arm"], 0).to_dict()
-    config.pop("seed", None)
-    return best.user_attrs["arm"], config
+        return study.best_trial.user_attrs["arm"], StudySpec.from_dict(store.spec())
 
 
-def add_best_arm(spec: StudySpec, tune_dir: str | Path) -> StudySpec:
-    """`spec` with one more arm, ``tuned: <params>``: the best configuration of a `reglab tune` directory."""
-    arm, config = best_config(tune_dir)
+def add_best_arm(spec: StudySpec, tune_dir: str | Path) -> tuple[StudySpec, list[str]]:
+    """`spec` with one more arm, ``tuned: <params>``: its baseline arm with the best complete trial's
+    parameters (nothing else of the search's base: the budget, data and model are `spec`'s), and the
+    lines that say what the hand-over changed.
+
+    Where `spec`'s seeds include seeds the search trained, every arm runs on as many seeds after the
+    search's last instead: on those the winner's runs are the very runs that made it win, partly by
+    their seeds' luck (the winner's curse), and its comparison would inherit that luck."""
+    arm, search = best_trial_of(tune_dir)
     data = spec.to_dict()
-    return StudySpec.from_dict({**data, "arms": {**data["arms"], f"tuned: {arm}": config}})
+    tuned = deep_merge(data["arms"][spec.baseline], search.to_dict()["arms"][arm])
+    out = StudySpec.from_dict({**data, "arms": {**data["arms"], f"tuned: {arm}": tuned}})
+    notes = []
+    if used := sorted(set(out.seed_list) & set(search.seed_list)):
+        first = max(search.seed_list) + 1
+        out = out.with_seeds(list(range(first, first + len(out.seed_list))))
+        notes.append(f"--best-of: seeds {first}–{first + len(out.seed_list) - 1}: the search trained seeds "
+                     f"{', '.join(map(str, used))}, so its winner is judged on fresh ones")
+    changes = list(config_changes(run_identity(search.arm_config(arm, 0).to_dict()),  # the searched values agree
+                                  run_identity(out.arm_config(f"tuned: {arm}", 0).to_dict())))
+    if changes:
+        notes.append(f"--best-of: the search's base differs from this study's baseline arm in {', '.join(changes)}; "
+                     "the tuned arm takes this study's")
+    return out, notes
