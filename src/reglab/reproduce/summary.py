@@ -43,13 +43,18 @@ CONTRADICTIONS = [
     "skips only Conv1 with probability 0.2. seed000 follows the experiment.",
     "Source 000 §1.3 calls p_l a *drop* probability that grows with depth, then writes p_l = 1 − (l/L)(1 − p_L), "
     "which falls with depth, with p_L the last layer's *keep* probability, and keeps each layer with "
-    "probability p_l. reglab reads p_l as the survival probability (regularize.stochastic_depth.rate = 1 − p_L).",
+    "probability p_l. reglab reads p_l as the survival probability (regularize.stochastic_depth.rate = 1 − p_L); "
+    "the arm 'Stochastic depth conv1 p=0.2' is named by the experiment's skip probability (20%): it keeps "
+    "Conv1 with probability 0.8.",
     "Source 000 §1.1 puts λ in twice: L = L_data + λ·L_reg with L_reg = λ/(2n)·Σθ², i.e. λ²/(2n)·Σθ²; its "
     "experiment sets weight_decay = 0.001 in the optimizer (a gradient λ·θ). seed000 follows the experiment; "
     "reglab's l2 is (l2/2)·Σθ² (docs/regularizers.md).",
     "Source 000 §1.2 says dropout's probability is usually 0.5, then defines an input-dependent one, "
-    "p(x_i) = 1 − 1/(1 + e^(−α·x_i)); its experiment drops with a fixed 0.3. seed000 follows the experiment "
-    "(a fixed drop probability, inverted scaling).",
+    "p(x_i) = 1 − 1/(1 + e^(−α·x_i)), whose test-time output y_i = Σ_{j=1}^{2^m} x_j/p(x_j) / √(2^m − 1) it "
+    "gives without defining m or the 2^m terms, while its step 4 says only that every neuron is kept at test; "
+    "its experiment drops with a fixed 0.3 and says nothing of scaling. seed000 follows the experiment: a "
+    "fixed drop probability, with inverted scaling (torch's nn.Dropout: ÷(1 − p) in training, nothing at "
+    "test), a choice it states; the variant's test-time formula is not used.",
 ]
 
 
@@ -118,8 +123,8 @@ CHANGED_SINCE_RUN = {
              "its choices now also state the network's activation and biases",
     "seed000": "its Weight decay arm now decays every parameter, as the source's weight_decay in the optimizer "
                "does (the committed run decayed the conv and linear weights only); its choices now also state the "
-               "network's activation, BatchNorm placement and conv biases, the input standardisation and what "
-               "the skipped Conv1 is",
+               "network's activation, BatchNorm placement and conv biases, the input standardisation, what "
+               "the skipped Conv1 is, the loss and the dropout scaling",
     "r1-mnist": "its absolute accuracies (79%, > 88%) are now judged only on MNIST's first 1000 images; on mnist-5k "
                 "they are not run; its choices now also state the input standardisation and which loss fig. (b) "
                 "plots",

@@ -133,6 +133,11 @@ def run(settings: Settings) -> Outcome:
                                        "2304 → 512 → ReLU → 10, no BatchNorm in the FC layers (dropout between "
                                        "the two FC layers)",
                             "input": "standardised with the training split's mean and std; no augmentation",
+                            "loss": "cross-entropy (the source's experiment names none; its §1.1 writes a "
+                                    "squared error for a linear regression)",
+                            "dropout scaling": "inverted, as torch's nn.Dropout: ÷(1 − p) in training, nothing at "
+                                               "test (the experiment says nothing of scaling; §1.2's test-time "
+                                               "formula belongs to its input-dependent variant)",
                             "weight decay": "0.001 on every parameter (BatchNorm's and the biases included), as "
                                             "weight_decay set in a torch optimizer decays them",
                             "optimizer": "SGD momentum 0.9, lr 0.05, cosine schedule with 1 warm-up epoch "
