@@ -165,6 +165,11 @@ def test_cifar10_binary_folder(tmp_path):
     assert data.x_test[1, 0, 0, 1].item() * 255 == pytest.approx(test_rows[1, 1 + 1])
     assert data.x_test[1, 2, 31, 31].item() * 255 == pytest.approx(test_rows[1, 3072])
 
+    bad = bytearray((folder / "data_batch_4.bin").read_bytes())
+    bad[3073] = 10  # the second record's label
+    (folder / "data_batch_4.bin").write_bytes(bytes(bad))
+    with pytest.raises(CorruptDataError, match=r"data_batch_4\.bin: label 10 outside 0\.\.9"):
+        load("cifar10", data_dir=tmp_path)
     (folder / "data_batch_3.bin").write_bytes(buf[:-5])
     with pytest.raises(CorruptDataError, match="data_batch_3.bin"):
         load("cifar10", data_dir=tmp_path)
@@ -232,6 +237,51 @@ def test_a_mirror_serving_other_bytes_is_passed_over_for_the_next(tmp_path, monk
         download_module.download_official("demo", tmp_path / "dest")
 
 
+def test_a_response_cut_off_mid_stream_is_passed_over_for_the_next_mirror(tmp_path, monkeypatch):
+    """A chunked response that ends early raises http.client.IncompleteRead, which is no OSError."""
+    import http.client
+    import io
+    import urllib.request
+
+    good = tmp_path / "good.bin"
+    good.write_bytes(b"the official file")
+    opener = urllib.request.urlopen
+
+    class CutOff(io.BytesIO):
+        def read(self, *args):
+            raise http.client.IncompleteRead(b"")
+
+    def urlopen(url, timeout=None):
+        return CutOff() if url.startswith("http://cut.example") else opener(url, timeout=timeout)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    remote = Remote("f.bin", ("http://cut.example/f.bin", good.as_uri()), hashlib.sha256(good.read_bytes()).hexdigest())
+    monkeypatch.setitem(download_module.OFFICIAL, "demo", (remote,))
+    download_module.download_official("demo", tmp_path / "dest")
+    assert (tmp_path / "dest" / "f.bin").read_bytes() == good.read_bytes()
+
+
+def test_files_already_here_are_kept_only_with_their_hash_and_written_with_the_umasks_mode(tmp_path, monkeypatch):
+    import os
+
+    from reglab.data.fetch import fetch_dataset
+
+    served = tmp_path / "server"
+    write_idx_set(served, gz=True, n_train=3, n_test=2)
+    remotes = tuple(Remote(f"{stem}.gz", ((served / f"{stem}.gz").as_uri(),),
+                           hashlib.sha256((served / f"{stem}.gz").read_bytes()).hexdigest()) for stem in IDX_STEMS)
+    monkeypatch.setitem(download_module.OFFICIAL, "mnist", remotes)
+    dest = cache_dir("mnist")
+    dest.mkdir(parents=True)
+    (dest / f"{IDX_STEMS[0]}.gz").write_bytes(b"garbage")  # a damaged copy: replaced, not trusted
+    assert fetch_dataset("mnist") == f"mnist: official files (SHA-256 checked) → {dest}"
+    assert (dest / f"{IDX_STEMS[0]}.gz").read_bytes() == (served / f"{IDX_STEMS[0]}.gz").read_bytes()
+    assert fetch_dataset("mnist") == f"mnist: already here, the official files (SHA-256 checked) → {dest}"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert {(p.stat().st_mode & 0o777) for p in dest.iterdir()} == {0o666 & ~umask}
+
+
 def test_download_lands_in_cache_and_loads(tmp_path, monkeypatch):
     served = tmp_path / "server"
     arrays = write_idx_set(served, gz=True, n_train=3, n_test=2)
@@ -271,6 +321,13 @@ def test_mnist1d_generated_cached_and_deterministic(monkeypatch):
     monkeypatch.setattr(mnist1d_module, "generate", lambda *a: pytest.fail("regenerated despite cache"))
     again = load("mnist1d", normalize=False)
     assert torch.equal(again.x_train, data.x_train) and torch.equal(again.y_test, data.y_test)
+
+
+def test_an_mnist1d_seed_numpy_cannot_take_is_refused_naming_the_option():
+    from reglab.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data\.options\.seed: .*less than 4294967296"):
+        load("mnist1d", options={"seed": 2**32})
 
 
 def test_mnist1d_same_options_same_data(tmp_path):

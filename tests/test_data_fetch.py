@@ -88,6 +88,8 @@ def test_debian_archive_fills_the_cache_after_official_files_fail(stand_in_archi
         assert gzip.decompress((dest / f"{stem}.gz").read_bytes()) == payload
     status = {s.name: s for s in dataset_status()}["fashion-mnist"]
     assert status.available and status.get is None
+    assert fetch_dataset("fashion-mnist") == (f"fashion-mnist: already here, Debian's package files (content "
+                                              f"SHA-256 checked) → {dest}")  # verified, not fetched again
 
 
 def test_content_mismatch_keeps_nothing_and_names_both_sources(stand_in_archive, monkeypatch):

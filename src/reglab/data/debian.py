@@ -14,6 +14,7 @@ import hashlib
 import shutil
 import subprocess
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,15 @@ def _content_sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def debian_here(name: str, dest_dir: Path) -> bool:
+    """Whether `dest_dir` holds every file of `name`'s Debian package, each with its pinned content hash."""
+    try:
+        return all(_content_sha256(dest_dir / file) == expected
+                   for file, expected in DEBIAN[name].content_sha256.items())
+    except (OSError, EOFError, zlib.error):  # absent, or not (whole) gzip: not the package's file
+        return False
 
 
 def _run(args: list[str], cwd: Path) -> None:

@@ -8,6 +8,7 @@ the others from their authors' servers.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,20 +57,38 @@ def fetch(url: str, dest: Path, sha256: str, *, timeout: float = 60.0) -> Path:
     a hash mismatch and OSError (urllib's URLError) when the URL cannot be read.
     """
     digest = hashlib.sha256()
-    with atomic_file(Path(dest)) as out, urllib.request.urlopen(url, timeout=timeout) as response:
-        while chunk := response.read(1 << 20):
-            digest.update(chunk)
-            out.write(chunk)
-        if digest.hexdigest() != sha256.lower():
-            raise CorruptDataError(f"{url}: SHA-256 {digest.hexdigest()} does not match the expected "
-                                   f"{sha256}; the download was discarded")
+    try:
+        with atomic_file(Path(dest)) as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+            if digest.hexdigest() != sha256.lower():
+                raise CorruptDataError(f"{url}: SHA-256 {digest.hexdigest()} does not match the expected "
+                                       f"{sha256}; the download was discarded")
+    except http.client.HTTPException as err:  # e.g. IncompleteRead: a response cut off mid-stream
+        raise OSError(f"{type(err).__name__}: {err}") from err
     return Path(dest)
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def official_here(name: str, dest_dir: Path) -> bool:
+    """Whether `dest_dir` holds every official file of `name`, each with its SHA-256."""
+    return all((dest_dir / r.file).is_file() and file_sha256(dest_dir / r.file) == r.sha256 for r in OFFICIAL[name])
+
+
 def download_official(name: str, dest_dir: Path) -> Path:
-    """Fetch each official file of `name` absent from `dest_dir`, trying its mirrors in order."""
+    """Fetch each official file of `name` that `dest_dir` lacks or holds with other bytes (replaced only
+    by a download that verifies), trying its mirrors in order."""
     for remote in OFFICIAL[name]:
-        if (dest_dir / remote.file).is_file():
+        path = dest_dir / remote.file
+        if path.is_file() and file_sha256(path) == remote.sha256:
             continue
         errors = []
         for url in remote.urls:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from reglab.config import ConfigError
 from reglab.data.base import CorruptDataError
-from reglab.data.debian import DEBIAN, fetch_from_debian
-from reglab.data.download import OFFICIAL, download_official
+from reglab.data.debian import DEBIAN, debian_here, fetch_from_debian
+from reglab.data.download import OFFICIAL, download_official, official_here
 from reglab.data.paths import cache_dir
 
 FETCHABLE = sorted(set(OFFICIAL) | set(DEBIAN))
@@ -24,13 +24,18 @@ def fetch_command(name: str) -> str | None:
 def fetch_dataset(name: str) -> str:
     """Fetch `name` into its cache folder; returns one line saying what came from where.
 
-    Raises ConfigError for a data set that cannot be fetched, OSError when every source failed (the
-    message lists each source's error). A source that fails (unreachable, or a file whose hash does
-    not match) keeps nothing and the next one is tried.
+    A set already in the cache is verified (official hashes, else Debian's content hashes) and kept;
+    files that match neither are replaced. Raises ConfigError for a data set that cannot be fetched,
+    OSError when every source failed (the message lists each source's error). A source that fails
+    (unreachable, or a file whose hash does not match) keeps nothing and the next one is tried.
     """
     if name not in FETCHABLE:
         raise ConfigError(f"data set {name!r} needs no fetch (fetchable: {', '.join(FETCHABLE)})")
     dest = cache_dir(name)
+    if name in OFFICIAL and official_here(name, dest):
+        return f"{name}: already here, the official files (SHA-256 checked) → {dest}"
+    if name in DEBIAN and debian_here(name, dest):
+        return f"{name}: already here, Debian's package files (content SHA-256 checked) → {dest}"
     errors = []
     if name in OFFICIAL:
         try:

@@ -67,12 +67,16 @@ def human_size(num_bytes: int) -> str:
 
 @contextlib.contextmanager
 def atomic_file(dest: Path) -> Iterator[BinaryIO]:
-    """A binary file that replaces `dest` only when the block exits normally (never a partial `dest`)."""
+    """A binary file that replaces `dest` only when the block exits normally (never a partial `dest`), with
+    the permissions of a file created as usual (mkstemp's temporary file is private to its owner)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, dest)
     finally:
         Path(tmp).unlink(missing_ok=True)

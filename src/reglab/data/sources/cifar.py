@@ -72,11 +72,15 @@ def _read_files(layout: Layout, source: Path) -> dict[str, tuple[np.ndarray, np.
     return out
 
 
-def _tensors(parts: list[tuple[np.ndarray, np.ndarray]], label: int, num_classes: int, source: Path):
-    images = np.concatenate([p[0] for p in parts])
-    labels = np.concatenate([p[1][:, label] for p in parts]).astype(np.int64)
-    if labels.max() >= num_classes:
-        raise CorruptDataError(f"{source}: label {labels.max()} outside 0..{num_classes - 1}")
+def _tensors(files: dict[str, tuple[np.ndarray, np.ndarray]], names: tuple[str, ...], label: int,
+             num_classes: int, source: Path):
+    """The images and labels of the files `names`, in order; a label out of range names its file."""
+    for name in names:
+        if (top := files[name][1][:, label].max()) >= num_classes:
+            where = f"{source}:{name}" if source.is_file() else source / name
+            raise CorruptDataError(f"{where}: label {top} outside 0..{num_classes - 1}")
+    images = np.concatenate([files[name][0] for name in names])
+    labels = np.concatenate([files[name][1][:, label] for name in names]).astype(np.int64)
     pixels = images.astype(np.float32)
     pixels /= 255
     return torch.from_numpy(pixels), torch.from_numpy(labels)
@@ -94,8 +98,8 @@ def _load(name: str, data_dir: Path | None, download: bool, label: int, num_clas
         files = f"{layout.folder}/{{{','.join(layout.train + layout.test)}}} or {layout.archive}"
         raise not_found(name, data_dir, [files], how)
     files = _read_files(layout, source)
-    x_train, y_train = _tensors([files[f] for f in layout.train], label, num_classes, source)
-    x_test, y_test = _tensors([files[f] for f in layout.test], label, num_classes, source)
+    x_train, y_train = _tensors(files, layout.train, label, num_classes, source)
+    x_test, y_test = _tensors(files, layout.test, label, num_classes, source)
     return TensorData(name, x_train, y_train, x_test, y_test, num_classes=num_classes)
 
 

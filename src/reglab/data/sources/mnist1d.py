@@ -69,9 +69,10 @@ def _probe(data_dir: Path | None) -> Found | None:
 @register_dataset("mnist1d", description="MNIST-1D: 10-class sequences of length 40, 4000/1000, generated "
                   "locally", probe=_probe, shape=lambda **_: ((40,), 10))
 def load_mnist1d(*, data_dir: Path | None, download: bool, num_samples: Annotated[int, Field(ge=10)] = 5000,
-                 seed: Annotated[int, Field(ge=0)] = 42, shuffle_seq: bool = False) -> TensorData:
+                 seed: Annotated[int, Field(ge=0, lt=2**32)] = 42, shuffle_seq: bool = False) -> TensorData:
     """`num_samples` (rounded down to a multiple of 10) split 80/20; `seed` of the generator;
-    `shuffle_seq` permutes the 40 positions (one fixed permutation). `data_dir`/`download` are unused."""
+    `shuffle_seq` permutes the 40 positions (one fixed permutation). `data_dir`/`download` are unused.
+    `seed` < 2**32: NumPy's global generator, which the package seeds, takes no larger one."""
     path = cache_path(num_samples, seed, shuffle_seq)
     if path.is_file():
         arrays = _read_cache(path)
