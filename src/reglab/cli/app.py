@@ -41,8 +41,13 @@ def print_table(table: Table) -> None:
 
 # Errors that are the user's input, not a bug: reported in one line, exit code 2. A `ConfigError`
 # names the field, file or value; FileNotFoundError is raised for paths the user gave.
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, PermissionError, NotADirectoryError,
+                                                IsADirectoryError)
+"""Errors that say what is wrong with the user's input or machine (a value, a path): one line, exit code 2."""
 RESUME_HINT = "rerun the same command to resume: finished epochs and runs are kept"
+INTERRUPT_HINTS = {"reproduce": "a reproduction writes its results when it finishes (seed000 keeps its study's "
+                                "finished runs); rerun the same command to run it again"}
+"""What an interrupted command keeps, where it is not `RESUME_HINT`."""
 
 
 @app.callback()
@@ -111,7 +116,9 @@ def main() -> None:
         else:
             os.environ[COMMAND_VARIABLE] = outer_command
     if code == 130:
-        err_console.print(f"interrupted; {RESUME_HINT}", highlight=False, soft_wrap=True)
+        command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
+        err_console.print(f"interrupted; {INTERRUPT_HINTS.get(command, RESUME_HINT)}", highlight=False,
+                          soft_wrap=True)
     sys.exit(code or 0)
 
 

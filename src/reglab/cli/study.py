@@ -116,9 +116,10 @@ def compare(
     from reglab.cli.options import check_device, check_paths
 
     check_device(device)
-    if executor != "ray":  # the runs start here: the paths their configs name must exist here
+    if executor != "ray":  # the runs start here: the paths and devices their configs name must exist here
         for arm in spec.arms:
             check_paths(spec.arm_config(arm, 0), prefix=f"arms.{arm}.")
+            check_device(device or spec.arm_config(arm, 0).train.device)
     name, options = executor_choice(executor, pack)
     runner = make_executor(name, chosen=executor, workers=workers,
                            device=device, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,

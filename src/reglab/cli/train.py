@@ -58,19 +58,22 @@ def train(
 ) -> None:
     """Train one model and print its final metrics."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "out", "as_json", "extend")}
+    from reglab.config import ConfigError
     from reglab.train import train_run
     from reglab.train.loop import resolve_device
-    from reglab.train.rundir import check_resumable, clean_json, read_config
+    from reglab.train.rundir import check_resumable, clean_json, read_run_config
 
     if extend and out is None:
-        from reglab.config import ConfigError
-
         raise ConfigError("--extend: needs --out, the run directory to extend")
     stored = out is not None and extend and config is None and (out / "config.json").is_file()
-    cfg = build_run_config(config, flags, set_ or [], base=read_config(out) if stored else None)
+    cfg = build_run_config(config, flags, set_ or [],
+                           base=read_run_config(out).to_dict() if stored else None)
     resolve_device(cfg.train.device)  # a missing device is refused before anything is written
     if out is not None:
         check_resumable(out, cfg.to_dict(), extend=extend)
+        if (out / "summary.json").is_file() and not (out / "checkpoint.pt").is_file():
+            raise ConfigError(f"{out}: holds a finished run (summary.json) and no checkpoint to continue from "
+                              "(train.checkpoint_every = 0?); its results stay there; use another --out to train again")
     live = err_console.is_terminal and not as_json
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err_console,

@@ -61,8 +61,9 @@ def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int |
     params = [parse_param(p) for p in settings_kwargs.pop("param")]
     settings = TuneSettings(params, **settings_kwargs)
     check_device(device)
-    if executor != "ray":  # the runs start here: the paths the base config names must exist here
+    if executor != "ray":  # the runs start here: the paths and device the base config names must exist here
         check_paths(spec.arm_config(spec.baseline, 0))
+        check_device(device or spec.arm_config(spec.baseline, 0).train.device)
     workers = workers or (default_workers() if executor == "local" else None)
     runner = make_executor(executor, workers=workers, device=device, **ray_options)
     result = run_tune(spec, settings, out or Path("studies") / arm_slug(default_out.format(name=spec.name)),

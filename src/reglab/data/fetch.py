@@ -30,7 +30,11 @@ def fetch_dataset(name: str) -> str:
     (unreachable, or a file whose hash does not match) keeps nothing and the next one is tried.
     """
     if name not in FETCHABLE:
-        raise ConfigError(f"data set {name!r} needs no fetch (fetchable: {', '.join(FETCHABLE)})")
+        from reglab.data.registry import available_datasets
+
+        known = name in {info.name for info in available_datasets()}
+        raise ConfigError(f"data set {name!r} {'needs no fetch' if known else 'is unknown'} "
+                          f"(fetchable: {', '.join(FETCHABLE)})")
     dest = cache_dir(name)
     if name in OFFICIAL and official_here(name, dest):
         return f"{name}: already here, the official files (SHA-256 checked) → {dest}"

@@ -22,20 +22,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reglab.config import ConfigError
+from reglab.config import ConfigError, run_identity
 from reglab.provenance import record
 from reglab.study.analysis import analysis_current
 from reglab.study.executors import Executor, LocalExecutor, RunTask
 from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, read_study
 from reglab.study.spec import StudySpec, content_hash, load_spec, run_id, same_run
-from reglab.study.store import DB_NAME, FINISHED, StudyStore
+from reglab.study.store import DB_NAME, FINISHED, SEARCH_MARKER, StudyStore
 from reglab.study.tracking import LoggedRun, Tracker, check_sinks, open_tracker
 from reglab.train.loop import RunResult
 from reglab.train.rundir import (
     DamagedFile,
     check_directory,
     clean_json,
+    config_changes,
     metrics_intact,
     read_config,
     read_metrics,
@@ -99,8 +100,8 @@ def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force
     for position, task in enumerate(tasks):
         row = rows.get(task.run_id)
         status = row.status if row is not None and task.run_id not in changed else None
-        if row is None and holds_own_run(task):  # on disk but not indexed: keep it, never train it afresh
-            status = adopt(store, task, position)
+        if (row is None or task.run_id in changed) and holds_own_run(task):  # on disk with this very config
+            status = adopt(store, task, position)  # (unindexed, or indexed with a stale one): keep it
         elif row is None or task.run_id in changed:
             shutil.rmtree(task.run_dir, ignore_errors=True)
             store.add_run(task.run_id, task.arm, task.seed, position, task.config.to_dict(),
@@ -143,7 +144,9 @@ def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
     taken) and write a new one from the run directories: a run whose directory holds summary.json and
     the run's own config.json counts as finished, every other run as pending (it resumes from its
     checkpoint). The new index is written in a temporary folder and renamed into place whole, so an
-    interrupted rebuild leaves no partial index (whose missing runs a resume would train afresh)."""
+    interrupted rebuild leaves no partial index (whose missing runs a resume would train afresh).
+    Refused where the run directories hold runs `spec` does not plan (`check_rebuild_spec`)."""
+    check_rebuild_spec(out_dir, tasks)
     building = Path(tempfile.mkdtemp(prefix=".rebuild-", dir=out_dir))
     try:
         with StudyStore(building) as store:
@@ -162,6 +165,34 @@ def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
                 (building / name).replace(out_dir / name)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+
+
+def check_rebuild_spec(out_dir: Path, tasks: list[RunTask]) -> None:
+    """Refuse to index the run directories under a spec they were not trained with: every directory with a
+    readable config.json must be a run of `tasks` holding that run's config (an index of another spec would
+    call them changed, and `--force` would then train them again). A damaged config.json is the run's own
+    problem: the rebuilt index trains that run again."""
+    if (out_dir / SEARCH_MARKER).exists():
+        raise ConfigError(f"{out_dir}: holds a `reglab tune` search, whose index cannot be rebuilt from its run "
+                          "directories (its trials are only there); restore study.db from a copy, or search into "
+                          "another --out")
+    planned = {t.run_id: t for t in tasks}
+    found: dict[str, dict] = {}
+    for folder in sorted((out_dir / "runs").glob("*")):
+        try:
+            found[folder.name] = run_identity(read_config(folder))
+        except (OSError, ValueError):  # no config.json, or a damaged one
+            continue
+    differ = {name: config_changes(config, run_identity(planned[name].config.to_dict())) if name in planned else None
+              for name, config in found.items()}
+    differ = {name: changes for name, changes in differ.items() if changes is None or changes}
+    if not differ:
+        return
+    name, changes = next(iter(differ.items()))
+    example = f"{name} is no run of SPEC" if changes is None else f"{name}: " + ", ".join(
+        f"{k} {a!r} there, {b!r} in SPEC" for k, (a, b) in list(changes.items())[:3])
+    raise ConfigError(f"{out_dir}: --rebuild-index needs the spec the study was run with: {len(differ)} of its "
+                      f"{len(found)} run directories hold other runs ({example}); nothing was changed")
 
 
 def adopt(store: StudyStore, task: RunTask, position: int) -> str:

@@ -66,6 +66,23 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+SEARCH_MARKER = "search.json"
+"""A file `reglab tune` writes into its directory: its index also holds the search's trials, which no
+run directory records, so it cannot be rebuilt from them as a compare study's can."""
+
+JSON_META = ("spec", "invocations", "tune", "pack_auto")
+"""Meta keys whose values are JSON."""
+
+
+def damaged_remedy(out_dir: Path) -> str:
+    """What to do about a damaged study.db in `out_dir`."""
+    if (out_dir / SEARCH_MARKER).exists():
+        return ("a search's index cannot be rebuilt from its run directories (its trials are only there): "
+                "restore it from a copy, or search into another --out")
+    return (f"rebuild it from the run directories with `reglab compare SPEC --out {out_dir} --rebuild-index` "
+            "(SPEC: the study's preset or TOML file)")
+
+
 class StudyStore:
     """Read and write the index of one study directory (use as a context manager)."""
 
@@ -87,12 +104,22 @@ class StudyStore:
                 self.conn.executescript(_SCHEMA)
             self.conn.execute("SELECT run_id, status FROM runs LIMIT 1").fetchall()
             self.conn.execute("SELECT key FROM meta LIMIT 1").fetchall()
-        except sqlite3.DatabaseError as err:
+            self._check_json()
+        except (sqlite3.DatabaseError, ValueError) as err:
             if self.conn is not None:
                 self.conn.close()
-            raise DamagedFile(path, f"damaged ({err}); rebuild it from the run directories with "
-                                    f"`reglab compare SPEC --out {self.out_dir} --rebuild-index` (SPEC: the "
-                                    "study's preset or TOML file)") from None
+            raise DamagedFile(path, f"damaged ({err}); {damaged_remedy(self.out_dir)}") from None
+
+    def _check_json(self) -> None:
+        """Every JSON value of the index parses (a damaged one is found here, not halfway through a command)."""
+        for key, value in self.conn.execute("SELECT key, value FROM meta").fetchall():
+            if key in JSON_META:
+                json.loads(value)
+        for run_id, config, summary in self.conn.execute("SELECT run_id, config, summary FROM runs").fetchall():
+            try:
+                json.loads(config), summary and json.loads(summary)
+            except ValueError as err:
+                raise ValueError(f"run {run_id}: {err}") from None
 
     def __enter__(self) -> StudyStore:
         return self

@@ -36,7 +36,7 @@ from reglab.study.robust import iqm, iqm_interval
 from reglab.study.runner import StoreEvents, check_index_present, finished_runs, study_lock
 from reglab.study.spec import EPOCH_METRICS, StudySpec, check_logged, content_hash, run_id, same_run
 from reglab.study.stats import describe
-from reglab.study.store import DB_NAME, FINISHED, StudyStore
+from reglab.study.store import DB_NAME, FINISHED, SEARCH_MARKER, StudyStore
 from reglab.study.sweep import SweepParam
 from reglab.study.tracking import Tracker, check_sinks, open_tracker
 from reglab.train.rundir import config_changes, read_metrics
@@ -322,6 +322,7 @@ def open_study(out_dir: Path, settings: TuneSettings | None = None):
     if settings is None:
         if not (out_dir / DB_NAME).exists():
             raise FileNotFoundError(f"{out_dir}: not a `reglab tune` directory (no {DB_NAME})")
+        StudyStore(out_dir, create=False).close()  # a damaged index is named, with what to do, not Optuna's error
         try:
             return optuna.load_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir))
         except KeyError:
@@ -359,6 +360,8 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
                             "seeds": spec.seed_list}, sort_keys=True, default=str)
     check_index_present(out_dir, "restore it, or search into another --out")
     with study_lock(out_dir), StudyStore(out_dir) as store:
+        (out_dir / SEARCH_MARKER).write_text(json.dumps({"search": "reglab tune", "settings": settings.to_dict()},
+                                                        default=str) + "\n")
         old = store.meta("tune")
         if old is None and store.spec() is not None:  # a study without a search record: never adopt its runs
             raise ConfigError(f"{out_dir}: holds a `reglab compare` study, not a search; use another --out")

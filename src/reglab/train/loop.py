@@ -493,8 +493,16 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path | None = None, callbacks: I
 
     `pack_of_one`: train through `PackedTrainer` as a pack of one (stacked state, batched optimizer,
     CUDA graph), resuming as `Trainer.fit` does. None (default): where that step is captured as a
-    CUDA graph; elsewhere the solo `Trainer` step.
+    CUDA graph; elsewhere the solo `Trainer` step. A `run_dir` another process trains in is refused
+    (`rundir.locked`).
     """
+    with rundir.locked(Path(run_dir)) if run_dir is not None else contextlib.nullcontext():
+        return _train_run(cfg, run_dir, list(callbacks), resume=resume, extend=extend, data=data,
+                          pack_of_one=pack_of_one)
+
+
+def _train_run(cfg: RunConfig, run_dir: str | Path | None, callbacks: list[EpochCallback], *, resume: bool,
+               extend: bool, data: TensorData | None, pack_of_one: bool | None) -> RunResult:
     if run_dir is not None and resume:  # refuse a mismatched directory before loading data
         rundir.check_resumable(Path(run_dir), cfg.to_dict(), extend=extend)
     trainer = Trainer(cfg, data=data)
@@ -507,7 +515,7 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path | None = None, callbacks: I
             if run_dir is not None:
                 with torch_threads(cfg.train.threads):
                     trainer.open_run_dir(Path(run_dir), resume=resume, extend=extend)
-            return _fit_packed(PackedTrainer([trainer]), run_dir, list(callbacks))
+            return _fit_packed(PackedTrainer([trainer]), run_dir, callbacks)
     return trainer.fit(run_dir, callbacks=callbacks, resume=resume, extend=extend)
 
 
@@ -531,7 +539,7 @@ def load_trained(run_dir: str | Path, *, device: str = "cpu", weights: str | Pat
     weights that do not fit the run's config raise `DamagedFile`.
     """
     run_dir = Path(run_dir)
-    cfg = RunConfig.from_dict(rundir.read_config(run_dir)).override({"train.device": device})
+    cfg = rundir.read_run_config(run_dir).override({"train.device": device})
     on = resolve_device(cfg.train.device)  # auto picks one; a device this machine lacks is a ConfigError
     data = cached_dataset(cfg, on)
     model = build_model(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs,

@@ -15,16 +15,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
-from reglab.config import EXECUTION_FIELDS, ConfigError
+from reglab.config import EXECUTION_FIELDS, ConfigError, RunConfig
 
 BUDGET_FIELDS = ("train.epochs", "train.max_steps")
 """Fields a run may be resumed with a larger value of, when the caller says so (``extend=True``)."""
@@ -185,6 +187,8 @@ def read_config(run_dir: Path) -> dict:
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no config.json; is {run_dir} a reglab run directory?")
+    if not path.is_file():
+        raise DamagedFile(path, f"not a file; is {run_dir} a reglab run directory?")
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -194,15 +198,48 @@ def read_config(run_dir: Path) -> dict:
     return config
 
 
+def read_run_config(run_dir: Path) -> RunConfig:
+    """A run directory's config, validated: a value that does not validate (an edited file, say) names
+    the file."""
+    try:
+        return RunConfig.from_dict(read_config(run_dir))
+    except DamagedFile:
+        raise
+    except ConfigError as err:
+        raise DamagedFile(Path(run_dir) / "config.json", f"{err}; was it edited?") from None
+
+
 def check_directory(path: str | Path, what: str = "an output directory") -> Path:
-    """`path`, refused with a one-line `ConfigError` where it or a folder above it is a file (so that
-    nothing is computed or written before a directory cannot be made). Creates nothing."""
+    """`path`, refused with a one-line `ConfigError` where it or a folder above it is a file, or where
+    the nearest existing one cannot be written to (so that nothing is computed or written before a
+    directory cannot be made or filled). Creates nothing."""
     path = Path(path)
     for above in (path, *path.parents):
         if above.exists() and not above.is_dir():
             raise ConfigError(f"{path}: is a file; {what} must be a directory" if above == path else
                               f"{path}: cannot be {what}, {above} is a file")
+        if above.is_dir():
+            if not os.access(above, os.W_OK | os.X_OK):
+                raise ConfigError(f"{path}: cannot be {what}, {above} is not writable")
+            break
     return path
+
+
+@contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """One process at a time trains in `run_dir` (its lock released by the OS if the process dies): two
+    would interleave their epochs in metrics.jsonl. Creates the directory to lock it."""
+    check_directory(run_dir, "a run directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{run_dir}: another reglab process is training this run") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
@@ -239,7 +276,9 @@ def check_resumable(run_dir: Path, config: dict, *, extend: bool = False) -> Non
     grown = {k: v for k, v in changes.items() if k in BUDGET_FIELDS and (v[0] is None) <= (v[1] is None)
              and (v[1] is None or (v[0] is not None and v[1] >= v[0]))}
     other = {k: v for k, v in changes.items() if k not in grown}
-    shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in (other or grown).items())
+    listed = list((other or grown).items())
+    shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in listed[:5]) + (
+        f"; and {len(listed) - 5} more" if len(listed) > 5 else "")
     if other:
         raise ConfigError(f"{run_dir}: holds a run with another config ({shown}); resume it with the same "
                           "options, or train into another directory")
