@@ -32,6 +32,15 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field (one line)."""
 
 
+SEED_LIMIT = 2**63
+"""Run seeds lie in [0, 2**63): torch's generators take [0, 2**64), a study's index stores the seed as
+SQLite's signed 64-bit INTEGER."""
+GENERATOR_SEED_LIMIT = 2**64
+"""Seeds only a torch generator takes (`torch.Generator.manual_seed`) lie in [0, 2**64)."""
+MAX_THREADS = 1024
+"""torch's thread pools take more, but fail to start (or crash) where the system refuses the threads."""
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
@@ -63,10 +72,19 @@ class DataConfig(_Section):
     train_subset: int | None = Field(None, gt=0, description="keep the first N training samples")
     test_subset: int | None = Field(None, gt=0, description="keep the first N test samples")
     val_split: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of training samples held out")
-    split_seed: int = Field(0, ge=0, description="seed of the validation split (fixed across run seeds)")
+    split_seed: int = Field(0, ge=0, lt=GENERATOR_SEED_LIMIT,
+                            description="seed of the validation split (fixed across run seeds)")
     normalize: bool = Field(True, description="standardise inputs with training-split statistics")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     options: dict[str, Any] = Field(default_factory=dict, description="data-set specific options")
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _non_empty(cls, value: Any) -> Any:
+        """`Path("")` is the current directory: an empty string is a mistake, not a way to write '.'."""
+        if value == "":
+            raise ValueError("'' is an empty path; write . for the current directory")
+        return value
 
 
 # -------------------------------------------------------------------------------------------- model
@@ -185,8 +203,8 @@ class TrainConfig(_Section):
         "drop", description="drop: ordinary training; others: the dropout-theory objectives (reglab.theory)"
     )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps")
-    threads: int = Field(1, gt=0, description="torch intra-op CPU threads; results on CPU depend on it, so "
-                                             "every execution path uses this value")
+    threads: int = Field(1, gt=0, le=MAX_THREADS, description="torch intra-op CPU threads; results on CPU depend "
+                         "on it, so every execution path uses this value")
     amp: bool = Field(False, description="bf16 autocast on CUDA")
     compile: bool = Field(False, description="torch.compile the model on CUDA (in a pack: the pack's forward)")
     channels_last: bool = Field(True, description="channels-last memory format for conv nets on CUDA (on CPU "
@@ -236,7 +254,7 @@ class TrainConfig(_Section):
 class RunConfig(_Section):
     """One training run: everything needed to reproduce it bit for bit on CPU."""
 
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)

@@ -10,18 +10,28 @@ from rich.markup import escape
 from rich.table import Table
 
 from reglab.cli.app import app, console
+from reglab.cli.options import PathArg, PathOpt
+from reglab.config import ConfigError
 
 Arg, Opt = typer.Argument, typer.Option
 
 
+def check_range(option: str, value: int | None, low: int, high: int | None = None) -> None:
+    """A command-line integer outside [low, high] is refused naming its option, before anything is loaded."""
+    if value is not None and value < low:
+        raise ConfigError(f"{option}: need at least {low} (got {value})")
+    if value is not None and high is not None and value > high:
+        raise ConfigError(f"{option}: need at most {high} (got {value})")
+
+
 @app.command()
 def analyze(
-    run: Annotated[Path, Arg(help="run directory (also a study's runs/<id>), or its model.pt / checkpoint.pt")],
+    run: Annotated[Path, PathArg(help="run directory (also a study's runs/<id>), or its model.pt / checkpoint.pt")],
     landscape: Annotated[str | None, Opt(help="loss slice along filter-normalized directions: 1d|2d")] = None,
     hessian: Annotated[bool, Opt("--hessian", help="top Hessian eigenvalue and Hutchinson trace")] = False,
     condensation: Annotated[bool, Opt("--condensation", help="effective ratio and cosine heatmap per layer")
                             ] = False,
-    out: Annotated[Path | None, Opt(help="output directory [default: RUN/analysis]")] = None,
+    out: Annotated[Path | None, PathOpt(help="output directory [default: RUN/analysis]")] = None,
     samples: Annotated[int, Opt(help="first N training samples to evaluate on")] = 1000,
     points: Annotated[int | None, Opt(help="landscape points per axis [default: 41 (1d), 21 (2d)]")] = None,
     trace_samples: Annotated[int, Opt(help="Hutchinson probes of the Hessian trace")] = 100,
@@ -38,8 +48,12 @@ def analyze(
     batch_size: Annotated[int | None, Opt(help="accumulate Hessian products over batches of this size")] = None,
 ) -> None:
     """Write figures and analysis.json for a trained run; with no analysis chosen, do all (landscape 1d)."""
-    from reglab.theory.analyze import analyze_run
+    from reglab.theory.analyze import MAX_POINTS, MAX_SEED, analyze_run
 
+    for option, value, low, high in (("--samples", samples, 1, None), ("--points", points, 2, MAX_POINTS),
+                                     ("--trace-samples", trace_samples, 2, None), ("--top-k", top_k, 1, None),
+                                     ("--seed", seed, 0, MAX_SEED), ("--batch-size", batch_size, 1, None)):
+        check_range(option, value, low, high)
     if landscape is None and not hessian and not condensation and not density:
         landscape, hessian, condensation = "1d", True, True
     result = analyze_run(run, landscape=landscape, hessian=hessian or per_layer, condensation=condensation, out=out,

@@ -9,16 +9,20 @@ import typer
 from rich.table import Table
 
 from reglab.cli.app import app, print_table
+from reglab.cli.options import PathOpt
+from reglab.config import ConfigError
 
 
 @app.command()
 def datasets(
-    data_dir: Annotated[Path | None, typer.Option(help="directory searched first for data files")] = None,
+    data_dir: Annotated[Path | None, PathOpt(help="directory searched first for data files")] = None,
 ) -> None:
     """List every data set, whether it is available here, where it was found, its size, and for a missing
     one the command that gets it."""
     from reglab.data import dataset_status
 
+    if data_dir is not None and not data_dir.is_dir():  # as `reglab train` refuses it
+        raise ConfigError(f"--data-dir: {str(data_dir)!r} is not a directory")
     table = Table(title="data sets")
     for column in ("name", "available", "where", "size", "description"):
         table.add_column(column)

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
+import typer
+
 from reglab.config import ConfigError, RunConfig, apply_overrides, parse_value, read_toml
+
+
+def non_empty_path(text: str) -> Path:
+    """Parser of every path option and argument: `Path("")` is the current directory, so an empty string
+    (a variable left unset, say) is refused rather than read as '.'."""
+    if text == "":
+        raise typer.BadParameter("'' is an empty path; write . for the current directory")
+    return Path(text)
+
+
+PathOpt = functools.partial(typer.Option, parser=non_empty_path, metavar="<path>")
+PathArg = functools.partial(typer.Argument, parser=non_empty_path)
 
 # flag name -> dotted config path
 FLAG_PATHS = {

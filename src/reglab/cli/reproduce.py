@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reglab.cli.app import app, console, print_table
+from reglab.cli.options import PathOpt
 
 Arg, Opt = typer.Argument, typer.Option
 
@@ -20,9 +21,9 @@ def reproduce(
     quick: Annotated[bool, Opt(help="small version, well under a minute on a CPU")] = False,
     reduced: Annotated[bool, Opt(help="the preset's stated reduced budget for a small CPU (where it has one)")
                        ] = False,
-    out: Annotated[Path | None, Opt(help="output directory [default: reproductions/<name>]")] = None,
+    out: Annotated[Path | None, PathOpt(help="output directory [default: reproductions/<name>]")] = None,
     device: Annotated[str, Opt(help="training device: cpu|cuda|cuda:N|auto")] = "cpu",
-    data_dir: Annotated[Path | None, Opt(help="directory searched first for data files")] = None,
+    data_dir: Annotated[Path | None, PathOpt(help="directory searched first for data files")] = None,
     list_: Annotated[bool, Opt("--list", help="list the reproductions and exit")] = False,
 ) -> None:
     """Run a reproduction: figures, results.json, report.html and a measured-vs-reported table."""

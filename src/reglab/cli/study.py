@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reglab.cli.app import app, console, err_console, print_table
+from reglab.cli.options import PathArg, PathOpt
 
 if TYPE_CHECKING:
     from reglab.study import Executor, StudySpec
@@ -73,7 +74,7 @@ def executor_choice(executor: str, pack: str) -> tuple[str, dict]:
 def compare(
     source: Annotated[str, Arg(help="preset name (see `reglab presets`) or study TOML file")] = "quickstart",
     seeds: Annotated[int | None, Opt(help="run seeds 0..N-1 instead of the spec's seeds")] = None,
-    out: Annotated[Path | None, Opt(help="study directory [default: studies/<name>]")] = None,
+    out: Annotated[Path | None, PathOpt(help="study directory [default: studies/<name>]")] = None,
     device: Annotated[str | None, Opt(help="override every run's device: auto|cpu|cuda|cuda:N")] = None,
     workers: Annotated[int | None, Opt(min=1, help="parallel runs [default: 2 with ≥ 2 cores, else 1]")] = None,
     executor: Annotated[str, Opt(help="executor: local or ray (more may be registered)")] = "local",
@@ -93,7 +94,7 @@ def compare(
                                             "run directories, then resume (a sound one is kept)")] = False,
     correction: Correction = None,
     target: Target = None,
-    best_of: Annotated[Path | None, Opt(help="add an arm: the baseline with the best parameters of a "
+    best_of: Annotated[Path | None, PathOpt(help="add an arm: the baseline with the best parameters of a "
                                              "`reglab tune` directory (on seeds the search did not use)")] = None,
 ) -> None:
     """Run (or resume) a study: every arm over every seed, then print the table and write the report."""
@@ -156,8 +157,8 @@ def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force
 
 @app.command()
 def report(
-    study_dir: Annotated[Path, Arg(help="study directory written by `reglab compare`")],
-    out: Annotated[Path | None, Opt(help="report directory [default: STUDY_DIR/report]")] = None,
+    study_dir: Annotated[Path, PathArg(help="study directory written by `reglab compare`")],
+    out: Annotated[Path | None, PathOpt(help="report directory [default: STUDY_DIR/report]")] = None,
     export: Annotated[str | None, Opt(metavar="FORMATS", help="also export figures as png (300 dpi), svg, pdf "
                                       "and/or tables as latex (booktabs) into REPORT/export, e.g. svg,latex")] = None,
     correction: Correction = None,
@@ -187,8 +188,8 @@ def report(
 
 @app.command()
 def export(
-    study_dir: Annotated[Path, Arg(help="study directory written by `reglab compare`")],
-    out: Annotated[Path | None, Opt(help="CSV file [default: STUDY_DIR/<table>.csv]")] = None,
+    study_dir: Annotated[Path, PathArg(help="study directory written by `reglab compare`")],
+    out: Annotated[Path | None, PathOpt(help="CSV file [default: STUDY_DIR/<table>.csv]")] = None,
     table: Annotated[str, Opt(help="runs (one row per run) | epochs | summary | stability | robust")] = "runs",
 ) -> None:
     """Write one table of a study as CSV."""

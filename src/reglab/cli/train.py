@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from reglab.cli.app import app, console, err_console
-from reglab.cli.options import build_run_config
+from reglab.cli.options import PathOpt, build_run_config
 
 Opt = typer.Option
 
@@ -43,14 +43,14 @@ def train(
     loss: Annotated[str | None, Opt(help="ce|mse")] = None,
     objective: Annotated[str | None, Opt(help="drop|rs|rs+r1|rs+r2|drop-r2|drop-r1")] = None,
     train_subset: Annotated[int | None, Opt(help="keep the first N training samples")] = None,
-    data_dir: Annotated[Path | None, Opt(help="directory searched first for data files")] = None,
+    data_dir: Annotated[Path | None, PathOpt(help="directory searched first for data files")] = None,
     seed: Annotated[int | None, Opt(help="the run's one seed")] = None,
     device: Annotated[str | None, Opt(help="auto|cpu|cuda|cuda:N")] = None,
     amp: Annotated[bool | None, Opt("--amp/--no-amp", help="bf16 autocast on CUDA")] = None,
     compile: Annotated[bool | None, Opt("--compile/--no-compile", help="torch.compile on CUDA")] = None,
-    config: Annotated[Path | None, Opt(help="TOML file with a run config")] = None,
+    config: Annotated[Path | None, PathOpt(help="TOML file with a run config")] = None,
     set_: Annotated[list[str] | None, Opt("--set", help="KEY=VALUE override, e.g. optim.lr=0.1")] = None,
-    out: Annotated[Path | None, Opt(help="run directory (metrics, checkpoints); an existing one is resumed "
+    out: Annotated[Path | None, PathOpt(help="run directory (metrics, checkpoints); an existing one is resumed "
                                          "if the config is the same")] = None,
     extend: Annotated[bool, Opt(help="resume --out with a larger budget (--epochs) than it was started "
                                      "with; without --config, its stored config is the base")] = False,

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from reglab.cli.app import app, console, err_console
+from reglab.cli.options import PathOpt
 from reglab.cli.study import Address, Arg, CpusPerRun, GpusPerRun, Log, Opt, default_workers, print_table
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def tune(
     pruner: Annotated[str, Opt(help="none | median | asha (checked between waves of seeds)")] = "none",
     sampler_seed: Annotated[int, Opt(help="seed of the sampler")] = 0,
     seeds: Seeds = None,
-    out: Annotated[Path | None, Opt(help="study directory [default: studies/<name>_tune]")] = None,
+    out: Annotated[Path | None, PathOpt(help="study directory [default: studies/<name>_tune]")] = None,
     device: Device = None,
     workers: Workers = None,
     executor: Executor = "local",
@@ -107,7 +108,7 @@ def sweep(
     source: Annotated[str, Arg(help="the base study: preset name or study TOML file")],
     param: Params,
     seeds: Seeds = None,
-    out: Annotated[Path | None, Opt(help="study directory [default: studies/<name>_sweep]")] = None,
+    out: Annotated[Path | None, PathOpt(help="study directory [default: studies/<name>_sweep]")] = None,
     device: Device = None,
     workers: Workers = None,
     executor: Executor = "local",

@@ -74,6 +74,9 @@ def load_dataset(cfg: DataConfig, *, device: str | torch.device = "cpu") -> Tens
     if (cfg.augment.crop_padding or cfg.augment.flip) and data.x_train.dim() != 4:
         raise ConfigError(f"data.augment: needs images (N, C, H, W); {cfg.name} has inputs of shape "
                           f"{data.input_shape}")
+    if cfg.augment.crop_padding > min(data.x_train.shape[2:], default=0):  # a wider pad crops only padding
+        raise ConfigError(f"data.augment.crop_padding: {cfg.augment.crop_padding} exceeds the "
+                          f"{'×'.join(map(str, data.x_train.shape[2:]))} images of {cfg.name}")
     data = take_subsets(data, cfg.train_subset, cfg.test_subset)
     data = split_validation(data, cfg.val_split, cfg.split_seed)
     if cfg.normalize and info.normalize:

@@ -8,6 +8,9 @@ inserts nothing (and conv/linear layers before it keep their bias).
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
 from torch import nn
 
 from reglab.config import ConfigError, DropBlockConfig, DropoutConfig, StochasticDepthConfig
@@ -15,8 +18,21 @@ from reglab.regularize.dropblock import DropBlock2d
 from reglab.regularize.dropout import Dropout
 from reglab.regularize.stochastic_depth import Residual, make_gate, survival_probabilities
 
-__all__ = ["ZooModel", "conv_norm", "dropblock_layer", "dropout_layer", "gates", "image_input",
-           "linear_norm", "seq", "site_probabilities"]
+__all__ = ["MAX_SIZE", "Size", "ZooModel", "conv_norm", "dropblock_layer", "dropout_layer", "gates", "image_input",
+           "linear_norm", "scaled", "seq", "site_probabilities"]
+
+MAX_SIZE = 2**31 - 1
+Size = Annotated[int, Field(le=MAX_SIZE)]
+"""A width, channel count, depth or head count given as a model option. torch refuses sizes from 2**63 (a
+TypeError deep in a layer's constructor); 2**31 − 1 is already far beyond any network that fits in memory."""
+
+
+def scaled(size: int, factor: float, option: str) -> int:
+    """`size` times the option `factor` (a width multiplier or ratio), rounded, at least 1, at most `MAX_SIZE`."""
+    if size * factor > MAX_SIZE:
+        raise ConfigError(f"model.options.{option}: a layer of {size} × {factor} units exceeds {MAX_SIZE} "
+                          f"(got {factor})")
+    return max(1, round(size * factor))
 
 
 class ZooModel(nn.Sequential):

@@ -28,6 +28,7 @@ from torch import nn
 
 from reglab.config import ConfigError, DropBlockConfig, DropoutConfig, StochasticDepthConfig
 from reglab.models.common import (
+    Size,
     ZooModel,
     conv_norm,
     dropblock_layer,
@@ -106,7 +107,7 @@ def projection(c_in: int, c_out: int, norm: str, stride: int = 1) -> nn.Sequenti
                 depth_options=("replace_skip",))
 def build_deeper_cnn(*, input_shape: tuple[int, ...], num_outputs: int, norm: str, dropout: DropoutConfig,
                      stochastic_depth: StochasticDepthConfig, dropblock: DropBlockConfig,
-                     channels: tuple[int, ...] = (64, 128, 256), fc_widths: tuple[int, ...] = (512,),
+                     channels: tuple[Size, ...] = (64, 128, 256), fc_widths: tuple[Size, ...] = (512,),
                      residual: bool = True, replace_skip: bool = False) -> DeeperCNN:
     (c, h, w), prep = image_input(input_shape, "deeper_cnn")
     n = len(channels)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from reglab.config import ConfigError, DropBlockConfig, DropoutConfig, StochasticDepthConfig
-from reglab.models.common import ZooModel, dropout_layer, linear_norm, seq, site_probabilities
+from reglab.models.common import Size, ZooModel, dropout_layer, linear_norm, seq, site_probabilities
 from reglab.models.registry import register_model
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -55,7 +55,7 @@ def init_linear(layer: nn.Linear, init: str, gamma: float, scale: float) -> None
                 dropout_sites="after each hidden activation (site i: hidden layer i)", default_norm="none")
 def build_mlp(*, input_shape: tuple[int, ...], num_outputs: int, norm: str, dropout: DropoutConfig,
               stochastic_depth: StochasticDepthConfig, dropblock: DropBlockConfig,
-              widths: tuple[int, ...] = (1000,), activation: Literal["relu", "tanh"] = "relu",
+              widths: tuple[Size, ...] = (1000,), activation: Literal["relu", "tanh"] = "relu",
               bias: bool = True, init: Literal["default", "normal"] = "default",
               init_gamma: float | None = None, init_scale: float = 1.0) -> MLP:
     if any(w <= 0 for w in widths):

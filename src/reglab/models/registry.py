@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 from torch import nn
 
 from reglab.config import ConfigError, ModelConfig, RegularizeConfig
@@ -47,6 +47,7 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
+FINITE = ConfigDict(allow_inf_nan=False)
 
 
 def _option_params(builder: Callable[..., nn.Module]) -> dict[str, inspect.Parameter]:
@@ -95,15 +96,15 @@ def get_model_info(name: str) -> ModelInfo:
 
 def _validated_options(info: ModelInfo, options: dict[str, Any]) -> dict[str, Any]:
     params = _option_params(info.builder)
-    hints = typing.get_type_hints(info.builder)
+    hints = typing.get_type_hints(info.builder, include_extras=True)  # with the bounds of `Annotated` sizes
     out = {}
     for key, value in options.items():
         if key not in params:
             raise ConfigError(f"model.options.{key}: unknown option for {info.name!r} "
                               f"(accepted: {', '.join(params) or 'none'})")
         if key in hints:
-            try:
-                value = TypeAdapter(hints[key]).validate_python(value)
+            try:  # no NaN or infinity: a scale or ratio of nan builds a network that diverges at once
+                value = TypeAdapter(hints[key], config=FINITE).validate_python(value)
             except ValidationError as err:
                 first = err.errors()[0]
                 raise ConfigError(f"model.options.{key}: {first['msg']} (got {value!r})") from None

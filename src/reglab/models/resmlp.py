@@ -20,7 +20,7 @@ from typing import Literal
 from torch import nn
 
 from reglab.config import ConfigError, DropBlockConfig, DropoutConfig, StochasticDepthConfig
-from reglab.models.common import ZooModel, dropout_layer, gates, linear_norm, seq, site_probabilities
+from reglab.models.common import Size, ZooModel, dropout_layer, gates, linear_norm, scaled, seq, site_probabilities
 from reglab.models.registry import register_model
 from reglab.regularize.stochastic_depth import Residual
 
@@ -36,18 +36,18 @@ class ResMLP(ZooModel):
                 "before the head", default_norm="layer")
 def build_resmlp(*, input_shape: tuple[int, ...], num_outputs: int, norm: str, dropout: DropoutConfig,
                  stochastic_depth: StochasticDepthConfig, dropblock: DropBlockConfig,
-                 width: int = 128, blocks: int = 4, expansion: int = 2,
+                 width: Size = 128, blocks: Size = 4, expansion: Size = 2,
                  activation: Literal["relu", "gelu", "tanh"] = "relu") -> ResMLP:
     if width <= 0 or blocks <= 0 or expansion <= 0:
         raise ConfigError(f"model.options: width, blocks and expansion must be positive "
                           f"(got width={width}, blocks={blocks}, expansion={expansion})")
-    act = _ACTIVATIONS[activation]
+    act, hidden = _ACTIVATIONS[activation], scaled(width, expansion, "expansion")
     probs = site_probabilities(dropout, blocks + 1)
     layers: list[nn.Module] = [nn.Flatten()] if len(input_shape) > 1 else []
     layers.append(nn.Linear(math.prod(input_shape), width))  # (N, D) -> (N, width)
     for i, (gate, p) in enumerate(zip(gates(blocks, stochastic_depth), probs, strict=False)):
-        body = nn.Sequential(*seq(linear_norm(norm, width), nn.Linear(width, width * expansion), act(),
-                                  dropout_layer(p), nn.Linear(width * expansion, width)))
+        body = nn.Sequential(*seq(linear_norm(norm, width), nn.Linear(width, hidden), act(),
+                                  dropout_layer(p), nn.Linear(hidden, width)))
         layers.append(Residual(body, gate=gate, name=f"block{i}"))  # (N, width) -> (N, width)
     layers += seq(linear_norm(norm, width), act(), dropout_layer(probs[-1]), nn.Linear(width, num_outputs))
     return ResMLP(*layers)

@@ -30,6 +30,7 @@ from reglab.models.common import (
     dropout_layer,
     gates,
     image_input,
+    scaled,
     seq,
     site_probabilities,
 )
@@ -57,7 +58,7 @@ def resnet(input_shape: tuple[int, ...], num_outputs: int, norm: str, dropout: D
            stochastic_depth: StochasticDepthConfig, dropblock: DropBlockConfig, *, name: str,
            stem: int, stages: tuple[int, ...], blocks: int, width: float) -> ResNet:
     (c, _, _), prep = image_input(input_shape, name)
-    stem, stages = max(1, round(stem * width)), tuple(max(1, round(s * width)) for s in stages)
+    stem, stages = scaled(stem, width, "width"), tuple(scaled(s, width, "width") for s in stages)
     n_blocks = len(stages) * blocks
     block_gates = iter(gates(n_blocks, stochastic_depth))
     drop_probs = iter(site_probabilities(dropout, n_blocks))

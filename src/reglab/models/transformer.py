@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from reglab.config import ConfigError, DropBlockConfig, DropoutConfig, StochasticDepthConfig
-from reglab.models.common import ZooModel, dropout_layer, gates, seq, site_probabilities
+from reglab.models.common import Size, ZooModel, dropout_layer, gates, scaled, seq, site_probabilities
 from reglab.models.registry import register_model
 from reglab.regularize.stochastic_depth import Residual
 
@@ -75,7 +75,7 @@ class MeanPool(nn.Module):
                 norms=("layer",), default_norm="layer")
 def build_transformer(*, input_shape: tuple[int, ...], num_outputs: int, norm: str, dropout: DropoutConfig,
                       stochastic_depth: StochasticDepthConfig, dropblock: DropBlockConfig,
-                      depth: int = 2, d_model: int = 64, heads: int = 4, mlp_ratio: float = 4.0,
+                      depth: Size = 2, d_model: Size = 64, heads: Size = 4, mlp_ratio: float = 4.0,
                       pre_ln: bool = True) -> Transformer:
     if len(input_shape) not in (1, 2):
         raise ConfigError(f"model.name: 'transformer' needs sequence input (L,) or (L, F), got per-sample "
@@ -84,7 +84,7 @@ def build_transformer(*, input_shape: tuple[int, ...], num_outputs: int, norm: s
         raise ConfigError(f"model.options.heads: d_model ({d_model}) must be a positive multiple of heads "
                           f"({heads}), depth ≥ 1 (got {depth})")
     length, features = input_shape[0], input_shape[1] if len(input_shape) == 2 else 1
-    hidden = max(1, round(mlp_ratio * d_model))
+    hidden = scaled(d_model, mlp_ratio, "mlp_ratio")
     block_gates = iter(gates(2 * depth, stochastic_depth))
     drop_probs = iter(site_probabilities(dropout, 2 * depth))
 

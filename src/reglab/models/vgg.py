@@ -26,6 +26,7 @@ from reglab.models.common import (
     dropblock_layer,
     dropout_layer,
     image_input,
+    scaled,
     seq,
     site_probabilities,
 )
@@ -54,7 +55,7 @@ def build_vgg9(*, input_shape: tuple[int, ...], num_outputs: int, norm: str, dro
     for s, stage in enumerate(STAGES, start=1):
         for c in stage:
             k += 1
-            c_out = max(1, round(c * width))
+            c_out = scaled(c, width, "width")
             layers[f"conv{k}"] = nn.Sequential(*seq(  # (N, c_in, H, W) -> (N, c_out, H, W)
                 nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm == "none"), conv_norm(norm, c_out), nn.ReLU()))
             c_in = c_out

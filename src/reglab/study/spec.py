@@ -30,12 +30,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from reglab.config import ConfigError, RunConfig, apply_overrides, deep_merge, read_toml, run_identity, validate
+from reglab.config import (
+    SEED_LIMIT,
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    deep_merge,
+    read_toml,
+    run_identity,
+    validate,
+)
 from reglab.study.analysis import DEFAULT_ANALYSIS, AnalysisSpec
 from reglab.study.tracking import parse_sinks
 
 EPOCH_METRICS = ("train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc",
                  "test_loss", "test_acc")  # every run's per-epoch loss and accuracy (val_*: with a validation split)
+MAX_SEEDS = 10_000  # seeds of one study: enough for any comparison, and a typo of a few digits is refused
 
 
 def check_logged(metric: str, configs: dict[str, RunConfig], what: str) -> None:
@@ -48,7 +58,7 @@ def check_logged(metric: str, configs: dict[str, RunConfig], what: str) -> None:
 class StatisticsSpec(BaseModel):
     """How a study is compared; not part of any run, so changing it never re-runs anything."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     correction: Literal["holm", "bh"] = Field(
         "holm", description="multiple-comparison correction across the arms vs the baseline")
@@ -94,10 +104,15 @@ class StudySpec(BaseModel):
     @field_validator("seeds")
     @classmethod
     def _check_seeds(cls, seeds: int | list[int]) -> int | list[int]:
-        if isinstance(seeds, int) and seeds < 1:
+        count = seeds if isinstance(seeds, int) else len(seeds)
+        if count < 1:
             raise ValueError(f"needs at least one seed (got {seeds})")
-        if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
+        if count > MAX_SEEDS:
+            raise ValueError(f"at most {MAX_SEEDS} seeds (got {count})")
+        if isinstance(seeds, list) and (len(set(seeds)) != len(seeds) or min(seeds) < 0):
             raise ValueError(f"must be distinct non-negative integers (got {seeds})")
+        if isinstance(seeds, list) and max(seeds) >= SEED_LIMIT:
+            raise ValueError(f"seed {max(seeds)} is too large (seeds are below 2**63, the study index's integers)")
         return seeds
 
     @field_validator("log")

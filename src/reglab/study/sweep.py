@@ -23,6 +23,7 @@ SHORT_NAMES = {
     "stochastic_depth": "regularize.stochastic_depth.rate", "label_smoothing": "regularize.label_smoothing",
     "ema": "regularize.ema",
 }
+MAX_VALUES = 10_000  # values of one range: far more than any search trains, and a typo of a few digits is refused
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def _values(spec: str) -> tuple[Any, ...]:
     a, b, n = _number(parts[log]), _number(parts[log + 1]), _number(parts[log + 2])
     if not isinstance(n, int) or n < 2:
         raise ValueError(f"the number of values must be an integer of at least 2 (got {parts[log + 2]})")
+    if n > MAX_VALUES:
+        raise ValueError(f"the number of values must be at most {MAX_VALUES} (got {n})")
     if log and (a <= 0 or b <= 0):
         raise ValueError("log ranges need a > 0 and b > 0")
     if log:

@@ -26,7 +26,13 @@ def parse_target(text: str) -> dict[str, float]:
     number = parse_value(value) if value else None
     if not sep or not name or isinstance(number, bool) or not isinstance(number, int | float):
         raise ConfigError(f"--target {text!r}: expected METRIC=VALUE, e.g. test_acc=0.9")
-    return {name: float(number)}
+    try:
+        target = float(number)
+    except OverflowError:  # an integer beyond float's range
+        target = math.inf
+    if not math.isfinite(target):
+        raise ConfigError(f"--target {text!r}: the target must be a finite number")
+    return {name: target}
 
 
 def lower_is_better(metric: str) -> bool:

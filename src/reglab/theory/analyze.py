@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from reglab.config import ConfigError
+from reglab.config import GENERATOR_SEED_LIMIT, ConfigError
 from reglab.provenance import record
 from reglab.theory.condensation import (
     _LAYER_TYPES,
@@ -52,6 +52,8 @@ from reglab.train.losses import make_criterion
 from reglab.train.rundir import check_directory, clean_json
 
 DEFAULT_POINTS = {"1d": 41, "2d": 21}
+MAX_POINTS = 1001  # per axis: a grid step of 0.002, finer than any figure shows (2d: a million losses)
+MAX_SEED = GENERATOR_SEED_LIMIT - 1  # what torch.Generator.manual_seed takes
 
 
 def resolve_run(path: str | Path) -> tuple[Path, Path]:
@@ -164,12 +166,20 @@ def analyze_run(path: str | Path, *, landscape: str | None = None, hessian: bool
         raise ConfigError(f"samples: need at least 1 (got {samples})")
     if points is not None and points < 2:  # 0 too, rather than read as "the default"
         raise ConfigError(f"points: need at least 2 (got {points})")
+    if points is not None and points > MAX_POINTS:
+        raise ConfigError(f"points: need at most {MAX_POINTS} (got {points})")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed: need 0 to 2**64 - 1, what torch's generators take (got {seed})")
     if not 0 < threshold <= 1:
         raise ConfigError(f"threshold: a cosine similarity in (0, 1] (got {threshold})")
     check_mode(mode)
     run_dir, weights = resolve_run(path)
     out = check_directory(out if out is not None else run_dir / "analysis", "an analysis directory")
     cfg, model, data = load_trained(run_dir, device=device, weights=weights)
+    size = sum(p.numel() for p in model.parameters() if p.requires_grad)  # the Hessian's dimension
+    if hessian and top_k > size:
+        raise ConfigError(f"top_k: {top_k} eigenvalues asked of a Hessian of dimension {size} (the model's "
+                          f"trainable parameters)")
     out.mkdir(parents=True, exist_ok=True)
     loss_fn = make_criterion(cfg.train.loss, data.num_classes)
     x, y = data.x_train[:samples], data.y_train[:samples]

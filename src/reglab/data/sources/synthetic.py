@@ -29,12 +29,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt
+from pydantic import Field
 from torch import Tensor
 
-from reglab.config import ConfigError
+from reglab.config import GENERATOR_SEED_LIMIT, ConfigError
 from reglab.data.base import TensorData
 from reglab.data.registry import Found, register_dataset
+
+Seed = Annotated[int, Field(ge=0, lt=GENERATOR_SEED_LIMIT)]  # what torch.Generator.manual_seed takes
+Size = Annotated[int, Field(gt=0, lt=2**31)]  # sample counts and dimensions
+Number = Annotated[float, Field(allow_inf_nan=False)]
+Noise = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 #: target name -> (f, default (x_min, x_max), default n_train)
 TARGETS: dict[str, tuple[Callable[[Tensor], Tensor], tuple[float, float], int]] = {
@@ -48,11 +53,11 @@ TARGETS: dict[str, tuple[Callable[[Tensor], Tensor], tuple[float, float], int]] 
                   probe=lambda data_dir: Found("generated", "20 train / 201 test (default: tanh2)"),
                   normalize=False, shape=lambda **_: ((1,), 1))
 def load_fn1d(*, data_dir: Path | None, download: bool,
-              target: Literal["tanh2", "sin", "relu-points"] = "tanh2", n_train: PositiveInt | None = None,
-              n_test: PositiveInt = 201, x_min: float | None = None, x_max: float | None = None,
+              target: Literal["tanh2", "sin", "relu-points"] = "tanh2", n_train: Size | None = None,
+              n_test: Size = 201, x_min: Number | None = None, x_max: Number | None = None,
               sampling: Literal["grid", "uniform"] = "grid",
-              points: Annotated[list[tuple[float, float]], Field(min_length=1)] | None = None,
-              noise: NonNegativeFloat = 0.0, seed: NonNegativeInt = 0) -> TensorData:
+              points: Annotated[list[tuple[Number, Number]], Field(min_length=1)] | None = None,
+              noise: Noise = 0.0, seed: Seed = 0) -> TensorData:
     """None-valued options take the `target`'s defaults (see the module docstring)."""
     f, (lo, hi), n_default = TARGETS[target]
     lo, hi = lo if x_min is None else x_min, hi if x_max is None else x_max
@@ -77,10 +82,9 @@ def load_fn1d(*, data_dir: Path | None, download: bool,
                   "m-neuron tanh teacher", normalize=False,
                   probe=lambda data_dir: Found("generated", "1000 train / 1000 test (default)"),
                   shape=lambda d, **_: ((d,), 1))
-def load_teacher_student(*, data_dir: Path | None, download: bool, d: PositiveInt = 10, m: PositiveInt = 1,
-                         n_train: PositiveInt = 1000, n_test: PositiveInt = 1000,
-                         noise: NonNegativeFloat = 0.0, teacher_seed: NonNegativeInt = 0,
-                         seed: NonNegativeInt = 0) -> TensorData:
+def load_teacher_student(*, data_dir: Path | None, download: bool, d: Size = 10, m: Size = 1,
+                         n_train: Size = 1000, n_test: Size = 1000, noise: Noise = 0.0, teacher_seed: Seed = 0,
+                         seed: Seed = 0) -> TensorData:
     teacher = torch.Generator().manual_seed(teacher_seed)
     w = torch.randn(m, d, generator=teacher)
     w = w / w.norm(dim=1, keepdim=True)
