@@ -228,3 +228,23 @@ def test_analyze_run_checks_its_library_arguments(trained, tmp_path):
         with pytest.raises(ConfigError, match="^" + re.escape(message)):
             analyze_run(trained, out=out, **kwargs)
     assert not out.exists()
+
+
+def test_a_grid_or_a_trial_budget_beyond_the_search_limit_is_refused():
+    from reglab.study.sweep import parse_param
+    from reglab.study.tune import MAX_GRID, TuneSettings
+
+    params = [parse_param("dropout=0:0.5:200"), parse_param("lr=log:1e-4:1e-1:100")]  # 20,000 points
+    with pytest.raises(ConfigError, match=r"--param: a grid of 20000 points \(at most 10000\)"):
+        TuneSettings(params, sampler="grid")
+    assert TuneSettings(params, sampler="tpe").n_trials == 20  # drawn, not enumerated
+    with pytest.raises(ConfigError, match=f"--trials: at most {MAX_GRID}"):
+        TuneSettings(params, sampler="random", trials=MAX_GRID + 1)
+
+
+def test_the_analysis_seed_of_a_study_stays_below_what_its_sum_with_a_run_seed_may_reach():
+    from reglab.study.analysis import AnalysisSpec
+
+    with pytest.raises(ValueError, match="seed"):
+        AnalysisSpec(landscape="1d", seed=2**63)
+    assert AnalysisSpec(landscape="1d", seed=2**63 - 1).seed + (2**63 - 1) < 2**64  # torch.Generator takes it

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from reglab.config import ConfigError
+from reglab.config import SEED_LIMIT, ConfigError
 from reglab.train.rundir import clean_json, write_json_atomic
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ class AnalysisSpec(BaseModel):
     directions: int = Field(5, ge=2, description="random directions of the landscape rise")
     radius: float = Field(0.5, gt=0, description="α of the landscape rise, in filter-normalized units")
     threshold: float = Field(0.95, gt=-1, lt=1, description="cosine above which neurons share a direction")
-    seed: int = Field(0, ge=0, description="added to each run's seed for directions, start vectors and probes")
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT,
+                      description="added to each run's seed for directions, start vectors and probes")
 
     @model_validator(mode="after")
     def _asks_for_something(self) -> AnalysisSpec:

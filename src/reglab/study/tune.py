@@ -42,6 +42,8 @@ from reglab.study.tracking import Tracker, check_sinks, open_tracker
 from reglab.train.rundir import config_changes, read_metrics
 
 SAMPLERS = ("grid", "random", "tpe")
+MAX_GRID = 10_000
+"""Trials of one search at most (a grid's points, or --trials): each trains every seed."""
 PRUNERS = ("none", "median", "asha")
 OBJECTIVES = ("mean", "iqm")
 OPTUNA_STUDY = "reglab-tune"
@@ -73,6 +75,11 @@ class TuneSettings:
                 raise ConfigError(f"--param {param.name}: {param.path} is searched twice")
         if self.trials is not None and self.trials < 1:
             raise ConfigError(f"--trials: needs at least 1 (got {self.trials})")
+        if self.sampler == "grid" and (size := math.prod(len(p.values) for p in self.params)) > MAX_GRID:
+            raise ConfigError(f"--param: a grid of {size} points (at most {MAX_GRID}); list fewer values, or "
+                              "draw points with --sampler random or tpe")
+        if self.trials is not None and self.trials > MAX_GRID:
+            raise ConfigError(f"--trials: at most {MAX_GRID} (got {self.trials})")
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"--sampler-seed: must lie in [0, 2**32) (got {self.seed})")
 
