@@ -114,7 +114,8 @@ def _count_mismatch(folder: Path) -> str:
 def test_corrupt_idx_raises_naming_the_file(tmp_path, corrupt):
     write_idx_set(tmp_path, gz=False)
     file_name = corrupt(tmp_path)
-    with pytest.raises(CorruptDataError, match=file_name):
+    with pytest.raises(CorruptDataError, match=rf"{file_name}.*; replace the file, or delete it and run "
+                                               r"`reglab data fetch mnist`"):  # with what to do
         load("mnist", data_dir=tmp_path)
 
 

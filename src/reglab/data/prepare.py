@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from reglab.config import ConfigError, DataConfig
-from reglab.data.base import TensorData
+from reglab.data.base import CorruptDataError, TensorData
+from reglab.data.fetch import fetch_command
 from reglab.data.registry import get_dataset_info, validated_options
 
 
@@ -70,7 +71,13 @@ def load_dataset(cfg: DataConfig, *, device: str | torch.device = "cpu") -> Tens
     """The data set `cfg` describes, subset, split and standardised, on `device` (see the module doc)."""
     info = get_dataset_info(cfg.name)
     options = validated_options(info, cfg.options)
-    data = info.loader(data_dir=cfg.data_dir, download=cfg.download, **options)
+    try:
+        data = info.loader(data_dir=cfg.data_dir, download=cfg.download, **options)
+    except CorruptDataError as err:
+        if (command := fetch_command(cfg.name)) is None:
+            raise
+        raise CorruptDataError(f"{err}; replace the file, or delete it and run `{command}` (a verified copy "
+                               "in reglab's cache)") from None
     if (cfg.augment.crop_padding or cfg.augment.flip) and data.x_train.dim() != 4:
         raise ConfigError(f"data.augment: needs images (N, C, H, W); {cfg.name} has inputs of shape "
                           f"{data.input_shape}")
