@@ -237,6 +237,7 @@ def test_a_compare_study_directory_is_refused_and_kept(tmp_path):
         assert db.execute("SELECT * FROM runs ORDER BY run_id").fetchall() == rows
         assert db.execute("SELECT * FROM meta ORDER BY key").fetchall() == meta
     assert list(load_study(tmp_path).arms) == ["baseline", "dropout"]
+    assert not (tmp_path / "search.json").exists()  # no search marker: the study can still be rebuilt
 
 
 def test_a_search_where_no_trial_completes_still_gets_its_report(tmp_path):

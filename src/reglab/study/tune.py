@@ -367,8 +367,6 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
                             "seeds": spec.seed_list}, sort_keys=True, default=str)
     check_index_present(out_dir, "restore it, or search into another --out")
     with study_lock(out_dir), StudyStore(out_dir) as store:
-        (out_dir / SEARCH_MARKER).write_text(json.dumps({"search": "reglab tune", "settings": settings.to_dict()},
-                                                        default=str) + "\n")
         old = store.meta("tune")
         if old is None and store.spec() is not None:  # a study without a search record: never adopt its runs
             raise ConfigError(f"{out_dir}: holds a `reglab compare` study, not a search; use another --out")
@@ -378,7 +376,9 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
                                   f"({changed_fields(old, described)}); use --force to start it over (finished "
                                   "cells are reused), or another --out")
             optuna.delete_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir))
-        store.set_meta("tune", described)
+        store.set_meta("tune", described)  # after the checks: a refused directory gets no search marker
+        (out_dir / SEARCH_MARKER).write_text(json.dumps({"search": "reglab tune", "settings": settings.to_dict()},
+                                                        default=str) + "\n")
         store.add_invocation(provenance.record())
         study = open_study(out_dir, settings)
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
