@@ -54,3 +54,31 @@ class FailEverything:
         for task in tasks:
             events.started(task)
             events.failed(task, "RuntimeError: boom")
+
+
+class Recorder:
+    """`RunEvents` that keep what an executor reported."""
+
+    def __init__(self):
+        self.notes, self.results, self.errors, self.kept = [], {}, {}, {}
+
+    def started(self, task):
+        pass
+
+    def epoch(self, task, metrics):
+        pass
+
+    def finished(self, task, result):
+        self.results[task.run_id] = result
+
+    def failed(self, task, error):
+        self.errors[task.run_id] = error
+
+    def note(self, text):
+        self.notes.append(text)
+
+    def recall(self, key):
+        return self.kept.get(key)
+
+    def remember(self, key, value):
+        self.kept[key] = value

@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import assert_same_run
+from conftest import Recorder, assert_same_run
 from reglab.cli.app import app
 from reglab.config import RunConfig
 from reglab.data import TensorData
@@ -430,34 +430,6 @@ def test_auto_packing_measures_both_ways(tmp_path, monkeypatch):
     assert sum(taken) == measurement_run_steps(3, torch.device("cpu"), kinds=2) == 80  # base__s0, wd__s0, base__s1
     alone, packed = (float(x) for x in re.findall(r"([\d.]+) ms", lines[0]))
     assert lines[0].startswith("--pack auto: 6 runs of mlp on cpu") and (size == 3) == (packed < PACK_MARGIN * alone)
-
-
-class Recorder:
-    """`RunEvents` that keep what an executor reported."""
-
-    def __init__(self):
-        self.notes, self.results, self.errors, self.kept = [], {}, {}, {}
-
-    def started(self, task):
-        pass
-
-    def epoch(self, task, metrics):
-        pass
-
-    def finished(self, task, result):
-        self.results[task.run_id] = result
-
-    def failed(self, task, error):
-        self.errors[task.run_id] = error
-
-    def note(self, text):
-        self.notes.append(text)
-
-    def recall(self, key):
-        return self.kept.get(key)
-
-    def remember(self, key, value):
-        self.kept[key] = value
 
 
 def test_a_probe_holds_all_but_its_pilots_until_its_measurement_plans_them(tmp_path):

@@ -9,6 +9,7 @@ import signal
 
 import pytest
 
+from conftest import Recorder
 from reglab.study import LocalExecutor, StudySpec, run_study
 from reglab.study.store import StudyStore
 
@@ -141,22 +142,6 @@ def test_a_run_that_kills_its_worker_fails_alone_and_the_run_beside_it_finishes(
                 for f in self.futures:
                     if not f.done():
                         f.set_exception(BrokenProcessPool("a worker died"))
-
-    class Recorder:
-        def __init__(self):
-            self.results, self.errors = {}, {}
-
-        def started(self, task):
-            pass
-
-        def epoch(self, task, metrics):
-            pass
-
-        def finished(self, task, result):
-            self.results[task.run_id] = result
-
-        def failed(self, task, error):
-            self.errors[task.run_id] = error
 
     monkeypatch.setattr(executors, "worker_pool", Pool)
     spec = StudySpec.from_dict({**SPEC, "seeds": 3, "arms": {"base": {}}})
