@@ -183,3 +183,22 @@ def test_fetching_an_unknown_data_set_says_it_is_unknown():
 
     with pytest.raises(ConfigError, match="data set 'nosuch' is unknown"):
         fetch_dataset("nosuch")
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_the_last_epoch_is_checkpointed_whatever_the_interval_so_a_rerun_trains_nothing(tmp_path, packed):
+    import torch
+
+    from reglab.train.loop import Trainer
+    from reglab.train.packed import PackedTrainer
+
+    cfg = RunConfig.from_dict(BASE).override({"train.epochs": 3, "train.checkpoint_every": 2})
+    run_dir = tmp_path / "run"
+    if packed:
+        PackedTrainer([Trainer(cfg)]).fit([run_dir])
+    else:
+        train_run(cfg, run_dir=run_dir)
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 3  # not epoch 2's
+    metrics = (run_dir / "metrics.jsonl").read_text()
+    again = train_run(cfg, run_dir=run_dir)
+    assert len(again.epochs) == 3 and (run_dir / "metrics.jsonl").read_text() == metrics  # nothing trained again

@@ -407,6 +407,13 @@ class Trainer:
         rundir.append_metrics(run_dir / "provenance.jsonl", {"epoch": self.epoch, **record([str(self.device)])})
         return epochs
 
+    @property
+    def budget_spent(self) -> bool:
+        """Whether the run has trained its epochs (or steps): its last epoch is checkpointed whatever
+        `train.checkpoint_every`, so that running a finished run again trains nothing."""
+        train = self.cfg.train
+        return self.epoch >= train.epochs or bool(train.max_steps and self.step >= train.max_steps)
+
     def final_record(self, epochs: list[dict]) -> dict:
         """The run's final metrics once training has ended: the last epoch's or, where early stopping
         keeps the best weights (``restore_best``), the best epoch's, whose weights it restores."""
@@ -441,8 +448,7 @@ class Trainer:
 
         status, diverged_epoch, stopped_epoch = "done", None, self.stopper.stopped_epoch
         start = time.perf_counter() - sum(e["seconds"] for e in epochs)
-        while (self.epoch < cfg.train.epochs and not self.stopper.stopped
-               and not (cfg.train.max_steps and self.step >= cfg.train.max_steps)):
+        while not self.budget_spent and not self.stopper.stopped:
             metrics = self.run_epoch()
             for callback in callbacks:
                 metrics.update(callback(self.epoch, self.evaluated_model, metrics) or {})
@@ -454,7 +460,7 @@ class Trainer:
                 break
             stop = self.stopper.enabled and self.stopper.update(self.epoch, metrics, self.evaluated_model)
             if run_dir is not None and cfg.train.checkpoint_every and (
-                self.epoch % cfg.train.checkpoint_every == 0 or stop
+                self.epoch % cfg.train.checkpoint_every == 0 or stop or self.budget_spent
             ):
                 rundir.save_atomic(self.state_dict(), run_dir / "checkpoint.pt")
             if stop:

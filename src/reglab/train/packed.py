@@ -616,7 +616,8 @@ class RunLog:
             return False
         stop = t.stopper.enabled and t.stopper.update(t.epoch, metrics, t.evaluated_model)
         every = t.cfg.train.checkpoint_every
-        self.checkpoint_due = self.run_dir is not None and bool(every) and (t.epoch % every == 0 or stop)
+        self.checkpoint_due = self.run_dir is not None and bool(every) and (
+            t.epoch % every == 0 or stop or t.budget_spent)
         if stop:
             self.stopped_epoch = t.epoch
         return not stop
