@@ -40,11 +40,8 @@ DEBIAN: dict[str, DebianData] = {
 
 
 def _content_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def debian_here(name: str, dest_dir: Path) -> bool:

@@ -71,11 +71,8 @@ def fetch(url: str, dest: Path, sha256: str, *, timeout: float = 60.0) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def official_here(name: str, dest_dir: Path) -> bool:

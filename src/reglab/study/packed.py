@@ -387,7 +387,7 @@ class PackedExecutor:
 
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
         workers, tasks = self.local.workers, [with_device(t, self.device) for t in tasks]
-        choices = PackChoices(events, workers)
+        choices = PackChoices(events, workers) if self.pack == "auto" else None
         if workers > 1 and self.pack == "auto":  # measured in a worker while pilots train: `PackProbe`
             packs, probes = [], []
             for group in packable_groups(split_packable(tasks)[0]):
