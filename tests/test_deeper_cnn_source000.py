@@ -38,7 +38,7 @@ def test_every_seed000_arm_is_a_plain_cnn_without_1x1_shortcuts(one_thread):
 def test_replace_skip_trains_body_or_identity_and_tests_their_expectation(one_thread):
     torch.manual_seed(0)
     body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
-    block = ReplaceSkip(body, p=0.7, c_out=4, mode="batch")
+    block = ReplaceSkip(body, p=0.7, mode="batch")
     x = torch.randn(5, 1, 6, 6)
     identity = torch.cat([x, torch.zeros(5, 3, 6, 6)], 1)
     with torch.no_grad():

@@ -86,7 +86,7 @@ def test_rate_gate_keeps_a_branch_with_its_survival_probability(scaling):
 def test_rate_replace_skip_matches_source_000s_block():
     torch.manual_seed(0)
     body = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU())
-    solo, rated = ReplaceSkip(body, 0.8, 4, mode="row"), RateReplaceSkip(body, 4, "row")
+    solo, rated = ReplaceSkip(body, 0.8, mode="row"), RateReplaceSkip(body, "row")
     rated.survival.fill_(0.8)
     x = torch.randn(5000, 2, 4, 4)
     torch.testing.assert_close(rated.eval()(x), solo.eval()(x))  # the expectation at test time

@@ -17,7 +17,7 @@ STEPS, STEPS_PER_EPOCH = 150, 10
 RUNS = [  # (RunOptim, base lr, schedule)
     (RunOptim("sgd"), 0.1, {"name": "constant"}),
     (RunOptim("momentum", momentum=0.9, weight_decay=1e-2), 0.05, {"name": "cosine", "warmup_epochs": 2}),
-    (RunOptim("momentum", momentum=0.8, dampening=0.3, l1=1e-3), 0.05, {"name": "step", "step_size": 3}),
+    (RunOptim("momentum", momentum=0.8, l1=1e-3), 0.05, {"name": "step", "step_size": 3}),
     (RunOptim("nesterov", momentum=0.9, l2=1e-2, grad_clip=0.5), 0.02, {"name": "constant"}),
     (RunOptim("rmsprop", alpha=0.95, eps=1e-6, weight_decay=1e-3), 1e-3, {"name": "cosine"}),
     (RunOptim("adam", betas=(0.8, 0.99), weight_decay=1e-2, l1=1e-4), 3e-3, {"name": "cosine", "warmup_epochs": 1}),
@@ -30,7 +30,7 @@ def torch_optimizer(run: RunOptim, lr: float, params: list[torch.Tensor]) -> tor
     groups = [{"params": [p for p, d in zip(params, DECAYED, strict=True) if d], "weight_decay": run.weight_decay},
               {"params": [p for p, d in zip(params, DECAYED, strict=True) if not d], "weight_decay": 0.0}]
     if run.name in ("sgd", "momentum", "nesterov"):
-        return torch.optim.SGD(groups, lr=lr, momentum=run.momentum, dampening=run.dampening, nesterov=run.nesterov)
+        return torch.optim.SGD(groups, lr=lr, momentum=run.momentum, nesterov=run.nesterov)
     if run.name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=lr, alpha=run.alpha, eps=run.eps)
     kind = torch.optim.Adam if run.name == "adam" else torch.optim.AdamW
@@ -88,8 +88,8 @@ SHARED = {  # runs that share their rule's constants and schedule, with their ow
     "adam": [(RunOptim("adam", weight_decay=1e-2, l1=1e-4), 3e-3, COSINE),
              (RunOptim("adamw", weight_decay=0.1, grad_clip=0.3), 3e-3, COSINE),
              (RunOptim("adamw", l2=1e-3), 3e-3, COSINE)],
-    "momentum": [(RunOptim("momentum", momentum=0.9, dampening=0.1, weight_decay=1e-2), 0.05, COSINE),
-                 (RunOptim("momentum", momentum=0.9, dampening=0.1, l1=1e-3, grad_clip=0.5), 0.05, COSINE)],
+    "momentum": [(RunOptim("momentum", momentum=0.9, weight_decay=1e-2), 0.05, COSINE),
+                 (RunOptim("momentum", momentum=0.9, l1=1e-3, grad_clip=0.5), 0.05, COSINE)],
     "nesterov": [(RunOptim("nesterov", momentum=0.9, l2=1e-2), 0.02, STEP),
                  (RunOptim("nesterov", momentum=0.9, weight_decay=1e-3), 0.02, STEP)],
     "sgd": [(RunOptim("sgd"), 0.1, STEP), (RunOptim("sgd", weight_decay=1e-2, grad_clip=0.5), 0.1, STEP)],

@@ -150,9 +150,9 @@ def test_a_low_precision_branch_is_gated_by_float32_draws(dtype):
     assert low.dtype == dtype and torch.equal(low == 0, reference == 0)
     x = torch.zeros(4096, 1, 1, 1)
     torch.manual_seed(0)
-    kept = replace_or_skip(lambda t: t + 1, x, 0.7, c_out=1, mode="row", training=True)
+    kept = replace_or_skip(lambda t: t + 1, x, 0.7, mode="row", training=True)
     torch.manual_seed(0)
-    kept_low = replace_or_skip(lambda t: t + 1, x.to(dtype), 0.7, c_out=1, mode="row", training=True)
+    kept_low = replace_or_skip(lambda t: t + 1, x.to(dtype), 0.7, mode="row", training=True)
     assert torch.equal(kept_low.float(), kept)
 
 
@@ -187,7 +187,7 @@ def test_a_replace_skip_block_under_bf16_autocast_stays_in_bf16():
     output, and the batch norm, ReLU and pooling after it, to float32 under autocast."""
     from reglab.models.deeper_cnn import ReplaceSkip
 
-    block = ReplaceSkip(nn.Conv2d(1, 8, 3, padding=1), p=0.5, c_out=8)
+    block = ReplaceSkip(nn.Conv2d(1, 8, 3, padding=1), p=0.5)
     x = torch.randn(16, 1, 6, 6)
     for training in (True, False):
         block.train(training)

@@ -17,7 +17,7 @@ from reglab.study.robust import (
     robust_table,
     stratified_bootstrap,
 )
-from reglab.study.stats import adjust_p, compare, paired_bootstrap, summarize
+from reglab.study.stats import adjust_p, compare, summarize
 
 
 def test_paired_comparison_matches_scipy_on_random_data():
@@ -54,12 +54,19 @@ def test_paired_detects_a_small_constant_shift_that_welch_misses_at_n5():
     assert paired.diff_low > 0 and welch.diff_low < 0 < welch.diff_high
 
 
-def test_paired_bootstrap_resamples_seeds():
+def test_paired_interval_resamples_seeds_and_welch_each_group():
+    seeds = [0, 1, 2, 3, 4]
+    a = np.array([0.91, 0.93, 0.90, 0.94, 0.92])
     d = np.array([0.01, 0.012, 0.008, 0.011, 0.009])
-    low, high = paired_bootstrap(d, resamples=3000, seed=2)
-    rng = np.random.default_rng(2)
-    ref = d[rng.integers(0, 5, (3000, 5))].mean(1)
-    assert (low, high) == pytest.approx(tuple(np.percentile(ref, [2.5, 97.5])))
+    paired = compare(pd.Series(a + d, index=seeds), pd.Series(a, index=seeds))
+    rng = np.random.default_rng(0)  # the brute-force percentile bootstrap of the per-seed differences
+    ref = d[rng.integers(0, 5, (10_000, 5))].mean(1)
+    assert (paired.diff_low, paired.diff_high) == pytest.approx(tuple(np.percentile(ref, [2.5, 97.5])), rel=1e-3)
+    b = np.array([0.88, 0.90, 0.89])
+    welch = compare(a, b)
+    rng = np.random.default_rng(0)
+    ref = a[rng.integers(0, 5, (10_000, 5))].mean(1) - b[rng.integers(0, 3, (10_000, 3))].mean(1)
+    assert (welch.diff_low, welch.diff_high) == pytest.approx(tuple(np.percentile(ref, [2.5, 97.5])), abs=2e-3)
 
 
 @pytest.mark.parametrize("method", ["holm", "bh"])

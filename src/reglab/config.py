@@ -277,7 +277,7 @@ class RunConfig(_Section):
 
     @classmethod
     def from_toml(cls, path: str | Path) -> RunConfig:
-        return cls.from_dict(read_toml(path))
+        return cls.from_dict(read_config_file(path))
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -316,7 +316,7 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     return f"{loc}: {msg}{got}{more}" if loc else f"{msg}{got}{more}"
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
+def read_config_file(path: str | Path) -> dict[str, Any]:
     """A config file as a dict: TOML, or JSON for a ``.json`` file (a run's own config.json)."""
     path = Path(path)
     try:
@@ -375,3 +375,14 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def flatten(table: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

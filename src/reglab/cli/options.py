@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from reglab.config import ConfigError, RunConfig, apply_overrides, parse_value, read_toml
+from reglab.config import ConfigError, RunConfig, apply_overrides, parse_value, read_config_file
 
 
 def non_empty_path(text: str) -> Path:
@@ -54,7 +54,7 @@ def build_run_config(config: Path | None, flags: dict[str, Any], assignments: li
                      base: dict | None = None) -> RunConfig:
     """The run config of `reglab train`: `config` (TOML) or `base` (e.g. a run directory's stored
     config), then the flags given, then the ``--set`` assignments."""
-    base = read_toml(config) if config else (base or {})
+    base = read_config_file(config) if config else (base or {})
     overrides = {FLAG_PATHS[name]: value for name, value in flags.items() if value is not None}
     overrides.update(parse_assignments(assignments))
     cfg = RunConfig.from_dict(apply_overrides(base, overrides))

@@ -45,12 +45,12 @@ def spec_source_exists(source: str) -> bool:
     return Path(source).is_file() or source in preset_names()
 
 
-# options of the ray executor, shared by `reglab compare` and `reglab sweep`
+# options of the ray executor, shared by `reglab compare`, `reglab sweep` and `reglab tune`
 Address = Annotated[str | None, Opt(help="ray: the cluster to join, auto or HOST:PORT [default: start a local Ray]")]
 CpusPerRun = Annotated[float | None, Opt(help="ray: CPUs each run declares [default: 1]")]
 GpusPerRun = Annotated[float | None, Opt(help="ray: GPUs each run declares; fractions share a GPU, e.g. 0.25 "
                                               "[default: 0]")]
-# experiment tracking, shared by `reglab compare` and `reglab sweep`
+# experiment tracking, shared by `reglab compare`, `reglab sweep` and `reglab tune`
 Log = Annotated[str | None, Opt(metavar="SINKS", help="log runs to tensorboard and/or mlflow, e.g. tensorboard,mlflow "
                                 "or mlflow=TRACKING_URI (needs reglab[tracking]) [default: the spec's `log`]")]
 

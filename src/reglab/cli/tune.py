@@ -51,7 +51,7 @@ def _report(result: TuneResult) -> None:
 
 def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int | None, out: Path | None,
          default_out: str, device: str | None, workers: int | None, executor: str, force: bool,
-         ray_options: dict, log: str | None, wave: int | None = None) -> None:
+         ray_options: dict, log: str | None) -> None:
     from reglab.cli.options import check_device, check_paths
     from reglab.study import load_spec, make_executor
     from reglab.study.spec import arm_slug
@@ -68,7 +68,7 @@ def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int |
     workers = workers or (default_workers() if executor == "local" else None)
     runner = make_executor(executor, workers=workers, device=device, **ray_options)
     result = run_tune(spec, settings, out or Path("studies") / arm_slug(default_out.format(name=spec.name)),
-                      executor=runner, wave=wave or (workers if settings.pruner != "none" else None), force=force,
+                      executor=runner, wave=workers if settings.pruner != "none" else None, force=force,
                       log=lambda line: err_console.print(escape(line), highlight=False, soft_wrap=True), sinks=log)
     _report(result)
 

@@ -51,7 +51,7 @@ class DeeperCNN(ZooModel):
         return super().residual_blocks() or [m for m in self.modules() if isinstance(m, ReplaceSkip)]
 
 
-def replace_or_skip(body: nn.Module, x: torch.Tensor, p: float | torch.Tensor, *, c_out: int, mode: str,
+def replace_or_skip(body: nn.Module, x: torch.Tensor, p: float | torch.Tensor, *, mode: str,
                     training: bool) -> torch.Tensor:
     """`ReplaceSkip`'s block with survival probability `p`: a float, or a 0-dim tensor (a pack's per-run
     survival, `reglab.train.rates.RateReplaceSkip`)."""
@@ -74,17 +74,17 @@ def blend_with_padded(out: torch.Tensor, x: torch.Tensor, keep: float | torch.Te
 
 class ReplaceSkip(nn.Module):
     """Source 000's stochastic depth of one block: y = body(x) with probability `p`, else the identity
-    (channels zero-padded to `c_out`); at test the expectation p·body(x) + (1 − p)·pad(x).
+    (its channels zero-padded to the body's output); at test the expectation p·body(x) + (1 − p)·pad(x).
 
     `mode`: "batch" draws one keep/skip per batch (Huang et al.), "row" one per sample. Tensor ops only.
     """
 
-    def __init__(self, body: nn.Module, p: float, c_out: int, mode: str = "batch"):
+    def __init__(self, body: nn.Module, p: float, mode: str = "batch"):
         super().__init__()
-        self.body, self.p, self.c_out, self.mode = body, float(p), c_out, mode
+        self.body, self.p, self.mode = body, float(p), mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return replace_or_skip(self.body, x, self.p, c_out=self.c_out, mode=self.mode, training=self.training)
+        return replace_or_skip(self.body, x, self.p, mode=self.mode, training=self.training)
 
     def extra_repr(self) -> str:
         return f"p={self.p:.4g}, mode={self.mode}"
@@ -139,7 +139,7 @@ def build_deeper_cnn(*, input_shape: tuple[int, ...], num_outputs: int, norm: st
             if c_out < c_in:
                 raise ConfigError(f"model.options.replace_skip: conv{i} has fewer output than input channels "
                                   f"({c_in} -> {c_out}); the identity cannot be zero-padded to it")
-            layers[f"conv{i}"] = ReplaceSkip(body, probs[i - 1], c_out, stochastic_depth.mode)
+            layers[f"conv{i}"] = ReplaceSkip(body, probs[i - 1], stochastic_depth.mode)
         else:
             layers[f"conv{i}"] = body
         if (db := dropblock_layer(dropblock)) is not None:

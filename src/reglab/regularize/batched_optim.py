@@ -5,7 +5,7 @@ weight decay, L1/L2, clipping threshold) is a ``(K, 1)`` or ``(K, P)`` tensor br
 so a step launches the same few kernels whatever K is, never reads a value back to the host and can
 be captured in a CUDA graph. The update rules are `torch.optim`'s, written as broadcast tensor ops:
 
-  SGD (Polyak momentum / Nesterov, dampening d)  g ← g + λ·w;  b ← μ·b + (1 − d)·g  (b ← g first);
+  SGD (Polyak momentum / Nesterov)              g ← g + λ·w;  b ← μ·b + g  (b ← g first);
                                                  w ← w − η·(g + μ·b if Nesterov else b)
   RMSprop (Hinton 2012)                          g ← g + λ·w;  v ← α·v + (1 − α)·g²;  w ← w − η·g/(√v + ε)
   Adam (Kingma & Ba 2015) / AdamW (Loshchilov    w ← w·(1 − η·λ_dec);  g ← g + λ·w;  m ← m + (1 − β₁)(g − m);
@@ -18,7 +18,7 @@ L1/L2 penalties enter as their exact gradients (``l1·sign(w) + l2·w``, the gra
 `torch.nn.utils.clip_grad_norm_` does (``g·min(1, c/(‖g‖ + 1e-6))``).
 The learning rate of step t of run k is ``lr_table[t, k]``, read on the device by a step counter.
 
-Where a family's rows share the rule's constants (betas and eps; momentum, dampening and Nesterov)
+Where a family's rows share the rule's constants (betas and eps; momentum and Nesterov)
 and, over the current table, their learning rates, the update itself is torch's own fused kernel
 (`torch._fused_adam_`, `torch._fused_sgd_`, as ``torch.optim``'s ``fused=True``): one pass over the
 parameters, gradients and state instead of a dozen, after the weight-decay passes, which may differ
@@ -49,7 +49,6 @@ class RunOptim:
 
     name: str
     momentum: float = 0.0
-    dampening: float = 0.0
     nesterov: bool = False
     alpha: float = 0.99
     betas: tuple[float, float] = (0.9, 0.999)
@@ -94,7 +93,6 @@ class _Family:
         if kind == "sgd":
             momentum = [r.momentum if r.name != "sgd" else 0.0 for r in runs]
             self.momentum = low(momentum)
-            self.keep = low([1 - (r.dampening if m else 0.0) for r, m in zip(runs, momentum, strict=True)])
             self.nesterov = col([float(r.nesterov) for r in runs]).bool()
             self.any_nesterov = any(r.nesterov for r in runs)
             self.buffers = {"momentum_buffer": params.new_zeros(self.n, width)} if any(momentum) else {}
@@ -113,7 +111,7 @@ class _Family:
         if self.kind == "adam":
             return run.betas, run.eps
         momentum = run.momentum if run.name != "sgd" else 0.0
-        return momentum, run.dampening if momentum else 0.0, run.nesterov
+        return momentum, run.nesterov
 
     @property
     def fused(self) -> bool:
@@ -134,8 +132,6 @@ class _Family:
             self._fused_update(w, g, lr[:1].to(torch.float32), step, first_step)
             return
         lr_low = lr.to(dtype)
-        if self.kind == "sgd" and self.buffers:
-            keep = torch.where(step <= 1, torch.ones_like(self.keep), self.keep)  # first: a copy of g
         if self.kind == "adam":
             step_size = (lr / (1 - self.beta1.pow(step))).to(dtype)
             root = (1 - self.beta2.pow(step)).sqrt().to(dtype)
@@ -146,7 +142,7 @@ class _Family:
             if self.kind == "sgd":
                 if state:
                     buf = state["momentum_buffer"]
-                    buf.mul_(self.momentum).add_(torch.mul(gc, keep, out=s))
+                    buf.mul_(self.momentum).add_(gc)  # from zeros: b ← g first
                     if self.any_nesterov:
                         torch.mul(self.momentum, buf, out=s).add_(gc)
                         gc = torch.where(self.nesterov, s, buf, out=s)
@@ -180,9 +176,9 @@ class _Family:
                                [step.to(torch.float32)], lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0,
                                eps=eps, amsgrad=False, maximize=False)
         else:
-            momentum, dampening, nesterov = self.constants
+            momentum, nesterov = self.constants
             torch._fused_sgd_([w], [g], list(self.buffers.values()), weight_decay=0.0, momentum=momentum, lr=lr,
-                              dampening=dampening, nesterov=nesterov, maximize=False, is_first_step=first_step)
+                              dampening=0.0, nesterov=nesterov, maximize=False, is_first_step=first_step)
 
 
 @functools.cache

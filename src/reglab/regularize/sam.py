@@ -20,7 +20,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 @torch.no_grad()
 def _perturb(params: list[torch.Tensor], rho: float) -> None:
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    norm = nn.utils.get_total_norm(grads)
     torch._foreach_add_(params, torch._foreach_mul(grads, rho / (norm + 1e-12)))
 
 

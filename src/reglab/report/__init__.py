@@ -42,6 +42,7 @@ from reglab.report.tune import tune_report
 from reglab.study.results import Study, load_study
 from reglab.study.stats import ALPHA, CORRECTION_NAMES, METRIC_BY_COLUMN
 from reglab.study.store import FINISHED
+from reglab.study.target import lower_is_better
 from reglab.train.rundir import check_directory
 
 
@@ -116,7 +117,7 @@ def flatness_table(study: Study | str | Path) -> Table | None:
 
 
 def export_csv(study: Study | str | Path, path: str | Path, table: str = "runs") -> Path:
-    """Write one table of a study as CSV: runs, epochs, summary or stability."""
+    """Write one table of a study as CSV: one of `TABLES` (runs, epochs, summary, stability, robust)."""
     if table not in TABLES:
         raise ConfigError(f"table: unknown {table!r} (tables: {', '.join(TABLES)})")
     path = Path(path)
@@ -169,7 +170,7 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
         extra.append(("Robust aggregates", robust_rows(robust, study.baseline), ROBUST_NOTE))
     if target is not None:
         (metric, value), = study.spec.statistics.target.items()
-        extra.append((f"Time to target: {metric} {'≤' if metric.endswith('loss') else '≥'} {value:g}",
+        extra.append((f"Time to target: {metric} {'≤' if lower_is_better(metric) else '≥'} {value:g}",
                       target_rows(target), TARGET_NOTE))
     if search is not None:
         extra.append(("Best configuration (search)", search[1], SEARCH_NOTE))

@@ -15,7 +15,7 @@ from reglab.study.classes import class_metrics
 from reglab.study.results import Study
 from reglab.study.robust import performance_profile
 from reglab.study.stats import METRIC_BY_COLUMN
-from reglab.study.target import fraction_reached, run_times
+from reglab.study.target import fraction_reached, lower_is_better, run_times
 
 
 def _done(study: Study, column: str) -> pd.DataFrame:
@@ -92,7 +92,7 @@ def target_figure(study: Study) -> FigureData:
                 label=f"{_label(study, arm)} ({int(reached.sum())}/{len(t)} reached)")
     ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
     ax.set(xlabel="epoch", ylabel="fraction of finished runs reached", ylim=(-0.02, 1.02),
-           title=f"time to {metric} {'≤' if metric.endswith('loss') else '≥'} {target:g}")
+           title=f"time to {metric} {'≤' if lower_is_better(metric) else '≥'} {target:g}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     caption = ("Fraction of each arm's finished runs that have reached the target by each epoch; runs that "

@@ -61,7 +61,7 @@ def figure(fig: FigureData, png: bytes) -> str:
 
 
 def page(*, name: str, description: str, meta: str, sections: list[tuple[str, str]]) -> str:
-    """Assemble the page; `sections` are (escaped-by-caller title, HTML body) pairs."""
+    """Assemble the page; `sections` are (plain-text title, HTML body) pairs; titles are escaped here."""
     parts = [f"<h2>{escape(title)}</h2>\n{body}" for title, body in sections]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

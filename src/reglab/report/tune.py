@@ -15,6 +15,7 @@ from reglab.report import format as fmt
 from reglab.report.figures import FigureData
 from reglab.report.tables import Rows
 from reglab.study.store import StudyStore
+from reglab.study.target import lower_is_better
 
 
 def is_tune_study(path: Path) -> bool:
@@ -143,7 +144,7 @@ def tune_report(path: Path) -> tuple[Rows, Rows, list[FigureData]] | None:
     trials = trials_table(path)
     if not len(trials):
         return [], best_rows(None), []
-    direction = "minimize" if trials["metric"].iloc[0].endswith("loss") else "maximize"
+    direction = "minimize" if lower_is_better(trials["metric"].iloc[0]) else "maximize"
     best = best_trial(trials, direction)
     figures = [trials_figure(trials)]
     if best is not None:  # the other figures need a complete trial

@@ -1,4 +1,4 @@
-"""Executors: how the runs of a study are carried out (in-process, a process pool, later packed GPU, Ray).
+"""Executors: how the runs of a study are carried out (in-process, a process pool, packed, Ray).
 
 An executor receives `RunTask`s and reports through `RunEvents`, always from the driver process;
 the events object (the study runner) is the only writer of the study store. An executor never

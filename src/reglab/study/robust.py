@@ -20,14 +20,15 @@ import numpy as np
 from scipy import stats
 
 
-def _finite(values: Sequence[float]) -> np.ndarray:
+def finite(values: Sequence[float]) -> np.ndarray:
+    """The finite values, as a float array."""
     x = np.asarray(values, dtype=float)
     return x[np.isfinite(x)]
 
 
 def iqm(values: Sequence[float]) -> float:
     """Interquartile mean: the 25 %-trimmed mean (`scipy.stats.trim_mean`)."""
-    x = _finite(values)
+    x = finite(values)
     return float(stats.trim_mean(x, 0.25)) if len(x) else math.nan
 
 
@@ -39,7 +40,7 @@ def stratified_bootstrap(strata: Sequence[Sequence[float]], statistic: Callable[
     `statistic` takes one array per stratum and reduces along ``axis=-1`` (vectorised, as
     `scipy.stats.bootstrap` calls it). NaN when a stratum has fewer than 2 values or all resamples agree.
     """
-    data = tuple(_finite(s) for s in strata)
+    data = tuple(finite(s) for s in strata)
     if any(len(s) < 2 for s in data):
         return math.nan, math.nan
     if all(np.ptp(s) == 0 for s in data):
@@ -73,7 +74,7 @@ def improvement(arm: Sequence[float], baseline: Sequence[float], *, higher_is_be
                 **kwargs) -> tuple[float, float, float]:
     """P(arm run beats baseline run) and its stratified bootstrap interval (arm and baseline resampled
     each on its own); for losses "beats" means lower."""
-    a, b = _finite(arm), _finite(baseline)
+    a, b = finite(arm), finite(baseline)
     if not (len(a) and len(b)):
         return math.nan, math.nan, math.nan
     sign = 1.0 if higher_is_better else -1.0
@@ -84,7 +85,7 @@ def improvement(arm: Sequence[float], baseline: Sequence[float], *, higher_is_be
 
 def performance_profile(values: Sequence[float], taus: Sequence[float]) -> np.ndarray:
     """Fraction of runs with a score above each τ (the empirical survival function at τ)."""
-    x = _finite(values)
+    x = finite(values)
     taus = np.asarray(taus, dtype=float)
     if not len(x):
         return np.full(taus.shape, math.nan)
@@ -105,6 +106,6 @@ def robust_table(runs, arms: Sequence[str], baseline: str, column: str, *,
         low, high = iqm_interval(values, resamples=resamples)
         poi = improvement(values, base, higher_is_better=higher_is_better, resamples=resamples) \
             if arm != baseline else (math.nan, math.nan, math.nan)
-        rows.append({"arm": arm, "metric": column, "n": len(_finite(values)), "iqm": iqm(values),
+        rows.append({"arm": arm, "metric": column, "n": len(finite(values)), "iqm": iqm(values),
                      "iqm_low": low, "iqm_high": high, "poi": poi[0], "poi_low": poi[1], "poi_high": poi[2]})
     return pd.DataFrame(rows)

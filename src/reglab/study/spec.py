@@ -36,7 +36,7 @@ from reglab.config import (
     RunConfig,
     apply_overrides,
     deep_merge,
-    read_toml,
+    read_config_file,
     run_identity,
     validate,
 )
@@ -138,7 +138,7 @@ class StudySpec(BaseModel):
         self._configs = {arm: validate(RunConfig, deep_merge(self.base, table), prefix=f"arms.{arm}")
                          for arm, table in self.arms.items()}
         for arm, cfg in self._configs.items():
-            check_registered(cfg, prefix=f"arms.{arm}")
+            check_buildable(cfg, prefix=f"arms.{arm}")
         for metric in self.statistics.target:
             check_logged(metric, self._configs, "statistics.target")
         return self
@@ -151,7 +151,7 @@ class StudySpec(BaseModel):
 
     @classmethod
     def from_toml(cls, path: str | Path) -> StudySpec:
-        return cls.from_dict(read_toml(path))
+        return cls.from_dict(read_config_file(path))
 
     def to_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
@@ -201,7 +201,7 @@ class StudySpec(BaseModel):
         return StudySpec.from_dict(data)
 
 
-def check_registered(cfg: RunConfig, *, prefix: str) -> None:
+def check_buildable(cfg: RunConfig, *, prefix: str) -> None:
     """What can be checked without loading data: data-set and model names, model option names,
     norm, and whether stochastic depth / DropBlock have blocks / feature maps to act on."""
     import inspect

@@ -30,7 +30,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from reglab.study.robust import finite, stratified_bootstrap
+
 ALPHA = 0.05
+BOOTSTRAP_RESAMPLES = 10_000
 CORRECTIONS: tuple[str, ...] = ("holm", "bh")
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "none"}
 
@@ -85,14 +88,9 @@ class Comparison:
     n_pairs: int  # seeds in common when paired, else 0
 
 
-def _finite(values: Sequence[float]) -> np.ndarray:
-    x = np.asarray(values, dtype=float)
-    return x[np.isfinite(x)]
-
-
 def describe(values: Sequence[float], *, confidence: float = 0.95) -> Summary:
     """Mean, sample std and the Student-t interval of the mean (NaN where n is too small)."""
-    x = _finite(values)
+    x = finite(values)
     n = len(x)
     if n == 0:
         return Summary(0, math.nan, math.nan, math.nan, math.nan)
@@ -104,32 +102,12 @@ def describe(values: Sequence[float], *, confidence: float = 0.95) -> Summary:
     return Summary(n, mean, std, mean - half, mean + half)
 
 
-def _percentile(samples: np.ndarray, confidence: float) -> tuple[float, float]:
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(samples, [tail, 100 - tail])
-    return float(low), float(high)
+def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return a.mean(axis) - b.mean(axis)
 
 
-def bootstrap_diff(a: Sequence[float], b: Sequence[float], *, resamples: int = 10_000,
-                   confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of mean(a) − mean(b), resampling each group independently."""
-    a, b = _finite(a), _finite(b)
-    if len(a) < 2 or len(b) < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    diffs = a[rng.integers(0, len(a), (resamples, len(a)))].mean(1) \
-        - b[rng.integers(0, len(b), (resamples, len(b)))].mean(1)
-    return _percentile(diffs, confidence)
-
-
-def paired_bootstrap(d: Sequence[float], *, resamples: int = 10_000, confidence: float = 0.95,
-                     seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean per-seed difference, resampling seeds (the d_s)."""
-    d = _finite(d)
-    if len(d) < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    return _percentile(d[rng.integers(0, len(d), (resamples, len(d)))].mean(1), confidence)
+def _mean(d: np.ndarray, axis: int = -1) -> np.ndarray:
+    return d.mean(axis)
 
 
 def adjust_p(p_values: Sequence[float], method: str = "holm") -> np.ndarray:
@@ -178,31 +156,25 @@ def paired_values(arm: pd.Series, baseline: pd.Series) -> tuple[np.ndarray, np.n
     return a.loc[order].to_numpy(float), b.loc[order].to_numpy(float)
 
 
-def compare(arm: Sequence[float] | pd.Series, baseline: Sequence[float] | pd.Series, *, paired: bool | None = None,
-            resamples: int = 10_000, seed: int = 0) -> Comparison:
-    """Difference of means to the baseline, its bootstrap interval and an (unadjusted) t-test.
+def compare(arm: Sequence[float] | pd.Series, baseline: Sequence[float] | pd.Series) -> Comparison:
+    """Difference of means to the baseline, its percentile bootstrap interval (10,000 resamples,
+    `stratified_bootstrap`) and an (unadjusted) t-test.
 
-    Pass `pd.Series` indexed by seed to pair automatically (when both cover the same seeds); with
-    plain sequences, `paired=True` pairs them position by position. Otherwise Welch.
+    `pd.Series` indexed by seed are paired when both cover the same seeds (`paired_values`); otherwise,
+    and for plain sequences, Welch.
     """
     pairs = None
-    if isinstance(arm, pd.Series) and isinstance(baseline, pd.Series) and paired is not False:
+    if isinstance(arm, pd.Series) and isinstance(baseline, pd.Series):
         pairs = paired_values(arm, baseline)
-    elif paired:
-        a, b = np.asarray(arm, dtype=float), np.asarray(baseline, dtype=float)
-        if len(a) != len(b):
-            raise ValueError(f"paired: the samples differ in length ({len(a)} vs {len(b)})")
-        keep = np.isfinite(a) & np.isfinite(b)
-        pairs = (a[keep], b[keep]) if keep.sum() >= 2 else None
     if pairs is not None:
         a, b = pairs
         d = a - b
         identical = not np.any(d != 0)  # no evidence of a difference (scipy: NaN, which the family would drop)
         t, p = (0.0, 1.0) if identical else _quiet(stats.ttest_rel, a, b)
         _, p_w = (math.nan, 1.0) if identical else _quiet(stats.wilcoxon, d)
-        low, high = paired_bootstrap(d, resamples=resamples, seed=seed)
+        low, high = stratified_bootstrap([d], _mean, resamples=BOOTSTRAP_RESAMPLES)
         return Comparison(float(d.mean()), low, high, "paired t", t, p, p_w, len(d))
-    a, b = _finite(np.asarray(arm, dtype=float)), _finite(np.asarray(baseline, dtype=float))
+    a, b = finite(np.asarray(arm, dtype=float)), finite(np.asarray(baseline, dtype=float))
     diff = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
     t = p = math.nan
     test = "—"
@@ -210,7 +182,7 @@ def compare(arm: Sequence[float] | pd.Series, baseline: Sequence[float] | pd.Ser
         identical = np.ptp(a) == 0 and np.ptp(b) == 0 and a[0] == b[0]  # one value in both: p = 1, not NaN
         t, p = (0.0, 1.0) if identical else _quiet(stats.ttest_ind, a, b, equal_var=False)
         test = "Welch t"
-    low, high = bootstrap_diff(a, b, resamples=resamples, seed=seed)
+    low, high = stratified_bootstrap([a, b], _mean_difference, resamples=BOOTSTRAP_RESAMPLES)
     return Comparison(diff, low, high, test, t, p, math.nan, 0)
 
 

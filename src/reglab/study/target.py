@@ -36,6 +36,7 @@ def parse_target(text: str) -> dict[str, float]:
 
 
 def lower_is_better(metric: str) -> bool:
+    """Whether smaller values of an epoch metric are better: the losses (`test_loss`, `val_loss`, …)."""
     return metric.endswith("loss")
 
 

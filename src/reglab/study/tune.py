@@ -38,6 +38,7 @@ from reglab.study.spec import EPOCH_METRICS, StudySpec, check_logged, content_ha
 from reglab.study.stats import describe
 from reglab.study.store import DB_NAME, FINISHED, SEARCH_MARKER, StudyStore
 from reglab.study.sweep import SweepParam
+from reglab.study.target import lower_is_better
 from reglab.study.tracking import Tracker, check_sinks, open_tracker
 from reglab.train.rundir import config_changes, read_metrics
 
@@ -85,7 +86,7 @@ class TuneSettings:
 
     @property
     def direction(self) -> str:
-        return "minimize" if self.metric.endswith("loss") else "maximize"
+        return "minimize" if lower_is_better(self.metric) else "maximize"
 
     @property
     def n_trials(self) -> int:

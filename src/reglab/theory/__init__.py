@@ -21,7 +21,6 @@ from reglab.theory.condensation import (
     neuron_features,
     neuron_weights,
 )
-from reglab.theory.cover import CoverRatio, cover_ratio
 from reglab.theory.dropout import (
     OBJECTIVES,
     dropout_disabled,
@@ -63,14 +62,12 @@ def __getattr__(name: str):  # lazy plots: the trainer imports this package and 
 __all__ = [*_PLOTS,
     "OBJECTIVES",
     "CondensationTracker",
-    "CoverRatio",
     "Eigenpairs",
     "HessianOperator",
     "SpectralDensity",
     "CoverNotSolved",
     "NeuronFeatures",
     "cosine_similarity_matrix",
-    "cover_ratio",
     "dropout_disabled",
     "dropout_mode",
     "dropout_r1",

@@ -38,7 +38,6 @@ from reglab.theory.condensation import (
     effective_ratio_greedy,
     neuron_features,
 )
-from reglab.theory.cover import cover_ratio
 from reglab.theory.hessian import (
     check_mode,
     hessian_density,
@@ -265,5 +264,5 @@ def sharpness_metrics(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tenso
         layer = next((m for m in model.modules() if isinstance(m, _LAYER_TYPES) and m.weight.shape[0] > 1), None)
         if layer is None:
             raise ConfigError("effective_ratio: the model has no Linear/Conv layer with ≥ 2 neurons")
-        values["effective_ratio"] = cover_ratio(layer, threshold).value
+        values["effective_ratio"] = effective_ratio_greedy(layer, threshold)
     return values

@@ -1,8 +1,9 @@
 """The one training loop every reglab run goes through, so that the regularizer is the only difference.
 
 Read top to bottom: `Trainer.__init__` builds data, model, optimizer, schedule and regularizers
-from a `RunConfig`; `fit` runs epochs of `_train_epoch` + `_evaluate`, appends each epoch's metrics
-to the run directory, checkpoints, and stops on divergence, early stopping or the step budget.
+from a `RunConfig`; `fit` runs epochs (`run_epoch`: `_train_epoch`, then `close_epoch`, which
+evaluates), appends each epoch's metrics to the run directory, checkpoints, and stops on
+divergence, early stopping or the step budget.
 
 Determinism: ``torch.manual_seed(seed)`` right before the model is built fixes initialisation and
 every dropout / stochastic-depth mask; a separate generator on the training device, seeded with the
@@ -497,6 +498,7 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path | None = None, callbacks: I
               pack_of_one: bool | None = None) -> RunResult:
     """Train one run described by `cfg` (the library's main entry point); see `Trainer.fit`.
 
+    `data`: train and evaluate on these tensors instead of loading `cfg.data` (your own data set).
     `pack_of_one`: train through `PackedTrainer` as a pack of one (stacked state, batched optimizer,
     CUDA graph), resuming as `Trainer.fit` does. None (default): where that step is captured as a
     CUDA graph; elsewhere the solo `Trainer` step. A `run_dir` another process trains in is refused

@@ -67,12 +67,9 @@ draws."""
 
 
 def packing_blocker(cfg: RunConfig) -> str | None:
-    """Why a run cannot be trained packed (None: it can)."""
-    train = cfg.train
-    blockers = {
-        "train.objective": train.objective != "drop",  # the theory objectives differentiate through the model
-    }
-    return next((name for name, blocked in blockers.items() if blocked), None)
+    """Why a run cannot be trained packed (None: it can): the theory objectives (`train.objective` other
+    than "drop") differentiate through the model."""
+    return "train.objective" if cfg.train.objective != "drop" else None
 
 
 class PackedTrainer:

@@ -122,13 +122,13 @@ class RateGate(nn.Module):
 class RateReplaceSkip(nn.Module):
     """`ReplaceSkip` (source 000's replaced block) whose survival probability is the buffer `survival`."""
 
-    def __init__(self, body: nn.Module, c_out: int, mode: str):
+    def __init__(self, body: nn.Module, mode: str):
         super().__init__()
         self.register_buffer("survival", torch.ones(()))
-        self.body, self.c_out, self.mode = body, c_out, mode
+        self.body, self.mode = body, mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return replace_or_skip(self.body, x, self.survival, c_out=self.c_out, mode=self.mode, training=self.training)
+        return replace_or_skip(self.body, x, self.survival, mode=self.mode, training=self.training)
 
 
 def _rate_of(module: nn.Module) -> tuple[str, float] | None:
@@ -167,7 +167,7 @@ def rate_network(configs: Sequence[RunConfig], models: Sequence[nn.Module], *, i
         if isinstance(old, nn.Dropout):
             new = RateDropout()
         elif isinstance(old, ReplaceSkip):
-            new = RateReplaceSkip(old.body, old.c_out, old.mode)
+            new = RateReplaceSkip(old.body, old.mode)
         else:
             new = RateGate(sd.mode, sd.scaling)
         union.set_submodule(name, new.to("meta"))

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from reglab.config import EXECUTION_FIELDS, ConfigError, RunConfig
+from reglab.config import EXECUTION_FIELDS, ConfigError, RunConfig, flatten
 
 BUDGET_FIELDS = ("train.epochs", "train.max_steps")
 """Fields a run may be resumed with a larger value of, when the caller says so (``extend=True``)."""
@@ -240,18 +240,6 @@ def locked(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
 
 
 def config_changes(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:

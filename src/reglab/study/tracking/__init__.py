@@ -24,9 +24,8 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from reglab.config import ConfigError
+from reglab.config import ConfigError, flatten
 
 SINKS = {"tensorboard": "reglab.study.tracking.tensorboard_sink:TensorBoardTracker",
          "mlflow": "reglab.study.tracking.mlflow_sink:MLflowTracker"}
@@ -54,17 +53,6 @@ def scalars(record: dict) -> dict[str, float]:
     return {k: float(v) for k, v in record.items()
             if k not in ("epoch", "step") and isinstance(v, int | float) and not isinstance(v, bool)
             and math.isfinite(v)}
-
-
-def flatten(table: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def varied_keys(spec: dict) -> list[str]:
