@@ -4,6 +4,18 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _newcomers_data_folders(tmp_path_factory):
+    """Every test sees the data a newcomer's machine has, as `.ci/run` runs the suite: a cache of its own
+    (MNIST-1D generated there once per session), no system data folder, no REGLAB_DATA. A test that
+    needs a system folder sets one up itself (test_data.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        patch.setenv("REGLAB_SYSTEM_DATA", "0")
+        patch.delenv("REGLAB_DATA", raising=False)
+        yield
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one intra-op thread avoids oversubscribing the shared CPU (10× faster here)."""

@@ -24,9 +24,11 @@ from reglab.data import (
     CorruptDataError,
     DataNotFoundError,
     TensorData,
+    apply_augmentation,
     augment_images,
     batch_indices,
     dataset_status,
+    draw_augmentation,
     epoch_steps,
     load_dataset,
     register_dataset,
@@ -338,9 +340,24 @@ def test_mnist1d_same_options_same_data(tmp_path):
     assert not np.array_equal(first["x_train"], mnist1d_module.generate(200, 8, False)["x_train"])
 
 
-@pytest.mark.skipif(not FASHION_SYSTEM_DIR.is_dir() or os.environ.get("REGLAB_SYSTEM_DATA") == "0",
-                    reason="no system Fashion-MNIST (apt install dataset-fashion-mnist), or REGLAB_SYSTEM_DATA=0")
-def test_fashion_mnist_from_debian_package():
+def test_a_system_data_folder_is_searched_unless_switched_off(tmp_path, monkeypatch):
+    from reglab.data import paths
+
+    monkeypatch.setattr(paths, "SYSTEM_DIR", tmp_path / "datasets")
+    arrays = write_idx_set(tmp_path / "datasets" / "fashion-mnist", gz=False)
+    monkeypatch.setenv("REGLAB_SYSTEM_DATA", "1")
+    status = {s.name: s for s in dataset_status()}["fashion-mnist"]
+    assert status.available and status.location == str(tmp_path / "datasets" / "fashion-mnist")
+    data = load("fashion-mnist", normalize=False)
+    assert data.y_train.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
+    assert torch.equal(data.x_test[:, 0] * 255, torch.tensor(arrays["t10k-images-idx3-ubyte"], dtype=torch.float32))
+    monkeypatch.setenv("REGLAB_SYSTEM_DATA", "0")
+    assert not {s.name: s for s in dataset_status()}["fashion-mnist"].available
+
+
+@pytest.mark.skipif(not FASHION_SYSTEM_DIR.is_dir(), reason="no system Fashion-MNIST (dataset-fashion-mnist)")
+def test_fashion_mnist_from_debian_package(monkeypatch):
+    monkeypatch.setenv("REGLAB_SYSTEM_DATA", "1")  # the suite runs without system folders (conftest)
     status = {s.name: s for s in dataset_status()}["fashion-mnist"]
     assert status.available and status.location == str(FASHION_SYSTEM_DIR)
     assert status.size.startswith("60000 train / 10000 test")
@@ -513,6 +530,26 @@ def test_crop_is_a_window_of_the_padded_image(flip):
     again = augment_images(x, cfg, torch.Generator().manual_seed(3))
     assert torch.equal(again, out)
     assert not torch.equal(augment_images(x, cfg, torch.Generator().manual_seed(4)), out)
+
+
+def test_crop_offsets_and_flips_are_uniform():
+    """Every offset (dy, dx) ∈ {0, …, 2p}² equally likely (chi-square over 5000 samples) and each sample
+    mirrored with probability ½; read back exactly from images whose pixels number their positions."""
+    from scipy import stats
+
+    n, h, w, p = 5000, 8, 8, 2
+    x = (1 + torch.arange(h * w, dtype=torch.float32)).reshape(1, 1, h, w).expand(n, 1, h, w)
+    cfg = AugmentConfig(crop_padding=p, flip=True)
+    out = apply_augmentation(x, cfg, draw_augmentation(n, cfg, torch.Generator().manual_seed(0)))
+    a = h // 2  # pixels (a, a − 1) and (a, a) come from inside the image at every offset
+    left, right = out[:, 0, a, a - 1].long() - 1, out[:, 0, a, a].long() - 1
+    flipped = right < left  # a mirrored window runs its columns backwards
+    source = torch.where(flipped, left, right)  # the source pixel of window position (a, a) unmirrored
+    dy, dx = source // w - a + p, source % w - a + p
+    counts = torch.bincount(dy * (2 * p + 1) + dx, minlength=(2 * p + 1) ** 2)
+    assert len(counts) == (2 * p + 1) ** 2 and (counts > 0).all()
+    assert stats.chisquare(counts.numpy()).pvalue > 1e-3
+    assert abs(flipped.float().mean().item() - 0.5) < 4 * (0.25 / n) ** 0.5
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

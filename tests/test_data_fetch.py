@@ -24,7 +24,7 @@ from reglab.data import fetch as fetch_module
 from reglab.data.fetch import fetch_command, fetch_dataset
 from reglab.data.paths import SYSTEM_DIR, cache_dir, search_dirs
 
-pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb not found (Debian only)")
+needs_dpkg_deb = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb not found (Debian only)")
 
 STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -80,6 +80,7 @@ def stand_in_archive(tmp_path, monkeypatch):
     return payloads
 
 
+@needs_dpkg_deb
 def test_debian_archive_fills_the_cache_after_official_files_fail(stand_in_archive):
     line = fetch_dataset("fashion-mnist")
     dest = cache_dir("fashion-mnist")
@@ -92,6 +93,7 @@ def test_debian_archive_fills_the_cache_after_official_files_fail(stand_in_archi
                                               f"SHA-256 checked) → {dest}")  # verified, not fetched again
 
 
+@needs_dpkg_deb
 def test_content_mismatch_keeps_nothing_and_names_both_sources(stand_in_archive, monkeypatch):
     spec = debian_module.DEBIAN["fashion-mnist"]
     wrong = dict(spec.content_sha256, **{"t10k-labels-idx1-ubyte.gz": "0" * 64})

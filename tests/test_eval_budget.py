@@ -51,10 +51,29 @@ def test_the_trainer_evaluates_exactly_the_auto_subset():
     assert "train_eval_acc" not in Trainer(tiny(2_000, 0)).fit().final
 
 
-def test_each_epoch_splits_its_time_into_training_and_evaluation():
+def test_each_epoch_splits_its_time_into_training_and_evaluation(monkeypatch):
+    """On a fake clock that only training (3 s an epoch) and each evaluation pass (5 s) advance, an
+    epoch books 3 s of training and 5 s per pass (train subset and test set: 2) of evaluation."""
+    from types import SimpleNamespace
+
+    from reglab.train import loop
+
+    now = [0.0]
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    train_epoch, evaluate = Trainer._train_epoch, Trainer.evaluate
+
+    def slow_train_epoch(self):
+        now[0] += 3.0
+        return train_epoch(self)
+
+    def slow_evaluate(self, *args, **kwargs):
+        now[0] += 5.0
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", slow_train_epoch)
+    monkeypatch.setattr(Trainer, "evaluate", slow_evaluate)
     for epoch in Trainer(tiny(512, "auto").override({"train.epochs": 2})).fit().epochs:
-        assert epoch["train_seconds"] > 0 and epoch["eval_seconds"] > 0
-        assert epoch["train_seconds"] + epoch["eval_seconds"] == pytest.approx(epoch["seconds"], abs=1e-3)
+        assert (epoch["train_seconds"], epoch["eval_seconds"], epoch["seconds"]) == (3.0, 10.0, 13.0)
 
 
 def test_train_json_reports_eval_and_train_seconds_per_epoch():

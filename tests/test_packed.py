@@ -5,6 +5,7 @@ product sums in a different order than the solo one, so bit equality is not prom
 are checked in distribution. Tiny runs on CPU: mnist1d (256 training samples), small MLPs.
 """
 
+import math
 import json
 import re
 
@@ -428,8 +429,10 @@ def test_auto_packing_measures_both_ways(tmp_path, monkeypatch):
     size = measured_pack_size(tasks, workers=2, report=lines.append)
     assert size in (0, 3)  # in two workers: half the group each, or alone
     assert sum(taken) == measurement_run_steps(3, torch.device("cpu"), kinds=2) == 80  # base__s0, wd__s0, base__s1
-    alone, packed = (float(x) for x in re.findall(r"([\d.]+) ms", lines[0]))
-    assert lines[0].startswith("--pack auto: 6 runs of mlp on cpu") and (size == 3) == (packed < PACK_MARGIN * alone)
+    alone, packed = (float(x) for x in re.findall(r"([\d.]+) ms", lines[0]))  # as printed: to 0.01 ms
+    assert lines[0].startswith("--pack auto: 6 runs of mlp on cpu")
+    if abs(packed - PACK_MARGIN * alone) > 0.01:  # the printed times decide as the exact ones did
+        assert (size == 3) == (packed < PACK_MARGIN * alone)
 
 
 def test_a_probe_holds_all_but_its_pilots_until_its_measurement_plans_them(tmp_path):
@@ -568,7 +571,7 @@ def test_solo_step_timing_spans_epochs_shorter_than_the_steps_it_times():
 
     cfg = config(0, **{"data.train_subset": 32, "train.batch_size": 32})
     seconds = solo_step_seconds(cfg, steps=3)
-    assert 0 < seconds < 60
+    assert math.isfinite(seconds) and seconds > 0
 
 
 def test_a_single_run_as_a_pack_of_one_trains_like_the_solo_trainer(tmp_path, monkeypatch):

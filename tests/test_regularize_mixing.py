@@ -1,9 +1,9 @@
-"""mixup and CutMix: lam in [0, 1], the convex combination, and the exact pasted area."""
+"""mixup and CutMix: lam in [0, 1] drawn from Beta(α, α), the convex combination, and the exact pasted area."""
 
 import pytest
 import torch
 
-from reglab.regularize.mixing import cutmix, mixup
+from reglab.regularize.mixing import cutmix, draw_mixing, mixup
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,6 +23,40 @@ def test_mixup_is_the_convex_combination():
         assert 0.0 <= lam <= 1.0
         assert sorted(y_perm.tolist()) == list(range(16))  # a permutation of the batch
         torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[y_perm], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("alpha", [0.2, 4.0])
+def test_mixup_lam_has_the_mean_and_variance_of_beta_alpha_alpha(alpha):
+    """Beta(α, α): mean ½, variance 1/(4(2α + 1)); within 4 standard errors over 20,000 draws."""
+    torch.manual_seed(0)
+    lam = draw_mixing(20_000, 2, (3,), mixup=alpha, generator=torch.Generator().manual_seed(0)).blend.double()
+    n, centred = len(lam), lam - lam.mean()
+    assert abs(lam.mean().item() - 0.5) < 4 * (lam.var().item() / n) ** 0.5
+    var_se = ((centred ** 4).mean().item() - lam.var().item() ** 2) ** 0.5 / n ** 0.5
+    assert abs(lam.var().item() - 1 / (4 * (2 * alpha + 1))) < 4 * var_se
+
+
+def _beta_moment(alpha: float, k: float) -> float:
+    from scipy.special import beta
+
+    return beta(alpha + k, alpha) / beta(alpha, alpha)  # E[u^k], u ~ Beta(α, α)
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1.0, 4.0])
+@pytest.mark.parametrize("shape", [(1000,), (1, 120, 120)])
+def test_cutmix_pasted_area_has_its_expectation_under_beta_alpha_alpha(alpha, shape):
+    """A segment of length f·L centred uniformly on [0, L) keeps f − f²/4 of L on average after clipping
+    (h = fL/2 ≤ L/2 is lost over c ∈ [0, h) and its mirror: ∫(h − c)dc = h²/2 twice); with f = u = 1 − lam
+    (1-D) the pasted fraction averages E[u] − E[u²]/4, with f = √u per axis of a box (2-D)
+    E[(√u − u/4)²] = E[u] − E[u^1.5]/2 + E[u²]/16."""
+    torch.manual_seed(0)
+    steps = 20_000 if len(shape) == 1 else 4_000
+    box = draw_mixing(steps, 2, shape, cutmix=alpha, generator=torch.Generator().manual_seed(0)).box
+    pasted = box.flatten(1).double().mean(1)
+    m = lambda k: _beta_moment(alpha, k)  # noqa: E731
+    expected = m(1) - m(2) / 4 if len(shape) == 1 else m(1) - m(1.5) / 2 + m(2) / 16
+    spread = 4 * pasted.std().item() / steps ** 0.5 + 2 / shape[-1]  # 4 standard errors + the floor of cut
+    assert abs(pasted.mean().item() - expected) < spread
 
 
 @pytest.mark.parametrize("shape", [(32, 3, 17, 12), (32, 1, 40), (32, 40)])

@@ -103,17 +103,18 @@ def test_a_run_that_kills_its_worker_fails_alone_and_the_run_beside_it_finishes(
     """The pool does not say which worker died: both runs that were training resume alone, each in a pool
     of one worker, where the killer's deaths are counted and its neighbour trains to the end."""
     import concurrent.futures as cf
-    import threading
+    import queue
     from concurrent.futures.process import BrokenProcessPool
+    from types import SimpleNamespace
 
     from reglab.study import executors
     from reglab.study.runner import plan
 
     pools = []
 
-    class Pool:  # base__s0's worker dies 20 ms after its submission, breaking the whole pool; others take 0.1 s
+    class Pool:  # no clock: base__s0 kills its worker, breaking the pool, once every worker has a run
         def __init__(self, workers, messages):
-            self.messages, self.futures, self.broken, self.lock = messages, [], False, threading.Lock()
+            self.workers, self.messages, self.running, self.broken = workers, messages, {}, False
             pools.append(workers)
 
         def __enter__(self):
@@ -126,24 +127,18 @@ def test_a_run_that_kills_its_worker_fails_alone_and_the_run_beside_it_finishes(
             if self.broken:
                 raise BrokenProcessPool("a worker died")
             future = cf.Future()
-            self.futures.append(future)
             self.messages.put(("started", task.run_id, None))
-            threading.Timer(0.02 if task.run_id == "base__s0" else 0.1, self.settle, (future, task)).start()
+            self.running[task.run_id] = future
+            if "base__s0" not in self.running:  # a run beside no killer trains to the end
+                future.set_result((True, f"trained {self.running.pop(task.run_id) and task.run_id}"))
+            elif len(self.running) == self.workers:
+                self.broken = True
+                for f in self.running.values():
+                    f.set_exception(BrokenProcessPool("a worker died"))
             return future
 
-        def settle(self, future, task):
-            with self.lock:
-                if future.done():
-                    return
-                if task.run_id != "base__s0":
-                    future.set_result((True, f"trained {task.run_id}"))
-                    return
-                self.broken = True
-                for f in self.futures:
-                    if not f.done():
-                        f.set_exception(BrokenProcessPool("a worker died"))
-
     monkeypatch.setattr(executors, "worker_pool", Pool)
+    monkeypatch.setattr(executors, "worker_context", lambda: SimpleNamespace(Queue=queue.Queue))  # no feeder thread
     spec = StudySpec.from_dict({**SPEC, "seeds": 3, "arms": {"base": {}}})
     events = Recorder()
     executors.run_in_pool(2, [], plan(spec, tmp_path), events)

@@ -39,13 +39,13 @@ def check_claims(data: dict, count: int) -> None:
 def test_condensation_counts_directions_exactly_on_both_depths(tmp_path):
     data = quick("condensation", tmp_path)
     check_claims(data, 6)
-    numbers = data["numbers"]["2-layer"]
-    for rate in ("p=0.0", "p=0.3"):
-        assert numbers[rate]["count_methods"] == ["exact"]
-        for net in numbers[rate]["per_seed"]:
-            assert 1 <= net["nonzero_directions"]["count"] <= net["nonzero_directions"]["greedy_count"]
-            assert net["nonzero_directions"]["greedy_count"] <= net["nonzero_neurons"]
-            assert net["effective_ratio"]["method"] == "exact" and 0 < net["effective_ratio"]["ratio"] <= 1
+    for depth in ("2-layer", "3-layer"):
+        for of_rate in (data["numbers"][depth][rate] for rate in ("p=0.0", "p=0.3")):
+            assert of_rate["count_methods"] == ["exact"]
+            for net in of_rate["per_seed"]:
+                assert 1 <= net["nonzero_directions"]["count"] <= net["nonzero_directions"]["greedy_count"]
+                assert net["nonzero_directions"]["greedy_count"] <= net["nonzero_neurons"]
+                assert net["effective_ratio"]["method"] == "exact" and 0 < net["effective_ratio"]["ratio"] <= 1
 
 
 def test_r1_mnist_uses_real_digits_and_both_nets_carry_r1(tmp_path):
