@@ -265,7 +265,6 @@ def test_a_response_cut_off_mid_stream_is_passed_over_for_the_next_mirror(tmp_pa
 
 
 def test_files_already_here_are_kept_only_with_their_hash_and_written_with_the_umasks_mode(tmp_path, monkeypatch):
-    import os
 
     from reglab.data.fetch import fetch_dataset
 

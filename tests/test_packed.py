@@ -5,8 +5,8 @@ product sums in a different order than the solo one, so bit equality is not prom
 are checked in distribution. Tiny runs on CPU: mnist1d (256 training samples), small MLPs.
 """
 
-import math
 import json
+import math
 import re
 
 import pytest

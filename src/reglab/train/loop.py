@@ -436,7 +436,6 @@ class Trainer:
 
     def _fit(self, run_dir: str | Path | None, callbacks: list[EpochCallback], *, resume: bool,
              extend: bool) -> RunResult:
-        cfg = self.cfg
         callbacks = self.config_callbacks() + callbacks
         run_dir = Path(run_dir) if run_dir is not None else None
         epochs: list[dict] = []
@@ -447,38 +446,63 @@ class Trainer:
             if pack is not None:
                 pack["resumed_alone_at_epoch"] = self.epoch
 
-        status, diverged_epoch, stopped_epoch = "done", None, self.stopper.stopped_epoch
+        log = EpochLog(self, run_dir, epochs, pack=pack)
         start = time.perf_counter() - sum(e["seconds"] for e in epochs)
         while not self.budget_spent and not self.stopper.stopped:
             metrics = self.run_epoch()
             for callback in callbacks:
                 metrics.update(callback(self.epoch, self.evaluated_model, metrics) or {})
-            epochs.append(metrics)
-            if run_dir is not None:
-                rundir.append_metrics(run_dir / "metrics.jsonl", metrics)
-            if not (math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["test_loss"])):
-                status, diverged_epoch = "diverged", self.epoch
-                break
-            stop = self.stopper.enabled and self.stopper.update(self.epoch, metrics, self.evaluated_model)
-            if run_dir is not None and cfg.train.checkpoint_every and (
-                self.epoch % cfg.train.checkpoint_every == 0 or stop or self.budget_spent
-            ):
+            going_on = log.record(metrics)
+            if log.checkpoint_due:
                 rundir.save_atomic(self.state_dict(), run_dir / "checkpoint.pt")
-            if stop:
-                stopped_epoch = self.epoch
+            if not going_on:
                 break
+        return log.finish(seconds=time.perf_counter() - start)
 
+
+class EpochLog:
+    """A run's epochs as every training loop keeps them (`Trainer.fit`, a pack's `PackedTrainer.fit`):
+    each epoch appended to metrics.jsonl, divergence (a non-finite train or test loss) and early stopping
+    end the run, a checkpoint is due on schedule, on stopping and at the end of the budget, and the end
+    writes model.pt (a finished run) and summary.json. `pack`: the pack record the result carries."""
+
+    def __init__(self, trainer: Trainer, run_dir: Path | None, epochs: list[dict], *, pack: dict | None):
+        self.trainer, self.run_dir, self.epochs, self.pack = trainer, run_dir, epochs, pack
+        self.checkpoint_due = False
+        self.status, self.diverged_epoch, self.stopped_epoch = "done", None, trainer.stopper.stopped_epoch
+
+    def record(self, metrics: dict) -> bool:
+        """Log an epoch, let early stopping see it and set `checkpoint_due`; False when the run ends
+        here: it diverged or stopped early. The caller writes the checkpoint."""
+        t = self.trainer
+        self.epochs.append(metrics)
+        self.checkpoint_due = False
+        if self.run_dir is not None:
+            rundir.append_metrics(self.run_dir / "metrics.jsonl", metrics)
+        if not (math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["test_loss"])):
+            self.status, self.diverged_epoch = "diverged", t.epoch
+            return False
+        stop = t.stopper.enabled and t.stopper.update(t.epoch, metrics, t.evaluated_model)
+        every = t.cfg.train.checkpoint_every
+        self.checkpoint_due = self.run_dir is not None and bool(every) and (
+            t.epoch % every == 0 or stop or t.budget_spent)
+        if stop:
+            self.stopped_epoch = t.epoch
+        return not stop
+
+    def finish(self, *, seconds: float) -> RunResult:
+        """The run's result (`seconds`: its training time), written to the run directory."""
+        t = self.trainer
         result = RunResult(
-            status=status, epochs=epochs, final=self.final_record(epochs), best=best_epoch(epochs),
-            seconds=time.perf_counter() - start, num_params=sum(p.numel() for p in self.params),
-            device=str(self.device), diverged_epoch=diverged_epoch, stopped_epoch=stopped_epoch,
-            threads=torch.get_num_threads(), config=cfg.to_dict(),
-            confusion=self.test_confusion() if status == "done" else None, pack=pack,
+            status=self.status, epochs=self.epochs, final=t.final_record(self.epochs), best=best_epoch(self.epochs),
+            seconds=seconds, num_params=sum(p.numel() for p in t.params), device=str(t.device),
+            diverged_epoch=self.diverged_epoch, stopped_epoch=self.stopped_epoch, threads=torch.get_num_threads(),
+            config=t.cfg.to_dict(), confusion=t.test_confusion() if self.status == "done" else None, pack=self.pack,
         )
-        if run_dir is not None:
-            if status == "done":
-                rundir.save_atomic(self.evaluated_model.state_dict(), run_dir / "model.pt")
-            rundir.write_json_atomic(run_dir / "summary.json", result.to_dict() | {"epochs": None})
+        if self.run_dir is not None:
+            if self.status == "done":
+                rundir.save_atomic(t.evaluated_model.state_dict(), self.run_dir / "model.pt")
+            rundir.write_json_atomic(self.run_dir / "summary.json", result.to_dict() | {"epochs": None})
         return result
 
 

@@ -35,7 +35,6 @@ inside its own row).
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -53,7 +52,7 @@ from reglab.regularize.batched_optim import BatchedOptimizer, RunOptim
 from reglab.regularize.mixing import MixDraw, mix_batch
 from reglab.regularize.penalties import penalized_parameters
 from reglab.train import rundir
-from reglab.train.loop import RunResult, Trainer, best_epoch
+from reglab.train.loop import EpochLog, RunResult, Trainer
 from reglab.train.pack_layers import pack_layers, set_batched
 from reglab.train.rates import pack_groups, pack_key, rate_network
 
@@ -494,7 +493,8 @@ class PackedTrainer:
         if any(t.epoch for t in self.trainers) and not all(dirs):
             raise ValueError("run_dirs: resumed runs need the directories they resume from (their earlier epochs)")
         pack = {"size": len(self.trainers)} | ({"runs": [d.name for d in dirs]} if all(dirs) else {})
-        logs = [RunLog(t, d, pack=pack | {"slot": i}) for i, (t, d) in enumerate(zip(self.trainers, dirs, strict=True))]
+        logs = [open_run_log(t, d, pack=pack | {"slot": i})
+                for i, (t, d) in enumerate(zip(self.trainers, dirs, strict=True))]
         callbacks = [t.config_callbacks() for t in self.trainers]  # as `Trainer.fit`: before the caller's
         results: list[RunResult | None] = [None] * len(self.trainers)
 
@@ -502,7 +502,7 @@ class PackedTrainer:
             """Finish `runs`, which leave the pack; the others go on re-stacked."""
             for i in runs:
                 self.active.remove(i)
-                results[i] = logs[i].finish()
+                results[i] = logs[i].finish(seconds=sum(e["seconds"] for e in logs[i].epochs))
                 on_result(i, results[i])
             if runs and self.active:
                 self._stack()
@@ -579,58 +579,17 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class RunLog:
-    """One packed run's epochs and directory, kept exactly as `Trainer.fit` keeps them; `pack` (its
-    pack's size, its slot there and the pack's run directory names; for a resumed run also the epoch it
-    resumed at and the `earlier` record, None where it trained alone) goes into the result."""
-
-    def __init__(self, trainer: Trainer, run_dir: Path | None, *, pack: dict):
-        self.trainer, self.run_dir = trainer, run_dir
-        self.epochs: list[dict] = []
-        self.checkpoint_due = False
-        self.status, self.diverged_epoch, self.stopped_epoch = "done", None, trainer.stopper.stopped_epoch
-        if run_dir is not None:
-            if trainer.epoch:  # resumed (`Trainer.open_run_dir`): its epochs so far, and the pack they came from
-                self.epochs = rundir.resumed_metrics(run_dir / "metrics.jsonl", trainer.epoch)
-                pack = pack | {"resumed_at_epoch": trainer.epoch, "earlier": rundir.read_pack(run_dir)}
-            run_dir.mkdir(parents=True, exist_ok=True)
-            rundir.write_json_atomic(run_dir / "config.json", trainer.cfg.to_dict())
-            rundir.write_json_atomic(run_dir / "pack.json", pack)
-            rundir.rewrite_metrics(run_dir / "metrics.jsonl", self.epochs)
-        self.pack = pack
-
-    def record(self, metrics: dict) -> bool:
-        """Log an epoch, let early stopping see it and set `checkpoint_due` on schedule (and on
-        stopping), as `Trainer.fit` checkpoints; False when the run ends here: it diverged or stopped
-        early. The pack writes the epoch's due checkpoints together (`rundir.save_all_atomic`)."""
-        t = self.trainer
-        self.epochs.append(metrics)
-        self.checkpoint_due = False
-        if self.run_dir is not None:
-            rundir.append_metrics(self.run_dir / "metrics.jsonl", metrics)
-        if not (math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["test_loss"])):
-            self.status, self.diverged_epoch = "diverged", t.epoch
-            return False
-        stop = t.stopper.enabled and t.stopper.update(t.epoch, metrics, t.evaluated_model)
-        every = t.cfg.train.checkpoint_every
-        self.checkpoint_due = self.run_dir is not None and bool(every) and (
-            t.epoch % every == 0 or stop or t.budget_spent)
-        if stop:
-            self.stopped_epoch = t.epoch
-        return not stop
-
-    def finish(self) -> RunResult:
-        t = self.trainer
-        result = RunResult(
-            status=self.status, epochs=self.epochs, final=t.final_record(self.epochs), best=best_epoch(self.epochs),
-            seconds=sum(e["seconds"] for e in self.epochs), num_params=sum(p.numel() for p in t.params),
-            device=str(t.device), diverged_epoch=self.diverged_epoch, stopped_epoch=self.stopped_epoch,
-            config=t.cfg.to_dict(),
-            threads=torch.get_num_threads(), confusion=t.test_confusion() if self.status == "done" else None,
-            pack=self.pack,
-        )
-        if self.run_dir is not None:
-            if self.status == "done":
-                rundir.save_atomic(t.evaluated_model.state_dict(), self.run_dir / "model.pt")
-            rundir.write_json_atomic(self.run_dir / "summary.json", result.to_dict() | {"epochs": None})
-        return result
+def open_run_log(trainer: Trainer, run_dir: Path | None, *, pack: dict) -> EpochLog:
+    """A packed run's `EpochLog`, its directory written as `Trainer.fit` writes it. `pack` (the pack's
+    size, its slot there and the pack's run directory names; for a resumed run also the epoch it resumed
+    at and the `earlier` record) goes into the result."""
+    epochs: list[dict] = []
+    if run_dir is not None:
+        if trainer.epoch:  # resumed (`Trainer.open_run_dir`): its epochs so far, and the pack they came from
+            epochs = rundir.resumed_metrics(run_dir / "metrics.jsonl", trainer.epoch)
+            pack = pack | {"resumed_at_epoch": trainer.epoch, "earlier": rundir.read_pack(run_dir)}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.write_json_atomic(run_dir / "config.json", trainer.cfg.to_dict())
+        rundir.write_json_atomic(run_dir / "pack.json", pack)
+        rundir.rewrite_metrics(run_dir / "metrics.jsonl", epochs)
+    return EpochLog(trainer, run_dir, epochs, pack=pack)
