@@ -210,7 +210,8 @@ def _pool_round(workers: int, todo: _Queue, events: RunEvents, deaths: dict[str,
     started: set[str] = set()
     by_id = {t.run_id: t for unit in (*todo.packs, *([t] for t in todo.alone)) for t in unit}
     pending_ids = set(by_id)  # tasks whose result has not arrived: their epoch messages count
-    lost: list[tuple[list[RunTask], bool]] = []
+    lost: list[tuple[list[RunTask], bool]] = []  # (unit, packed) of the runs a broken pool took with it
+    pool_broke = False  # the pool broke: nothing more is dispatched to it
     running: dict[cf.Future, tuple[str, Any]] = {}
 
     def drain(timeout: float = 0.0) -> None:
@@ -229,7 +230,8 @@ def _pool_round(workers: int, todo: _Queue, events: RunEvents, deaths: dict[str,
     with worker_pool(workers, messages) as pool:
 
         def dispatch() -> None:  # one unit per free worker, so that a probe's plan can still go first
-            while not lost and len(running) < workers and (unit := todo.pop()) is not None:
+            nonlocal pool_broke
+            while not pool_broke and len(running) < workers and (unit := todo.pop()) is not None:
                 kind, payload = unit
                 fn, *args = (payload.measure,) if kind == "probe" else (
                     pack_worker if kind == "pack" else _worker_run, payload)
@@ -237,7 +239,7 @@ def _pool_round(workers: int, todo: _Queue, events: RunEvents, deaths: dict[str,
                     running[pool.submit(fn, *args)] = unit
                 except BrokenProcessPool:  # a worker died since the last result: the unit waits for the next pool
                     todo.put_back(unit)
-                    lost.append(([], False))
+                    pool_broke = True
 
         try:
             dispatch()
@@ -247,12 +249,13 @@ def _pool_round(workers: int, todo: _Queue, events: RunEvents, deaths: dict[str,
                 for future in done:
                     kind, payload = running.pop(future)
                     if kind == "probe":
-                        _settle_probe(payload, future, todo, lost, events)
+                        pool_broke |= _settle_probe(payload, future, todo, events)
                         continue
                     unit, packed = (payload, True) if kind == "pack" else ([payload], False)
                     pending_ids.difference_update(t.run_id for t in unit)
                     if isinstance(future.exception(), BrokenProcessPool):
                         lost.append((unit, packed))
+                        pool_broke = True
                         continue
                     for i, task in enumerate(unit):
                         outcome = (lambda future=future, i=i: future.result()[i]) if packed else future.result
@@ -262,7 +265,7 @@ def _pool_round(workers: int, todo: _Queue, events: RunEvents, deaths: dict[str,
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
-            drain(timeout=0.1 if lost else 0.0)
+            drain(timeout=0.1 if pool_broke else 0.0)
     unstarted = [unit for unit, packed in lost if packed and not any(t.run_id in started for t in unit)]
     broken = [t for unit, packed in lost if not (packed and unit in unstarted) for t in unit]
     left = todo.release()
@@ -275,20 +278,19 @@ def _pool_round(workers: int, todo: _Queue, events: RunEvents, deaths: dict[str,
     return left, []
 
 
-def _settle_probe(probe: Probe, future: cf.Future, todo: _Queue, lost: list[tuple[list[RunTask], bool]],
-                  events: RunEvents) -> None:
-    """Plan a probe's held runs by its measurement; alone where the measurement failed. Where the pool
-    broke, its held runs train alone in the next (`_Queue.release`)."""
+def _settle_probe(probe: Probe, future: cf.Future, todo: _Queue, events: RunEvents) -> bool:
+    """Plan a probe's held runs by its measurement; alone where the measurement failed. Returns whether
+    the pool broke: its held runs then train alone in the next (`_Queue.release`)."""
     error = future.exception()
     if isinstance(error, BrokenProcessPool):
-        lost.append(([], False))  # stop dispatching: the pool is gone
-        return
+        return True
     if error is not None:
         events.note(f"measuring how to train {len(probe.held)} runs failed ({one_line(error)}): they train alone")
         packs: list[list[RunTask]] = []
     else:
         packs = probe.plan(future.result(), events)
     todo.planned(probe, packs)
+    return False
 
 
 MAX_WORKER_DEATHS = 3
