@@ -5,6 +5,8 @@ the linear rule, a rate-0 run equal to its solo run (the neutral rate is the ide
 Carlo keep frequencies of the rate modules against their probabilities.
 """
 
+import math
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -158,3 +160,36 @@ def test_a_pack_left_with_one_run_goes_on_without_vmap():
     assert [r.status for r in results] == ["done", "diverged"] and not pack.batched
     solo = Trainer(configs[0])
     assert_same_run(solo, pack.trainers[0], solo.fit().epochs, results[0].epochs)
+
+
+def test_rate_gate_batch_mode_drops_the_whole_batch_at_once():
+    from reglab.train.rates import RateGate
+
+    torch.manual_seed(0)
+    gate, p, trials = RateGate("batch", "inverted").train(), 0.5, 400
+    gate.survival.fill_(p)
+    kept = []
+    for _ in range(trials):
+        out = gate(torch.ones(32, 3))
+        assert torch.all(out == out[0]), "batch mode: one draw for the whole batch"
+        kept.append(bool(out[0, 0] != 0))
+    assert abs(sum(kept) / trials - p) < 4 * math.sqrt(p * (1 - p) / trials)
+
+
+def test_pack_of_all_blocks_and_selected_blocks_stochastic_depth():
+    """One run skips every block (linear rule over L = 2), one only block 0 (L = 1): survivals by hand."""
+    from reglab.config import RunConfig
+    from reglab.train.loop import Trainer
+    from reglab.train.packed import PackedTrainer, pack_groups
+
+    base = {"data": {"name": "mnist1d", "train_subset": 256, "test_subset": 128},
+            "model": {"name": "resmlp", "options": {"width": 16, "blocks": 2}},
+            "optim": {"name": "adamw", "lr": 3e-3},
+            "train": {"epochs": 1, "batch_size": 64, "device": "cpu", "eval_train_samples": 64}}
+    configs = [RunConfig.from_dict({"seed": 0, **base}).override({"regularize.stochastic_depth.rate": 0.5}),
+               RunConfig.from_dict({"seed": 1, **base}).override(
+                   {"regularize.stochastic_depth": {"rate": 0.5, "blocks": [0]}})]
+    assert pack_groups(configs) == [[0, 1]]
+    pack = PackedTrainer([Trainer(c) for c in configs])
+    survival = [v for name, v in pack.rate_values.items() if name.endswith(".survival")]
+    assert [list(run) for run in zip(*survival, strict=True)] == [[0.75, 0.5], [0.5, 1.0]]

@@ -92,3 +92,23 @@ def test_trainer_restores_the_best_epoch(tmp_path):
     again = Trainer(_overfitting()).fit(tmp_path)
     assert again.stopped_epoch == result.stopped_epoch and len(again.epochs) == len(result.epochs)
     assert again.final == result.final
+
+
+@pytest.mark.parametrize(("monitor", "values"), [("val_acc", [0.5, 0.7, 0.7, 0.7]),
+                                                 ("val_loss", [1.0, 0.5, 0.5, 0.5])])
+def test_early_stopping_a_tie_is_not_an_improvement(monitor, values):
+    """Docstring: improvement is strict. Accuracies tie often (discrete), so a plateau must stop training
+    and the *first* epoch reaching the best value is the one restored."""
+    from reglab.config import EarlyStoppingConfig
+    from reglab.regularize.early_stopping import EarlyStopping
+
+    model = nn.Linear(1, 1)
+    stopper = EarlyStopping(EarlyStoppingConfig(patience=2, monitor=monitor))
+    stops = []
+    for epoch, value in enumerate(values, start=1):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        stops.append(stopper.update(epoch, {monitor: value}, model))
+    assert stops == [False, False, False, True] and stopper.best_epoch == 2
+    stopper.restore(model)
+    assert torch.all(model.weight == 2)

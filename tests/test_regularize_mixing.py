@@ -1,5 +1,7 @@
 """mixup and CutMix: lam in [0, 1] drawn from Beta(α, α), the convex combination, and the exact pasted area."""
 
+import math
+
 import pytest
 import torch
 
@@ -115,3 +117,51 @@ def test_a_pack_mixes_each_run_as_alone_when_mixup_cutmix_and_plain_runs_share_i
             torch.testing.assert_close((mixed[run], partner[run], lam[run]), alone, rtol=0, atol=0)
         assert torch.equal(mixed[2], x[2]) and lam[2] == 1  # no mixing: its own batch, the partner's loss weighted 0
     assert 0 < lam[0] < 1 and 0 < lam[1] < 1
+
+
+def _lams_and_draw(steps, shape, alpha, seed):
+    from reglab.regularize.mixing import draw_mixing
+
+    torch.manual_seed(seed)  # draw_mixing draws lam first, from the global CPU generator (documented)
+    lam = torch.distributions.Beta(alpha, alpha).sample((steps,)).double()
+    torch.manual_seed(seed)
+    draw = draw_mixing(steps, 4, shape, cutmix=alpha, generator=torch.Generator().manual_seed(seed))
+    return lam, draw
+
+
+def _extent(mask_1d: torch.Tensor) -> tuple[int, int, int]:
+    idx = mask_1d.nonzero().flatten()
+    return (0, -1, -1) if idx.numel() == 0 else (idx.numel(), int(idx[0]), int(idx[-1]))
+
+
+def test_cutmix_box_sides_are_sqrt_one_minus_lam_of_the_image():
+    """Yun et al. (2019): an unclipped box has sides r_h = H·√(1−λ), r_w = W·√(1−λ) (area (1−λ)·HW).
+    reglab rounds each side down to an even number of cells: side ∈ (H√(1−λ) − 2, H√(1−λ)]."""
+    h, w = 64, 48
+    lam, draw = _lams_and_draw(400, (1, h, w), 1.0, seed=0)
+    checked = 0
+    for i in range(400):
+        box = draw.box[i]
+        (rows, r0, r1), (cols, c0, c1) = _extent(box.any(1)), _extent(box.any(0))
+        if rows == 0 or r0 == 0 or r1 == h - 1 or c0 == 0 or c1 == w - 1:
+            continue  # empty, or possibly clipped at a border
+        assert int(box.sum()) == rows * cols  # a rectangle
+        side = math.sqrt(1 - lam[i].item())
+        assert h * side - 2 < rows <= h * side + 1e-9, (i, lam[i].item(), rows)
+        assert w * side - 2 < cols <= w * side + 1e-9, (i, lam[i].item(), cols)
+        checked += 1
+    assert checked > 50
+
+
+def test_cutmix_1d_segment_has_length_one_minus_lam():
+    length = 100
+    lam, draw = _lams_and_draw(400, (1, length), 1.0, seed=1)
+    checked = 0
+    for i in range(400):
+        n, lo, hi = _extent(draw.box[i])
+        if n == 0 or lo == 0 or hi == length - 1:
+            continue
+        assert n == hi - lo + 1  # one contiguous segment
+        assert length * (1 - lam[i].item()) - 2 < n <= length * (1 - lam[i].item()) + 1e-9
+        checked += 1
+    assert checked > 50

@@ -7,10 +7,12 @@ Hessian is checked against the dense float64 Hessian of the same trained weights
 import copy
 import importlib.util
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
 from reglab.config import ConfigError
 from reglab.report import format as fmt
@@ -153,3 +155,27 @@ def test_compare_analyze_prints_and_reports_flatness_by_arm(tmp_path, capsys, mo
     assert "Flatness and condensation" in html and "effective ratio (greedy)" in html
     runs = pd.read_csv(out / "report" / "runs.csv")
     assert runs["hessian_trace_se"].notna().all() and (runs["hessian_trace_se"] > 0).all()
+
+
+def test_analysis_uses_spec_seed_plus_run_seed(tmp_path, monkeypatch):
+    """AnalysisSpec.seed is 'added to each run's seed for directions, start vectors and probes': the value
+    passed to the estimators, not only the one written to analysis.json."""
+    import json
+
+    import reglab.theory.analyze as analyze_mod
+    import reglab.train.loop as loop_mod
+    from reglab.study.analysis import ANALYSIS_FILE, AnalysisSpec, analyze_trained
+
+    data = SimpleNamespace(x_train=torch.zeros(8, 2), y_train=torch.zeros(8, dtype=torch.long), num_classes=2)
+    cfg = SimpleNamespace(train=SimpleNamespace(loss="cross_entropy"))
+    monkeypatch.setattr(loop_mod, "load_trained", lambda run_dir, device: (cfg, nn.Linear(2, 2), data))
+    seen = {}
+
+    def fake_metrics(model, loss_fn, x, y, **kwargs):
+        seen.update(kwargs)
+        return {"hessian_top": 1.0}
+
+    monkeypatch.setattr(analyze_mod, "sharpness_metrics", fake_metrics)
+    analyze_trained(tmp_path, AnalysisSpec(hessian=["top"], seed=5), seed=3, device="cpu")
+    assert seen["seed"] == 8
+    assert json.loads((tmp_path / ANALYSIS_FILE).read_text())["seed"] == 8

@@ -1,6 +1,7 @@
 """Statistics and stability against scipy/numpy computed independently on known samples."""
 
 import math
+import statistics
 
 import numpy as np
 import pandas as pd
@@ -126,3 +127,15 @@ def test_seed_spread_is_mean_over_epochs_of_across_seed_std():
                            for s in range(3) for t in range(3)])
     assert seed_spread(epochs) == pytest.approx(curves.std(axis=0, ddof=1).mean())
     assert math.isnan(seed_spread(epochs[epochs["seed"] == 0]))
+
+
+def test_stability_table_fluctuation_std_is_the_sample_std():
+    from reglab.study.stability import stability_table
+
+    runs = pd.DataFrame({"arm": ["a", "a", "a", "a"], "status": ["done", "done", "done", "diverged"],
+                         "run_id": ["a0", "a1", "a2", "a3"], "fluctuation": [1.0, 2.0, 4.0, math.nan]})
+    epochs = pd.DataFrame(columns=["arm", "run_id", "seed", "epoch", "test_acc", "test_loss"])
+    row = stability_table(runs, epochs, ["a"]).iloc[0]
+    assert row["n"] == 3 and row["diverged"] == 1
+    assert row["fluctuation_mean"] == pytest.approx(statistics.mean([1.0, 2.0, 4.0]))
+    assert row["fluctuation_std"] == pytest.approx(statistics.stdev([1.0, 2.0, 4.0]))  # ddof = 1

@@ -1,5 +1,7 @@
 """Hessian-vector products, top eigenvalue and Hutchinson trace against the dense Hessian of a tiny net."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -259,3 +261,22 @@ def test_lanczos_to_full_dimension_reproduces_the_spectrum():
     assert basis.shape == (50, 50)  # the basis grew past its first block of 16 rows
     torch.testing.assert_close(basis @ basis.T, torch.eye(50, dtype=torch.float64), atol=1e-10, rtol=0)
     torch.testing.assert_close(torch.linalg.eigvalsh(_tridiagonal(alphas, betas)), torch.linalg.eigvalsh(a))
+
+
+def test_hutchinson_standard_error_matches_the_rademacher_variance():
+    """For Rademacher v, Var(vᵀHv) = 2 Σ_{i≠j} H_ij², so the SE of the mean of S probes is
+    √(2 Σ_{i≠j} H_ij² / S). Quadratic loss ½·mean((Xw − y)²): H = XᵀX/n exactly."""
+    from reglab.theory import hessian_trace
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 6, generator=g, dtype=torch.float64)
+    y = torch.randn(50, 1, generator=g, dtype=torch.float64)
+    model = nn.Linear(6, 1, bias=False).double()
+    h = x.T @ x / 50
+    off = h - torch.diag(torch.diag(h))
+    samples = 400
+    expected_se = math.sqrt(2 * off.pow(2).sum().item() / samples)
+    estimate, se = hessian_trace(model, lambda out, t: 0.5 * (out - t).pow(2).sum(1).mean(), x, y,
+                                 samples=samples, generator=torch.Generator().manual_seed(1))
+    assert estimate == pytest.approx(torch.trace(h).item(), abs=5 * expected_se)
+    assert 0.75 < se / expected_se < 1.25

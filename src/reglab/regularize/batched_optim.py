@@ -49,7 +49,6 @@ class RunOptim:
 
     name: str
     momentum: float = 0.0
-    nesterov: bool = False
     alpha: float = 0.99
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
@@ -61,6 +60,10 @@ class RunOptim:
     def __post_init__(self) -> None:
         if self.name not in FAMILIES:
             raise ValueError(f"optim.name: unknown optimizer {self.name!r}")
+
+    @property
+    def nesterov(self) -> bool:
+        return self.name == "nesterov"
 
 
 def _column(values: Sequence[float], like: Tensor, dtype: torch.dtype | None = None) -> Tensor:

@@ -569,7 +569,7 @@ def stacked_buffers(models: Sequence[torch.nn.Module], names: Sequence[str]) -> 
 def run_optim(cfg: RunConfig) -> RunOptim:
     """A run's optimizer, penalty and clipping settings as `BatchedOptimizer` takes them."""
     optim, reg = cfg.optim, cfg.regularize
-    return RunOptim(optim.name, momentum=optim.momentum, nesterov=optim.name == "nesterov", alpha=optim.alpha,
+    return RunOptim(optim.name, momentum=optim.momentum, alpha=optim.alpha,
                     betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay, l1=reg.l1, l2=reg.l2,
                     grad_clip=reg.grad_clip or 0.0)
 
