@@ -368,18 +368,7 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
                             "seeds": spec.seed_list}, sort_keys=True, default=str)
     check_index_present(out_dir, "restore it, or search into another --out")
     with study_lock(out_dir), StudyStore(out_dir) as store:
-        old = store.meta("tune")
-        if old is None and store.spec() is not None:  # a study without a search record: never adopt its runs
-            raise ConfigError(f"{out_dir}: holds a `reglab compare` study, not a search; use another --out")
-        if old is not None and old != described:
-            if not force:
-                raise ConfigError(f"{out_dir}: the search changed since it was started "
-                                  f"({changed_fields(old, described)}); use --force to start it over (finished "
-                                  "cells are reused), or another --out")
-            optuna.delete_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir))
-        store.set_meta("tune", described)  # after the checks: a refused directory gets no search marker
-        (out_dir / SEARCH_MARKER).write_text(json.dumps({"search": "reglab tune", "settings": settings.to_dict()},
-                                                        default=str) + "\n")
+        _claim_directory(store, out_dir, settings, described, force=force)
         store.add_invocation(provenance.record())
         study = open_study(out_dir, settings)
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -393,12 +382,7 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
             if "arm" in t.user_attrs:
                 search.arms[t.user_attrs["arm"]] = t.user_attrs["overrides"]
         if settings.sampler == "grid":
-            queued = {arm_name(t.params) for t in counted_trials(study)} | {
-                arm_name(t.system_attrs.get("fixed_params", {}))
-                for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
-            for point in grid_points(settings.params):
-                if arm_name(point) not in queued:
-                    study.enqueue_trial(point, skip_if_exists=False)
+            _queue_grid(study, settings)
         try:
             while len(counted_trials(study)) < settings.n_trials:
                 trial = study.ask()
@@ -409,22 +393,57 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
                 study.tell(trial, value, state=state)
         finally:
             tracker.close()
-        arms = search.arms
-        if settings.sampler == "grid":  # the grid's order, whatever order the trials ran in
-            order = [arm_name(point) for point in grid_points(settings.params)]
-            arms = {a: arms[a] for a in order if a in arms} | arms
-        final = StudySpec.from_dict({**search.base, "arms": arms})
-        store.set_spec(final.to_dict(), final.spec_hash)
-        for row in store.runs():
-            if row.arm not in arms or row.seed not in spec.seed_list:  # cells of a search started over
-                store.delete_run(row.run_id)
-                shutil.rmtree(store.run_dir(row.run_id), ignore_errors=True)
+        arms = _store_final_spec(store, search, settings, spec.seed_list)
         all_ids = [run_id(a, s) for a in arms for s in spec.seed_list]
     study_table = trials_table(out_dir, settings.metric, settings.objective)
     result = load_study(out_dir)
     skipped = [r for r in all_ids if r not in search.executed and r in set(result.runs["run_id"])]
     return TuneResult(result, study_table, best_trial(study_table, settings.direction), search.executed, skipped,
                       tracker)
+
+
+def _claim_directory(store: StudyStore, out_dir: Path, settings: TuneSettings, described: str, *,
+                     force: bool) -> None:
+    """Make `out_dir` this search's: refuse a `reglab compare` study and, without `force`, a changed
+    search (with it, the old Optuna study is deleted); then record the search and write its marker."""
+    old = store.meta("tune")
+    if old is None and store.spec() is not None:  # a study without a search record: never adopt its runs
+        raise ConfigError(f"{out_dir}: holds a `reglab compare` study, not a search; use another --out")
+    if old is not None and old != described:
+        if not force:
+            raise ConfigError(f"{out_dir}: the search changed since it was started "
+                              f"({changed_fields(old, described)}); use --force to start it over (finished "
+                              "cells are reused), or another --out")
+        _optuna().delete_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir))
+    store.set_meta("tune", described)  # after the checks: a refused directory gets no search marker
+    (out_dir / SEARCH_MARKER).write_text(json.dumps({"search": "reglab tune", "settings": settings.to_dict()},
+                                                    default=str) + "\n")
+
+
+def _queue_grid(study, settings: TuneSettings) -> None:
+    """Enqueue every grid point that no trial has taken or is waiting for."""
+    waiting = _optuna().trial.TrialState.WAITING
+    queued = {arm_name(t.params) for t in counted_trials(study)} | {
+        arm_name(t.system_attrs.get("fixed_params", {})) for t in study.get_trials(deepcopy=False, states=(waiting,))}
+    for point in grid_points(settings.params):
+        if arm_name(point) not in queued:
+            study.enqueue_trial(point, skip_if_exists=False)
+
+
+def _store_final_spec(store: StudyStore, search: _Search, settings: TuneSettings, seeds: list[int]) -> dict:
+    """Store the searched arms as the study's spec (a grid in its own order, whatever order the trials
+    ran in) and delete the cells of a search started over; returns the arms."""
+    arms = search.arms
+    if settings.sampler == "grid":
+        order = [arm_name(point) for point in grid_points(settings.params)]
+        arms = {a: arms[a] for a in order if a in arms} | arms
+    final = StudySpec.from_dict({**search.base, "arms": arms})
+    store.set_spec(final.to_dict(), final.spec_hash)
+    for row in store.runs():
+        if row.arm not in arms or row.seed not in seeds:
+            store.delete_run(row.run_id)
+            shutil.rmtree(store.run_dir(row.run_id), ignore_errors=True)
+    return arms
 
 
 def trials_table(out_dir: Path, metric: str | None = None, objective: str | None = None) -> pd.DataFrame:
