@@ -259,6 +259,23 @@ def test_interrupted_command_says_that_rerunning_resumes(workdir, monkeypatch, c
     assert code == 130 and "rerun the same command to resume" in err
 
 
+def test_sigterm_during_a_command_ends_it_as_ctrl_c_does_and_the_handler_is_restored(workdir, monkeypatch, capsys):
+    import os
+    import signal
+    import time
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler interrupts this
+        raise AssertionError("SIGTERM did not interrupt the command")
+
+    monkeypatch.setattr(reglab.train, "train_run", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    code, _, err = run_cli(monkeypatch, capsys, "train", *RUN)
+    assert code == 130 and "rerun the same command to resume" in err
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_help_shows_defaults_literally(monkeypatch, capsys):
     code, out, _ = run_cli(monkeypatch, capsys, "compare", "--help")
     text = " ".join(out.split())
