@@ -248,3 +248,14 @@ def test_the_analysis_seed_of_a_study_stays_below_what_its_sum_with_a_run_seed_m
     with pytest.raises(ValueError, match="seed"):
         AnalysisSpec(landscape="1d", seed=2**63)
     assert AnalysisSpec(landscape="1d", seed=2**63 - 1).seed + (2**63 - 1) < 2**64  # torch.Generator takes it
+
+
+@pytest.mark.parametrize(("field", "bad", "good"), [
+    ("optim.momentum", 1.0, 0.999),  # β = 1 never forgets a gradient: the momentum buffer grows without bound
+    ("optim.schedule.gamma", 0.0, 1e-3),  # γ = 0 sets the lr to 0 at the first decay
+])
+def test_open_bounds_of_optimizer_fields(field, bad, good):
+    """Open ends: momentum < 1 and a decay factor γ > 0."""
+    RunConfig.from_dict({}).override({field: good})
+    with pytest.raises(ConfigError, match=field.rsplit(".", 1)[-1]):
+        RunConfig.from_dict({}).override({field: bad})

@@ -25,7 +25,26 @@ QUICK_CLAIMS = {"teacher-student": 1, "escape": 2, "sample-size": 2, "dropout-1d
 
 @pytest.mark.parametrize("name", sorted(QUICK_CLAIMS))
 def test_source_setup_presets_report_each_claim_with_source_and_criterion(name, tmp_path):
-    check_claims(quick(name, tmp_path), QUICK_CLAIMS[name])
+    data = quick(name, tmp_path)
+    check_claims(data, QUICK_CLAIMS[name])
+    if name == "sample-size":
+        check_sample_size_verdicts(data)
+
+
+def check_sample_size_verdicts(data: dict) -> None:
+    """Each verdict recomputed from the reported test errors and the criterion's threshold."""
+    from reglab.reproduce.experiments.sample_size import GOOD
+
+    errors = data["numbers"]["test_error"]
+    plain_key = min(errors, key=lambda k: float(k.split("=")[1]))  # p=0.0
+    above = [n for n in errors[plain_key] if int(n) > 6]
+    assert above
+    with_dropout = all(errors[k][n]["mean"] < GOOD for k in errors if k != plain_key for n in above)
+    without_bad = all(errors[plain_key][n]["mean"] >= GOOD for n in above)
+    verdicts = {c["claim"]: c["verdict"] for c in data["claims"]}
+    word = {True: "agree", False: "disagree"}
+    assert verdicts["with dropout the student generalizes well once n > 6"] == word[with_dropout]
+    assert verdicts["without dropout the student generalizes badly"] == word[without_bad]
 
 
 def check_claims(data: dict, count: int) -> None:
