@@ -110,3 +110,22 @@ def test_packed_mse_loss_smooths_its_one_hot_targets_per_run():
                 t = (1 - s) * (j == int(y[b])) + s / c
                 expected += 0.5 * (float(out[k, b, j]) - t) ** 2
         assert float(losses[k]) == pytest.approx(expected / 7, rel=1e-5)
+
+
+def test_an_epoch_cut_short_by_max_steps_averages_the_steps_it_took(monkeypatch):
+    """max_steps = 3 stops the first epoch after 3 of its 6 batches: its grad_norm is the mean of those
+    3 steps' gradient norms (recorded as the trainer takes them), not their sum over 6."""
+    from torch import nn
+
+    norms = []
+    total_norm = nn.utils.get_total_norm
+
+    def recorded(*args, **kwargs):
+        norms.append(total_norm(*args, **kwargs).item())
+        return norms[-1] * torch.ones(())
+
+    monkeypatch.setattr(nn.utils, "get_total_norm", recorded)
+    result = Trainer(config(0, **{"train.max_steps": 3})).fit()
+    (epoch,) = result.epochs
+    assert epoch["step"] == 3 and len(norms) == 3
+    assert epoch["grad_norm"] == pytest.approx(sum(norms) / 3, rel=1e-6)
