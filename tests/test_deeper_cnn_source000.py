@@ -72,3 +72,17 @@ def test_seed000_weight_decay_reaches_every_parameter_as_the_sources_optimizer_s
     decayed = [p for g in build_optimizer(model, cfg.optim, cfg.regularize).param_groups
                if g["weight_decay"] == 0.001 for p in g["params"]]
     assert len(decayed) == len(list(model.parameters()))  # BatchNorm's scales and shifts, biases too
+
+
+def test_seed000_network_layer_by_layer_and_its_parameters_counted_by_hand():
+    """Each block conv3×3 → BatchNorm → ReLU → 2×2 max-pool (source 000; the order and the bias-free
+    convolutions before BatchNorm are reglab's choice where the source is silent), then FC 512 → 10."""
+    model = _build({"residual": False})
+    kinds = [type(m).__name__ for m in model.modules() if not isinstance(m, (nn.Sequential, type(model)))]
+    block = ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+    assert kinds == ["Unflatten", *block * 3, "Flatten", "Linear", "ReLU", "Linear"]
+    assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Conv2d))
+    convs = 1 * 64 * 9 + 64 * 128 * 9 + 128 * 256 * 9
+    norms = 2 * (64 + 128 + 256)
+    heads = (256 * 3 * 3) * 512 + 512 + 512 * 10 + 10  # 28 → 14 → 7 → 3 after three poolings
+    assert sum(p.numel() for p in model.parameters()) == convs + norms + heads
