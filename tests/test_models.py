@@ -286,3 +286,24 @@ def test_models_run_under_vmap_with_different_masks(name):
         y = vmap(run, in_dims=(0, 0, None), randomness="different")(params, buffers, x)
     assert y.shape == (3, 4, 3) and torch.isfinite(y).all()
     assert not torch.allclose(y[0], y[1]) and not torch.allclose(y[1], y[2])  # same weights, own masks
+
+
+def test_resmlp_computes_its_documented_formula():
+    """In eval mode: h = stem(x); per block h ← h + W₂·relu(W₁·LN(h) + b₁) + b₂; out = head(relu(LN(h))),
+    written out with `torch.nn.functional` on the model's own weights (width 8, 2 blocks, expansion 2)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="resmlp", norm="layer", options={"width": 8, "blocks": 2, "expansion": 2}),
+                        input_shape=(40,), num_outputs=10, reg=RegularizeConfig(dropout={"p": 0.1})).eval()
+    stem, block0, block1, norm, _, _, head = model
+    x = torch.randn(5, 40)
+    h = F.linear(x, stem.weight, stem.bias)
+    for block in (block0, block1):
+        ln, up, _, _, down = block.body
+        inner = F.relu(F.linear(F.layer_norm(h, (8,), ln.weight, ln.bias), up.weight, up.bias))
+        h = h + F.linear(inner, down.weight, down.bias)
+    expected = F.linear(F.relu(F.layer_norm(h, (8,), norm.weight, norm.bias)), head.weight, head.bias)
+    torch.testing.assert_close(model(x), expected)
+    assert sum(p.numel() for p in model.parameters()) == (40 * 8 + 8) + 2 * (2 * 8 + 8 * 16 + 16 + 16 * 8 + 8) + (
+        2 * 8 + 8 * 10 + 10)
