@@ -106,10 +106,6 @@ def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray
     return a.mean(axis) - b.mean(axis)
 
 
-def _mean(d: np.ndarray, axis: int = -1) -> np.ndarray:
-    return d.mean(axis)
-
-
 def adjust_p(p_values: Sequence[float], method: str = "holm") -> np.ndarray:
     """Adjusted p-values for a family of tests; NaN entries stay NaN and are not counted.
 
@@ -172,7 +168,7 @@ def compare(arm: Sequence[float] | pd.Series, baseline: Sequence[float] | pd.Ser
         identical = not np.any(d != 0)  # no evidence of a difference (scipy: NaN, which the family would drop)
         t, p = (0.0, 1.0) if identical else _quiet(stats.ttest_rel, a, b)
         _, p_w = (math.nan, 1.0) if identical else _quiet(stats.wilcoxon, d)
-        low, high = stratified_bootstrap([d], _mean, resamples=BOOTSTRAP_RESAMPLES)
+        low, high = stratified_bootstrap([d], np.mean, resamples=BOOTSTRAP_RESAMPLES)
         return Comparison(float(d.mean()), low, high, "paired t", t, p, p_w, len(d))
     a, b = finite(np.asarray(arm, dtype=float)), finite(np.asarray(baseline, dtype=float))
     diff = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
