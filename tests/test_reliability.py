@@ -317,15 +317,19 @@ def test_report_of_a_study_without_a_finished_run_says_so(tmp_path):
 
 
 def test_markdown_report_escapes_title_description_and_baseline(tmp_path):
-    spec = {**SPEC, "seeds": 1, "name": "<script>alert(1)</script>", "description": "<img src=x onerror=y> *b*",
-            "arms": {"<b>base</b>": {}, "l2": {"regularize": {"l2": 0.001}}}, "base": {
-                **BASE, "train": {**BASE["train"], "epochs": 1}}}
+    spec = {**SPEC, "seeds": 1, "name": "<script>alert(1)</script>",
+            "description": "<img src=x onerror=y> *b* ````", "arms": {"<b>base</b>": {}, "l2": {
+                "regularize": {"l2": 0.001}}}, "base": {**BASE, "train": {**BASE["train"], "epochs": 1}}}
     study = run_study(StudySpec.from_dict(spec), tmp_path / "s", executor=LocalExecutor(workers=1),
                       progress=False)
     markdown = write_report(study)["markdown"].read_text()
-    assert re.search(r"(?<!\\)<", markdown) is None  # every "<" is an entity or backslash-escaped
+    # the spec is shown verbatim in one fenced block that the description's four backticks cannot close
+    (fence, code), = re.findall(r"^(`{3,})json\n(.*?)\n\1$", markdown, flags=re.M | re.S)
+    assert len(fence) == 5 and json.loads(code) == study.spec.to_dict()
+    text = markdown.replace(code, "")
+    assert re.search(r"(?<!\\)<", text) is None  # elsewhere every "<" is an entity or backslash-escaped
     assert markdown.startswith("# Study: &lt;script&gt;alert(1)&lt;/script&gt;\n")
-    assert "&lt;img src=x onerror=y&gt; \\*b\\*" in markdown
+    assert "&lt;img src=x onerror=y&gt; \\*b\\* \\`\\`\\`\\`" in markdown
     assert "baseline: &lt;b&gt;base&lt;/b&gt;" in markdown
 
 

@@ -1,6 +1,7 @@
 """Reports: one self-contained, escaped HTML file, Markdown, CSV, and the numbers behind every figure."""
 
 import base64
+import html
 import re
 import shutil
 import subprocess
@@ -94,6 +95,18 @@ def test_markdown_csv_and_figure_numbers(report, study_dir):
         done["final_test_acc"].to_numpy())  # micro F1 = accuracy
     confusion = pd.read_csv(report["figures"] / "confusion.csv")
     assert set(confusion["arm"]) == {"base", ARM} and confusion.groupby("arm")["count"].sum().eq(256).all()
+
+
+def test_markdown_and_html_show_the_same_sections_tables_and_figures(report):
+    page, md = report["html"].read_text(), report["markdown"].read_text()
+
+    def headings(pattern: str, text: str) -> list[str]:  # as plain text: entities and backslashes undone
+        return [html.unescape(re.sub(r"\\(.)", r"\1", h)) for h in re.findall(pattern, text, flags=re.M)]
+
+    assert headings(r"^## (.+)$", md) == headings(r"<h2>(.+?)</h2>", page)
+    assert headings(r"^### (.+)$", md) == headings(r"<h3>(.+?)</h3>", page)
+    assert len(re.findall(r"^\| --- ", md, flags=re.M)) == page.count("<table>")
+    assert re.findall(r"^!\[.*\]\(figures/(\w+)\.png\)$", md, flags=re.M) == re.findall(r'id="fig-(\w+)"', page)
 
 
 def test_export_and_report_commands(study_dir, tmp_path):

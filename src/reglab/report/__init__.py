@@ -1,7 +1,7 @@
 """Reports of a study: terminal table, Markdown, CSV and one self-contained HTML file.
 
     <study>/report/report.html     tables with intervals and verdicts, figures, spec, provenance
-    <study>/report/report.md       the same tables in Markdown, figures linked
+    <study>/report/report.md       the same sections in Markdown (`report.document`), figures linked
     <study>/report/summary.csv     per (arm, metric): n, mean, std, CI, Δ, bootstrap CI, p, verdict
     <study>/report/runs.csv        one row per run;  epochs.csv: one row per run and epoch
     <study>/report/stability.csv   per arm: diverged, fluctuation, seed spread
@@ -12,14 +12,13 @@
 
 from __future__ import annotations
 
-from html import escape
 from pathlib import Path
 
 from rich.table import Table
 
 from reglab.config import ConfigError
-from reglab.report import html
 from reglab.report.comparison_figures import class_f1_table
+from reglab.report.document import Section, html_page, markdown_page, table_section
 from reglab.report.environment import provenance_table
 from reglab.report.figures import all_figures
 from reglab.report.tables import (
@@ -28,8 +27,6 @@ from reglab.report.tables import (
     compact_rows,
     flatness_rows,
     headline_rows,
-    markdown_table,
-    md_text,
     metric_rows,
     primary_metric,
     robust_rows,
@@ -160,57 +157,45 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
 
     headline = headline_rows(study, summary, stability)
     metrics = list(dict.fromkeys(summary["metric"])) if len(summary) else []
-    per_metric = [(METRIC_BY_COLUMN[m].label, metric_rows(study, summary, m)) for m in metrics]
     devices = sorted({d for d in study.runs.get("device", []) if isinstance(d, str)})
-    env = provenance_table(study.path, devices)
-
-    note = notes(study.spec.statistics.correction)
-    extra = []  # (title, rows, note)
+    sections = [table_section("Summary", headline, notes(study.spec.statistics.correction))]
+    if flatness := flatness_rows(study, summary):
+        sections.append(table_section("Flatness and condensation", flatness, FLATNESS_NOTE))
     if robust is not None:
-        extra.append(("Robust aggregates", robust_rows(robust, study.baseline), ROBUST_NOTE))
+        sections.append(table_section("Robust aggregates", robust_rows(robust, study.baseline), ROBUST_NOTE))
     if target is not None:
         (metric, value), = study.spec.statistics.target.items()
-        extra.append((f"Time to target: {metric} {'≤' if lower_is_better(metric) else '≥'} {value:g}",
-                      target_rows(target), TARGET_NOTE))
+        sections.append(table_section(f"Time to target: {metric} {'≤' if lower_is_better(metric) else '≥'} {value:g}",
+                                      target_rows(target), TARGET_NOTE))
     if search is not None:
-        extra.append(("Best configuration (search)", search[1], SEARCH_NOTE))
-        extra.append(("Trials", search[0], ""))
+        sections += [table_section("Best configuration (search)", search[1], SEARCH_NOTE),
+                     table_section("Trials", search[0])]
     if classes := class_rows(study):
-        extra.append(("Per-class metrics (test set)", classes, CLASS_NOTE))
-        extra.append(("Per-class F1 by arm", class_f1_rows(class_f1_table(study)), ""))
-    flatness = flatness_rows(study, summary)
-    sections = [
-        ("Summary", html.table(headline) + f'<p class="note">{escape(note)}</p>'),
-        *([("Flatness and condensation", html.table(flatness) + f'<p class="note">{escape(FLATNESS_NOTE)}</p>')]
-          if flatness else []),
-        *((title, html.table(rows) + (f'<p class="note">{escape(text)}</p>' if text else ""))
-          for title, rows, text in extra),
-        ("Figures", "".join(html.figure(f, png) for f, png in figures)),
-        ("Every metric", "".join(f"<h3>{escape(label)}</h3>{html.table(rows)}"
-                                 for label, rows in per_metric)),
-        ("Stability", html.table(stability_rows(stability))
-         + f'<p class="note">{escape(STABILITY_NOTE)}</p>'),
-        ("Runs", html.table(run_rows(study))),
-        ("Study spec", html.code_block(study.spec.to_dict())),
-        ("Provenance", html.key_values(env)),
+        sections += [table_section("Per-class metrics (test set)", classes, CLASS_NOTE),
+                     table_section("Per-class F1 by arm", class_f1_rows(class_f1_table(study)))]
+    sections += [
+        Section("Figures", figures=tuple(figures)),
+        Section("Every metric", tables=tuple((METRIC_BY_COLUMN[m].label, metric_rows(study, summary, m))
+                                             for m in metrics)),
+        table_section("Stability", stability_rows(stability), STABILITY_NOTE),
+        *_closing_sections(study, devices),
     ]
-    paths["html"].write_text(html.page(name=study.spec.name, description=study.spec.description,
-                                       meta=_meta(study), sections=sections))
-
-    md = [f"# Study: {md_text(study.spec.name)}\n", md_text(study.spec.description), f"\n{md_text(_meta(study))}\n",
-          "## Summary\n", markdown_table(headline), f"\n{note}\n",
-          *(["## Flatness and condensation\n", markdown_table(flatness), f"\n{FLATNESS_NOTE}\n"] if flatness else [])]
-    for title, rows, text in extra:
-        md += [f"## {title}\n", markdown_table(rows), f"\n{text}\n" if text else ""]
-    md += ["## Figures\n",
-          *(f"![{f.title}](figures/{f.name}.png)\n\n{f.caption}\n" for f, _ in figures)]
-    for label, rows in per_metric:
-        md += [f"### {label}\n", markdown_table(rows)]
-    md += ["## Stability\n", markdown_table(stability_rows(stability)), f"\n{STABILITY_NOTE}\n",
-           "## Runs\n", markdown_table(run_rows(study)), "## Provenance\n",
-           markdown_table([{"key": k, "value": v} for k, v in env.items()])]
-    paths["markdown"].write_text("\n".join(md))
+    _write_pages(study, sections, paths)
     return paths
+
+
+def _closing_sections(study: Study, devices: list[str]) -> list[Section]:
+    """Every report ends with its runs, the spec and the provenance."""
+    env = provenance_table(study.path, devices)
+    return [table_section("Runs", run_rows(study)), Section("Study spec", data=study.spec.to_dict()),
+            table_section("Provenance", [{"key": k, "value": v} for k, v in env.items()])]
+
+
+def _write_pages(study: Study, sections: list[Section], paths: dict[str, Path]) -> None:
+    page = {"name": study.spec.name, "description": study.spec.description, "meta": _meta(study),
+            "sections": sections}
+    paths["html"].write_text(html_page(**page))
+    paths["markdown"].write_text(markdown_page(**page))
 
 
 def has_finished_run(study: Study) -> bool:
@@ -222,15 +207,7 @@ def _write_empty_report(study: Study, out: Path) -> dict[str, Path]:
     paths = {"html": out / "report.html", "markdown": out / "report.md", "figures": out / "figures",
              "runs": out / "runs.csv"}
     study.runs.to_csv(paths["runs"], index=False)
-    runs, env = run_rows(study), provenance_table(study.path, [])
-    sections = [("Summary", f"<p>{escape(NO_RESULT)}</p>"), ("Runs", html.table(runs)),
-                ("Study spec", html.code_block(study.spec.to_dict())), ("Provenance", html.key_values(env))]
-    paths["html"].write_text(html.page(name=study.spec.name, description=study.spec.description,
-                                       meta=_meta(study), sections=sections))
-    paths["markdown"].write_text("\n".join([
-        f"# Study: {md_text(study.spec.name)}\n", md_text(study.spec.description), f"\n{md_text(_meta(study))}\n",
-        "## Summary\n", f"{NO_RESULT}\n", "## Runs\n", markdown_table(runs), "## Provenance\n",
-        markdown_table([{"key": k, "value": v} for k, v in env.items()])]))
+    _write_pages(study, [Section("Summary", text=NO_RESULT), *_closing_sections(study, [])], paths)
     return paths
 
 

@@ -7,7 +7,6 @@ through `html.escape`.
 from __future__ import annotations
 
 import base64
-import json
 from html import escape
 
 from reglab.report.figures import FigureData
@@ -72,10 +71,3 @@ def page(*, name: str, description: str, meta: str, sections: list[tuple[str, st
         + f'<p class="meta">{escape(meta)}</p>\n' + "\n".join(parts) + "\n</main></body></html>\n"
     )
 
-
-def code_block(data: object) -> str:
-    return f"<pre>{escape(json.dumps(data, indent=2, ensure_ascii=False))}</pre>"
-
-
-def key_values(items: dict[str, str]) -> str:
-    return table([{"key": k, "value": v} for k, v in items.items()])
