@@ -62,7 +62,7 @@ def fetch(url: str, dest: Path, sha256: str, *, timeout: float = 60.0) -> Path:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
-            if digest.hexdigest() != sha256.lower():
+            if digest.hexdigest() != sha256:
                 raise CorruptDataError(f"{url}: SHA-256 {digest.hexdigest()} does not match the expected "
                                        f"{sha256}; the download was discarded")
     except http.client.HTTPException as err:  # e.g. IncompleteRead: a response cut off mid-stream

@@ -40,6 +40,8 @@ def _read_split(images: Path, labels: Path) -> tuple[torch.Tensor, torch.Tensor]
     x, y = read_idx(images, IMAGES), read_idx(labels, LABELS)
     if len(x) != len(y):
         raise CorruptDataError(f"{labels}: {len(y)} labels for the {len(x)} images of {images}")
+    if x.shape[1:] != (28, 28):
+        raise CorruptDataError(f"{images}: images of {x.shape[1]}×{x.shape[2]} pixels, expected 28×28")
     if y.size and y.max() >= NUM_CLASSES:
         raise CorruptDataError(f"{labels}: label {y.max()} outside 0..{NUM_CLASSES - 1}")
     pixels = x.astype(np.float32)[:, None]  # (N, 1, rows, cols)
