@@ -45,6 +45,9 @@ def test_param_values(text, path, values):
     ("l2=log:0:1e-2:3", r"--param 'l2=log:0:1e-2:3': log ranges need a > 0 and b > 0"),
     ("dropout=x:1:3", r"'x' is not a number"),
     ("lr=0.1,,0.2", r"--param 'lr=0.1,,0.2': empty value in the comma list"),
+    ("dropout=0.1,0.2,0.10", r"--param 'dropout=0.1,0.2,0.10': 0.1 appears twice"),  # two arms of one name
+    ("dropout=0.2:0.2:3", r"0.2 appears twice"),
+    ("model.options.widths=[8],[16],[8]", r"\[8\] appears twice"),
 ])
 def test_bad_params_are_one_line_errors(text, message):
     with pytest.raises(ConfigError, match=message) as err:

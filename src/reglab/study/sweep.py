@@ -54,6 +54,14 @@ def parse_param(text: str) -> SweepParam:
 
 
 def _values(spec: str) -> tuple[Any, ...]:
+    values = _listed_values(spec)
+    for i, value in enumerate(values):
+        if value in values[:i]:  # a grid cell, a trial and an arm name per value: each must be distinct
+            raise ValueError(f"{value!r} appears twice")
+    return values
+
+
+def _listed_values(spec: str) -> tuple[Any, ...]:
     parts = spec.split(":")
     if len(parts) == 1:
         values = tuple(parse_value(v.strip()) for v in spec.split(","))

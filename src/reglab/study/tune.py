@@ -199,6 +199,8 @@ def execute_cells(store: StudyStore, tasks: list[RunTask], executor: Executor, p
         if not same:
             shutil.rmtree(task.run_dir, ignore_errors=True)
             store.add_run(task.run_id, task.arm, task.seed, len(rows) + len(todo), config, content_hash(config))
+        elif row.status in FINISHED:  # its files were lost: its stored summary goes with them, as in `reconcile`
+            store.mark_pending(task.run_id)
         todo.append(task)
     if todo:
         arms = {t.arm: [(u.run_id, u.config.train.epochs) for u in todo if u.arm == t.arm] for t in todo}
