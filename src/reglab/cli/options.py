@@ -44,9 +44,10 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
     out = {}
     for item in assignments:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
-        out[key.strip()] = parse_value(value.strip())
+        out[key] = parse_value(value.strip())
     return out
 
 

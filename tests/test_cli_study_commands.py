@@ -1,0 +1,69 @@
+"""`reglab compare`, `tune` and `export` at the command line: options refused in one line naming them
+(nothing written), a search whose runs failed exits 1, and `export --table T` writes STUDY/T.csv."""
+
+import sys
+
+import pandas as pd
+import pytest
+
+from reglab.cli.app import main
+from reglab.study import LocalExecutor, StudySpec, run_study
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = """
+name = "tiny"
+seeds = 2
+[base]
+data = { name = "mnist1d", train_subset = 128, test_subset = 128 }
+model.options.widths = [8]
+train = { epochs = 1, batch_size = 64, device = "cpu", eval_train_samples = 64 }
+[arms.base]
+[arms.l2]
+regularize.l2 = 0.001
+"""
+
+
+def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["reglab", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out = capsys.readouterr()
+    return exit_.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["compare", "TOML", "--correction", "bonferroni", "--out", "s"], "--correction"),
+    (["compare", "TOML", "--executor", "ray", "--pack", "2", "--out", "s"], "packing needs --executor local"),
+])
+def test_compare_options_are_refused_naming_the_option(argv, named, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "TOML").write_text(TINY)
+    code, _, err = run_cli(monkeypatch, capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and named in lines[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["TOML"]
+
+
+def test_a_search_whose_runs_all_failed_exits_1(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("optuna")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FAIL").write_text(TINY.replace("train_subset = 128", "train_subset = 1, val_split = 0.5"))
+    code, _, err = run_cli(monkeypatch, capsys, "tune", "FAIL", "--param", "dropout=0,0.1", "--sampler", "grid",
+                           "--workers", "1", "--out", "t")
+    assert code == 1, err
+    assert "internal error" not in err and "failed: ConfigError: data.val_split" in err
+
+
+def test_export_writes_the_chosen_table_to_its_own_file_by_default(tmp_path, monkeypatch, capsys):
+    study = tmp_path / "study"
+    run_study(StudySpec.from_dict({"name": "t", "seeds": 1, "base": {
+        "data": {"name": "mnist1d", "train_subset": 128, "test_subset": 128},
+        "model": {"name": "mlp", "options": {"widths": [8]}},
+        "train": {"epochs": 2, "batch_size": 64, "device": "cpu", "eval_train_samples": 64}}, "arms": {"a": {}}}),
+        study, executor=LocalExecutor(workers=1), progress=False)
+    for table, rows in (("epochs", 2), ("runs", 1)):
+        code, out, err = run_cli(monkeypatch, capsys, "export", str(study), "--table", table)
+        assert code == 0, err
+        assert out.strip() == str(study / f"{table}.csv")
+        assert len(pd.read_csv(study / f"{table}.csv")) == rows  # one row per epoch, one per run
