@@ -41,7 +41,8 @@ def analyze(
     mode: Annotated[str, Opt(help="eval: dropout off, BatchNorm running statistics; train: masks, batch "
                                   "statistics")] = "eval",
     top_k: Annotated[int, Opt(help="Hessian eigenvalues (Lanczos) to compute")] = 1,
-    per_layer: Annotated[bool, Opt("--per-layer", help="Hessian top eigenvalue and trace of each module's block")
+    per_layer: Annotated[bool, Opt("--per-layer", help="the Hessian, with the top eigenvalue and trace of each "
+                                                       "module's block")
                          ] = False,
     density: Annotated[bool, Opt("--density", help="Hessian eigenvalue density (stochastic Lanczos quadrature)")
                        ] = False,
@@ -54,7 +55,7 @@ def analyze(
                                      ("--trace-samples", trace_samples, 2, None), ("--top-k", top_k, 1, None),
                                      ("--seed", seed, 0, MAX_SEED), ("--batch-size", batch_size, 1, None)):
         check_range(option, value, low, high)
-    if landscape is None and not hessian and not condensation and not density:
+    if landscape is None and not hessian and not condensation and not density and not per_layer:
         landscape, hessian, condensation = "1d", True, True
     result = analyze_run(run, landscape=landscape, hessian=hessian or per_layer, condensation=condensation, out=out,
                          samples=samples, points=points, trace_samples=trace_samples, threshold=threshold,

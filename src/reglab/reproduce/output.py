@@ -15,6 +15,7 @@ import base64
 import io
 import json
 import math
+import shlex
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,8 @@ def _jsonable(value: Any) -> Any:
 def command(preset: Preset, settings: Settings) -> str:
     """The command that runs this reproduction again (its budget, device and data; not its --out)."""
     flags = " --quick" if settings.quick else " --reduced" if settings.reduced else ""
-    flags += f" --device {settings.device}" if settings.device != "cpu" else ""
-    flags += f" --data-dir {settings.data_dir}" if settings.data_dir is not None else ""
+    flags += f" --device {shlex.quote(settings.device)}" if settings.device != "cpu" else ""
+    flags += f" --data-dir {shlex.quote(str(settings.data_dir))}" if settings.data_dir is not None else ""
     return f"reglab reproduce {preset.name}{flags}"
 
 
