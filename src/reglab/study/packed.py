@@ -343,11 +343,12 @@ def resume_step(task: RunTask) -> int:
 
 def chunk_group(group: list[RunTask], size: int, pack: str | int) -> tuple[list[list[RunTask]], list[RunTask]]:
     """(packs of at most `size` runs, runs alone) of one group: all alone for size 0; a leftover single run
-    trains alone under a forced ``pack=K`` and is a pack of one under ``"auto"``, which measured it."""
+    trains alone under a forced ``pack=K`` (K > 1) and is a pack of one under ``"auto"``, which measured it, and
+    under ``pack=1``, which asks for packs of one."""
     if size < 1:
         return [], list(group)
     chunks = [group[start:start + size] for start in range(0, len(group), size)]
-    if pack == "auto" or len(chunks[-1]) > 1:
+    if pack == "auto" or size == 1 or len(chunks[-1]) > 1:  # pack=1 asks for packs of one: every run alike
         return chunks, []
     return chunks[:-1], chunks[-1]
 
