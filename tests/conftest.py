@@ -1,7 +1,22 @@
 """Fixtures shared by the test modules."""
 
+import sys
+
 import pytest
 import torch
+
+TINY_STUDY = """
+name = "tiny"
+seeds = 2
+[base]
+data = { name = "mnist1d", train_subset = 128, test_subset = 128 }
+model.options.widths = [8]
+train = { epochs = 1, batch_size = 64, device = "cpu", eval_train_samples = 64 }
+[arms.base]
+[arms.l2]
+regularize.l2 = 0.001
+"""
+"""A study TOML of two arms × two seeds that trains in seconds."""
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -95,3 +110,37 @@ class Recorder:
 
     def remember(self, key, value):
         self.kept[key] = value
+
+
+def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
+    """`reglab ARGV` through the real entry point (its error handling and exit codes): (code, stdout, stderr)."""
+    from reglab.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["reglab", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out = capsys.readouterr()
+    return exit_.value.code, out.out, out.err
+
+
+def fake_training_clock(monkeypatch, train_seconds: float = 3.0, eval_seconds: float = 5.0) -> None:
+    """A clock for `reglab.train.loop` that only training (`train_seconds` an epoch) and each evaluation
+    pass (`eval_seconds`) advance."""
+    from types import SimpleNamespace
+
+    from reglab.train import Trainer, loop
+
+    now = [0.0]
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    train_epoch, evaluate = Trainer._train_epoch, Trainer.evaluate
+
+    def slow_train_epoch(self):
+        now[0] += train_seconds
+        return train_epoch(self)
+
+    def slow_evaluate(self, *args, **kwargs):
+        now[0] += eval_seconds
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", slow_train_epoch)
+    monkeypatch.setattr(Trainer, "evaluate", slow_evaluate)

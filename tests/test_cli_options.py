@@ -3,23 +3,14 @@ after the flags, malformed `--set` and out-of-range analysis options are one lin
 bounds are inclusive, and `reglab` alone prints its help with exit code 0."""
 
 import os
-import sys
 
 import pytest
 
+from conftest import run_cli
 from reglab.cli.analyze import check_range
-from reglab.cli.app import main
 from reglab.cli.options import build_run_config
 from reglab.config import ConfigError
 from reglab.provenance import COMMAND_VARIABLE
-
-
-def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["reglab", *argv])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    out = capsys.readouterr()
-    return exit_.value.code, out.out, out.err
 
 
 def test_falsy_flags_override_the_config_file(tmp_path):

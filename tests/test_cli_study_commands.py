@@ -1,35 +1,16 @@
 """`reglab compare`, `tune` and `export` at the command line: options refused in one line naming them
 (nothing written), a search whose runs failed exits 1, and `export --table T` writes STUDY/T.csv."""
 
-import sys
 
 import pandas as pd
 import pytest
 
-from reglab.cli.app import main
+from conftest import TINY_STUDY as TINY
+from conftest import run_cli
 from reglab.study import LocalExecutor, StudySpec, run_study
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = """
-name = "tiny"
-seeds = 2
-[base]
-data = { name = "mnist1d", train_subset = 128, test_subset = 128 }
-model.options.widths = [8]
-train = { epochs = 1, batch_size = 64, device = "cpu", eval_train_samples = 64 }
-[arms.base]
-[arms.l2]
-regularize.l2 = 0.001
-"""
-
-
-def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["reglab", *argv])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    out = capsys.readouterr()
-    return exit_.value.code, out.out, out.err
 
 
 @pytest.mark.parametrize(("argv", "named"), [

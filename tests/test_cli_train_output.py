@@ -3,13 +3,10 @@ training from evaluation, and rerunning into --out without --extend takes the op
 directory's stored config."""
 
 import json
-import sys
-from types import SimpleNamespace
 
 import pytest
 
-from reglab.cli.app import main
-from reglab.train import Trainer
+from conftest import fake_training_clock, run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -17,33 +14,10 @@ RUN = ["train", "--train-subset", "128", "--set", "data.test_subset=128", "--bat
        "--set", "model.options.widths=[8]", "--device", "cpu"]
 
 
-def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["reglab", *argv])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    out = capsys.readouterr()
-    return exit_.value.code, out.out, out.err
-
-
 def test_each_metric_is_under_its_own_header_and_the_time_is_split(tmp_path, monkeypatch, capsys):
     """On a fake clock that only training (3 s an epoch) and each evaluation pass (5 s; two an epoch: the
     train subset and the test set) advance, 2 epochs are 6.0 s of training and 20.0 s of evaluation."""
-    from reglab.train import loop
-
-    now = [0.0]
-    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: now[0]))
-    train_epoch, evaluate = Trainer._train_epoch, Trainer.evaluate
-
-    def slow_train_epoch(self):
-        now[0] += 3.0
-        return train_epoch(self)
-
-    def slow_evaluate(self, *args, **kwargs):
-        now[0] += 5.0
-        return evaluate(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", slow_train_epoch)
-    monkeypatch.setattr(Trainer, "evaluate", slow_evaluate)
+    fake_training_clock(monkeypatch, train_seconds=3.0, eval_seconds=5.0)
     monkeypatch.setenv("COLUMNS", "200")  # the whole table on one line per row
     code, out, err = run_cli(monkeypatch, capsys, *RUN, "--epochs", "2", "--out", str(tmp_path / "run"))
     assert code == 0, err

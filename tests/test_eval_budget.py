@@ -6,6 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import fake_training_clock
 from reglab.cli import app
 from reglab.config import ConfigError, RunConfig
 from reglab.train import Trainer
@@ -54,24 +55,7 @@ def test_the_trainer_evaluates_exactly_the_auto_subset():
 def test_each_epoch_splits_its_time_into_training_and_evaluation(monkeypatch):
     """On a fake clock that only training (3 s an epoch) and each evaluation pass (5 s) advance, an
     epoch books 3 s of training and 5 s per pass (train subset and test set: 2) of evaluation."""
-    from types import SimpleNamespace
-
-    from reglab.train import loop
-
-    now = [0.0]
-    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: now[0]))
-    train_epoch, evaluate = Trainer._train_epoch, Trainer.evaluate
-
-    def slow_train_epoch(self):
-        now[0] += 3.0
-        return train_epoch(self)
-
-    def slow_evaluate(self, *args, **kwargs):
-        now[0] += 5.0
-        return evaluate(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", slow_train_epoch)
-    monkeypatch.setattr(Trainer, "evaluate", slow_evaluate)
+    fake_training_clock(monkeypatch, train_seconds=3.0, eval_seconds=5.0)
     for epoch in Trainer(tiny(512, "auto").override({"train.epochs": 2})).fit().epochs:
         assert (epoch["train_seconds"], epoch["eval_seconds"], epoch["seconds"]) == (3.0, 10.0, 13.0)
 

@@ -10,19 +10,10 @@ import pytest
 import torch
 
 import reglab.train
+from conftest import TINY_STUDY as TINY
+from conftest import run_cli
 from reglab.cli.app import main
 
-TINY = """
-name = "tiny"
-seeds = 2
-[base]
-data = { name = "mnist1d", train_subset = 128, test_subset = 128 }
-model.options.widths = [8]
-train = { epochs = 1, batch_size = 64, device = "cpu", eval_train_samples = 64 }
-[arms.base]
-[arms.l2]
-regularize.l2 = 0.001
-"""
 RUN = ["--train-subset", "128", "--set", "data.test_subset=128", "--batch-size", "64", "--epochs", "1",
        "--device", "cpu"]
 
@@ -128,14 +119,6 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "TOML").write_text(TINY)
     (tmp_path / "NODATADIR").write_text(TINY.replace("[arms.l2]", '[arms.l2]\ndata.data_dir = "/nonexistent"'))
     return tmp_path
-
-
-def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["reglab", *argv])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    out = capsys.readouterr()
-    return exit_.value.code, out.out, out.err
 
 
 def listing(path):
