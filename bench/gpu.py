@@ -18,6 +18,8 @@ same model, optimizer and initialisation) on the same device:
 * study — the seed000 arms (4 arms × 5 seeds × 10 epochs, batch 64) run by `reglab` with
   ``--pack auto`` vs the reference loop run after run. The reference trains `--reference-runs`
   runs (the first seed of the first arms) and its wall time is scaled to all runs — printed as such;
+* study, compiled — the same study with ``train.compile`` on every run, as one pack, against the same
+  reference, when the compiled pack (below) stepped faster than the eager one (always in a dry run);
 * accuracy — final test accuracy per arm, mean ± std over seeds (reglab) and over the reference runs;
 * loss surface — the 51×51 surface of `bench.analysis` (784-1000-10 MLP, 1000 samples);
 * pack scaling — seconds per training step of a pack of K of the study's runs (K = 1, 5, 10, 20; after
@@ -202,6 +204,24 @@ def bench_study(spec: StudySpec, size: dict, device: torch.device) -> dict:
             "failed": int((runs["status"] != "done").sum()), "train_s": train_s, "eval_s": eval_s}
 
 
+def bench_compiled_study(spec: StudySpec, device: torch.device) -> dict:
+    """The study again with ``train.compile`` on every run (its packs' forward and backward compiled by
+    inductor): reglab's wall time and its split, to set against the reference measured by `bench_study`.
+    All runs train as one pack (``--pack N``): ``--pack auto`` would time each kind of run alone, and
+    compiling each of those costs more than this row measures."""
+    compiled = spec.override({"train.compile": True})
+    runs = len(spec.arms) * len(spec.seed_list)
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        result = run_study(compiled, Path(out), progress=False,
+                           executor=make_executor("packed", workers=1, device=str(device), pack=runs))
+        seconds = time.perf_counter() - start
+    runs, epochs = result.runs, result.epochs
+    return {"reglab_s": seconds, "failed": int((runs["status"] != "done").sum()),
+            "train_s": float(epochs["train_seconds"].sum()), "eval_s": float(epochs["eval_seconds"].sum()),
+            "accuracy": {arm: runs[runs["arm"] == arm]["final_test_acc"].tolist() for arm in compiled.arms}}
+
+
 def bench_surface(data: dict, size: dict, device: torch.device) -> dict:
     cfg = RunConfig.from_dict({
         "data": {**data, "train_subset": size["surface_samples"]},
@@ -341,6 +361,8 @@ def table(header: str, singles: dict[str, dict], study: dict, surface: dict, siz
              f"{'study: wall s (' + str(study['runs']) + ' runs × ' + str(size['epochs']) + ' epochs)':<44}"
              f"{study['reference_s']:>13.1f}*{study['reglab_s']:>12.1f}"
              f"{study['reference_s'] / study['reglab_s']:>8.1f}x",
+             *([f"{'  the same, train.compile':<44}{study['reference_s']:>13.1f}*{study['compiled']['reglab_s']:>12.1f}"
+                f"{study['reference_s'] / study['compiled']['reglab_s']:>8.1f}x"] if "compiled" in study else []),
              f"{'loss surface ' + str(surface['points']) + '×' + str(surface['points']) + ': s':<44}"
              f"{'':>14}{surface['seconds']:>12.2f}",
              "",
@@ -355,10 +377,14 @@ def table(header: str, singles: dict[str, dict], study: dict, surface: dict, siz
              f"study: {study['failed']} failed run(s); of reglab's {study['reglab_s']:.1f} s, training "
              f"{study['train_s']:.1f} s, evaluation {study['eval_s']:.1f} s, the rest "
              f"{study['reglab_s'] - study['train_s'] - study['eval_s']:.1f} s (building runs, checkpoints, records)",
+             *([f"study, train.compile: {study['compiled']['failed']} failed run(s); training "
+                f"{study['compiled']['train_s']:.1f} s, evaluation {study['compiled']['eval_s']:.1f} s"]
+               if "compiled" in study else []),
              "", "final test accuracy (mean ± std over seeds):"]
     for arm, values in study["accuracy"].items():
         reference = spread(study["reference_accuracy"].get(arm, []))
-        lines.append(f"  {arm:<34} reglab {spread(values):<28} reference {reference}")
+        compiled = f"  compiled {spread(study['compiled']['accuracy'][arm])}" if "compiled" in study else ""
+        lines.append(f"  {arm:<34} reglab {spread(values):<28} reference {reference}{compiled}")
     solo = scaling["solo_step_s"]
     lines += ["", f"pack scaling: ms per step (study runs, batch 64); one run alone (Trainer, float32): "
                   f"{1e3 * solo:.2f} ms/step"]
@@ -424,6 +450,13 @@ def main() -> None:
     scaling["step_s"] |= compiled.pop("step_s")
     scaling["compiled"] = compiled
     print(f"compiled pack done: {compiled}", flush=True)
+    k = max(size["pack_sizes"])
+    eager_s = scaling["step_s"][f"{'bf16' if amp else 'float32'} K={k}"]
+    faster = compiled.get("total_s") is not None and scaling["step_s"].get(f"{'bf16' if amp else 'float32'} "
+                                                                           f"K={k} compiled", math.inf) < eager_s
+    if faster or args.dry_run:  # the study with the compiled step, against the same reference
+        study["compiled"] = bench_compiled_study(study_spec(data, size, device, amp, speed), device)
+        print(f"compiled study done: {study['compiled']['reglab_s']:.1f} s", flush=True)
     try:
         forms = bench_forms(study_spec(data, size, device, amp, speed), size, device)
     except Exception as err:  # e.g. CUDA refusing work after a failed capture: keep the rest of the table

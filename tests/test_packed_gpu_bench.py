@@ -24,7 +24,8 @@ def test_gpu_benchmark_dry_run_prints_and_writes_its_table(tmp_path):
                 "loss surface 5×5", "scaled to 8",
                 "stand-in data", "Stochastic depth conv1 p=0.2", "0 failed run(s)",
                 "one epoch under torch.profiler", "by form", "float32 K=4 NCHW", "float32 K=4 compiled",
-                "compiled: torch.compile backend aot_eager"):
+                "compiled: torch.compile backend aot_eager", "  the same, train.compile",
+                "study, train.compile: 0 failed run(s)"):
         assert row in table, row
     numbers = json.loads((tmp_path / "gpu_bench.json").read_text())
     assert numbers["command"].startswith("bench/gpu.sh --dry-run --data-dir ")  # provenance: command, code
