@@ -199,9 +199,21 @@ def bench_study(spec: StudySpec, size: dict, device: torch.device) -> dict:
         reference.setdefault(arm, []).append(reference_run(cfg, cpu, device)[1])
     measured = time.perf_counter() - start
     total = sum(len(c) for c in configs.values())
-    return {"runs": total, "reglab_s": ours, "reference_measured_s": measured, "reference_runs": len(chosen),
+    return {"runs": total, "reglab_s": ours, "train_epoch_s": epoch_seconds(epochs),
+            "reference_measured_s": measured, "reference_runs": len(chosen),
             "reference_s": measured * total / len(chosen), "accuracy": accuracy, "reference_accuracy": reference,
             "failed": int((runs["status"] != "done").sum()), "train_s": train_s, "eval_s": eval_s}
+
+
+def epoch_seconds(epochs) -> list[float]:
+    """A study's training seconds by epoch, summed over its runs (a packed run's share of its pack's
+    time): the first epoch pays for CUDA-graph capture and compiling, the others show the steady pace."""
+    return [float(s) for s in epochs.groupby("epoch")["train_seconds"].sum().sort_index()]
+
+
+def epoch_split(seconds: list[float]) -> str:
+    rest = seconds[1:]
+    return f"first epoch {seconds[0]:.1f} s" + (f", later epochs {statistics.mean(rest):.1f} s each" if rest else "")
 
 
 def bench_compiled_study(spec: StudySpec, device: torch.device) -> dict:
@@ -218,6 +230,7 @@ def bench_compiled_study(spec: StudySpec, device: torch.device) -> dict:
         seconds = time.perf_counter() - start
     runs, epochs = result.runs, result.epochs
     return {"reglab_s": seconds, "failed": int((runs["status"] != "done").sum()),
+            "train_epoch_s": epoch_seconds(epochs),
             "train_s": float(epochs["train_seconds"].sum()), "eval_s": float(epochs["eval_seconds"].sum()),
             "accuracy": {arm: runs[runs["arm"] == arm]["final_test_acc"].tolist() for arm in compiled.arms}}
 
@@ -376,9 +389,11 @@ def table(header: str, singles: dict[str, dict], study: dict, surface: dict, siz
              *profile_lines(single["epoch_profile"]),
              f"study: {study['failed']} failed run(s); of reglab's {study['reglab_s']:.1f} s, training "
              f"{study['train_s']:.1f} s, evaluation {study['eval_s']:.1f} s, the rest "
-             f"{study['reglab_s'] - study['train_s'] - study['eval_s']:.1f} s (building runs, checkpoints, records)",
+             f"{study['reglab_s'] - study['train_s'] - study['eval_s']:.1f} s (building runs, checkpoints, records); "
+             f"training: {epoch_split(study['train_epoch_s'])}",
              *([f"study, train.compile: {study['compiled']['failed']} failed run(s); training "
-                f"{study['compiled']['train_s']:.1f} s, evaluation {study['compiled']['eval_s']:.1f} s"]
+                f"{study['compiled']['train_s']:.1f} s ({epoch_split(study['compiled']['train_epoch_s'])}), "
+                f"evaluation {study['compiled']['eval_s']:.1f} s"]
                if "compiled" in study else []),
              "", "final test accuracy (mean ± std over seeds):"]
     for arm, values in study["accuracy"].items():

@@ -68,7 +68,7 @@ def aot_eager(monkeypatch):
 
 def test_compiled_runs_pack_like_any_other():
     assert packing_blocker(config(0)) is None  # on CUDA the pack compiles; elsewhere it trains eagerly
-    assert not isinstance(PackedTrainer([Trainer(config(0))]).outputs, torch.nn.Module)
+    assert PackedTrainer([Trainer(config(0))]).compiled is None
 
 
 def test_a_compiled_pack_trains_as_the_eager_pack_through_a_divergence_and_a_pack_of_one(aot_eager):
@@ -82,7 +82,8 @@ def test_a_compiled_pack_trains_as_the_eager_pack_through_a_divergence_and_a_pac
     assert_same_training(eager, compiled, atol=1e-6)
     alone_eager, alone_compiled = train_both([config(3, **{"regularize.dropout.p": 0.0})])
     assert_same_training(alone_eager, alone_compiled, atol=1e-6)
-    assert aot_eager.frame_count == 6  # K = 3, K = 2 and the pack of one, each a full and a last batch
+    assert aot_eager.frame_count == 3  # K = 3, K = 2 and the pack of one; each epoch's last,
+    # partial batch (256 = 4 × 60 + 16) runs eagerly: compiling its shape would cost more than it saves
     assert not counters["graph_break"]  # each forward is one whole graph
 
 

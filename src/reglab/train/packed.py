@@ -78,7 +78,7 @@ class PackedTrainer:
     `cuda_graphs`: capture the step as a CUDA graph (default: the runs' ``train.cuda_graphs``; only
     on CUDA). `graph_note` says why a CUDA pack runs without one. `compiled`: `torch.compile` the
     network's forward (and so its backward) as `COMPILE` says (default: the runs' ``train.compile``;
-    only on CUDA, as a run trained alone); it compiles again for each new pack size or batch shape.
+    only on CUDA, as a run trained alone); it compiles again for each new pack size (`outputs`).
     """
 
     WARMUP_STEPS = 3
@@ -124,7 +124,8 @@ class PackedTrainer:
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)) \
             if cfg.train.amp and on_cuda else contextlib.nullcontext
         compiled = cfg.train.compile and on_cuda if compiled is None else compiled
-        self.outputs = torch.compile(self._outputs, dynamic=False, **COMPILE) if compiled else self._outputs
+        self.compiled = torch.compile(self._outputs, dynamic=False, **COMPILE) if compiled else None
+        self.batch_size = first.batch_size
         wanted = cfg.train.cuda_graphs if cuda_graphs is None else cuda_graphs
         self.graph_note = None
         self.use_graphs = on_cuda and wanted
@@ -150,6 +151,12 @@ class PackedTrainer:
         what `outputs` runs (compiled, it takes the leaves themselves, not views of them)."""
         with self.autocast():
             return self._forward(self.param_views(leaves), buffers, x).float()
+
+    def outputs(self, leaves: list[torch.Tensor], buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        """`_outputs`, compiled where ``train.compile`` asks, for full batches: an epoch's last, partial
+        batch runs eagerly, since compiling a second shape (seconds on a GPU) costs more than one step saves."""
+        full = x.shape[1] == self.batch_size
+        return (self.compiled if self.compiled is not None and full else self._outputs)(leaves, buffers, x)
 
     def _runs(self) -> list[Trainer]:
         return [self.trainers[i] for i in self.active]
