@@ -1,9 +1,9 @@
 """Four ways to run a pack's forward and backward, timed on the pack's own network (bench/gpu.sh).
 
-A packed step's cost is its forward and backward: on the H200 a step of 20 seed000 DeeperCNNs took
-12.6 ms, 0.63 ms per run, against 0.85 ms for a pack of one. Under vmap each convolution of the K
-runs is one grouped convolution; whether K ordinary convolutions would do better is a question for
-the GPU, so this times the alternatives before any of them goes into `PackedTrainer`:
+A packed step's cost is its forward and backward: on the H200 a bf16 step of 20 seed000 DeeperCNNs
+took 6.1 ms, 0.31 ms per run, against 0.68 ms for a pack of one (code 9c2bb4d). Under vmap each
+convolution of the K runs is one grouped convolution; whether another form would do better is a
+question for the GPU, so this times the alternatives (on the H200 vmap won; docs/performance.md):
 
 * ``vmap`` — what `PackedTrainer` does: one `vmap(functional_call)` over the stacked tensors;
 * ``loop`` — each run's network called on its row of the stacked tensors (views), one run after
@@ -13,7 +13,8 @@ the GPU, so this times the alternatives before any of them goes into `PackedTrai
 * ``gemm`` — vmap, with each convolution of the K runs computed as im2col and one batched matrix
   product (`gemm_conv2d`: `F.unfold`, then ``bmm`` of ``(K, B·L, C·kh·kw)`` by ``(K, C·kh·kw, O)``)
   instead of the grouped convolution, which cuDNN runs group by group on the H200 (docs/performance.md).
-  Its im2col copies are the price; whether one large GEMM per layer repays them is the question.
+  Its im2col copies are the price; on the H200 one large GEMM per layer did not repay them (the pack
+  of 20 of source 000's network: 28.0 ms against vmap's 7.2 ms in bf16; docs/performance.md).
 
 Each form computes the runs' losses and the gradients of their sum with respect to the stacked
 parameters; on CUDA it is captured once as a CUDA graph (as the packed step is) and replayed. A form
