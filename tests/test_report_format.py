@@ -16,6 +16,10 @@ def test_report_numbers_are_formatted_in_the_documented_units():
     assert fmt.diff_interval("final_test_loss", -0.01, 0.03) == "[-0.01, +0.03]"
     assert fmt.interval("final_test_acc", 0.70, 0.72) == "[70.00%, 72.00%]"
     assert fmt.probability_interval(0.1, 0.9) == "[0.10, 0.90]"
+    # F1, precision, recall: fractions to four decimals, mean and std alike (not 0.767 ± 0.00475)
+    assert fmt.mean_std("macro_f1", 0.767, 0.00476, 3) == "0.7670 ± 0.0048 (n=3)"
+    assert fmt.mean_std("macro_precision", 0.7331, 0.00248, 3) == "0.7331 ± 0.0025 (n=3)"
+    assert fmt.mean_std("final_test_loss", 0.767, 0.00475, 3) == "0.767 ± 0.00475 (n=3)"  # losses: significant digits
 
 
 def test_headline_row_shows_the_ci_the_adjusted_p_and_the_finished_runs_of_the_gap():

@@ -11,6 +11,11 @@ def is_acc(metric: str) -> bool:
     return metric.endswith("_acc") or metric == "gap_acc" or metric.startswith("spread_test_acc")
 
 
+def is_score(metric: str) -> bool:
+    """Scores in [0, 1] shown as fractions (F1, precision, recall): four decimals, mean and std alike."""
+    return metric.endswith(("f1", "precision", "recall"))
+
+
 def _ok(x: object) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
 
@@ -18,13 +23,13 @@ def _ok(x: object) -> bool:
 def value(metric: str, x: float) -> str:
     if not _ok(x):
         return "—"
-    return f"{100 * x:.2f}%" if is_acc(metric) else f"{x:.4g}"
+    return f"{100 * x:.2f}%" if is_acc(metric) else f"{x:.4f}" if is_score(metric) else f"{x:.4g}"
 
 
 def spread(metric: str, x: float) -> str:
     if not _ok(x):
         return "—"
-    return f"{100 * x:.2f}" if is_acc(metric) else f"{x:.3g}"
+    return f"{100 * x:.2f}" if is_acc(metric) else f"{x:.4f}" if is_score(metric) else f"{x:.3g}"
 
 
 def mean_std(metric: str, mean: float, std: float, n: int) -> str:

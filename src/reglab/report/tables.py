@@ -197,7 +197,7 @@ def class_rows(study: Study) -> Rows:
         for column, label in (("macro_precision", "macro precision"), ("macro_recall", "macro recall"),
                               ("macro_f1", "macro F1"), ("micro_f1", "micro F1 (= accuracy)")):
             values = of_arm[column].dropna()
-            row[label] = fmt.mean_std("f1", values.mean(), values.std(ddof=1) if len(values) > 1 else float("nan"),
+            row[label] = fmt.mean_std(column, values.mean(), values.std(ddof=1) if len(values) > 1 else float("nan"),
                                       len(values))
         rows.append(row)
     return rows
