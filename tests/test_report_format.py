@@ -20,6 +20,8 @@ def test_report_numbers_are_formatted_in_the_documented_units():
     assert fmt.mean_std("macro_f1", 0.767, 0.00476, 3) == "0.7670 ± 0.0048 (n=3)"
     assert fmt.mean_std("macro_precision", 0.7331, 0.00248, 3) == "0.7331 ± 0.0025 (n=3)"
     assert fmt.mean_std("final_test_loss", 0.767, 0.00475, 3) == "0.767 ± 0.00475 (n=3)"  # losses: significant digits
+    assert fmt.diff("macro_f1", -0.003822) == "-0.0038" and fmt.diff_interval("macro_f1", -0.0209, 0.00595) == \
+        "[-0.0209, +0.0060]"
 
 
 def test_headline_row_shows_the_ci_the_adjusted_p_and_the_finished_runs_of_the_gap():

@@ -12,7 +12,8 @@ def is_acc(metric: str) -> bool:
 
 
 def is_score(metric: str) -> bool:
-    """Scores in [0, 1] shown as fractions (F1, precision, recall): four decimals, mean and std alike."""
+    """Scores in [0, 1] shown as fractions (F1, precision, recall): four decimals for means, spreads and
+    differences alike."""
     return metric.endswith(("f1", "precision", "recall"))
 
 
@@ -48,7 +49,7 @@ def interval(metric: str, low: float, high: float) -> str:
 def diff(metric: str, x: float) -> str:
     if not _ok(x):
         return "—"
-    return f"{100 * x:+.2f} pp" if is_acc(metric) else f"{x:+.4g}"
+    return f"{100 * x:+.2f} pp" if is_acc(metric) else f"{x:+.4f}" if is_score(metric) else f"{x:+.4g}"
 
 
 def diff_interval(metric: str, low: float, high: float) -> str:
@@ -56,6 +57,8 @@ def diff_interval(metric: str, low: float, high: float) -> str:
         return "—"
     if is_acc(metric):
         return f"[{100 * low:+.2f}, {100 * high:+.2f}]"
+    if is_score(metric):
+        return f"[{low:+.4f}, {high:+.4f}]"
     return f"[{low:+.3g}, {high:+.3g}]"
 
 
