@@ -19,7 +19,9 @@ same model, optimizer and initialisation) on the same device:
   ``--pack auto`` vs the reference loop run after run. The reference trains `--reference-runs`
   runs (the first seed of the first arms) and its wall time is scaled to all runs — printed as such;
 * study, compiled — the same study with ``train.compile`` on every run, as one pack, against the same
-  reference, when the compiled pack (below) stepped faster than the eager one (always in a dry run);
+  reference, in a fresh process with torch.compile's caches off (so compiling is paid, as on a user's
+  first run; the epoch split shows the steady pace), when the compiled pack (below) stepped faster than
+  the eager one (always in a dry run);
 * accuracy — final test accuracy per arm, mean ± std over seeds (reglab) and over the reference runs;
 * loss surface — the 51×51 surface of `bench.analysis` (784-1000-10 MLP, 1000 samples);
 * pack scaling — seconds per training step of a pack of K of the study's runs (K = 1, 5, 10, 20; after
@@ -52,6 +54,8 @@ import json
 import math
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -214,6 +218,18 @@ def epoch_seconds(epochs) -> list[float]:
 def epoch_split(seconds: list[float]) -> str:
     rest = seconds[1:]
     return f"first epoch {seconds[0]:.1f} s" + (f", later epochs {statistics.mean(rest):.1f} s each" if rest else "")
+
+
+def cold_compiled_study(job: dict) -> dict:
+    """`bench_compiled_study` of `job` (``data``, ``dry_run``, ``device``, ``amp``, ``speed``) in a fresh
+    process with torch.compile's caches off (``TORCHINDUCTOR_FORCE_DISABLE_CACHES``): the compiled study
+    as a user's first ``reglab compare`` with ``train.compile`` runs it, compiling included."""
+    env = {**os.environ, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}
+    done = subprocess.run([sys.executable, "-m", "bench.gpu", "--compiled-study", json.dumps(job)], env=env,
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"compiled study: exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def bench_compiled_study(spec: StudySpec, device: torch.device) -> dict:
@@ -435,7 +451,14 @@ def main() -> None:
     parser.add_argument("--nchw", action="store_true", help="train.channels_last = false for every reglab row")
     parser.add_argument("--cudnn-heuristics", action="store_true",
                         help="train.cudnn_benchmark = false for every reglab row (the reference never autotunes)")
+    parser.add_argument("--compiled-study", metavar="JSON", help=argparse.SUPPRESS)  # `cold_compiled_study`'s child
     args = parser.parse_args()
+    if args.compiled_study:
+        job = json.loads(args.compiled_study)
+        device, size = torch.device(job["device"]), DRY if job["dry_run"] else FULL
+        spec = study_spec(job["data"], size, device, job["amp"], job["speed"])
+        print(json.dumps(bench_compiled_study(spec, device)))
+        return
     speed = {"channels_last": not args.nchw, "cudnn_benchmark": not args.cudnn_heuristics}
     size = DRY if args.dry_run else FULL
     device = torch.device(args.device or ("cpu" if args.dry_run else "cuda"))
@@ -469,8 +492,9 @@ def main() -> None:
     eager_s = scaling["step_s"][f"{'bf16' if amp else 'float32'} K={k}"]
     faster = compiled.get("total_s") is not None and scaling["step_s"].get(f"{'bf16' if amp else 'float32'} "
                                                                            f"K={k} compiled", math.inf) < eager_s
-    if faster or args.dry_run:  # the study with the compiled step, against the same reference
-        study["compiled"] = bench_compiled_study(study_spec(data, size, device, amp, speed), device)
+    if faster or args.dry_run:  # the study with the compiled step, from a cold start, against the same reference
+        study["compiled"] = cold_compiled_study({"data": data, "dry_run": args.dry_run, "device": str(device),
+                                                 "amp": amp, "speed": speed})
         print(f"compiled study done: {study['compiled']['reglab_s']:.1f} s", flush=True)
     try:
         forms = bench_forms(study_spec(data, size, device, amp, speed), size, device)
