@@ -183,17 +183,28 @@ def study_spec(data: dict, size: dict, device: torch.device, amp: bool, speed: d
     return StudySpec.from_dict(spec)
 
 
-def bench_study(spec: StudySpec, size: dict, device: torch.device) -> dict:
-    configs = {arm: [spec.arm_config(arm, seed) for seed in spec.seed_list] for arm in spec.arms}
+def timed_study(spec: StudySpec, device: torch.device, pack: str | int = "auto") -> dict:
+    """`spec` run by `run_study` (packed executor, one worker) in a scratch directory: its wall time, the
+    training and evaluation seconds summed over its epoch records (a packed run's ``train_seconds`` is
+    its share of the pack's steps, so the sums are the study's totals) and by epoch, failures, and
+    each arm's final test accuracies."""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        result = run_study(spec, Path(out), executor=make_executor("packed", workers=1, device=str(device)),
-                           progress=False)
-        ours = time.perf_counter() - start
+        result = run_study(spec, Path(out), progress=False,
+                           executor=make_executor("packed", workers=1, device=str(device), pack=pack))
+        seconds = time.perf_counter() - start
     runs, epochs = result.runs, result.epochs
-    accuracy = {arm: runs[runs["arm"] == arm]["final_test_acc"].tolist() for arm in spec.arms}
-    # a packed run's train_seconds is its share of the pack's steps, so the sums are the study's totals
     train_s, eval_s = (float(epochs[k].sum()) if k in epochs else math.nan for k in ("train_seconds", "eval_seconds"))
+    return {"reglab_s": seconds, "failed": int((runs["status"] != "done").sum()), "train_s": train_s,
+            "eval_s": eval_s, "train_epoch_s": epoch_seconds(epochs),
+            "accuracy": {arm: runs[runs["arm"] == arm]["final_test_acc"].tolist() for arm in spec.arms}}
+
+
+def bench_study(spec: StudySpec, size: dict, device: torch.device) -> dict:
+    """`timed_study` of `spec` (``--pack auto``) against the reference loop run after run on the first
+    `size["reference_runs"]` arms' first seeds, scaled to every run."""
+    configs = {arm: [spec.arm_config(arm, seed) for seed in spec.seed_list] for arm in spec.arms}
+    ours = timed_study(spec, device)
     chosen = [(arm, cfgs[0].override({"train.amp": False})) for arm, cfgs in configs.items()]
     chosen = chosen[:size["reference_runs"]]
     cpu = load_dataset(chosen[0][1].data, device="cpu")
@@ -203,10 +214,8 @@ def bench_study(spec: StudySpec, size: dict, device: torch.device) -> dict:
         reference.setdefault(arm, []).append(reference_run(cfg, cpu, device)[1])
     measured = time.perf_counter() - start
     total = sum(len(c) for c in configs.values())
-    return {"runs": total, "reglab_s": ours, "train_epoch_s": epoch_seconds(epochs),
-            "reference_measured_s": measured, "reference_runs": len(chosen),
-            "reference_s": measured * total / len(chosen), "accuracy": accuracy, "reference_accuracy": reference,
-            "failed": int((runs["status"] != "done").sum()), "train_s": train_s, "eval_s": eval_s}
+    return {**ours, "runs": total, "reference_measured_s": measured, "reference_runs": len(chosen),
+            "reference_s": measured * total / len(chosen), "reference_accuracy": reference}
 
 
 def epoch_seconds(epochs) -> list[float]:
@@ -233,22 +242,11 @@ def cold_compiled_study(job: dict) -> dict:
 
 
 def bench_compiled_study(spec: StudySpec, device: torch.device) -> dict:
-    """The study again with ``train.compile`` on every run (its packs' forward and backward compiled by
-    inductor): reglab's wall time and its split, to set against the reference measured by `bench_study`.
-    All runs train as one pack (``--pack N``): ``--pack auto`` would time each kind of run alone, and
-    compiling each of those costs more than this row measures."""
-    compiled = spec.override({"train.compile": True})
-    runs = len(spec.arms) * len(spec.seed_list)
-    with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        result = run_study(compiled, Path(out), progress=False,
-                           executor=make_executor("packed", workers=1, device=str(device), pack=runs))
-        seconds = time.perf_counter() - start
-    runs, epochs = result.runs, result.epochs
-    return {"reglab_s": seconds, "failed": int((runs["status"] != "done").sum()),
-            "train_epoch_s": epoch_seconds(epochs),
-            "train_s": float(epochs["train_seconds"].sum()), "eval_s": float(epochs["eval_seconds"].sum()),
-            "accuracy": {arm: runs[runs["arm"] == arm]["final_test_acc"].tolist() for arm in compiled.arms}}
+    """`timed_study` of `spec` with ``train.compile`` on every run (its packs' forward and backward
+    compiled by inductor), to set against the reference measured by `bench_study`. All runs train as
+    one pack (``--pack N``): ``--pack auto`` would time each kind of run alone, and compiling each of
+    those costs more than this row measures."""
+    return timed_study(spec.override({"train.compile": True}), device, pack=len(spec.arms) * len(spec.seed_list))
 
 
 def bench_surface(data: dict, size: dict, device: torch.device) -> dict:
