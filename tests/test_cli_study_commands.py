@@ -1,6 +1,8 @@
 """`reglab compare`, `tune` and `export` at the command line: options refused in one line naming them
-(nothing written), a search whose runs failed exits 1, and `export --table T` writes STUDY/T.csv."""
+(nothing written), `compare --set` overrides every arm, a search whose runs failed exits 1, and
+`export --table T` writes STUDY/T.csv."""
 
+import json
 
 import pandas as pd
 import pytest
@@ -24,6 +26,23 @@ def test_compare_options_are_refused_naming_the_option(argv, named, tmp_path, mo
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and named in lines[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["TOML"]
+
+
+def test_compare_set_overrides_every_arm_and_bad_assignments_are_refused_naming_set(tmp_path, monkeypatch, capsys):
+    """``--set KEY=VALUE`` reaches the base and an arm that sets KEY itself (as ``--epochs`` does)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "TOML").write_text(TINY + "train.batch_size = 16\n")  # the l2 arm's own batch size
+    for argv, named in ((["--set", "train.compil=true"], "--set: base.train.compil: Extra inputs"),
+                        (["--set", "compile"], "--set 'compile': expected KEY=VALUE")):
+        code, _, err = run_cli(monkeypatch, capsys, "compare", "TOML", "--out", "s", *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and named in err, err
+    assert not (tmp_path / "s").exists()
+    code, _, err = run_cli(monkeypatch, capsys, "compare", "TOML", "--out", "s", "--workers", "1",
+                           "--set", "train.batch_size=32", "--set", "train.compile=true")
+    assert code == 0, err
+    configs = [json.loads(p.read_text()) for p in sorted((tmp_path / "s" / "runs").glob("*/config.json"))]
+    assert len(configs) == 4 and all(c["train"]["batch_size"] == 32 and c["train"]["compile"] for c in configs)
+    assert sorted(c["regularize"]["l2"] for c in configs) == [0.0, 0.0, 0.001, 0.001]  # the arms stay themselves
 
 
 def test_a_search_whose_runs_all_failed_exits_1(tmp_path, monkeypatch, capsys):

@@ -90,6 +90,24 @@ def test_execution_settings_differing_or_added_since_a_run_started_do_not_block_
         run_study(spec, out, executor=LocalExecutor(workers=1), progress=False)
 
 
+def test_a_study_spec_whose_execution_settings_changed_resumes(tmp_path):
+    """The same in the spec itself (`reglab compare --set train.compile=true`, or the TOML edited): a
+    base and an arm that change only execution settings keep every finished run; another change in the
+    same tables is refused, naming them."""
+    out, serial = tmp_path / "study", LocalExecutor(workers=1)
+    spec = StudySpec.from_dict(SPEC)
+    first = run_study(spec, out, executor=serial, progress=False)
+    changed = {**SPEC, "base": {**BASE, "train": {**BASE["train"], "compile": True, "cuda_graphs": False}},
+               "arms": {"base": {"train": {"channels_last": False}}, "l2": SPEC["arms"]["l2"]}}
+    again = run_study(StudySpec.from_dict(changed), out, executor=serial, progress=False)
+    assert again.executed == [] and len(again.skipped) == 4 and epochs_of(again).equals(epochs_of(first))
+    back = run_study(spec, out, executor=serial, progress=False)  # and back again
+    assert back.executed == [] and len(back.skipped) == 4
+    changed["arms"]["base"]["train"]["batch_size"] = 16
+    with pytest.raises(ConfigError, match=r"spec changed since it was started \(arms.base\); use --force"):
+        run_study(StudySpec.from_dict(changed), out, executor=serial, progress=False)
+
+
 def test_a_larger_budget_needs_extend_and_then_matches_an_uninterrupted_run(tmp_path):
     run_dir = tmp_path / "a"
     train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)

@@ -31,6 +31,21 @@ def with_statistics(spec: StudySpec, correction: str | None, target: str | None)
     return spec.with_statistics(correction=correction, target=parse_target(target) if target else None)
 
 
+def with_assignments(spec: StudySpec, assignments: list[str] | None) -> StudySpec:
+    """`spec` with ``--set KEY=VALUE`` applied to its base and to every arm that sets KEY itself
+    (`StudySpec.override`), as ``--epochs`` is."""
+    from reglab.cli.options import parse_assignments
+    from reglab.config import ConfigError
+
+    if not assignments:
+        return spec
+    overrides = parse_assignments(assignments)
+    try:
+        return spec.override(overrides)
+    except ConfigError as err:
+        raise ConfigError(f"--set: {err}") from None
+
+
 def default_workers() -> int:
     """Two worker processes where there are at least two cores, else one."""
     from reglab.study.workers import usable_cores
@@ -84,6 +99,8 @@ def compare(
     pack: Annotated[str, Opt(metavar="auto|off|K", help="local executor: train up to K runs of one architecture "
                              "together on one device; auto: where a timing shows packing is faster")] = "auto",
     epochs: Annotated[int | None, Opt(help="override every arm's number of epochs")] = None,
+    set_: Annotated[list[str] | None, Opt("--set", help="KEY=VALUE override of every arm's run config, e.g. "
+                                          "train.compile=true (repeatable)")] = None,
     force: Annotated[bool, Opt(help="adopt a changed spec: keep runs whose config is unchanged, "
                                     "re-run changed ones, delete removed ones")] = False,
     log: Log = None,
@@ -105,7 +122,7 @@ def compare(
         start_server()  # its imports overlap this process's (a bad source fails first, with none to wait for)
     from reglab.study import load_spec, make_executor
 
-    spec = with_statistics(load_spec(source, seeds=seeds, epochs=epochs), correction, target)
+    spec = with_statistics(with_assignments(load_spec(source, seeds=seeds, epochs=epochs), set_), correction, target)
     if best_of is not None:
         from reglab.study.tune import add_best_arm
 

@@ -28,7 +28,7 @@ from reglab.study.analysis import analysis_current
 from reglab.study.executors import Executor, LocalExecutor, RunTask
 from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, read_study
-from reglab.study.spec import StudySpec, content_hash, load_spec, run_id, same_run
+from reglab.study.spec import StudySpec, content_hash, load_spec, run_id, same_run, trained_part
 from reglab.study.store import DB_NAME, FINISHED, SEARCH_MARKER, StudyStore
 from reglab.study.tracking import LoggedRun, Tracker, check_sinks, open_tracker
 from reglab.train.loop import RunResult
@@ -85,10 +85,10 @@ def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force
     configs = {t.run_id: t.config.to_dict() for t in tasks}
     changed = [i for i, row in rows.items() if i in configs and not same_run(row.config, configs[i])]
     stale = set(rows) - set(hashes)
-    if not force and old is not None and store.meta("spec_hash") != spec.spec_hash:
+    if not force and old is not None and content_hash(trained_part(old)) != spec.spec_hash:
         raise ConfigError(f"{store.out_dir}: the study spec changed since it was started "
-                          f"({_changes(old, spec.to_dict())}); use --force (force=True) to re-run "
-                          "the changed runs, or another --out")
+                          f"({_changes(trained_part(old), trained_part(spec.to_dict()))}); use --force "
+                          "(force=True) to re-run the changed runs, or another --out")
     if not force and (changed or stale):
         raise ConfigError(f"{store.out_dir}: the resolved configs of {len(changed) + len(stale)} runs "
                           "changed (reglab's defaults changed?); use --force (force=True) to re-run them")

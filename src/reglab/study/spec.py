@@ -170,9 +170,8 @@ class StudySpec(BaseModel):
 
     @property
     def spec_hash(self) -> str:
-        """Hash of what is trained: the statistics settings, the tracking sinks and the analyses are left
-        out, so changing them resumes the study (finished runs are analysed, not retrained)."""
-        return content_hash({k: v for k, v in self.to_dict().items() if k not in ("statistics", "log", "analysis")})
+        """Hash of what is trained (`trained_part`)."""
+        return content_hash(trained_part(self.to_dict()))
 
     # -------------------------------------------------------------------------------- changes
     def with_seeds(self, seeds: int | list[int]) -> StudySpec:
@@ -306,6 +305,25 @@ def arm_slug(arm: str) -> str:
 
 def run_id(arm: str, seed: int) -> str:
     return f"{arm_slug(arm)}__s{seed}"
+
+
+def trained_part(data: dict[str, Any]) -> dict[str, Any]:
+    """A spec as `StudySpec.to_dict` gives it, reduced to what is trained: without its statistics settings,
+    tracking sinks and analyses, so changing them resumes the study (finished runs are analysed, not
+    retrained), and without the execution settings of its base and arms (`EXECUTION_FIELDS`), which
+    are not part of a run's identity either (`same_run`)."""
+    kept = {k: v for k, v in data.items() if k not in ("statistics", "log", "analysis")}
+    kept["base"] = _without_execution(kept.get("base", {}))
+    kept["arms"] = {arm: _without_execution(table) for arm, table in kept.get("arms", {}).items()}
+    return kept
+
+
+def _without_execution(table: dict[str, Any]) -> dict[str, Any]:
+    """A base or arm table without its `EXECUTION_FIELDS` (and without a `train` table they alone filled)."""
+    if "train" not in table:
+        return table
+    train = run_identity(table)["train"]
+    return {**table, "train": train} if train else {k: v for k, v in table.items() if k != "train"}
 
 
 def content_hash(data: Any) -> str:
