@@ -45,6 +45,17 @@ def test_compare_set_overrides_every_arm_and_bad_assignments_are_refused_naming_
     assert sorted(c["regularize"]["l2"] for c in configs) == [0.0, 0.0, 0.001, 0.001]  # the arms stay themselves
 
 
+def test_sweep_set_overrides_the_searched_base(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "TOML").write_text(TINY)
+    code, _, err = run_cli(monkeypatch, capsys, "sweep", "TOML", "--param", "dropout=0,0.1", "--seeds", "1",
+                           "--out", "s", "--workers", "1", "--set", "train.batch_size=32")
+    assert code == 0, err
+    configs = [json.loads(p.read_text()) for p in sorted((tmp_path / "s" / "runs").glob("*/config.json"))]
+    searched = sorted((c["train"]["batch_size"], c["regularize"]["dropout"]["p"]) for c in configs)
+    assert searched == [(32, 0.0), (32, 0.1)]
+
+
 def test_a_search_whose_runs_all_failed_exits_1(tmp_path, monkeypatch, capsys):
     pytest.importorskip("optuna")
     monkeypatch.chdir(tmp_path)

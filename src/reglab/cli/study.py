@@ -65,6 +65,9 @@ Address = Annotated[str | None, Opt(help="ray: the cluster to join, auto or HOST
 CpusPerRun = Annotated[float | None, Opt(help="ray: CPUs each run declares [default: 1]")]
 GpusPerRun = Annotated[float | None, Opt(help="ray: GPUs each run declares; fractions share a GPU, e.g. 0.25 "
                                               "[default: 0]")]
+# run-config overrides, shared by `reglab compare`, `reglab sweep` and `reglab tune`
+Sets = Annotated[list[str] | None, Opt("--set", metavar="KEY=VALUE", help="override of every run's config, e.g. "
+                                       "train.compile=true (repeatable)")]
 # experiment tracking, shared by `reglab compare`, `reglab sweep` and `reglab tune`
 Log = Annotated[str | None, Opt(metavar="SINKS", help="log runs to tensorboard and/or mlflow, e.g. tensorboard,mlflow "
                                 "or mlflow=TRACKING_URI (needs reglab[tracking]) [default: the spec's `log`]")]
@@ -99,8 +102,7 @@ def compare(
     pack: Annotated[str, Opt(metavar="auto|off|K", help="local executor: train up to K runs of one architecture "
                              "together on one device; auto: where a timing shows packing is faster")] = "auto",
     epochs: Annotated[int | None, Opt(help="override every arm's number of epochs")] = None,
-    set_: Annotated[list[str] | None, Opt("--set", help="KEY=VALUE override of every arm's run config, e.g. "
-                                          "train.compile=true (repeatable)")] = None,
+    set_: Sets = None,
     force: Annotated[bool, Opt(help="adopt a changed spec: keep runs whose config is unchanged, "
                                     "re-run changed ones, delete removed ones")] = False,
     log: Log = None,

@@ -10,7 +10,18 @@ from rich.markup import escape
 
 from reglab.cli.app import app, console, err_console
 from reglab.cli.options import PathOpt
-from reglab.cli.study import Address, Arg, CpusPerRun, GpusPerRun, Log, Opt, default_workers, print_table
+from reglab.cli.study import (
+    Address,
+    Arg,
+    CpusPerRun,
+    GpusPerRun,
+    Log,
+    Opt,
+    Sets,
+    default_workers,
+    print_table,
+    with_assignments,
+)
 
 if TYPE_CHECKING:
     from reglab.study.tune import TuneResult
@@ -49,8 +60,8 @@ def _report(result: TuneResult) -> None:
         raise typer.Exit(1)
 
 
-def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int | None, out: Path | None,
-         default_out: str, device: str | None, workers: int | None, executor: str, force: bool,
+def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int | None, sets: list[str] | None,
+         out: Path | None, default_out: str, device: str | None, workers: int | None, executor: str, force: bool,
          ray_options: dict, log: str | None) -> None:
     from reglab.cli.options import check_device, check_paths
     from reglab.study import load_spec, make_executor
@@ -58,7 +69,7 @@ def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int |
     from reglab.study.sweep import parse_param
     from reglab.study.tune import TuneSettings, run_tune
 
-    spec = load_spec(source, seeds=seeds, epochs=epochs)
+    spec = with_assignments(load_spec(source, seeds=seeds, epochs=epochs), sets)
     params = [parse_param(p) for p in settings_kwargs.pop("param")]
     settings = TuneSettings(params, **settings_kwargs)
     check_device(device)
@@ -93,12 +104,13 @@ def tune(
     cpus_per_run: CpusPerRun = None,
     gpus_per_run: GpusPerRun = None,
     epochs: Epochs = None,
+    set_: Sets = None,
     force: Annotated[bool, Opt(help="start a changed search over (finished cells are reused)")] = False,
     log: Log = None,
 ) -> None:
     """Search hyper-parameters with every configuration run over several seeds (resumable)."""
     _run(source, {"param": param, "sampler": sampler, "trials": trials, "metric": metric, "objective": objective,
-                  "pruner": pruner, "seed": sampler_seed}, seeds=seeds, epochs=epochs, out=out,
+                  "pruner": pruner, "seed": sampler_seed}, seeds=seeds, epochs=epochs, sets=set_, out=out,
          default_out="{name}_tune", device=device, workers=workers, executor=executor, force=force,
          ray_options={"address": address, "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run}, log=log)
 
@@ -116,6 +128,7 @@ def sweep(
     cpus_per_run: CpusPerRun = None,
     gpus_per_run: GpusPerRun = None,
     epochs: Epochs = None,
+    set_: Sets = None,
     force: Annotated[bool, Opt(help="adopt a changed grid: keep unchanged runs, re-run changed ones, "
                                     "delete removed ones")] = False,
     metric: Annotated[str, Opt(help="epoch metric that ranks the grid (regression: test_loss)")] = "test_acc",
@@ -126,6 +139,6 @@ def sweep(
 
     name = load_spec(source).name
     _run(source, {"param": param, "sampler": "grid", "metric": metric, "name": f"{name} sweep"}, seeds=seeds,
-         epochs=epochs, out=out, default_out="{name}_sweep", device=device, workers=workers, executor=executor,
-         force=force,
+         epochs=epochs, sets=set_, out=out, default_out="{name}_sweep", device=device, workers=workers,
+         executor=executor, force=force,
          ray_options={"address": address, "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run}, log=log)
