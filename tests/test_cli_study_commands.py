@@ -1,6 +1,6 @@
 """`reglab compare`, `tune` and `export` at the command line: options refused in one line naming them
-(nothing written), `compare --set` overrides every arm, a search whose runs failed exits 1, and
-`export --table T` writes STUDY/T.csv."""
+(nothing written), `--set` overrides every arm (compare) and the searched base (sweep), a search whose
+runs failed exits 1, and `export --table T` writes STUDY/T.csv."""
 
 import json
 
