@@ -534,6 +534,18 @@ def test_auto_packing_packs_only_below_the_margin(tmp_path, monkeypatch, per_run
     assert lines[0].endswith("trained alone" if chosen == 0 else "packs of 3")
 
 
+def test_auto_packing_times_compiled_runs_alone_without_compiling_them(tmp_path, monkeypatch):
+    """Compiling each kind of run alone would cost more than the measurement; the pack keeps its setting."""
+    tasks = plan(tiny_spec({"base": {}}).override({"train.epochs": 100, "train.compile": True}), tmp_path)
+    compiled = []
+    monkeypatch.setattr("reglab.study.packed.solo_step_seconds",
+                        lambda cfg, steps, threads=None: compiled.append(cfg.train.compile) or 1e-3)
+    monkeypatch.setattr(PackedTrainer, "time_step",
+                        lambda self, steps: compiled.append(self.trainers[0].cfg.train.compile) or 1e-3)
+    measured_pack_size(tasks)
+    assert compiled == [False, True] * 2
+
+
 def test_auto_packing_does_not_measure_a_group_shorter_than_ten_times_the_measurement(tmp_path, monkeypatch):
     tasks = plan(tiny_spec({"base": {}}), tmp_path)  # 3 runs × 2 epochs × 4 steps
     monkeypatch.setattr("reglab.study.packed.solo_step_seconds", lambda *a, **k: pytest.fail("measured"))

@@ -161,7 +161,8 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
     With one worker: a pack of the whole group (at most what fits the free CUDA memory) trained in
     this process against its runs trained alone, each kind of run (`run_kinds`: the study's arms) for
     its share of the steps. With several: packs of ⌈group / workers⌉ runs, each trained in a worker
-    process like a solo run. Both sides use the runs' own `train.threads`. Packs where the pack's time
+    process like a solo run. Both sides use the runs' own `train.threads`; the runs alone are timed
+    without ``train.compile``. Packs where the pack's time
     per run-step is below `PACK_MARGIN` × the runs' mean alone. `report` gets one line with both
     timings and the choice."""
     size = min(len(group), memory_pack_size(group[0]) or len(group))
@@ -169,7 +170,9 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
     if workers > 1:
         size = max(1, -(-size // workers))
     device = resolve_device(group[0].config.train.device)
-    kinds = run_kinds(group[:size])
+    # the runs alone without ``train.compile``: compiling each kind of run (tens of seconds on a GPU)
+    # would cost more than the measurement; the pack compiles once, for its training too
+    kinds = [(cfg.override({"train.compile": False}), count) for cfg, count in run_kinds(group[:size])]
     timed, training = measurement_run_steps(size, device, len(kinds)), group_run_steps(group, device)
     if timed > MEASURE_SHARE * training:
         report(f"--pack auto: {len(group)} runs of {group[0].config.model.name} on {device}: too short to "
