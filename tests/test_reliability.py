@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import FailEverything
-from reglab.config import ConfigError, RunConfig
+from reglab.config import ConfigError, RunConfig, identity_changes
 from reglab.report import NO_RESULT, notes, write_report
 from reglab.study import LocalExecutor, StudySpec, load_study, run_study
 from reglab.study.results import run_record
@@ -88,6 +88,48 @@ def test_execution_settings_differing_or_added_since_a_run_started_do_not_block_
         db.execute("UPDATE runs SET config = ? WHERE run_id = 'l2__s1'", (json.dumps(old),))
     with pytest.raises(ConfigError, match=r"resolved configs of 1 runs changed \(reglab's defaults changed\?\)"):
         run_study(spec, out, executor=LocalExecutor(workers=1), progress=False)
+
+
+def test_a_field_missing_from_a_stored_config_counts_as_its_default():
+    """A field added to reglab after a config was written is missing there; at its default it is no
+    change, at another value it is, and so is a default that changed (the stored value is the old one)."""
+    config = tiny().to_dict()
+    stored = json.loads(json.dumps(config))
+    del stored["regularize"]["sam_rho"], stored["regularize"]["dropblock"], stored["train"]["max_steps"]
+    assert identity_changes(stored, config) == {} == identity_changes(config, stored)
+    assert identity_changes(stored, tiny(**{"regularize.sam_rho": 0.05}).to_dict()) == {
+        "regularize.sam_rho": (0.0, 0.05)}
+    stored["optim"]["betas"] = [0.8, 0.999]  # a default that changed since: refused
+    stored["train"]["compile"] = True  # an execution setting: never a change
+    assert identity_changes(stored, config) == {"optim.betas": ([0.8, 0.999], [0.9, 0.999])}
+    stored["model"]["options"]["depth"] = 3  # a free-form option has no default: missing is a change
+    assert identity_changes(stored, config)["model.options.depth"] == (3, None)
+
+
+def test_runs_stored_before_a_field_existed_resume(tmp_path):
+    """A run directory and a study whose stored configs lack a field reglab added since (at its default)
+    resume and keep every finished run."""
+    run_dir = tmp_path / "a"
+    train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
+    stored = json.loads((run_dir / "config.json").read_text())
+    del stored["regularize"]["sam_rho"]
+    (run_dir / "config.json").write_text(json.dumps(stored))
+    train_run(tiny(), run_dir=run_dir, extend=True)
+
+    out, serial = tmp_path / "study", LocalExecutor(workers=1)
+    spec = StudySpec.from_dict(SPEC)
+    first = run_study(spec, out, executor=serial, progress=False)
+    with sqlite3.connect(out / "study.db") as db:
+        for run_id, config in db.execute("SELECT run_id, config FROM runs").fetchall():
+            old = json.loads(config)
+            del old["regularize"]["dropblock"]
+            db.execute("UPDATE runs SET config = ? WHERE run_id = ?", (json.dumps(old), run_id))
+            (out / "runs" / run_id / "config.json").write_text(json.dumps(old))
+    again = run_study(spec, out, executor=serial, progress=False)
+    assert again.executed == [] and len(again.skipped) == 4 and epochs_of(again).equals(epochs_of(first))
+    (out / "study.db").unlink()  # lost: rebuilt from the run directories, which hold these configs
+    rebuilt = run_study(spec, out, executor=serial, progress=False, rebuild=True)
+    assert rebuilt.executed == [] and len(rebuilt.skipped) == 4
 
 
 def test_a_study_spec_whose_execution_settings_changed_resumes(tmp_path):

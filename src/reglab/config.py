@@ -19,6 +19,7 @@ Conventions (see docs/regularizers.md):
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import tomllib
@@ -289,13 +290,34 @@ class RunConfig(_Section):
 
 EXECUTION_FIELDS = ("train.channels_last", "train.cudnn_benchmark", "train.cuda_graphs", "train.compile")
 """Settings that choose how a run's kernels execute on CUDA, not what the run is (a CPU run trains the
-same with any of them): a run or study resumes when only these differ, or were added since it started."""
+same with any of them): a run or study resumes when only these differ (`identity_changes`)."""
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """A run config as data without its `EXECUTION_FIELDS`: what decides whether two configs are the same run."""
+    """A run config as data without its `EXECUTION_FIELDS` (what `identity_changes` compares)."""
     train = {k: v for k, v in config.get("train", {}).items() if f"train.{k}" not in EXECUTION_FIELDS}
     return {**config, "train": train}
+
+
+def identity_changes(stored: dict[str, Any], config: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Dotted field -> (stored, new) for every field in which two run configs (as dicts) differ as runs:
+    not in the `EXECUTION_FIELDS`, and a field one of them lacks — one added to reglab after that config
+    was written — counts as its default, since a field is added with a default that trains as before.
+    A default that changes is still a change: the stored config holds the old value."""
+    old, new, defaults = flatten(run_identity(stored)), flatten(run_identity(config)), _default_fields()
+    missing = object()
+    changes = {}
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key, defaults.get(key, missing)), new.get(key, defaults.get(key, missing))
+        if a != b:
+            changes[key] = (None if a is missing else a, None if b is missing else b)
+    return changes
+
+
+@functools.cache
+def _default_fields() -> dict[str, Any]:
+    """Every field of a default `RunConfig`, dotted (`flatten`)."""
+    return flatten(RunConfig.model_validate({}).to_dict())
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reglab.config import ConfigError, run_identity
+from reglab.config import ConfigError, identity_changes
 from reglab.provenance import record
 from reglab.study.analysis import analysis_current
 from reglab.study.executors import Executor, LocalExecutor, RunTask
@@ -36,7 +36,6 @@ from reglab.train.rundir import (
     DamagedFile,
     check_directory,
     clean_json,
-    config_changes,
     metrics_intact,
     read_config,
     read_metrics,
@@ -180,10 +179,10 @@ def check_rebuild_spec(out_dir: Path, tasks: list[RunTask]) -> None:
     found: dict[str, dict] = {}
     for folder in sorted((out_dir / "runs").glob("*")):
         try:
-            found[folder.name] = run_identity(read_config(folder))
+            found[folder.name] = read_config(folder)
         except (OSError, ValueError):  # no config.json, or a damaged one
             continue
-    differ = {name: config_changes(config, run_identity(planned[name].config.to_dict())) if name in planned else None
+    differ = {name: identity_changes(config, planned[name].config.to_dict()) if name in planned else None
               for name, config in found.items()}
     differ = {name: changes for name, changes in differ.items() if changes is None or changes}
     if not differ:

@@ -36,6 +36,7 @@ from reglab.config import (
     RunConfig,
     apply_overrides,
     deep_merge,
+    identity_changes,
     read_config_file,
     run_identity,
     validate,
@@ -333,8 +334,8 @@ def content_hash(data: Any) -> str:
 
 
 def same_run(stored: dict, config: dict) -> bool:
-    """Whether a stored run config and `config` describe the same run (`reglab.config.run_identity`)."""
-    return content_hash(run_identity(stored)) == content_hash(run_identity(config))
+    """Whether a stored run config and `config` describe the same run (`reglab.config.identity_changes`)."""
+    return not identity_changes(stored, config)
 
 
 def _has_path(table: dict[str, Any], dotted: str) -> bool:

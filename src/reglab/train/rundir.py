@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from reglab.config import EXECUTION_FIELDS, ConfigError, RunConfig, flatten
+from reglab.config import ConfigError, RunConfig, flatten, identity_changes
 
 BUDGET_FIELDS = ("train.epochs", "train.max_steps")
 """Fields a run may be resumed with a larger value of, when the caller says so (``extend=True``)."""
@@ -252,7 +252,8 @@ def check_resumable(run_dir: Path, config: dict, *, extend: bool = False) -> Non
     """Refuse to continue the run in `run_dir` with a config other than the one it was started with.
 
     Only a larger budget (`BUDGET_FIELDS`) is accepted, and only with ``extend=True``; execution
-    settings (`reglab.config.EXECUTION_FIELDS`) may differ; every other change raises a `ConfigError`
+    settings may differ, and fields added to reglab since may be missing (`identity_changes`); every
+    other change raises a `ConfigError`
     naming the changed fields. A directory without config.json is new; a study's directory is refused.
     """
     check_directory(run_dir, "a run directory")
@@ -260,7 +261,7 @@ def check_resumable(run_dir: Path, config: dict, *, extend: bool = False) -> Non
         raise ConfigError(f"{run_dir}: holds a study (study.db), not a run; use another directory for the run")
     if not (run_dir / "config.json").exists():
         return
-    changes = {k: v for k, v in config_changes(read_config(run_dir), config).items() if k not in EXECUTION_FIELDS}
+    changes = identity_changes(read_config(run_dir), config)
     grown = {k: v for k, v in changes.items() if k in BUDGET_FIELDS and (v[0] is None) <= (v[1] is None)
              and (v[1] is None or (v[0] is not None and v[1] >= v[0]))}
     other = {k: v for k, v in changes.items() if k not in grown}
