@@ -1,5 +1,5 @@
 """`reglab compare`, `tune` and `export` at the command line: options refused in one line naming them
-(nothing written), `--set` overrides every arm (compare) and the searched base (sweep), a search whose
+(nothing written; missing data too), `--set` overrides every arm (compare) and the searched base (sweep), a search whose
 runs failed exits 1, and `export --table T` writes STUDY/T.csv."""
 
 import json
@@ -43,6 +43,23 @@ def test_compare_set_overrides_every_arm_and_bad_assignments_are_refused_naming_
     configs = [json.loads(p.read_text()) for p in sorted((tmp_path / "s" / "runs").glob("*/config.json"))]
     assert len(configs) == 4 and all(c["train"]["batch_size"] == 32 and c["train"]["compile"] for c in configs)
     assert sorted(c["regularize"]["l2"] for c in configs) == [0.0, 0.0, 0.001, 0.001]  # the arms stay themselves
+
+
+def test_a_study_whose_data_is_not_here_is_refused_before_any_run(tmp_path, monkeypatch, capsys):
+    """Not a failed run per run: one line naming the field and the command that gets the data."""
+    from reglab.cli.options import check_data
+    from reglab.config import RunConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "TOML").write_text(TINY.replace('name = "mnist1d"', 'name = "mnist"'))
+    for argv, field in ((["compare", "TOML", "--out", "s"], "arms.base.data.name"),
+                        (["sweep", "TOML", "--param", "dropout=0,0.1", "--out", "s"], "data.name")):
+        code, _, err = run_cli(monkeypatch, capsys, *argv)
+        said = f"error: {field}: 'mnist' is not on this machine; `reglab data fetch mnist` gets it (or set " \
+               "data.download=true)"
+        assert code == 2 and err.strip().splitlines() == [said], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["TOML"]
+    check_data(RunConfig.from_dict({"data": {"name": "mnist", "download": True}}))  # it may fetch the files: ok
 
 
 def test_sweep_set_overrides_the_searched_base(tmp_path, monkeypatch, capsys):

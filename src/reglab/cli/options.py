@@ -72,6 +72,26 @@ def check_device(device: str | None) -> None:
         resolve_device(validate(TrainConfig, {"device": device}, prefix="train").device)
 
 
+def check_data(cfg: RunConfig, prefix: str = "") -> None:
+    """The data set a study's runs use must be on this machine (its registry probe finds it) unless they
+    may download it: refused once, before any run starts, rather than failing every run alike."""
+    from reglab.data import CorruptDataError, get_dataset_info
+    from reglab.data.fetch import fetch_command
+
+    name = cfg.data.name
+    if cfg.data.download:
+        return
+    try:
+        found = get_dataset_info(name).probe(cfg.data.data_dir)
+    except (CorruptDataError, OSError):  # a damaged file: the loader names it, run by run
+        return
+    if found is None:
+        how = fetch_command(name)
+        raise ConfigError(f"{prefix}data.name: {name!r} is not on this machine; "
+                          + (f"`{how}` gets it (or set data.download=true)" if how else
+                             "`reglab datasets` says what it needs"))
+
+
 def check_paths(cfg: RunConfig, prefix: str = "") -> None:
     """Paths a config names must exist on this machine (checked where the run is launched)."""
     data_dir = cfg.data.data_dir

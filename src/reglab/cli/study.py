@@ -133,12 +133,13 @@ def compare(
             err_console.print(escape(line), highlight=False, soft_wrap=True)
     if analyze:
         spec = spec.with_analysis()
-    from reglab.cli.options import check_device, check_paths
+    from reglab.cli.options import check_data, check_device, check_paths
 
     check_device(device)
-    if executor != "ray":  # the runs start here: the paths and devices their configs name must exist here
+    if executor != "ray":  # the runs start here: the paths, data and devices their configs name must be here
         for arm in spec.arms:
             check_paths(spec.arm_config(arm, 0), prefix=f"arms.{arm}.")
+            check_data(spec.arm_config(arm, 0), prefix=f"arms.{arm}.")
             check_device(device or spec.arm_config(arm, 0).train.device)
     name, options = executor_choice(executor, pack)
     runner = make_executor(name, chosen=executor, workers=workers,

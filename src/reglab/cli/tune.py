@@ -63,7 +63,7 @@ def _report(result: TuneResult) -> None:
 def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int | None, sets: list[str] | None,
          out: Path | None, default_out: str, device: str | None, workers: int | None, executor: str, force: bool,
          ray_options: dict, log: str | None) -> None:
-    from reglab.cli.options import check_device, check_paths
+    from reglab.cli.options import check_data, check_device, check_paths
     from reglab.study import load_spec, make_executor
     from reglab.study.spec import arm_slug
     from reglab.study.sweep import parse_param
@@ -73,8 +73,9 @@ def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int |
     params = [parse_param(p) for p in settings_kwargs.pop("param")]
     settings = TuneSettings(params, **settings_kwargs)
     check_device(device)
-    if executor != "ray":  # the runs start here: the paths and device the base config names must exist here
+    if executor != "ray":  # the runs start here: the paths, data and device the base config names must be here
         check_paths(spec.arm_config(spec.baseline, 0))
+        check_data(spec.arm_config(spec.baseline, 0))
         check_device(device or spec.arm_config(spec.baseline, 0).train.device)
     workers = workers or (default_workers() if executor == "local" else None)
     runner = make_executor(executor, workers=workers, device=device, **ray_options)
