@@ -1,6 +1,7 @@
 """`reglab tune`: settings, search space, a real search over seeds on MNIST-1D, pruning, the best
 configuration as a compare arm, and resuming after SIGKILL without training a finished cell twice."""
 
+import json
 import os
 import re
 import shutil
@@ -359,3 +360,24 @@ def test_tune_cli_with_asha_then_the_best_configuration_in_one_compare(tmp_path)
                                   "--out", str(tmp_path / "z")])
         assert bad.exit_code != 0 and "train.device: 'cuda'" in str(bad.exception)
         assert not (tmp_path / "z").exists()
+
+
+def test_a_search_stored_before_a_field_existed_resumes(searched, tmp_path):
+    """The stored base config lacks a field reglab added since: at its default it is no change (the search
+    resumes and runs nothing), at another value it is ("the base config")."""
+    out = tmp_path / "tune"
+    shutil.copytree(searched[0], out)
+    settings = TuneSettings([parse_param("dropout=0:0.5:3"), parse_param("lr=log:0.01:0.3:3")], sampler="tpe",
+                            trials=3, seed=1)
+
+    def store_base(edit) -> None:
+        with sqlite3.connect(out / "study.db") as db:
+            described = json.loads(db.execute("SELECT value FROM meta WHERE key = 'tune'").fetchone()[0])
+            edit(described["base"])
+            db.execute("UPDATE meta SET value = ? WHERE key = 'tune'", (json.dumps(described),))
+
+    store_base(lambda base: base["regularize"].pop("sam_rho"))
+    assert run_tune(SPEC, settings, out, progress=False).executed == []
+    store_base(lambda base: base["regularize"].update(sam_rho=0.05))
+    with pytest.raises(ConfigError, match=r"changed since it was started \(the base config\); use --force"):
+        run_tune(SPEC, settings, out, progress=False)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from reglab import provenance
-from reglab.config import ConfigError, apply_overrides, deep_merge, run_identity
+from reglab.config import ConfigError, apply_overrides, deep_merge, identity_changes, run_identity
 from reglab.study.executors import Executor, LocalExecutor, RunTask
 from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, load_study
@@ -284,13 +284,20 @@ SETTING_OPTIONS = {"params": "--param", "sampler": "--sampler", "trials": "--tri
 
 
 def changed_fields(old: str, new: str) -> str:
-    """What differs between two stored search descriptions, as the options that set it."""
+    """What differs between two stored search descriptions, as the options that set it ("" if nothing).
+    The base config is compared as runs are (`identity_changes`: a field reglab added since counts as its
+    default); a search stored before the base config was kept whole compares its hash."""
     old_d, new_d = json.loads(old), json.loads(new)
     settings = [name for name in new_d["settings"] if old_d.get("settings", {}).get(name) != new_d["settings"][name]]
     names = [SETTING_OPTIONS.get(name, name) for name in settings]
-    names += [what for key, what in (("base", "the base config"), ("seeds", "the seeds"))
-              if old_d.get(key) != new_d[key]]
-    return ", ".join(names) or "how it is stored"
+    old_base = old_d.get("base")
+    if isinstance(old_base, dict):
+        base_changed = bool(identity_changes(old_base, new_d["base"]))
+    else:
+        base_changed = old_base != content_hash(new_d["base"])
+    names += [what for changed, what in ((base_changed, "the base config"),
+                                         (old_d.get("seeds") != new_d["seeds"], "the seeds")) if changed]
+    return ", ".join(names)
 
 
 def counted_trials(study: Any) -> list:
@@ -366,7 +373,7 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
     wave = wave or (len(spec.seed_list) if settings.pruner == "none" else 2)
     baseline = spec.arm_config(spec.baseline, 0).to_dict()
     del baseline["seed"]
-    described = json.dumps({"settings": settings.to_dict(), "base": content_hash(run_identity(baseline)),
+    described = json.dumps({"settings": settings.to_dict(), "base": run_identity(baseline),
                             "seeds": spec.seed_list}, sort_keys=True, default=str)
     check_index_present(out_dir, "restore it, or search into another --out")
     with study_lock(out_dir), StudyStore(out_dir) as store:
@@ -411,10 +418,11 @@ def _claim_directory(store: StudyStore, out_dir: Path, settings: TuneSettings, d
     old = store.meta("tune")
     if old is None and store.spec() is not None:  # a study without a search record: never adopt its runs
         raise ConfigError(f"{out_dir}: holds a `reglab compare` study, not a search; use another --out")
-    if old is not None and old != described:
+    changes = changed_fields(old, described) if old is not None else ""
+    if changes:
         if not force:
             raise ConfigError(f"{out_dir}: the search changed since it was started "
-                              f"({changed_fields(old, described)}); use --force to start it over (finished "
+                              f"({changes}); use --force to start it over (finished "
                               "cells are reused), or another --out")
         _optuna().delete_study(study_name=OPTUNA_STUDY, storage=storage_url(out_dir))
     store.set_meta("tune", described)  # after the checks: a refused directory gets no search marker
