@@ -12,6 +12,7 @@ from reglab.regularize.optim import lr_factor
 
 SHAPES = [(6, 5), (6,), (3, 6), (3,)]
 DECAYED = [True, False, True, False]  # weights decayed and penalised, biases not
+OWN_MASK = [True, True, False, False]  # a run that decays other tensors (its own `regularize.penalize`)
 STEPS, STEPS_PER_EPOCH = 150, 10
 
 RUNS = [  # (RunOptim, base lr, schedule)
@@ -26,9 +27,9 @@ RUNS = [  # (RunOptim, base lr, schedule)
 ]
 
 
-def torch_optimizer(run: RunOptim, lr: float, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    groups = [{"params": [p for p, d in zip(params, DECAYED, strict=True) if d], "weight_decay": run.weight_decay},
-              {"params": [p for p, d in zip(params, DECAYED, strict=True) if not d], "weight_decay": 0.0}]
+def torch_optimizer(run: RunOptim, lr: float, params: list[torch.Tensor], decayed: list[bool]) -> torch.optim.Optimizer:
+    groups = [{"params": [p for p, d in zip(params, decayed, strict=True) if d], "weight_decay": run.weight_decay},
+              {"params": [p for p, d in zip(params, decayed, strict=True) if not d], "weight_decay": 0.0}]
     if run.name in ("sgd", "momentum", "nesterov"):
         return torch.optim.SGD(groups, lr=lr, momentum=run.momentum, nesterov=run.nesterov)
     if run.name == "rmsprop":
@@ -46,19 +47,19 @@ def lr_table(runs) -> torch.Tensor:
     return torch.tensor(columns, dtype=torch.float64).T
 
 
-def reference(runs, start: list[torch.Tensor], grads: torch.Tensor) -> list[torch.Tensor]:
+def reference(runs, start: list[torch.Tensor], grads: torch.Tensor, masks: list[list[bool]]) -> list[torch.Tensor]:
     """Each run alone with torch.optim, its LambdaLR schedule, penalties added to the gradient and clipping."""
     table = lr_table(runs)
     finals = []
     for k, (run, lr, _) in enumerate(runs):
         params = [p.clone().requires_grad_(True) for p in start[k]]
-        optimizer = torch_optimizer(run, lr, params)
+        optimizer = torch_optimizer(run, lr, params, masks[k])
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s, k=k, lr=lr: table[s, k].item() / lr
                                                      if s < STEPS else 1.0)
         for step in range(STEPS):
             flat = grads[step, k]
             offset = 0
-            for p, decayed in zip(params, DECAYED, strict=True):
+            for p, decayed in zip(params, masks[k], strict=True):
                 g = flat[offset:offset + p.numel()].view(p.shape).clone()
                 offset += p.numel()
                 if decayed:
@@ -81,6 +82,17 @@ def test_batched_steps_equal_torch_optim_run_by_run(subset):
         runs = [r for r in runs if r[0].name in ("sgd", "momentum", "nesterov")]
     optimizer = check_against_torch_optim(runs)
     assert not any(f.fused for f in optimizer.families)  # every family has runs with their own rates
+    assert optimizer.spans is not None  # one mask for all: decay and penalties on its spans
+
+
+def test_runs_that_decay_different_tensors_equal_torch_optim_run_by_run():
+    """Rows whose masks differ go through the mask instead of the shared spans; in one family and across."""
+    masks = [OWN_MASK if k % 2 else DECAYED for k in range(len(RUNS))]
+    optimizer = check_against_torch_optim(RUNS, masks)
+    assert optimizer.spans is None  # by family: SGD's and Adam's rows differ, RMSprop has one row
+    assert [f.spans is None for f in optimizer.families] == [True, False, True]
+    shared = check_against_torch_optim(SHARED["adam"], [OWN_MASK, DECAYED, DECAYED])  # the fused kernel after
+    assert shared.families[0].fused and shared.families[0].spans is None
 
 
 COSINE, STEP = {"name": "cosine", "warmup_epochs": 1}, {"name": "step", "step_size": 4, "gamma": 0.5}
@@ -113,20 +125,23 @@ def test_a_family_leaves_the_fused_kernel_when_its_rates_part_and_says_so():
     assert optimizer.set_lr_table(torch.full((2, 2), 0.3)) and optimizer.families[0].fused
 
 
-def check_against_torch_optim(runs) -> BatchedOptimizer:
-    """Train the stack of `runs` and each run alone with torch.optim on the same gradients; compare."""
+def check_against_torch_optim(runs, masks: list[list[bool]] | None = None) -> BatchedOptimizer:
+    """Train the stack of `runs` and each run alone with torch.optim on the same gradients; compare.
+    `masks[k]`: which of `SHAPES` run k decays and penalises (default: `DECAYED` for all)."""
+    masks = masks or [DECAYED] * len(runs)
     g = torch.Generator().manual_seed(0)
     start = [[torch.randn(s, generator=g) * 0.5 for s in SHAPES] for _ in runs]
     width = sum(math.prod(s) for s in SHAPES)
     grads = torch.randn(STEPS, len(runs), width, generator=g)
-    decay = torch.cat([torch.full((math.prod(s),), float(d)) for s, d in zip(SHAPES, DECAYED, strict=True)])
+    decay = torch.stack([torch.cat([torch.full((math.prod(s),), float(d)) for s, d in zip(SHAPES, mask, strict=True)])
+                         for mask in masks])
 
     params = torch.stack([torch.cat([p.reshape(-1) for p in ps]) for ps in start])
-    optimizer = BatchedOptimizer(params, [r for r, _, _ in runs], decay.expand(len(runs), -1), lr_table(runs))
+    optimizer = BatchedOptimizer(params, [r for r, _, _ in runs], decay, lr_table(runs))
     norms = []
     for step in range(STEPS):
         norms.append(optimizer.step(params, grads[step].clone()))
-    expected = reference(runs, start, grads)
+    expected = reference(runs, start, grads, masks)
     for k, (run, _, _) in enumerate(runs):
         error = (params[k] - expected[k]).norm() / expected[k].norm()
         assert error < 1e-6, (run.name, error.item())

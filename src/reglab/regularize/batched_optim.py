@@ -15,7 +15,8 @@ Runs of different families (SGD-like, RMSprop, Adam-like) may share a stack: eac
 own rows (one gather and one scatter when it does not cover them all). Before the optimizer, the
 L1/L2 penalties enter as their exact gradients (``l1·sign(w) + l2·w``, the gradient of
 ``l1·Σ|w| + (l2/2)·Σw²``) and each run's gradient is clipped to its own total norm, as
-`torch.nn.utils.clip_grad_norm_` does (``g·min(1, c/(‖g‖ + 1e-6))``).
+`torch.nn.utils.clip_grad_norm_` does (``g·min(1, c/(‖g‖ + 1e-6))``). Where the runs decay the same
+tensors (`decayed_spans`), decay and penalties touch only those columns, scaled by a ``(K, 1)`` column.
 The learning rate of step t of run k is ``lr_table[t, k]``, read on the device by a step counter.
 
 Where a family's rows share the rule's constants (betas and eps; momentum and Nesterov)
@@ -66,6 +67,20 @@ class RunOptim:
         return self.name == "nesterov"
 
 
+def decayed_spans(decay: Tensor, chunks: Sequence[slice]) -> list[list[slice]] | None:
+    """Where every row of `decay` ``(n, P)`` marks the same columns (runs that decay the same tensors,
+    the usual case), the marked columns of each chunk as slices relative to the chunk: weight decay and
+    the penalties then touch only those columns, with no mask to read. None where the rows differ."""
+    mask = decay.bool()
+    if not bool((mask == mask[:1]).all()):
+        return None
+    edge = mask.new_zeros(1, dtype=torch.int8)
+    edges = torch.diff(mask[0].to(torch.int8), prepend=edge, append=edge).nonzero().flatten().tolist()
+    spans = list(zip(edges[::2], edges[1::2], strict=True))
+    return [[slice(max(a, c.start) - c.start, min(b, c.stop) - c.start) for a, b in spans if a < c.stop and b > c.start]
+            for c in chunks]
+
+
 def _column(values: Sequence[float], like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     """Per-run values as a ``(n, 1)`` column on `like`'s device (float64 unless `dtype` is given)."""
     dtype = dtype or (torch.float32 if like.device.type == "mps" else torch.float64)
@@ -78,7 +93,8 @@ class _Family:
     Hyper-parameter arithmetic (1 − β, bias corrections, η/(1 − β₁ᵗ)) is done in float64 and rounded
     once to the parameters' dtype, as `torch.optim` does with Python floats."""
 
-    def __init__(self, kind: str, rows: list[int], runs: list[RunOptim], decay: Tensor, params: Tensor):
+    def __init__(self, kind: str, rows: list[int], runs: list[RunOptim], decay: Tensor, params: Tensor,
+                 chunks: Sequence[slice]):
         self.kind, self.n, dtype = kind, len(rows), params.dtype
         self.row_list = rows
         self.rows = None if rows == list(range(params.shape[0])) else torch.tensor(rows, device=params.device)
@@ -86,9 +102,11 @@ class _Family:
         low = lambda values: _column(values, params).to(dtype)  # noqa: E731
         coupled = [0.0 if r.name == "adamw" else r.weight_decay for r in runs]
         decoupled = [r.weight_decay if r.name == "adamw" else 0.0 for r in runs]
-        self.coupled = low(coupled) * decay if any(coupled) else None
+        self.spans = decayed_spans(decay, chunks)
+        self.decay_mask = decay.bool() if self.spans is None else None
+        self.coupled = (low(coupled) * (decay if self.spans is None else 1)) if any(coupled) else None
         self.decoupled = col(decoupled) if any(decoupled) else None
-        self.decay_mask, self.one = decay.bool(), params.new_ones(())
+        self.one = params.new_ones(())
         self.constants = self._constants(runs[0]) if kind != "rmsprop" else None
         self.fusable = kind != "rmsprop" and all(self._constants(r) == self.constants for r in runs)
         self.lr_uniform = False  # over the current lr table (`BatchedOptimizer.set_lr_table`)
@@ -130,18 +148,18 @@ class _Family:
         dtype = w.dtype
         shrink = (1 - lr * self.decoupled).to(dtype) if self.decoupled is not None else None
         if self.fused:
-            for cols in chunks if shrink is not None or self.coupled is not None else ():
-                self._decay(w[:, cols], g[:, cols], scratch[:, cols], cols, shrink)
+            for i, cols in enumerate(chunks) if shrink is not None or self.coupled is not None else ():
+                self._decay(w[:, cols], g[:, cols], scratch[:, cols], i, cols, shrink)
             self._fused_update(w, g, lr[:1].to(torch.float32), step, first_step)
             return
         lr_low = lr.to(dtype)
         if self.kind == "adam":
             step_size = (lr / (1 - self.beta1.pow(step))).to(dtype)
             root = (1 - self.beta2.pow(step)).sqrt().to(dtype)
-        for cols in chunks:
+        for i, cols in enumerate(chunks):
             wc, gc, s = w[:, cols], g[:, cols], scratch[:, cols]
             state = {name: buf[:, cols] for name, buf in self.buffers.items()}
-            self._decay(wc, gc, s, cols, shrink)
+            self._decay(wc, gc, s, i, cols, shrink)
             if self.kind == "sgd":
                 if state:
                     buf = state["momentum_buffer"]
@@ -164,8 +182,16 @@ class _Family:
                 torch.sqrt(v, out=s).div_(root).add_(self.eps)
                 wc.sub_(torch.div(m, s, out=s).mul_(step_size))
 
-    def _decay(self, wc: Tensor, gc: Tensor, s: Tensor, cols: slice, shrink: Tensor | None) -> None:
-        """Weight decay on columns `cols`: decoupled (``w ← w·(1 − η·λ)``), then coupled (``g ← g + λ·w``)."""
+    def _decay(self, wc: Tensor, gc: Tensor, s: Tensor, i: int, cols: slice, shrink: Tensor | None) -> None:
+        """Weight decay on chunk `i` (columns `cols`): decoupled (``w ← w·(1 − η·λ)``), then coupled
+        (``g ← g + λ·w``); on the decayed spans alone where the rows share them, else through the mask."""
+        if self.spans is not None:
+            for part in self.spans[i]:
+                if shrink is not None:
+                    wc[:, part].mul_(shrink)
+                if self.coupled is not None:
+                    gc[:, part].addcmul_(wc[:, part], self.coupled)
+            return
         if shrink is not None:
             wc.mul_(torch.where(self.decay_mask[:, cols], shrink, self.one, out=s))
         if self.coupled is not None:
@@ -193,7 +219,7 @@ def fused_kernels_fail(device: torch.device) -> str | None:
     params, step, lr = torch.zeros(1, 4, device=device), torch.ones((), device=device), torch.ones(1, 1, device=device)
     try:
         for run in (RunOptim("adam"), RunOptim("momentum", momentum=0.9), RunOptim("sgd")):
-            family = _Family(FAMILIES[run.name], [0], [run], torch.ones_like(params), params)
+            family = _Family(FAMILIES[run.name], [0], [run], torch.ones_like(params), params, [slice(0, 4)])
             family._fused_update(params, torch.ones_like(params), lr, step, True)
     except (RuntimeError, TypeError, AttributeError, NotImplementedError) as err:
         reason = one_line(err, first_line=True)
@@ -222,22 +248,24 @@ class BatchedOptimizer:
         self.runs = list(runs)
         decay = decay.to(params)
         col = lambda values: _column(values, params, params.dtype)  # noqa: E731
-        self.l1 = col([r.l1 for r in runs]) * decay if any(r.l1 for r in runs) else None
-        self.l2 = col([r.l2 for r in runs]) * decay if any(r.l2 for r in runs) else None
+        width = params.shape[1]
+        per_chunk = width if params.device.type != "cpu" else self.CPU_CHUNK
+        self.chunks = [slice(start, start + per_chunk) for start in range(0, width, per_chunk)]
+        self.spans = decayed_spans(decay, self.chunks)
+        masked = decay if self.spans is None else 1
+        self.l1 = col([r.l1 for r in runs]) * masked if any(r.l1 for r in runs) else None
+        self.l2 = col([r.l2 for r in runs]) * masked if any(r.l2 for r in runs) else None
         clip = [r.grad_clip for r in runs]
         self.clip = col(clip).squeeze(1) if any(clip) else None
         self.clipped = self.clip > 0 if self.clip is not None else None
         self.families = []
         for kind in dict.fromkeys(FAMILIES[r.name] for r in runs):
             rows = [k for k, r in enumerate(runs) if FAMILIES[r.name] == kind]
-            self.families.append(_Family(kind, rows, [runs[k] for k in rows], decay[rows], params))
+            self.families.append(_Family(kind, rows, [runs[k] for k in rows], decay[rows], params, self.chunks))
         if fused_kernels_fail(params.device) is not None:
             for family in self.families:
                 family.fusable = False
         self.scratch = torch.empty_like(params, requires_grad=False)
-        width = params.shape[1]
-        per_chunk = width if params.device.type != "cpu" else self.CPU_CHUNK
-        self.chunks = [slice(start, start + per_chunk) for start in range(0, width, per_chunk)]
         self.step_count = torch.zeros((), dtype=self.hyper_dtype(params), device=params.device)
         self.first_step = True  # on the host: torch's fused SGD starts its momentum as the first gradient
         self.lr_table = lr_table.to(self.step_count).clone()
@@ -277,7 +305,15 @@ class BatchedOptimizer:
     def add_penalty_gradients(self, params: Tensor, grad: Tensor) -> None:
         """Add each run's L1/L2 penalty gradient at `params`, l1·sign(w) + l2·w (masked), to `grad`."""
         scratch = self.scratch
-        for cols in self.chunks if self.l1 is not None or self.l2 is not None else ():
+        for i, cols in enumerate(self.chunks) if self.l1 is not None or self.l2 is not None else ():
+            if self.spans is not None:
+                g, w, s = grad[:, cols], params[:, cols], scratch[:, cols]
+                for part in self.spans[i]:
+                    if self.l1 is not None:
+                        g[:, part].addcmul_(torch.sign(w[:, part], out=s[:, part]), self.l1)
+                    if self.l2 is not None:
+                        g[:, part].addcmul_(w[:, part], self.l2)
+                continue
             if self.l1 is not None:
                 grad[:, cols].add_(torch.sign(params[:, cols], out=scratch[:, cols]).mul_(self.l1[:, cols]))
             if self.l2 is not None:
