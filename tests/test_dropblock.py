@@ -49,6 +49,15 @@ def test_dropped_fraction_matches_the_seed_rate(p, b):
     assert 0.75 * p < fraction < 1.05 * p  # ≈ p (overlapping blocks make it a little less)
 
 
+def test_the_drop_fractions_quoted_in_the_docs():
+    """docs/regularizers.md: p is a target, overlapping blocks drop less (exact, and by Monte Carlo)."""
+    assert drop_probabilities(0.1, 3, 8, 8).mean().item() == pytest.approx(0.095, abs=5e-4)
+    assert drop_probabilities(0.3, 7, 14, 14).mean().item() == pytest.approx(0.243, abs=5e-4)
+    torch.manual_seed(3)
+    y = DropBlock2d(0.3, 7).train()(torch.ones(64, 128, 14, 14))  # 8192 maps of ≈ 1.2 blocks: s.e. ≈ 0.002
+    assert (y == 0).float().mean().item() == pytest.approx(0.243, abs=0.008)
+
+
 def test_monte_carlo_mean_per_unit():
     # E[y_ij] = x_ij · P(kept_ij) / (overall kept fraction): the total is preserved, not each unit
     torch.manual_seed(1)

@@ -7,7 +7,8 @@ Seeds (block top-left corners) are drawn only where a whole block fits, with the
 
     γ = p / b² · (H·W) / ((H − b + 1)(W − b + 1)),
 
-so a fraction ≈ p of the activations is dropped (slightly less: overlapping blocks); the seed mask
+so a fraction ≈ p of the activations is dropped (less where blocks overlap: 0.243 for p = 0.3, b = 7
+on 14×14 maps; docs/regularizers.md); the seed mask
 is turned into blocks by a stride-1 max-pool. Tensor operations only, so it runs under
 ``torch.func.vmap(..., randomness="different")``. Identity at eval or when p = 0.
 """
