@@ -167,6 +167,17 @@ class EarlyStoppingConfig(_Section):
     restore_best: bool = True
 
 
+class SWAConfig(_Section):
+    """Stochastic weight averaging (Izmailov et al. 2018): the weights at the end of each of the last
+    `epochs` epochs are averaged, and the average (its BatchNorm statistics recomputed) is evaluated."""
+
+    epochs: int = Field(0, ge=0, description="average the weights of the last N epochs (0: off)")
+    lr: float | None = Field(None, gt=0.0, description="learning rate during those epochs (None: the "
+                             "schedule goes on), reached after `anneal_epochs` as torch's SWALR does")
+    anneal_epochs: int = Field(0, ge=0, description="epochs over which the lr moves from the schedule's to `lr`")
+    anneal: Literal["cos", "linear"] = "cos"
+
+
 class RegularizeConfig(_Section):
     """Every regularizer of a run, in one declarative place."""
 
@@ -185,6 +196,7 @@ class RegularizeConfig(_Section):
     grad_clip: float | None = Field(None, gt=0.0, description="clip the global gradient norm to this value")
     sam_rho: float = Field(0.0, ge=0.0, description="sharpness-aware minimisation radius ρ (0: off)")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    swa: SWAConfig = Field(default_factory=SWAConfig)
 
 
 # -------------------------------------------------------------------------------------------- train
@@ -269,6 +281,20 @@ class RunConfig(_Section):
             raise ValueError("regularize.early_stopping.monitor uses the validation split; set data.val_split > 0")
         if self.regularize.mixup and self.regularize.cutmix:
             raise ValueError("regularize.mixup and regularize.cutmix are exclusive; choose one")
+        swa = self.regularize.swa
+        if swa.epochs:
+            if swa.epochs > self.train.epochs:
+                raise ValueError(f"regularize.swa.epochs: averages the last {swa.epochs} epochs of "
+                                 f"train.epochs = {self.train.epochs}; at most that many")
+            if self.regularize.ema is not None:
+                raise ValueError("regularize.swa and regularize.ema both average the weights; choose one")
+            if es.patience:
+                raise ValueError("regularize.swa: not with early stopping (the average needs its last epochs)")
+            if swa.lr is not None and self.optim.schedule.name == "plateau":
+                raise ValueError("regularize.swa.lr: not with the plateau schedule (set the lr of the "
+                                 "averaged epochs with another schedule, or leave swa.lr unset)")
+            if swa.anneal_epochs > swa.epochs:
+                raise ValueError(f"regularize.swa.anneal_epochs: at most regularize.swa.epochs = {swa.epochs}")
         return self
 
     # ------------------------------------------------------------------ construction and export

@@ -30,7 +30,7 @@ FLAG_PATHS = {
     "schedule": "optim.schedule.name", "warmup": "optim.schedule.warmup_epochs",
     "l1": "regularize.l1", "l2": "regularize.l2", "dropout": "regularize.dropout.p",
     "stochastic_depth": "regularize.stochastic_depth.rate", "ema": "regularize.ema",
-    "label_smoothing": "regularize.label_smoothing", "mixup": "regularize.mixup",
+    "swa": "regularize.swa.epochs", "label_smoothing": "regularize.label_smoothing", "mixup": "regularize.mixup",
     "cutmix": "regularize.cutmix", "sam": "regularize.sam_rho", "grad_clip": "regularize.grad_clip",
     "patience": "regularize.early_stopping.patience", "val_split": "data.val_split",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "loss": "train.loss",

@@ -32,6 +32,8 @@ def train(
     dropout: Annotated[float | None, Opt(help="dropout drop probability p")] = None,
     stochastic_depth: Annotated[float | None, Opt(help="stochastic depth rate 1 − p_L")] = None,
     ema: Annotated[float | None, Opt(help="evaluate an EMA of the weights with this decay")] = None,
+    swa: Annotated[int | None, Opt(help="stochastic weight averaging: evaluate the average of the last N "
+                                        "epochs' weights (lr: --set regularize.swa.lr=…)")] = None,
     label_smoothing: Annotated[float | None, Opt(help="label smoothing ε")] = None,
     mixup: Annotated[float | None, Opt(help="mixup Beta(α, α)")] = None,
     cutmix: Annotated[float | None, Opt(help="cutmix Beta(α, α)")] = None,

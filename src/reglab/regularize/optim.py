@@ -20,8 +20,9 @@ import math
 import torch
 from torch import nn
 
-from reglab.config import ConfigError, OptimConfig, RegularizeConfig
+from reglab.config import ConfigError, OptimConfig, RegularizeConfig, SWAConfig
 from reglab.regularize.penalties import penalized_parameters
+from reglab.regularize.swa import swa_lr_factor
 
 
 def parameter_groups(model: nn.Module, optim: OptimConfig, reg: RegularizeConfig) -> list[dict]:
@@ -69,10 +70,11 @@ def lr_factor(step: int, *, optim: OptimConfig, steps_per_epoch: int, total_step
 
 
 class Schedule:
-    """Per-step schedule (`LambdaLR`) plus, for ``plateau``, a per-epoch `ReduceLROnPlateau`."""
+    """Per-step schedule (`LambdaLR`) plus, for ``plateau``, a per-epoch `ReduceLROnPlateau`; with `swa`,
+    the averaged epochs' learning rate from step `swa_start` on (`reglab.regularize.swa.swa_lr_factor`)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, optim: OptimConfig, *, steps_per_epoch: int,
-                 total_steps: int):
+                 total_steps: int, swa: SWAConfig | None = None, swa_start: int = 0):
         if optim.schedule.name == "plateau" and optim.schedule.warmup_epochs:
             raise ConfigError("optim.schedule.warmup_epochs: warm-up is not supported with the plateau "
                               "schedule")
@@ -81,8 +83,15 @@ class Schedule:
         if optim.schedule.min_lr > optim.lr:
             raise ConfigError(f"optim.schedule.min_lr: must not exceed optim.lr={optim.lr} "
                               f"(got {optim.schedule.min_lr})")
-        self.per_step = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
-            step, optim=optim, steps_per_epoch=steps_per_epoch, total_steps=total_steps))
+        def scheduled(step: int) -> float:
+            return lr_factor(step, optim=optim, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+
+        def averaging(step: int) -> float:
+            return swa_lr_factor(step, scheduled, swa=swa, start=swa_start, base_lr=optim.lr,
+                                 steps_per_epoch=steps_per_epoch)
+
+        swa_lr = swa is not None and swa.epochs > 0 and swa.lr is not None
+        self.per_step = torch.optim.lr_scheduler.LambdaLR(optimizer, averaging if swa_lr else scheduled)
         self.plateau = None
         if optim.schedule.name == "plateau":
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(

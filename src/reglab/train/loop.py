@@ -34,6 +34,7 @@ from reglab.regularize.mixing import MixDraw, draw_mixing, mix_batch
 from reglab.regularize.optim import Schedule, build_optimizer
 from reglab.regularize.penalties import Penalty, penalized_parameters
 from reglab.regularize.sam import sam_gradients
+from reglab.regularize.swa import build_swa, refresh_batch_norm, swa_start_step
 from reglab.train import rundir
 from reglab.train.eval_budget import train_eval_size
 from reglab.train.losses import correct, make_criterion
@@ -172,10 +173,12 @@ class Trainer:
         self.steps_per_epoch = epoch_steps(n, self.batch_size)
         self.optimizer = build_optimizer(self.model, cfg.optim, reg)
         self.schedule = Schedule(self.optimizer, cfg.optim, steps_per_epoch=self.steps_per_epoch,
-                                 total_steps=planned_steps(train, n))
+                                 total_steps=planned_steps(train, n), swa=reg.swa,
+                                 swa_start=swa_start_step(reg.swa, train.epochs, self.steps_per_epoch))
         self.penalty = Penalty(penalized_parameters(self.model, reg.penalize), l1=reg.l1, l2=reg.l2)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.ema = build_ema(self.model, reg.ema) if reg.ema else None
+        self.swa = build_swa(self.model) if reg.swa.epochs else None
         self.stopper = EarlyStopping(reg.early_stopping)
         self.train_criterion = make_criterion(train.loss, self.data.num_classes,
                                               label_smoothing=reg.label_smoothing)
@@ -191,8 +194,25 @@ class Trainer:
     # ------------------------------------------------------------------------------- evaluation
     @property
     def evaluated_model(self) -> nn.Module:
-        """The model whose metrics are reported: the weight EMA when enabled."""
-        return self.ema.module if self.ema is not None else self.model
+        """The model whose metrics are reported: the weight EMA when enabled; with SWA, the average once
+        it holds an epoch's weights (before that, the model itself)."""
+        if self.ema is not None:
+            return self.ema.module
+        if self.swa is not None and self.swa.n_averaged.item() > 0:
+            return self.swa.module
+        return self.model
+
+    @torch.no_grad()
+    def average_weights(self) -> None:
+        """SWA at an epoch's end: from the first averaged epoch on, add the weights to the average and
+        recompute its BatchNorm statistics on the training set (in order, training batches, no augmentation)."""
+        if self.swa is None or self.epoch <= self.cfg.train.epochs - self.cfg.regularize.swa.epochs:
+            return
+        self.swa.update_parameters(self.model)
+        x = self.data.x_train
+        with self.autocast():
+            refresh_batch_norm(self.swa, (self.in_layout(x[i:i + self.batch_size])
+                                          for i in range(0, x.shape[0], self.batch_size)))
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, *, confusion: bool = False) -> dict:
@@ -311,7 +331,9 @@ class Trainer:
         start = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
         self.epoch += 1
-        return self.close_epoch(self._train_epoch(), lr=lr, start=start)
+        train_metrics = self._train_epoch()
+        self.average_weights()
+        return self.close_epoch(train_metrics, lr=lr, start=start)
 
     def close_epoch(self, train_metrics: dict[str, float], *, lr: float, start: float) -> dict:
         """Evaluate after an epoch's training (epoch counter already advanced) and return its record;
@@ -343,6 +365,7 @@ class Trainer:
             "epoch": self.epoch, "step": self.step, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "swa": self.swa.state_dict() if self.swa is not None else None,
             "stopper": self.stopper.state_dict(), "rng": rng,
         }
 
@@ -370,6 +393,8 @@ class Trainer:
         self.schedule.sync(self.step)  # an extended budget moves a cosine schedule's horizon
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.swa is not None:
+            self.swa.load_state_dict(state["swa"])
         self.stopper.load_state_dict(state["stopper"])
         torch.set_rng_state(state["rng"]["cpu"].cpu())
         self.generator.set_state(state["rng"]["data"].cpu())

@@ -67,8 +67,11 @@ draws."""
 
 def packing_blocker(cfg: RunConfig) -> str | None:
     """Why a run cannot be trained packed (None: it can): the theory objectives (`train.objective` other
-    than "drop") differentiate through the model."""
-    return "train.objective" if cfg.train.objective != "drop" else None
+    than "drop") differentiate through the model; SWA's average and its BatchNorm pass are the solo
+    `Trainer`'s."""
+    if cfg.train.objective != "drop":
+        return "train.objective"
+    return "regularize.swa" if cfg.regularize.swa.epochs else None
 
 
 class PackedTrainer:

@@ -274,3 +274,6 @@ def check_resumable(run_dir: Path, config: dict, *, extend: bool = False) -> Non
     if grown and not extend:
         raise ConfigError(f"{run_dir}: holds a run with a smaller budget ({shown}); pass --extend "
                           "(extend=True) to train it further, or train into another directory")
+    if grown and config.get("regularize", {}).get("swa", {}).get("epochs"):
+        raise ConfigError(f"{run_dir}: holds a run that averages its last epochs (regularize.swa), which a "
+                          f"larger budget ({shown}) would move; train the longer run into another directory")

@@ -1,0 +1,109 @@
+"""Stochastic weight averaging (Izmailov et al. 2018) against its definition: the evaluated network is
+the plain mean of the last epochs' weights with BatchNorm statistics recomputed for it, the averaged
+epochs' learning rate follows SWALR's annealing, and a resumed run ends as an uninterrupted one."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from reglab.config import ConfigError, RunConfig
+from reglab.train.loop import Trainer, train_run
+from reglab.train.packed import packing_blocker
+
+BASE = {
+    "seed": 0,
+    "data": {"name": "mnist1d", "train_subset": 256, "test_subset": 256},
+    "model": {"name": "mlp", "options": {"widths": [16]}, "norm": "batch"},
+    "optim": {"name": "momentum", "lr": 0.1},
+    "train": {"epochs": 4, "batch_size": 64, "device": "cpu", "eval_train_samples": 128},
+}
+
+
+def config(**overrides) -> RunConfig:
+    return RunConfig.from_dict(BASE).override(overrides)
+
+
+def epoch_weights(cfg: RunConfig) -> list[dict[str, torch.Tensor]]:
+    """The model's weights at the end of every epoch of `cfg` trained without SWA."""
+    snapshots = []
+    Trainer(cfg).fit(callbacks=[lambda _e, model, _m: snapshots.append(
+        {k: v.clone() for k, v in model.state_dict().items()})])
+    return snapshots
+
+
+def test_the_evaluated_network_is_the_mean_of_the_last_epochs_weights():
+    plain = epoch_weights(config())
+    trainer = Trainer(config(**{"regularize.swa.epochs": 2}))
+    seen = []
+    result = trainer.fit(callbacks=[lambda e, model, _m: seen.append((e, model is trainer.swa.module))])
+    assert seen == [(1, False), (2, False), (3, True), (4, True)]  # the model itself until the average exists
+    assert trainer.swa.n_averaged.item() == 2
+    for name, p in trainer.swa.module.named_parameters():
+        torch.testing.assert_close(p, (plain[2][name] + plain[3][name]) / 2, atol=1e-6, rtol=0, msg=name)
+    for name, p in trainer.model.state_dict().items():  # swa.lr unset: training itself is unchanged
+        assert torch.equal(p, plain[3][name]), name
+    # the averaged network's statistics, on 4 equal batches of the training set in order: the mean of
+    # the batch means of its first layer's output (= the mean over the set) and of the unbiased variances
+    net = trainer.swa.module
+    with torch.no_grad():
+        h = net[0](trainer.data.x_train).view(4, 64, -1)
+    bn = net[1]
+    torch.testing.assert_close(bn.running_mean, h.mean(1).mean(0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(bn.running_var, h.var(1, unbiased=True).mean(0), atol=1e-5, rtol=1e-5)
+    evaluated = trainer.evaluate(trainer.data.x_test, trainer.data.y_test)
+    assert result.final["test_loss"] == pytest.approx(evaluated["loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("anneal", ["linear", "cos"])
+def test_the_averaged_epochs_learning_rate_anneals_to_swa_lr(anneal):
+    cfg = config(**{"regularize.swa": {"epochs": 2, "lr": 0.01, "anneal_epochs": 1, "anneal": anneal}})
+    trainer = Trainer(cfg)
+    assert trainer.steps_per_epoch == 4
+    factor = trainer.schedule.per_step.lr_lambdas[0]
+    rates = [0.1 * factor(step) for step in range(4 * 4)]
+
+    def alpha(t: float) -> float:  # SWALR's annealing functions
+        return t if anneal == "linear" else (1 - math.cos(math.pi * t)) / 2
+
+    expected = [0.1] * 8 + [alpha(t) * 0.01 + (1 - alpha(t)) * 0.1 for t in (0.25, 0.5, 0.75, 1.0)] + [0.01] * 4
+    assert rates == pytest.approx(expected, rel=1e-12)
+    epochs = Trainer(cfg).fit().epochs
+    assert [e["lr"] for e in epochs] == pytest.approx([0.1, 0.1, expected[8], 0.01], rel=1e-12)
+
+
+def test_a_resumed_run_ends_as_the_uninterrupted_one(tmp_path):
+    cfg = config(**{"regularize.swa": {"epochs": 3, "lr": 0.02}})
+    whole = train_run(cfg, run_dir=tmp_path / "whole")
+
+    def interrupt(epoch, _model, _metrics):
+        if epoch == 3:  # after epoch 2's checkpoint, inside the averaged epochs
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, run_dir=tmp_path / "cut", callbacks=[interrupt])
+    resumed = train_run(cfg, run_dir=tmp_path / "cut")
+    assert [e["test_loss"] for e in resumed.epochs] == [e["test_loss"] for e in whole.epochs]
+    saved = [torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("whole", "cut")]
+    assert saved[0].keys() == saved[1].keys() and all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
+
+
+def test_refused_settings_name_their_field(tmp_path):
+    for overrides, message in (
+        ({"regularize.swa.epochs": 5}, r"regularize.swa.epochs: averages the last 5 epochs of train.epochs = 4"),
+        ({"regularize.swa.epochs": 2, "regularize.ema": 0.9}, r"regularize.swa and regularize.ema"),
+        ({"regularize.swa.epochs": 2, "regularize.early_stopping.patience": 1,
+          "regularize.early_stopping.monitor": "test_loss"}, r"regularize.swa: not with early stopping"),
+        ({"regularize.swa": {"epochs": 2, "lr": 0.01}, "optim.schedule.name": "plateau"},
+         r"regularize.swa.lr: not with the plateau schedule"),
+        ({"regularize.swa": {"epochs": 2, "anneal_epochs": 3}}, r"regularize.swa.anneal_epochs: at most"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            config(**overrides)
+    cfg = config(**{"regularize.swa.epochs": 2})
+    assert packing_blocker(cfg) == "regularize.swa" and packing_blocker(config()) is None
+    train_run(cfg, run_dir=tmp_path / "a")
+    with pytest.raises(ConfigError, match=r"averages its last epochs \(regularize.swa\), which a larger budget"):
+        train_run(cfg.override({"train.epochs": 6}), run_dir=tmp_path / "a", extend=True)
