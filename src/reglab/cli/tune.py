@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 Params = Annotated[list[str], Opt(help="NAME=START:STOP:N (linear, ends included), NAME=log:START:STOP:N "
                                        "or NAME=V1,V2; NAME: dropout, l1, l2, weight_decay/wd, lr, "
-                                       "stochastic_depth, label_smoothing, ema or a dotted config path; "
+                                       "stochastic_depth, label_smoothing, ema, swa or a dotted config path; "
                                        "repeat for several")]
 Seeds = Annotated[int | None, Opt(help="seeds 0..N-1 per configuration instead of the spec's seeds")]
 Device = Annotated[str | None, Opt(help="override every run's device: auto|cpu|cuda|cuda:N")]
