@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from reglab.config import ConfigError, RunConfig
-from reglab.train.loop import Trainer, train_run
+from reglab.train.loop import Trainer, load_trained, train_run
 from reglab.train.packed import packing_blocker
 
 BASE = {
     "seed": 0,
-    "data": {"name": "mnist1d", "train_subset": 256, "test_subset": 256},
+    "data": {"name": "mnist1d", "train_subset": 257, "test_subset": 256},  # 4 batches of 64; the 1 left is dropped
     "model": {"name": "mlp", "options": {"widths": [16]}, "norm": "batch"},
     "optim": {"name": "momentum", "lr": 0.1},
     "train": {"epochs": 4, "batch_size": 64, "device": "cpu", "eval_train_samples": 128},
@@ -34,9 +34,11 @@ def epoch_weights(cfg: RunConfig) -> list[dict[str, torch.Tensor]]:
     return snapshots
 
 
-def test_the_evaluated_network_is_the_mean_of_the_last_epochs_weights():
-    plain = epoch_weights(config())
-    trainer = Trainer(config(**{"regularize.swa.epochs": 2}))
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_the_evaluated_network_is_the_mean_of_the_last_epochs_weights(dropout):
+    """With dropout too: the BatchNorm pass draws its masks from a fork of the generator."""
+    plain = epoch_weights(config(**{"regularize.dropout.p": dropout}))
+    trainer = Trainer(config(**{"regularize.swa.epochs": 2, "regularize.dropout.p": dropout}))
     seen = []
     result = trainer.fit(callbacks=[lambda e, model, _m: seen.append((e, model is trainer.swa.module))])
     assert seen == [(1, False), (2, False), (3, True), (4, True)]  # the model itself until the average exists
@@ -45,11 +47,12 @@ def test_the_evaluated_network_is_the_mean_of_the_last_epochs_weights():
         torch.testing.assert_close(p, (plain[2][name] + plain[3][name]) / 2, atol=1e-6, rtol=0, msg=name)
     for name, p in trainer.model.state_dict().items():  # swa.lr unset: training itself is unchanged
         assert torch.equal(p, plain[3][name]), name
-    # the averaged network's statistics, on 4 equal batches of the training set in order: the mean of
-    # the batch means of its first layer's output (= the mean over the set) and of the unbiased variances
+    # the averaged network's statistics, on the training set cut as training cuts it (4 batches of 64, the
+    # last sample left out): the mean of the batch means of its first layer's output and of the unbiased
+    # variances
     net = trainer.swa.module
     with torch.no_grad():
-        h = net[0](trainer.data.x_train).view(4, 64, -1)
+        h = net[0](trainer.data.x_train[:256]).view(4, 64, -1)
     bn = net[1]
     torch.testing.assert_close(bn.running_mean, h.mean(1).mean(0), atol=1e-6, rtol=0)
     torch.testing.assert_close(bn.running_var, h.var(1, unbiased=True).mean(0), atol=1e-5, rtol=1e-5)
@@ -84,6 +87,12 @@ def test_a_resumed_run_ends_as_the_uninterrupted_one(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg, run_dir=tmp_path / "cut", callbacks=[interrupt])
+    unfinished = load_trained(tmp_path / "cut")[1].state_dict()  # no model.pt yet: the checkpoint's average
+    checkpoint = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["swa"]["n_averaged"].item() == 1
+    assert all(torch.equal(v, checkpoint["swa"][f"module.{k}"]) for k, v in unfinished.items())
+    raw = load_trained(tmp_path / "cut", weights=tmp_path / "cut" / "checkpoint.pt")[1].state_dict()
+    assert all(torch.equal(v, checkpoint["model"][k]) for k, v in raw.items())  # named: the raw weights
     resumed = train_run(cfg, run_dir=tmp_path / "cut")
     assert [e["test_loss"] for e in resumed.epochs] == [e["test_loss"] for e in whole.epochs]
     saved = [torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("whole", "cut")]
@@ -99,6 +108,7 @@ def test_refused_settings_name_their_field(tmp_path):
         ({"regularize.swa": {"epochs": 2, "lr": 0.01}, "optim.schedule.name": "plateau"},
          r"regularize.swa.lr: not with the plateau schedule"),
         ({"regularize.swa": {"epochs": 2, "anneal_epochs": 3}}, r"regularize.swa.anneal_epochs: at most"),
+        ({"regularize.swa.epochs": 2, "train.max_steps": 10}, r"regularize.swa: not with train.max_steps"),
     ):
         with pytest.raises(ConfigError, match=message):
             config(**overrides)

@@ -290,6 +290,9 @@ class RunConfig(_Section):
                 raise ValueError("regularize.swa and regularize.ema both average the weights; choose one")
             if es.patience:
                 raise ValueError("regularize.swa: not with early stopping (the average needs its last epochs)")
+            if self.train.max_steps:
+                raise ValueError("regularize.swa: not with train.max_steps (the averaged epochs are the last "
+                                 "of train.epochs; set the budget in epochs)")
             if swa.lr is not None and self.optim.schedule.name == "plateau":
                 raise ValueError("regularize.swa.lr: not with the plateau schedule (set the lr of the "
                                  "averaged epochs with another schedule, or leave swa.lr unset)")

@@ -205,14 +205,16 @@ class Trainer:
     @torch.no_grad()
     def average_weights(self) -> None:
         """SWA at an epoch's end: from the first averaged epoch on, add the weights to the average and
-        recompute its BatchNorm statistics on the training set (in order, training batches, no augmentation)."""
+        recompute its BatchNorm statistics on the training set, in order, cut as training cuts it
+        (`epoch_steps`), without augmentation. The pass's random draws (dropout) come from a fork of
+        the global generator, so training goes on as it would without SWA."""
         if self.swa is None or self.epoch <= self.cfg.train.epochs - self.cfg.regularize.swa.epochs:
             return
         self.swa.update_parameters(self.model)
         x = self.data.x_train
-        with self.autocast():
-            refresh_batch_norm(self.swa, (self.in_layout(x[i:i + self.batch_size])
-                                          for i in range(0, x.shape[0], self.batch_size)))
+        batches = x.split(self.batch_size)[:self.steps_per_epoch]
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), self.autocast():
+            refresh_batch_norm(self.swa, (self.in_layout(batch) for batch in batches))
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, *, confusion: bool = False) -> dict:
@@ -588,12 +590,22 @@ def _fit_packed(pack: PackedTrainer, run_dir: str | Path | None, callbacks: list
         return pack.fit([run_dir], on_epoch=on_epoch)[0]
 
 
+def evaluated_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint's run reports (`Trainer.evaluated_model`): its weight EMA or SWA average
+    where it keeps one (and SWA has averaged an epoch), else the model's own."""
+    for average in (checkpoint.get("ema"), checkpoint.get("swa")):
+        if average is not None and average["n_averaged"].item() > 0:
+            return {k.removeprefix("module."): v for k, v in average.items() if k.startswith("module.")}
+    return checkpoint["model"]
+
+
 def load_trained(run_dir: str | Path, *, device: str = "cpu", weights: str | Path | None = None
                  ) -> tuple[RunConfig, nn.Module, TensorData]:
     """Rebuild a finished run's config, evaluated model (weights only) and data, for analysis.
 
-    `weights`: a model.pt or checkpoint.pt to load instead of the run's own (model.pt, else checkpoint.pt);
-    weights that do not fit the run's config raise `DamagedFile`.
+    `weights`: a model.pt or checkpoint.pt (its raw weights) to load instead of the run's own: model.pt,
+    else the weights the run evaluates from its checkpoint (`evaluated_weights`: an unfinished run).
+    Weights that do not fit the run's config raise `DamagedFile`.
     """
     run_dir = Path(run_dir)
     cfg = rundir.read_run_config(run_dir).override({"train.device": device})
@@ -601,11 +613,14 @@ def load_trained(run_dir: str | Path, *, device: str = "cpu", weights: str | Pat
     data = cached_dataset(cfg, on)
     model = build_model(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs,
                         reg=cfg.regularize).to(on)
+    named = weights is not None  # a checkpoint named: its raw weights; found in the directory: the evaluated ones
     if weights is None:
         weights = run_dir / "model.pt" if (run_dir / "model.pt").exists() else run_dir / "checkpoint.pt"
     state = rundir.load_checkpoint(Path(weights), on)
+    if "optimizer" in state:  # a checkpoint, not bare weights
+        state = state["model"] if named else evaluated_weights(state)
     try:
-        model.load_state_dict(state["model"] if "optimizer" in state else state)  # checkpoint or bare weights
+        model.load_state_dict(state)
     except (KeyError, RuntimeError, ValueError, TypeError) as err:
         raise rundir.DamagedFile(weights, f"does not fit the model of {run_dir / 'config.json'} "
                                           f"({type(err).__name__}); analyze it in the run directory that "
