@@ -84,7 +84,7 @@ def test_unknown_source_lists_presets():
 
 
 def test_every_preset_loads_and_validates():
-    assert {"quickstart", "seed000", "l2-vs-weight-decay", "norm-and-ema"} <= set(preset_names())
+    assert {"quickstart", "seed000", "l2-vs-weight-decay", "norm-and-ema", "weight-averaging"} <= set(preset_names())
     for name in preset_names():
         spec = load_spec(name)
         assert spec.name == name and spec.baseline in spec.arms and len(spec.seed_list) >= 3
