@@ -179,3 +179,24 @@ def test_analysis_uses_spec_seed_plus_run_seed(tmp_path, monkeypatch):
     analyze_trained(tmp_path, AnalysisSpec(hessian=["top"], seed=5), seed=3, device="cpu")
     assert seen["seed"] == 8
     assert json.loads((tmp_path / ANALYSIS_FILE).read_text())["seed"] == 8
+
+
+def test_a_runs_analysis_uses_its_own_threads(tmp_path, monkeypatch):
+    """Analysis runs in the worker that trained the run, with the run's train.threads, not the worker's
+    default (two workers at two threads each oversubscribed two cores: 3–13× slower)."""
+    import reglab.study.analysis as analysis_mod
+    from reglab.config import RunConfig
+    from reglab.study.executors import RunTask
+
+    seen = []
+    monkeypatch.setattr(analysis_mod, "analyze_trained",
+                        lambda *args, **kwargs: seen.append(torch.get_num_threads()) or {"hessian_top": 1.0})
+    task = RunTask("a__s0", "a", 0, RunConfig.from_dict({"train": {"threads": 1}}), tmp_path, {"hessian": ["top"]})
+    result = SimpleNamespace(status="done", device="cpu", final={}, to_dict=lambda: {})
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        analysis_mod.finish_analysis(task, result)
+        assert seen == [1] and torch.get_num_threads() == 2 and result.final == {"hessian_top": 1.0}
+    finally:
+        torch.set_num_threads(previous)

@@ -89,12 +89,17 @@ def analyze_trained(run_dir: Path, spec: AnalysisSpec, *, seed: int, device: str
 
 
 def finish_analysis(task: RunTask, result: RunResult) -> RunResult:
-    """Analyse a run that trained to the end (`task.analysis` set, status done); the values join
-    `result.final` and the run's summary.json. Otherwise `result` unchanged."""
+    """Analyse a run that trained to the end (`task.analysis` set, status done), with the run's own
+    ``train.threads`` as its training had (a worker's default would oversubscribe the cores the other
+    workers use); the values join `result.final` and the run's summary.json. Otherwise `result`
+    unchanged."""
     if task.analysis is None or result.status != "done":
         return result
+    from reglab.train.loop import torch_threads
+
     spec = AnalysisSpec.model_validate(task.analysis)
-    result.final.update(analyze_trained(task.run_dir, spec, seed=task.seed, device=result.device))
+    with torch_threads(task.config.train.threads):
+        result.final.update(analyze_trained(task.run_dir, spec, seed=task.seed, device=result.device))
     write_json_atomic(task.run_dir / "summary.json", result.to_dict() | {"epochs": None})
     return result
 
