@@ -90,9 +90,10 @@ def test_adding_analysis_later_analyses_without_retraining(tmp_path):
     metrics = {r: (tmp_path / "runs" / r / "metrics.jsonl").read_text() for r in plain.runs["run_id"]}
     analysed = run_study(spec(seeds=1), tmp_path, progress=False)  # no --force: analyses are not in the hash
     assert sorted(analysed.executed) == ["base__s0", "wd__s0"] and analysed.runs["hessian_top"].notna().all()
+    assert sorted(analysed.analysed) == ["base__s0", "wd__s0"]  # said so: "(2 trained before: analysed only)"
     assert metrics == {r: (tmp_path / "runs" / r / "metrics.jsonl").read_text() for r in metrics}  # not retrained
     again = run_study(spec(seeds=1), tmp_path, progress=False)
-    assert again.executed == [] and sorted(again.skipped) == ["base__s0", "wd__s0"]
+    assert again.executed == again.analysed == [] and sorted(again.skipped) == ["base__s0", "wd__s0"]
     changed = run_study(spec(seeds=1, analysis={**ANALYSIS, "directions": 2}), tmp_path, progress=False)
     assert sorted(changed.executed) == ["base__s0", "wd__s0"]
 

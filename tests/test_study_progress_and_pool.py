@@ -46,7 +46,10 @@ def test_the_line_off_a_terminal_says_how_many_runs_run_and_how_many_are_kept():
     stream = io.StringIO()
     progress = StudyProgress(ARMS, console=Console(file=stream, width=200))
     progress.planned(3, 1)
-    assert stream.getvalue().strip() == "running 3 runs, keeping 1 finished ones"
+    progress.planned(3, 1, analyse_only=2)
+    assert stream.getvalue().splitlines() == [
+        "running 3 runs, keeping 1 finished ones",
+        "running 3 runs (2 trained before: analysed only), keeping 1 finished ones"]
 
 
 def test_runs_that_had_not_started_are_never_charged_a_worker_death():

@@ -162,7 +162,8 @@ def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force
     print_table(summary_table(result))
     if (flatness := flatness_table(result)) is not None:
         print_table(flatness)
-    done = (f"ran {len(result.executed)} runs, kept {len(result.skipped)} finished ones, "
+    analysed = f" ({len(result.analysed)} trained before: analysed only)" if result.analysed else ""
+    done = (f"ran {len(result.executed)} runs{analysed}, kept {len(result.skipped)} finished ones, "
             f"{result.seconds:.1f} s")
     console.print(f"{done}\nreport: {escape(str(paths['html']))}\n"
                   f"markdown: {escape(str(paths['markdown']))}  "

@@ -58,10 +58,12 @@ class StudyProgress:
         """A run finished before this invocation."""
         self._update(run_id, self.total[run_id])
 
-    def planned(self, todo: int, kept: int) -> None:
-        """Off a terminal, one line before anything runs: how many runs will run and how many are kept."""
+    def planned(self, todo: int, kept: int, analyse_only: int = 0) -> None:
+        """Off a terminal, one line before anything runs: how many runs will run (of them, how many trained
+        before and are only analysed) and how many are kept."""
         if self.enabled and not self.live:
-            self.console.print(f"running {todo} runs, keeping {kept} finished ones", highlight=False)
+            analysing = f" ({analyse_only} trained before: analysed only)" if analyse_only else ""
+            self.console.print(f"running {todo} runs{analysing}, keeping {kept} finished ones", highlight=False)
 
     def note(self, text: str) -> None:
         """One line on how the runs will train (e.g. what ``--pack auto`` measured and chose)."""

@@ -48,6 +48,7 @@ class StudyResult(Study):
 
     executed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    analysed: list[str] = field(default_factory=list)  # of `executed`: trained before, analysed only now
     seconds: float = 0.0
     tracker: Tracker = field(default_factory=Tracker, repr=False)
 
@@ -74,8 +75,10 @@ def _changes(old: dict, new: dict) -> str:
     return ", ".join(keys) or "defaults of the run config"
 
 
-def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force: bool) -> list[RunTask]:
-    """Bring the store in line with `spec` and return the tasks still to run."""
+def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force: bool
+              ) -> tuple[list[RunTask], set[str]]:
+    """Bring the store in line with `spec`; return the tasks still to run and, of them, the runs that
+    trained to the end before and only need the analysis the spec asks for (they resume, not retrain)."""
     if store.meta("tune") is not None:  # a search's runs are its trials: never adopt (and delete) them
         raise ConfigError(f"{store.out_dir}: holds a `reglab tune`/`sweep` search, not a compare study; use another "
                           "--out (`reglab compare --best-of` takes its best configuration)")
@@ -95,7 +98,7 @@ def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force
         store.delete_run(run)
         shutil.rmtree(store.run_dir(run), ignore_errors=True)
     store.set_spec(spec.to_dict(), spec.spec_hash)
-    todo = []
+    todo, analyse_only = [], set()
     for position, task in enumerate(tasks):
         row = rows.get(task.run_id)
         status = row.status if row is not None and task.run_id not in changed else None
@@ -108,12 +111,14 @@ def reconcile(store: StudyStore, spec: StudySpec, tasks: list[RunTask], *, force
         elif row.position != position or row.arm != task.arm:
             store.set_position(task.run_id, task.arm, position)
         if status in FINISHED:
-            if (task.run_dir / "summary.json").exists() and metrics_intact(task.run_dir) and (
-                    status != "done" or analysis_current(task.run_dir, task.analysis)):
+            intact = (task.run_dir / "summary.json").exists() and metrics_intact(task.run_dir)
+            if intact and (status != "done" or analysis_current(task.run_dir, task.analysis)):
                 continue
+            if intact:
+                analyse_only.add(task.run_id)
             store.mark_pending(task.run_id)  # its files were lost or damaged, or its analysis is missing: run again
         todo.append(task)
-    return todo
+    return todo, analyse_only
 
 
 def check_index_present(out_dir: Path, remedy: str) -> None:
@@ -317,23 +322,25 @@ def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Ex
         check_index_present(out_dir, f"index them again with `reglab compare SPEC --out {out_dir} --rebuild-index` "
                                      "(SPEC: the study's preset or TOML file), or use another --out")
         with StudyStore(out_dir) as store:
-            todo = reconcile(store, spec, tasks, force=force)
+            todo, analyse_only = reconcile(store, spec, tasks, force=force)
             store.add_invocation(record())
             tracker = open_tracker(spec.log if log is None else log, spec.to_dict(), out_dir)
             tracker.catch_up(finished_runs(store))
             try:
-                events = _execute(store, spec, tasks, todo, executor, tracker, progress=progress)
+                events = _execute(store, spec, tasks, todo, executor, tracker, progress=progress,
+                                  analyse_only=len(analyse_only))
             finally:
                 tracker.close()
     spec, runs, epochs = read_study(out_dir)
     todo_ids = {t.run_id for t in todo}
     skipped = [t.run_id for t in tasks if t.run_id not in todo_ids]
     return StudyResult(out_dir, spec, runs, epochs, executed=events.executed, skipped=skipped,
+                       analysed=[r for r in events.executed if r in analyse_only],
                        seconds=time.perf_counter() - start, tracker=tracker)
 
 
 def _execute(store: StudyStore, spec: StudySpec, tasks: list[RunTask], todo: list[RunTask],
-             executor: Executor | None, tracker: Tracker, *, progress: bool) -> StoreEvents:
+             executor: Executor | None, tracker: Tracker, *, progress: bool, analyse_only: int = 0) -> StoreEvents:
     """Execute `todo` (the rest of `tasks` is already finished) with a progress display; returns the
     events that recorded it."""
     todo_ids = {t.run_id for t in todo}
@@ -342,7 +349,7 @@ def _execute(store: StudyStore, spec: StudySpec, tasks: list[RunTask], todo: lis
         for task in tasks:
             if task.run_id not in todo_ids:
                 display.skipped(task.run_id)
-        display.planned(len(todo), len(tasks) - len(todo))
+        display.planned(len(todo), len(tasks) - len(todo), analyse_only)
         events = StoreEvents(store, display, tracker)
         (executor or LocalExecutor()).execute(todo, events)
     return events
