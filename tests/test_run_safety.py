@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -68,6 +69,30 @@ def test_an_interrupted_reproduction_does_not_claim_to_keep_what_it_does_not(mon
     monkeypatch.setattr(reglab.reproduce, "run", interrupted)
     code, err = run_main(monkeypatch, capsys, ["reproduce", "r1-mnist", "--quick"])
     assert code == 130 and "a reproduction writes its results when it finishes" in err
+
+
+def test_an_interrupted_analysis_does_not_claim_to_resume(monkeypatch, capsys):
+    import reglab.theory.analyze
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reglab.theory.analyze, "analyze_run", interrupted)
+    code, err = run_main(monkeypatch, capsys, ["analyze", "runs/a"])
+    assert code == 130 and "an analysis writes its results when it finishes" in err and "resume" not in err
+
+
+def test_a_directory_the_os_will_not_make_is_the_users_one_line(tmp_path, monkeypatch):
+    """What passes `check_directory` may still fail to be made (a virtual or read-only file system; /proc
+    as root): named as the directory it was to be, not an OS error."""
+    from reglab.train.rundir import make_directory
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(30, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(ConfigError, match=r"/x: cannot be an analysis directory \(Read-only file system\)$"):
+        make_directory(tmp_path / "x", "an analysis directory")
 
 
 def test_an_unwritable_output_folder_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):

@@ -46,7 +46,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, 
 """Errors that say what is wrong with the user's input or machine (a value, a path): one line, exit code 2."""
 RESUME_HINT = "rerun the same command to resume: finished epochs and runs are kept"
 INTERRUPT_HINTS = {"reproduce": "a reproduction writes its results when it finishes (seed000 keeps its study's "
-                                "finished runs); rerun the same command to run it again"}
+                                "finished runs); rerun the same command to run it again",
+                   "analyze": "an analysis writes its results when it finishes; rerun the same command to run it "
+                              "again (the run is untouched)"}
 """What an interrupted command keeps, where it is not `RESUME_HINT`."""
 
 

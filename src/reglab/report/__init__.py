@@ -40,7 +40,7 @@ from reglab.study.results import Study, load_study
 from reglab.study.stats import ALPHA, CORRECTION_NAMES, METRIC_BY_COLUMN
 from reglab.study.store import FINISHED
 from reglab.study.target import lower_is_better
-from reglab.train.rundir import check_directory
+from reglab.train.rundir import check_directory, make_directory
 
 
 def notes(correction: str) -> str:
@@ -134,7 +134,7 @@ def write_report(study: Study | str | Path, out_dir: str | Path | None = None) -
     """Write every report file (default `<study>/report/`); returns their paths by kind."""
     study = _as_study(study)
     out = check_directory(out_dir if out_dir is not None else study.path / "report", "a report directory")
-    check_directory(out / "figures", "the report's figures directory").mkdir(parents=True, exist_ok=True)
+    make_directory(check_directory(out / "figures", "the report's figures directory"), "the report's figures directory")
     if not has_finished_run(study):
         return _write_empty_report(study, out)
     summary, stability = study.summary(), study.stability()

@@ -36,6 +36,7 @@ from reglab.train.rundir import (
     DamagedFile,
     check_directory,
     clean_json,
+    make_directory,
     metrics_intact,
     read_config,
     read_metrics,
@@ -231,7 +232,7 @@ def study_lock(out_dir: Path) -> Iterator[None]:
     check_directory(out_dir, "a study directory")
     if (out_dir / "config.json").is_file() and not (out_dir / DB_NAME).exists():
         raise ConfigError(f"{out_dir}: holds a run (config.json), not a study; use another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_directory(out_dir, "a study directory")
     with open(out_dir / ".lock", "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -48,7 +48,7 @@ from reglab.theory.hessian import (
 from reglab.theory.landscape import filter_normalized_direction, loss_along_direction, loss_surface
 from reglab.train.loop import load_trained
 from reglab.train.losses import make_criterion
-from reglab.train.rundir import check_directory, clean_json
+from reglab.train.rundir import check_directory, clean_json, make_directory
 
 DEFAULT_POINTS = {"1d": 41, "2d": 21}
 MAX_POINTS = 1001  # per axis: a grid step of 0.002, finer than any figure shows (2d: a million losses)
@@ -179,7 +179,7 @@ def analyze_run(path: str | Path, *, landscape: str | None = None, hessian: bool
     if hessian and top_k > size:
         raise ConfigError(f"top_k: {top_k} eigenvalues asked of a Hessian of dimension {size} (the model's "
                           f"trainable parameters)")
-    out.mkdir(parents=True, exist_ok=True)
+    make_directory(out, "an analysis directory")
     loss_fn = make_criterion(cfg.train.loss, data.num_classes)
     x, y = data.x_train[:samples], data.y_train[:samples]
     result = {"run": str(run_dir), "weights": str(weights), "out": str(out), "samples": x.shape[0], "seed": seed,

@@ -225,6 +225,16 @@ def check_directory(path: str | Path, what: str = "an output directory") -> Path
     return path
 
 
+def make_directory(path: Path, what: str = "an output directory") -> Path:
+    """``mkdir -p path`` after `check_directory`: what the OS still refuses (a read-only or virtual file
+    system, a full disk) becomes a one-line `ConfigError` naming the path."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be {what} ({err.strerror or err})") from None
+    return path
+
+
 @contextmanager
 def locked(run_dir: Path) -> Iterator[None]:
     """One process at a time trains in `run_dir` (its lock released by the OS if the process dies): two
