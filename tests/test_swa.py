@@ -9,9 +9,10 @@ import math
 import pytest
 import torch
 
+from conftest import assert_same_run
 from reglab.config import ConfigError, RunConfig
 from reglab.train.loop import Trainer, load_trained, train_run
-from reglab.train.packed import packing_blocker
+from reglab.train.packed import PackedTrainer, pack_groups, packing_blocker
 
 BASE = {
     "seed": 0,
@@ -22,8 +23,8 @@ BASE = {
 }
 
 
-def config(**overrides) -> RunConfig:
-    return RunConfig.from_dict(BASE).override(overrides)
+def config(seed: int = 0, **overrides) -> RunConfig:
+    return RunConfig.from_dict({**BASE, "seed": seed}).override(overrides)
 
 
 def epoch_weights(cfg: RunConfig) -> list[dict[str, torch.Tensor]]:
@@ -99,6 +100,24 @@ def test_a_resumed_run_ends_as_the_uninterrupted_one(tmp_path):
     assert saved[0].keys() == saved[1].keys() and all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
 
 
+def test_swa_runs_pack_with_other_runs_and_equal_their_solo_runs():
+    """The pack's lr table is each run's schedule (SWA's annealing included), and each run averages its
+    own unstacked weights at its epoch end."""
+    configs = [config(0, **{"regularize.swa": {"epochs": 2, "lr": 0.02, "anneal_epochs": 1}}),
+               config(1, **{"regularize.swa.epochs": 3}), config(2)]
+    assert pack_groups(configs) == [[0, 1, 2]] and packing_blocker(configs[0]) is None
+    solo = [Trainer(c) for c in configs]
+    solo_results = [t.fit() for t in solo]
+    packed = [Trainer(c) for c in configs]
+    packed_results = PackedTrainer(packed).fit()
+    for s, p, rs, rp in zip(solo, packed, solo_results, packed_results, strict=True):
+        assert_same_run(s, p, rs.epochs, rp.epochs)
+    for s, p in zip(solo[:2], packed[:2], strict=True):
+        assert p.swa.n_averaged.item() == s.swa.n_averaged.item() > 0
+        for (name, a), (_, b) in zip(s.swa.module.state_dict().items(), p.swa.module.state_dict().items(), strict=True):
+            torch.testing.assert_close(b, a, atol=1e-5, rtol=0, msg=name)
+
+
 def test_refused_settings_name_their_field(tmp_path):
     for overrides, message in (
         ({"regularize.swa.epochs": 5}, r"regularize.swa.epochs: averages the last 5 epochs of train.epochs = 4"),
@@ -113,7 +132,6 @@ def test_refused_settings_name_their_field(tmp_path):
         with pytest.raises(ConfigError, match=message):
             config(**overrides)
     cfg = config(**{"regularize.swa.epochs": 2})
-    assert packing_blocker(cfg) == "regularize.swa" and packing_blocker(config()) is None
     train_run(cfg, run_dir=tmp_path / "a")
     with pytest.raises(ConfigError, match=r"averages its last epochs \(regularize.swa\), which a larger budget"):
         train_run(cfg.override({"train.epochs": 6}), run_dir=tmp_path / "a", extend=True)

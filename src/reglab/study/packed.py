@@ -4,7 +4,7 @@ Runs are grouped by `reglab.train.packed.pack_groups` (same data, model, DropBlo
 seed, the whole `optim` section, the per-run regularizers and the dropout and stochastic-depth
 rates and the SAM radius may differ) and by the step they resume at (0 for a fresh run), and each
 group is cut into packs of at most K runs, trained by `PackedTrainer`. A run that cannot be packed
-(`packing_blocker`: theory objectives, SWA) or that ends up alone goes to the `LocalExecutor`
+(`packing_blocker`: theory objectives) or that ends up alone goes to the `LocalExecutor`
 unchanged.
 
 ``pack="auto"`` decides by measurement, on any device (`measured_pack_size`): for each group it

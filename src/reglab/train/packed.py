@@ -67,11 +67,8 @@ draws."""
 
 def packing_blocker(cfg: RunConfig) -> str | None:
     """Why a run cannot be trained packed (None: it can): the theory objectives (`train.objective` other
-    than "drop") differentiate through the model; SWA's average and its BatchNorm pass are the solo
-    `Trainer`'s."""
-    if cfg.train.objective != "drop":
-        return "train.objective"
-    return "regularize.swa" if cfg.regularize.swa.epochs else None
+    than "drop") differentiate through the model."""
+    return "train.objective" if cfg.train.objective != "drop" else None
 
 
 class PackedTrainer:
@@ -531,6 +528,7 @@ class PackedTrainer:
             ended = []  # diverged or stopped early
             for i, record, lr in zip(list(self.active), records, lrs, strict=True):
                 t = self.trainers[i]
+                t.average_weights()  # SWA, on the run's own weights (unstacked) and its own average
                 metrics = t.close_epoch(record, lr=lr, start=time.perf_counter() - share)
                 for callback in callbacks[i]:
                     metrics.update(callback(t.epoch, t.evaluated_model, metrics) or {})
