@@ -64,10 +64,10 @@ FLATNESS_NOTE = ("End-of-training analyses of every run (reglab.study.analysis; 
                  "estimator noise: the RMS over the arm's runs of each run's own estimation error (Hutchinson "
                  "standard error of the trace, standard error over random directions of the loss rise, Lanczos "
                  "residual bound of λ_max; the effective ratio is exact given the weights).")
-ROBUST_NOTE = ("IQM: mean of the middle 50% of the finished runs; interval from a stratified bootstrap "
-               "(each arm resampled on its own). P(beats baseline): probability that a random run of the arm "
-               "beats a random baseline run (ties count ½; 0.5 = no tendency), with a stratified bootstrap "
-               "interval.")
+ROBUST_NOTE = ("IQM: mean of the middle 50% of the finished runs (⌊n/4⌋ cut from each end); interval from a "
+               "stratified bootstrap (each arm resampled on its own). P(beats baseline): probability that a "
+               "random run of the arm beats a random baseline run (ties count ½; 0.5 = no tendency), with a "
+               "stratified bootstrap interval.")
 TARGET_NOTE = ("Runs that never reach the target (diverged ones included) are kept as not reached, not dropped; "
                "the median is the first epoch (or wall-clock time) by which at least half of the arm's finished runs "
                "reached it, and reads 'not reached' when fewer than half ever did.")

@@ -53,7 +53,7 @@ def headline_rows(study: Study, summary: pd.DataFrame, stability: pd.DataFrame) 
             "gap acc (train − test)": fmt.mean_std("gap_acc", gap["mean"], gap["std"], gap["n"])
             if gap is not None else "—",
             "fluctuation": fmt.value("fluctuation", st["fluctuation_mean"]),
-            "seed spread (acc)": fmt.spread("spread_test_acc", st["spread_test_acc"]),
+            "seed spread (acc, pp)": fmt.spread("spread_test_acc", st["spread_test_acc"]),
             "diverged": _diverged(r),
         })
     return rows
@@ -61,7 +61,7 @@ def headline_rows(study: Study, summary: pd.DataFrame, stability: pd.DataFrame) 
 
 def compact_rows(headline: Rows) -> Rows:
     """The headline rows for a terminal: without the mean's interval and the seed spread."""
-    drop = ("95% CI", "seed spread (acc)")
+    drop = ("95% CI", "seed spread (acc, pp)")
     return [{k: v for k, v in row.items() if k not in drop} for row in headline]
 
 
