@@ -280,3 +280,24 @@ def test_hutchinson_standard_error_matches_the_rademacher_variance():
                                  samples=samples, generator=torch.Generator().manual_seed(1))
     assert estimate == pytest.approx(torch.trace(h).item(), abs=5 * expected_se)
     assert 0.75 < se / expected_se < 1.25
+
+
+def test_copies_of_a_top_eigenvalue_are_found_where_the_krylov_space_does_not_close():
+    """H = diag(3, 3, 3, 40 values in [0, 1]): one start vector meets the top eigenspace in one direction
+    and its space never closes before converging, so the copies must be looked for outside the found
+    vectors (a deflated Lanczos run); before that check, k = 3 gave [3, 3, 1]."""
+    from reglab.theory import hessian_eigenpairs
+
+    spectrum = torch.cat([torch.full((3,), 3.0, dtype=torch.float64), torch.linspace(0, 1, 40, dtype=torch.float64)])
+    n = spectrum.numel()
+    model = nn.Linear(n, 1, bias=False).double()
+    x = torch.diag((n * spectrum).sqrt())  # XᵀX/n = diag(spectrum): the Hessian of half_squared
+    y = torch.zeros(n, 1, dtype=torch.float64)
+    torch.testing.assert_close(dense_hessian(model, half_squared, x, y), torch.diag(spectrum))
+    for seed in range(3):
+        pairs = hessian_eigenpairs(model, half_squared, x, y, k=4, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(pairs.values, torch.tensor([3.0, 3.0, 3.0, 1.0], dtype=torch.float64),
+                                   atol=1e-6, rtol=0)
+        assert (pairs.vectors[:3, 3:].norm(dim=1) < 1e-4).all()  # the first three span the top eigenspace
+        assert (pairs.residuals <= 1e-4 * pairs.values.abs().clamp_min(1)).all()
+        torch.testing.assert_close(pairs.vectors @ pairs.vectors.T, torch.eye(4, dtype=torch.float64))

@@ -9,7 +9,8 @@ batch keeps its gradient graph and reuses it for every product.
 * top-k eigenpairs: Lanczos with full reorthogonalization (Lanczos 1950; Golub & Van Loan,
   *Matrix Computations* §10.1), Ritz values = the k largest *algebraic* eigenvalues of the
   tridiagonal T_m, stopped when every Ritz residual |β_m s_{m,i}| ≤ tol·max(1, |θ_i|), restarted
-  outside an invariant subspace so that repeated eigenvalues show with their multiplicity;
+  outside an invariant subspace, and for k > 1 checked by Lanczos on the deflated operator outside
+  the found vectors, so that repeated eigenvalues show with their multiplicity;
 * density: stochastic Lanczos quadrature (Golub & Meurant 1994; Ubaru, Chen & Saad 2017; Ghorbani,
   Krishnan & Xiao 2019): per Rademacher probe v/‖v‖, nodes θ_j and weights τ_j = (s_{1j})² of T_m
   give ∫ f dμ ≈ Σ_j τ_j f(θ_j), exact for polynomials f of degree < 2m;
@@ -205,8 +206,10 @@ def hessian_eigenpairs(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: to
     Stops once the k Ritz residuals are ≤ tol·max(1, |λ|) (checked every step), at most `max_steps`
     products; raises if they have not converged by then. Where the Krylov space closes (an invariant
     subspace: small models, low-rank or Kronecker-structured H), Lanczos goes on from a new random vector
-    outside it, until that block's top Ritz value is at most the k-th: a repeated eigenvalue is returned
-    as often as it occurs. `generator` draws the start vectors.
+    outside it, until that block's top Ritz value is at most the k-th. Where one block converged without
+    closing, the top eigenvalue outside the k vectors found (`_top_outside`) replaces the k-th while it
+    is larger: a repeated eigenvalue is returned as often as it occurs (up to k). `generator` draws the
+    start vectors.
     """
     operator = HessianOperator(model, loss_fn, x, y, mode=mode, params=params, batch_size=batch_size)
     if k < 1 or k > operator.size:
@@ -253,7 +256,36 @@ def hessian_eigenpairs(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: to
                            f"(residuals {residuals.tolist()}); raise max_steps or tol")
     eigenvectors = vectors.T @ basis
     eigenvectors = eigenvectors / eigenvectors.norm(dim=1, keepdim=True)
+    if k > 1 and block == 0 and alphas.numel() < operator.size:  # one block, never closed: it met each
+        for _ in range(k):  # eigenspace in one direction; copies of a found eigenvalue lie outside its vectors
+            top, u = _top_outside(operator, eigenvectors, restart().to(operator.device), max_steps, small)
+            if top <= values[-1] + tol * values[-1].abs().clamp_min(1.0):
+                break
+            order = torch.cat([values[:-1], top.view(1)]).argsort(descending=True)
+            residual = (operator(u) - top * u).norm().view(1)
+            values = torch.cat([values[:-1], top.view(1)])[order]
+            eigenvectors = torch.cat([eigenvectors[:-1], u.view(1, -1)])[order]
+            residuals = torch.cat([residuals[:-1], residual])[order]
     return Eigenpairs(values, eigenvectors, residuals, operator.products)
+
+
+def _top_outside(operator: Callable[[torch.Tensor], torch.Tensor], found: torch.Tensor, start: torch.Tensor,
+                 max_steps: int, small: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The largest eigenvalue of H on the orthogonal complement of `found`'s rows (orthonormal) and its
+    unit eigenvector: Lanczos on the deflated operator P·H·P, P = I − FᵀF, until its top Ritz pair
+    converges (`small`) or its Krylov space closes."""
+    def outside(v: torch.Tensor) -> torch.Tensor:
+        return _orthogonalized(operator(_orthogonalized(v, found)), found)
+
+    def done(alphas: torch.Tensor, betas: torch.Tensor, _block: int, _closed: bool) -> bool:
+        values, vectors = torch.linalg.eigh(_tridiagonal(alphas, betas))
+        return bool(small((betas[-1] * vectors[-1, -1]).abs(), values[-1]))
+
+    alphas, betas, basis = lanczos(outside, _orthogonalized(start, found), max_steps, done)
+    values, vectors = torch.linalg.eigh(_tridiagonal(alphas, betas))
+    u = vectors[:, -1] @ basis
+    return values[-1], u / u.norm()
 
 
 def hessian_top_eigenvalue(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, *,
