@@ -1,7 +1,8 @@
 """Reproductions of the dropout-theory experiments: ``reglab reproduce <name> [--quick]``.
 
-Each preset re-runs one experiment of the dropout chapter (Zhang & Xu 2022, *Implicit regularization
-of dropout*, arXiv:2207.05952) — or, for ``seed000``, source 000's MNIST DeeperCNN comparison — and
+Each preset re-runs one experiment of the dropout chapter (source 004, "Dropout 的隐式正则化" of the book
+理解深度学习, which presents Zhang & Xu 2022, *Implicit regularization of dropout*, arXiv:2207.05952;
+figure numbers are the chapter's) — or, for ``seed000``, source 000's MNIST DeeperCNN comparison — and
 writes PNG figures, a ``results.json``, a self-contained ``report.html`` and a ``README.md`` putting
 the source's value beside reglab's for every claim, with a verdict (docs/reproduce.md collects them:
 ``python -m reglab.reproduce.summary``).

@@ -31,8 +31,12 @@ CHOICES = {
     "network": "784-1000-10 with ReLU and a bias in both layers (the chapter names only the sizes)",
     "initialisation": "PyTorch default (uniform ±1/√fan_in); one initialisation per seed shared by all objectives",
     "loss": "½‖f − y‖² on one-hot labels (the chapter's MSE setting of the R1 lemma)",
-    "inputs": "raw pixels in [0, 1] (torchvision's ToTensor); standardised pixels make full-batch GD at "
-              "ε = 0.05 diverge within a few steps, so the chapter cannot have used them with its step size",
+    "inputs": "raw pixels in [0, 1] (torchvision's ToTensor); with standardised pixels full-batch GD at "
+              "ε = 0.05 spikes to a loss of ≈ 20 in two steps, and then L3 diverges and L2 stalls at 19% "
+              "accuracy while R_S, R_drop, L1 and L4 recover (an audit, 2026-11-28): raw pixels suit the "
+              "chapter's step size. Fig. 1.4's preset (r1-mnist), on the same network and images at "
+              "ε = 5e-3, standardises them and draws N(0, 1/fan_in) weights without an output bias: the "
+              "presets differ there, each as its own choices say",
     "optimizer": "plain gradient descent on the full batch of 1000 images, no momentum, no weight decay",
     "accuracy": "test accuracy of the final iterate, dropout off",
 }

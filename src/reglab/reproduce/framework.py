@@ -19,7 +19,8 @@ from reglab.config import ConfigError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-SOURCE = "Zhang & Xu 2022, Implicit regularization of dropout, arXiv:2207.05952"
+SOURCE = ("the chapter Dropout 的隐式正则化 (implicit regularization of dropout) of 理解深度学习 (2023; source 004), "
+          "which presents Zhang & Xu 2022, arXiv:2207.05952; figure and table numbers are the chapter's")
 
 #: which figure or table of the sources each preset reproduces (shown by ``reglab reproduce --list``)
 FIGURES = {

@@ -28,6 +28,9 @@ FULL = {"width": 1000, "depths": [2, 3], "rates": [0.0, 0.1, 0.3], "seeds": 3, "
 QUICK = {"width": 50, "depths": [2, 3], "rates": [0.0, 0.3], "seeds": 2, "n_train": 20, "lr": 1e-3,
          "steps": {"2": 200, "3": 50}}
 CHOICES = {
+    "non-zero neurons": "those whose amplitude, rescaled to max 1, is at least 0.1 (`FLOOR`; the source's "
+                        "\"non-zero parameters\" gives no threshold)",
+    "output layer": "weights only, no bias: f = Σ_j a_j σ(w_j·x + b_j), the chapter's model (§1.4)",
     "optimizer": "Adam, full batch (the source gives only the learning rate 1e-3)",
     "training data": "20 points evenly spaced on [−10, 10]",
     "initialisation": "N(0, m^−0.2) for every weight and bias of the input and output layers (the chapter's "

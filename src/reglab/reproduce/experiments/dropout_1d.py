@@ -31,6 +31,7 @@ FULL = {"width": 1000, "n_train": 9, "p": 0.3, "seeds": 3, "lr": 1e-4, "steps": 
 QUICK = {"width": 100, "n_train": 9, "p": 0.3, "seeds": 2, "lr": 1e-3, "steps": 300, "directions": 3}
 ALPHAS = torch.linspace(-1, 1, 41)
 CHOICES = {
+    "output layer": "weights only, no bias: f = Σ_j a_j σ(w_j·x + b_j), the chapter's model (§1.4)",
     "learning rate": "1e-4 (the text of §1.7); the captions of Figs. 1.1 and 1.8 say 1e-3 — the source "
                      "contradicts itself, reglab follows the text",
     "training data": "9 points evenly spaced on [−1, 1]",

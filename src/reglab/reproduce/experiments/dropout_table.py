@@ -168,7 +168,9 @@ def run(settings: Settings) -> Outcome:
                                    f"{s['epochs']} epochs, seeds {s['seeds']}",
                        "data": "inputs standardised per channel (reglab's default), no augmentation",
                        "networks": "FNN 784-1024-1024-10 with ReLU (dropout 0.5 after each hidden layer), VGG-9 "
-                                   "(dropout 0.5), ResNet-20 (dropout 0.1) at the model's dropout sites",
+                                   "(dropout 0.5), ResNet-20 (dropout 0.1) at the model's dropout sites; "
+                                   "PyTorch's default initialisation; VGG-9 and ResNet-20 with BatchNorm (their "
+                                   "usual form; the source does not say), the FNN without",
                        "figure": "fig. 1.9 as the chapter plots it: L(α) = R_S(θ + αd) at α in "
                                  f"{list(ALPHAS)}, averaged over the directions and seeds, with and without "
                                  "dropout; beside it Table 1.1's test accuracies",

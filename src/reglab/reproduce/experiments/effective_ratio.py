@@ -40,6 +40,8 @@ CHOICES = {
                       "linear weight, biases 0 (not PyTorch's default kaiming_uniform_, a = √5); BatchNorm weight 1, "
                       "bias 0",
     "tracked layers": "Conv2-1 / Conv3-1 read as the first conv of the 2nd / 3rd residual block",
+    "network": "ResNet-18 in its CIFAR form (3×3 stem, no max-pool, projection shortcuts, BatchNorm; the "
+               "source names only ResNet-18)",
     "training": "cross-entropy, constant learning rate, no weight decay; inputs standardised per channel, no "
                 "augmentation (the source gives Adam, lr 0.001, batch 128 and nothing else)",
 }

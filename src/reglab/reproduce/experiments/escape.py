@@ -29,6 +29,9 @@ QUICK = {"width": 50, "n_train": 20, "p": 0.3, "seeds": 2, "lr": 1e-3, "steps_rs
 CONTINUATIONS = {"rs": "R_S (reference)", "drop": "R_drop", "rs+r1": "R_S + R1"}
 COLORS = {"rs": "tab:blue", "drop": "tab:orange", "rs+r1": "tab:green"}
 CHOICES = {
+    "non-zero neurons": "those whose amplitude, rescaled to max 1, is at least 0.1 (`FLOOR`; the source's "
+                        "\"non-zero parameters\" gives no threshold)",
+    "output layer": "weights only, no bias: f = Σ_j a_j σ(w_j·x + b_j), the chapter's model (§1.4)",
     "target and data": "tanh(x − 6) + tanh(x + 6) on 20 points evenly spaced on [−10, 10] (as Figs. 1.2, 1.7)",
     "network": "two-layer tanh, width 1000, every weight and bias N(0, m^−0.2) (linear regime, as Fig. 1.8)",
     "training": "Adam lr 1e-3, full batch; 10,000 R_S steps, then 20,000 steps of each continuation, a fresh "

@@ -32,7 +32,9 @@ CHOICES = {
     "network": "784-1000-10 ReLU, every weight and bias N(0, 1/fan_in), no output bias",
     "training": "full-batch gradient descent, ε = 5e-3 (the source's rate), 20,000 steps (gradient-flow time 100)",
     "loss": "½‖f − y‖² on one-hot labels (E_η R_drop = R_S + R1 exactly)",
-    "inputs": "pixels standardised to mean 0, std 1 (reglab's default; the source does not say)",
+    "inputs": "pixels standardised to mean 0, std 1 (reglab's default; the source does not say); Figs. "
+              "1.10 and 1.11's presets (l1-l4, interpolation) use raw pixels, PyTorch's initialisation and "
+              "an output bias on this network, for their 10× larger step (their choices)",
     "figure (b)": "R_S and R1 along the R_drop run, as the text says; the caption names R_S^drop instead of R_S",
     "dropout rates": "drop probability 0.1, 0.3, 0.5, 0.7 (the source's axis is not given in the text)",
     "seeds": "3 per setting; claims on mean ± 95% CI",

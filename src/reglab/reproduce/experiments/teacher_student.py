@@ -28,6 +28,9 @@ FULL = {"width": 1000, "d": 10, "n_train": 100, "n_test": 2000, "rates": [0.0, 0
 QUICK = {"width": 100, "d": 10, "n_train": 100, "n_test": 500, "rates": [0.0, 0.3], "seeds": 2,
          "lr": 1e-3, "steps": 300}
 CHOICES = {
+    "non-zero neurons": "those whose amplitude, rescaled to max 1, is at least 0.1 (`FLOOR`; the source's "
+                        "\"non-zero parameters\" gives no threshold)",
+    "output layer": "weights only, no bias: f = Σ_j a_j σ(w_j·x + b_j), the chapter's model (§1.4)",
     "teacher": "tanh(w*·x), w* a fixed random unit vector of R^10 (seed 1234), no bias",
     "data": "100 training and 2000 test inputs x ~ N(0, I_10)",
     "student": "width 1000, tanh, biases; every weight and bias N(0, m^−0.2) (linear regime, as Fig. 1.8)",
