@@ -19,7 +19,7 @@ from reglab.study.results import run_record
 from reglab.study.stats import summarize
 from reglab.study.store import RunRow
 from reglab.train import train_run
-from reglab.train.loop import best_epoch
+from reglab.train.loop import best_epoch, load_trained
 from reglab.train.rundir import DamagedFile, metrics_intact
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -172,6 +172,10 @@ def test_a_truncated_checkpoint_is_named_with_what_to_do(tmp_path):
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
     with pytest.raises(DamagedFile, match=f"^{checkpoint}: damaged.*delete it to train this run again"):
         train_run(tiny(**{"train.epochs": 1}), run_dir=run_dir)
+    weights = run_dir / "model.pt"  # the weights: nothing to retrain, the checkpoint stands in
+    weights.write_bytes(b"not weights")
+    with pytest.raises(DamagedFile, match=r"model.pt: damaged.*delete it: the run's checkpoint.pt, if any, stands in"):
+        load_trained(run_dir)
 
 
 def test_a_damaged_metrics_line_is_named_not_taken_for_the_end_of_the_file(tmp_path):
@@ -220,7 +224,7 @@ def epochs_of(study):
     return frame.reset_index(drop=True)
 
 
-def test_lost_files_and_a_damaged_checkpoint_or_index_are_recovered(tmp_path):
+def test_lost_files_and_a_damaged_checkpoint_or_index_are_recovered(tmp_path, capsys):
     out = tmp_path / "study"
     serial = LocalExecutor(workers=1)
     first = run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=False)
@@ -232,9 +236,13 @@ def test_lost_files_and_a_damaged_checkpoint_or_index_are_recovered(tmp_path):
     (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
     lost = load_study(out).runs.set_index("run_id").loc["l2__s1"]
     assert lost["status"] == "missing" and "summary.json is gone" in lost["error"]
-    again = run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=False)
+    capsys.readouterr()
+    again = run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=True)
     assert again.executed == ["l2__s1"] and (again.runs["status"] == "done").all()
     assert (run_dir / "checkpoint.pt.damaged").exists()
+    said = capsys.readouterr().err  # not silently: the run says what was set aside
+    assert ("l2__s1: checkpoint.pt was damaged; set aside as checkpoint.pt.damaged, the run trained again from "
+            "the start") in said
     assert epochs_of(again).equals(reference)
 
     # a damaged index: named, with the command that rebuilds it; the rebuild keeps every finished run
@@ -243,8 +251,11 @@ def test_lost_files_and_a_damaged_checkpoint_or_index_are_recovered(tmp_path):
         (out / name).unlink(missing_ok=True)
     with pytest.raises(DamagedFile, match=r"study.db: damaged .*--rebuild-index"):
         run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=False)
-    rebuilt = run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=False, rebuild=True)
+    rebuilt = run_study(StudySpec.from_dict(SPEC), out, executor=serial, progress=True, rebuild=True)
     assert rebuilt.executed == [] and len(rebuilt.skipped) == 4
+    assert ("study.db: index rebuilt from the run directories (4 of 4 runs finished; the damaged one set aside "
+            "as study.db.damaged)") in capsys.readouterr().err
+    assert (out / "study.db.damaged").exists()
     assert (rebuilt.runs["status"] == "done").all()
     assert epochs_of(rebuilt).equals(reference)
     assert rebuilt.summary().equals(first.summary())

@@ -227,3 +227,11 @@ def test_the_last_epoch_is_checkpointed_whatever_the_interval_so_a_rerun_trains_
     metrics = (run_dir / "metrics.jsonl").read_text()
     again = train_run(cfg, run_dir=run_dir)
     assert len(again.epochs) == 3 and (run_dir / "metrics.jsonl").read_text() == metrics  # nothing trained again
+
+
+def test_a_study_folder_without_its_index_points_to_the_rebuild(tmp_path, monkeypatch, capsys):
+    (tmp_path / "runs" / "a__s0").mkdir(parents=True)
+    code, err = run_main(monkeypatch, capsys, ["report", str(tmp_path)])
+    assert code == 2 and "no study.db; its runs/ are here" in err and "--rebuild-index" in err
+    code, err = run_main(monkeypatch, capsys, ["report", str(tmp_path / "runs")])
+    assert code == 2 and "is it a reglab study directory?" in err

@@ -113,3 +113,16 @@ def test_full_batch_is_gradient_descent():
 def test_full_batch_step_count(batch_size):
     result = train_run(tiny(**{"train.batch_size": batch_size, "train.epochs": 2}))
     assert [e["step"] for e in result.epochs] == [1, 2]
+
+
+@pytest.mark.parametrize("key", ["train_loss", "test_loss", "grad_norm"])
+def test_a_non_finite_loss_or_gradient_norm_ends_the_run_as_diverged(key):
+    """An overflowing step can leave the loss finite (2.8e31) while the gradient norm is inf: diverged too."""
+    from reglab.train.loop import EpochLog
+
+    trainer = Trainer(tiny())
+    log = EpochLog(trainer, None, [], pack=None)
+    finite = {"epoch": 1, "step": 4, "train_loss": 2.8e31, "test_loss": 3.0, "grad_norm": 1e30}
+    assert log.record(dict(finite)) and log.status == "done"
+    assert not log.record({**finite, "epoch": 2, key: float("inf")})
+    assert (log.status, log.diverged_epoch) == ("diverged", trainer.epoch)

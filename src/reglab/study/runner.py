@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,13 +144,14 @@ def index_readable(out_dir: Path) -> bool:
     return True
 
 
-def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
+def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> str:
     """Set the study's damaged index aside (``study.db.damaged``, or ``.damaged.N`` where that is
     taken) and write a new one from the run directories: a run whose directory holds summary.json and
     the run's own config.json counts as finished, every other run as pending (it resumes from its
     checkpoint). The new index is written in a temporary folder and renamed into place whole, so an
     interrupted rebuild leaves no partial index (whose missing runs a resume would train afresh).
-    Refused where the run directories hold runs `spec` does not plan (`check_rebuild_spec`)."""
+    Refused where the run directories hold runs `spec` does not plan (`check_rebuild_spec`). Returns one
+    line saying what it did."""
     check_rebuild_spec(out_dir, tasks)
     building = Path(tempfile.mkdtemp(prefix=".rebuild-", dir=out_dir))
     try:
@@ -158,10 +159,12 @@ def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
             store.set_spec(spec.to_dict(), spec.spec_hash)
             for position, task in enumerate(tasks):
                 adopt(store, task, position)
+            finished = sum(row.status in FINISHED for row in store.runs())
         suffix, n = ".damaged", 0
         while (out_dir / f"{DB_NAME}{suffix}").exists():
             n += 1
             suffix = f".damaged.{n}"
+        old = (out_dir / DB_NAME).exists()
         for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
             if (out_dir / name).exists():
                 (out_dir / name).replace(out_dir / f"{name}{suffix}")
@@ -170,6 +173,28 @@ def rebuild_index(out_dir: Path, spec: StudySpec, tasks: list[RunTask]) -> None:
                 (building / name).replace(out_dir / name)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+    kept = f"the damaged one set aside as {DB_NAME}{suffix}" if old else "there was none"
+    return (f"{DB_NAME}: index rebuilt from the run directories ({finished} of {len(tasks)} runs finished; "
+            f"{kept})")
+
+
+def set_aside_files(tasks: Sequence[RunTask]) -> dict[Path, tuple[int, int]]:
+    """Every run file set aside as damaged (`resume_or_restart`), with its inode and change time."""
+    found = {}
+    for task in tasks:
+        for path in task.run_dir.glob("*.damaged*") if task.run_dir.is_dir() else ():
+            stat = path.stat()
+            found[path] = (stat.st_ino, stat.st_ctime_ns)
+    return found
+
+
+def newly_set_aside(tasks: Sequence[RunTask], before: dict[Path, tuple[int, int]]) -> list[str]:
+    """One line per run file set aside since `before` (`set_aside_files`): the run found its checkpoint,
+    metrics or config unreadable and trained again from the start."""
+    run_of = {task.run_dir: task.run_id for task in tasks}
+    return [f"{run_of[path.parent]}: {path.name.split('.damaged')[0]} was damaged; set aside as {path.name}, the "
+            "run trained again from the start"
+            for path, key in sorted(set_aside_files(tasks).items()) if before.get(path) != key]
 
 
 def check_rebuild_spec(out_dir: Path, tasks: list[RunTask]) -> None:
@@ -317,9 +342,10 @@ def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Ex
     if not isinstance(log, Tracker):
         check_sinks(log)  # before anything is written
     tasks = plan(spec, out_dir)
+    notes = []
     with study_lock(out_dir):
         if rebuild and not index_readable(out_dir):  # a sound index is kept, and the spec check below holds
-            rebuild_index(out_dir, spec, tasks)
+            notes.append(rebuild_index(out_dir, spec, tasks))
         check_index_present(out_dir, f"index them again with `reglab compare SPEC --out {out_dir} --rebuild-index` "
                                      "(SPEC: the study's preset or TOML file), or use another --out")
         with StudyStore(out_dir) as store:
@@ -329,7 +355,7 @@ def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Ex
             tracker.catch_up(finished_runs(store))
             try:
                 events = _execute(store, spec, tasks, todo, executor, tracker, progress=progress,
-                                  analyse_only=len(analyse_only))
+                                  analyse_only=len(analyse_only), notes=notes)
             finally:
                 tracker.close()
     spec, runs, epochs = read_study(out_dir)
@@ -341,7 +367,8 @@ def run_study(spec: StudySpec | str | Path, out_dir: str | Path, *, executor: Ex
 
 
 def _execute(store: StudyStore, spec: StudySpec, tasks: list[RunTask], todo: list[RunTask],
-             executor: Executor | None, tracker: Tracker, *, progress: bool, analyse_only: int = 0) -> StoreEvents:
+             executor: Executor | None, tracker: Tracker, *, progress: bool, analyse_only: int = 0,
+             notes: Sequence[str] = ()) -> StoreEvents:
     """Execute `todo` (the rest of `tasks` is already finished) with a progress display; returns the
     events that recorded it."""
     todo_ids = {t.run_id for t in todo}
@@ -350,7 +377,12 @@ def _execute(store: StudyStore, spec: StudySpec, tasks: list[RunTask], todo: lis
         for task in tasks:
             if task.run_id not in todo_ids:
                 display.skipped(task.run_id)
+        for note in notes:
+            display.note(note)
         display.planned(len(todo), len(tasks) - len(todo), analyse_only)
         events = StoreEvents(store, display, tracker)
+        before = set_aside_files(todo)
         (executor or LocalExecutor()).execute(todo, events)
+        for note in newly_set_aside(todo, before):
+            display.note(note)
     return events

@@ -90,7 +90,10 @@ class StudyStore:
         self.out_dir = Path(out_dir)
         path = self.out_dir / DB_NAME
         if not create and not path.exists():
-            raise FileNotFoundError(f"{self.out_dir}: no {DB_NAME}; is it a reglab study directory?")
+            hint = (f"; its runs/ are here: index them again with `reglab compare SPEC --out {self.out_dir} "
+                    "--rebuild-index` (SPEC: the study's preset or TOML file)"
+                    if (self.out_dir / "runs").is_dir() else "; is it a reglab study directory?")
+            raise FileNotFoundError(f"{self.out_dir}: no {DB_NAME}{hint}")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.conn = None
         try:

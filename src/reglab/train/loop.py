@@ -489,7 +489,8 @@ class Trainer:
 
 class EpochLog:
     """A run's epochs as every training loop keeps them (`Trainer.fit`, a pack's `PackedTrainer.fit`):
-    each epoch appended to metrics.jsonl, divergence (a non-finite train or test loss) and early stopping
+    each epoch appended to metrics.jsonl, divergence (a non-finite train or test loss, or gradient norm: an
+    overflowing step whose loss still reads finite) and early stopping
     end the run, a checkpoint is due on schedule, on stopping and at the end of the budget, and the end
     writes model.pt (a finished run) and summary.json. `pack`: the pack record the result carries."""
 
@@ -506,7 +507,7 @@ class EpochLog:
         self.checkpoint_due = False
         if self.run_dir is not None:
             rundir.append_metrics(self.run_dir / "metrics.jsonl", metrics)
-        if not (math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["test_loss"])):
+        if not all(math.isfinite(metrics.get(key, 0.0)) for key in ("train_loss", "test_loss", "grad_norm")):
             self.status, self.diverged_epoch = "diverged", t.epoch
             return False
         stop = t.stopper.enabled and t.stopper.update(t.epoch, metrics, t.evaluated_model)

@@ -149,8 +149,10 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     except FileNotFoundError:
         raise
     except Exception as err:
-        raise DamagedFile(path, f"damaged, torch cannot read it ({type(err).__name__}); delete it to train "
-                                "this run again from the start") from err
+        remedy = ("delete it: the run's checkpoint.pt, if any, stands in for it (and `reglab train --out` "
+                  "with the run's config writes it again without training)" if Path(path).name == "model.pt"
+                  else "delete it to train this run again from the start")
+        raise DamagedFile(path, f"damaged, torch cannot read it ({type(err).__name__}); {remedy}") from err
 
 
 T = TypeVar("T")
@@ -192,7 +194,8 @@ def read_config(run_dir: Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DamagedFile(path, f"not valid JSON ({err}); is {run_dir} a reglab run directory?") from None
+        raise DamagedFile(path, f"not valid JSON ({err}); is {run_dir} a reglab run directory? If it is, "
+                                "delete the directory to train the run again, or train into another one") from None
     if not isinstance(config, dict):
         raise DamagedFile(path, f"not a JSON object; is {run_dir} a reglab run directory?")
     return config
