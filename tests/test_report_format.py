@@ -22,6 +22,9 @@ def test_report_numbers_are_formatted_in_the_documented_units():
     assert fmt.mean_std("final_test_loss", 0.767, 0.00475, 3) == "0.767 ± 0.00475 (n=3)"  # losses: significant digits
     assert fmt.diff("macro_f1", -0.003822) == "-0.0038" and fmt.diff_interval("macro_f1", -0.0209, 0.00595) == \
         "[-0.0209, +0.0060]"
+    assert fmt.magnitude("final_test_acc", 0.0214) == "2.14 pp"
+    assert fmt.magnitude("final_test_loss", 0.01234) == "0.0123"
+    assert [fmt.seeds(n) for n in (7.0, float("inf"), float("nan"))] == ["7", "> 10,000", "—"]
 
 
 def test_headline_row_shows_the_ci_the_adjusted_p_and_the_finished_runs_of_the_gap():
@@ -34,13 +37,14 @@ def test_headline_row_shows_the_ci_the_adjusted_p_and_the_finished_runs_of_the_g
         base = {"arm": arm, "metric": metric, "mean": mean, "std": 0.01, "n": 3, "runs": 4, "unfinished": 0,
                 "diverged": 1, "ci_low": mean - 0.02, "ci_high": mean + 0.02, "diff": float("nan"),
                 "diff_low": float("nan"), "diff_high": float("nan"), "test": "paired t", "correction": "holm",
-                "p_value": float("nan"), "p_adjusted": float("nan"), "verdict": "baseline"}
+                "p_value": float("nan"), "p_adjusted": float("nan"), "verdict": "baseline",
+                "detectable_diff": float("nan"), "seeds_needed": float("nan")}
         return base | kw
 
     summary = pd.DataFrame([
         row("base", "final_test_acc", 0.70), row("base", "gap_acc", 0.05),
         row("wd", "final_test_acc", 0.75, diff=0.05, diff_low=0.01, diff_high=0.09, p_value=0.01,
-            p_adjusted=0.04, verdict="better"),
+            p_adjusted=0.04, verdict="better", detectable_diff=0.021, seeds_needed=7.0),
         row("wd", "gap_acc", 0.03),
     ])
     stability = pd.DataFrame([{"arm": a, "fluctuation_mean": 0.1, "spread_test_acc": 0.01} for a in ("base", "wd")])
@@ -54,3 +58,5 @@ def test_headline_row_shows_the_ci_the_adjusted_p_and_the_finished_runs_of_the_g
     assert wd["p (holm)"] == "0.04"  # the adjusted p, next to the verdict it decided
     assert wd["gap acc (train − test)"] == "3.00% ± 1.00 (n=3)"
     assert wd["diverged"] == "1/4 diverged"
+    assert (wd["detectable |Δ|"], wd["seeds to detect Δ"]) == ("2.10 pp", "7")
+    assert (rows[0]["detectable |Δ|"], rows[0]["seeds to detect Δ"]) == ("—", "—")

@@ -2,7 +2,7 @@
 
     <study>/report/report.html     tables with intervals and verdicts, figures, spec, provenance
     <study>/report/report.md       the same sections in Markdown (`report.document`), figures linked
-    <study>/report/summary.csv     per (arm, metric): n, mean, std, CI, Δ, bootstrap CI, p, verdict
+    <study>/report/summary.csv     per (arm, metric): n, mean, std, CI, Δ, bootstrap CI, p, verdict, seeds needed
     <study>/report/runs.csv        one row per run;  epochs.csv: one row per run and epoch
     <study>/report/stability.csv   per arm: diverged, fluctuation, seed spread
     <study>/report/robust.csv      per arm: IQM and probability of improvement, with intervals
@@ -53,7 +53,10 @@ def notes(correction: str) -> str:
             "resamples only the n observed values), so it can exclude 0 while the verdict says \"not "
             "distinguishable\": the verdict is the test to trust. Train loss is measured in training mode "
             "(dropout and noise active), so its verdict is \"higher\" / \"lower\", not better or worse. "
-            "See docs/studies.md.")
+            f"Seeds to detect Δ: seeds per arm with which the test would detect a true difference of the observed "
+            f"size 4 times in 5 (80% power, {'at α/m for m arms' if correction != 'none' else 'at α'}); detectable "
+            "|Δ| (in the report): the smallest difference this study's seeds detect that often. Both take the "
+            "observed seed spread as the true one, so from few seeds they are rough. See docs/studies.md.")
 
 
 STABILITY_NOTE = ("Fluctuation: mean |L_t − L_{t−1}| of the test loss over the epochs t of the last half "

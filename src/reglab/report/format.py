@@ -62,6 +62,22 @@ def diff_interval(metric: str, low: float, high: float) -> str:
     return f"[{low:+.3g}, {high:+.3g}]"
 
 
+def magnitude(metric: str, x: float) -> str:
+    """A size of difference, unsigned: ``0.84 pp`` for accuracies."""
+    if not _ok(x):
+        return "—"
+    return f"{100 * x:.2f} pp" if is_acc(metric) else f"{x:.4f}" if is_score(metric) else f"{x:.3g}"
+
+
+def seeds(n: float) -> str:
+    """Seeds per arm from `reglab.study.power.SeedNoise.seeds_needed`: a count, "> 10,000" or "—"."""
+    if n == math.inf:
+        from reglab.study.power import MAX_SEEDS
+
+        return f"> {MAX_SEEDS:,}"
+    return f"{int(n)}" if _ok(n) else "—"
+
+
 def p_value(p: float) -> str:
     return format_p(p) if _ok(p) else "—"
 

@@ -15,6 +15,8 @@ from reglab.study.results import Study
 from reglab.study.stats import METRIC_BY_COLUMN
 
 Rows = list[dict[str, str]]
+DETECTABLE = "detectable |Δ|"
+SEEDS_NEEDED = "seeds to detect Δ"
 
 
 def primary_metric(summary: pd.DataFrame) -> str:
@@ -50,6 +52,7 @@ def headline_rows(study: Study, summary: pd.DataFrame, stability: pd.DataFrame) 
             f"{fmt.diff(metric, r['diff'])} {fmt.diff_interval(metric, r['diff_low'], r['diff_high'])}"
             .replace("— —", "—"),
             "test": r["test"], f"p ({r['correction']})": fmt.p_value(r["p_adjusted"]), "verdict": r["verdict"],
+            **power_columns(metric, r),
             "gap acc (train − test)": fmt.mean_std("gap_acc", gap["mean"], gap["std"], gap["n"])
             if gap is not None else "—",
             "fluctuation": fmt.value("fluctuation", st["fluctuation_mean"]),
@@ -59,9 +62,15 @@ def headline_rows(study: Study, summary: pd.DataFrame, stability: pd.DataFrame) 
     return rows
 
 
+def power_columns(metric: str, r: pd.Series) -> dict[str, str]:
+    """What the seeds could detect (`reglab.study.power`): the smallest difference found 4 times in 5 at
+    this n, and the seeds per arm the observed difference needs for that."""
+    return {DETECTABLE: fmt.magnitude(metric, r["detectable_diff"]), SEEDS_NEEDED: fmt.seeds(r["seeds_needed"])}
+
+
 def compact_rows(headline: Rows) -> Rows:
-    """The headline rows for a terminal: without the mean's interval and the seed spread."""
-    drop = ("95% CI", "seed spread (acc, pp)")
+    """The headline rows for a terminal: without the mean's interval, the detectable Δ and the seed spread."""
+    drop = ("95% CI", DETECTABLE, "seed spread (acc, pp)")
     return [{k: v for k, v in row.items() if k not in drop} for row in headline]
 
 
@@ -80,7 +89,7 @@ def metric_rows(study: Study, summary: pd.DataFrame, metric: str) -> Rows:
             "Δ 95% CI (bootstrap)": fmt.diff_interval(metric, r["diff_low"], r["diff_high"]),
             "test": r["test"], "t": f"{r['t']:.3g}" if pd.notna(r["t"]) else "—", "p": fmt.p_value(r["p_value"]),
             "p Wilcoxon": fmt.p_value(r["p_wilcoxon"]), f"p ({r['correction']})": fmt.p_value(r["p_adjusted"]),
-            "verdict": r["verdict"], "diverged": _diverged(r),
+            "verdict": r["verdict"], **power_columns(metric, r), "diverged": _diverged(r),
         })
     return rows
 

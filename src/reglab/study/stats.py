@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from reglab.study.power import SeedNoise
 from reglab.study.robust import finite, stratified_bootstrap
 
 ALPHA = 0.05
@@ -182,6 +183,18 @@ def compare(arm: Sequence[float] | pd.Series, baseline: Sequence[float] | pd.Ser
     return Comparison(diff, low, high, test, t, p, math.nan, 0)
 
 
+def seed_noise(arm: pd.Series, baseline: pd.Series) -> SeedNoise | None:
+    """The noise the comparison of `compare` works against: the std of the per-seed differences when
+    paired, else each arm's std (None below 2 finite values in either arm)."""
+    pairs = paired_values(arm, baseline)
+    if pairs is not None:
+        return SeedNoise((float(np.std(pairs[0] - pairs[1], ddof=1)),))
+    a, b = finite(np.asarray(arm, dtype=float)), finite(np.asarray(baseline, dtype=float))
+    if len(a) < 2 or len(b) < 2:
+        return None
+    return SeedNoise((float(a.std(ddof=1)), float(b.std(ddof=1))))
+
+
 def verdict(p_adjusted: float, diff: float, n_arm: int, n_base: int, *, higher_is_better: bool | None = True,
             alpha: float = ALPHA, correction: str = "holm", interval: tuple[float, float] | None = None) -> str:
     """"better (p_holm=…)" / "worse (…)" when the adjusted p < α, else "not distinguishable at n=… seeds
@@ -219,7 +232,9 @@ def summarize(runs: pd.DataFrame, arms: Sequence[str], baseline: str, *,
               metrics: Sequence[Metric] = METRICS, alpha: float = ALPHA,
               correction: str = "holm") -> pd.DataFrame:
     """One row per (arm, metric): n, diverged, mean, std, 95% CI, and the comparison to the baseline
-    (test used, t, p, Wilcoxon p, p adjusted across the arms, verdict on the adjusted p).
+    (test used, t, p, Wilcoxon p, p adjusted across the arms, verdict on the adjusted p), with what the
+    seeds could detect: the smallest difference detected with 80% power at the arm's n, and the seeds per
+    arm the observed difference needs (`reglab.study.power`, at α/m for m arms unless uncorrected).
 
     `runs` needs columns ``arm``, ``status`` and the metric columns (and ``seed`` to pair); only "done"
     runs count.
@@ -235,7 +250,7 @@ def summarize(runs: pd.DataFrame, arms: Sequence[str], baseline: str, *,
             continue
         base_values = done.loc[done["arm"] == baseline].set_index("seed")[metric.column]
         n_base = int(np.isfinite(base_values.astype(float)).sum())
-        of_metric = []
+        of_metric, noises = [], {}
         for arm in arms:
             of_arm = runs[runs["arm"] == arm]
             values = done.loc[done["arm"] == arm].set_index("seed")[metric.column]
@@ -246,16 +261,24 @@ def summarize(runs: pd.DataFrame, arms: Sequence[str], baseline: str, *,
                    **asdict(describe(values)), "correction": correction, "p_adjusted": math.nan}
             if arm == baseline:
                 row.update(diff=0.0, diff_low=math.nan, diff_high=math.nan, test="—", t=math.nan,
-                           p_value=math.nan, p_wilcoxon=math.nan, n_pairs=0, verdict="baseline")
+                           p_value=math.nan, p_wilcoxon=math.nan, n_pairs=0, verdict="baseline",
+                           detectable_diff=math.nan, seeds_needed=math.nan)
             else:
                 row.update(asdict(compare(values, base_values)))
+                noises[arm] = seed_noise(values, base_values)
             of_metric.append(row)
         family = [r for r in of_metric if r["arm"] != baseline]  # one family per metric
         raw = [r["p_value"] for r in family]
         adjusted = adjust_p(raw, correction) if correction != "none" else np.asarray(raw, dtype=float)
+        tests = int(np.isfinite(np.asarray(raw, dtype=float)).sum())
+        planning_alpha = alpha / tests if correction != "none" and tests > 1 else alpha  # Holm's strictest step
         for row, p_adj in zip(family, adjusted, strict=True):
             row.update(p_adjusted=float(p_adj), verdict=verdict(
                 p_adj, row["diff"], row["n"], n_base, higher_is_better=metric.higher_is_better, alpha=alpha,
                 correction=correction, interval=(row["diff_low"], row["diff_high"])))
+            noise = noises.get(row["arm"])
+            row.update(
+                detectable_diff=noise.detectable(min(row["n"], n_base), planning_alpha) if noise else math.nan,
+                seeds_needed=noise.seeds_needed(row["diff"], planning_alpha) if noise else math.nan)
         rows += of_metric
     return pd.DataFrame(rows, columns=None if rows else ["arm", "metric", "label", "n", "mean", "verdict"])
