@@ -68,7 +68,7 @@ def run_quick_preset(name: str, tmp_path, **settings) -> dict:
 def assert_same_run(solo, packed, solo_epochs: list[dict], packed_epochs: list[dict]) -> None:
     """A packed run equals its solo run up to float rounding: its epochs' metrics and its weights (1e-5)."""
     for a, b in zip(solo_epochs, packed_epochs, strict=True):
-        for key in ("train_loss", "train_acc", "grad_norm", "test_loss", "test_acc", "step", "lr"):
+        for key in ("train_loss", "train_acc", "grad_norm", "test_loss", "test_acc", "step", "lr", "weight_norm"):
             assert (key in a) == (key in b), key  # train_acc: none where the inputs are mixed
             assert b.get(key) == pytest.approx(a.get(key), abs=1e-5), key
     for (name, a), (_, b) in zip(solo.model.state_dict().items(), packed.model.state_dict().items(), strict=True):

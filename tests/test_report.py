@@ -25,7 +25,7 @@ SPEC = {
              "boom": {"optim": {"name": "sgd", "lr": 1e3}}},  # diverges
     "statistics": {"correction": "bh", "target": {"test_acc": 0.2}},
 }
-FIGURES = ("curves", "final", "gap", "stability", "robust", "profile", "target", "confusion", "class_f1")
+FIGURES = ("curves", "final", "gap", "norms", "stability", "robust", "profile", "target", "confusion", "class_f1")
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,23 @@ def test_reported_test_loss_is_the_unsmoothed_cross_entropy_under_label_smoothin
     assert final["test_loss"] == pytest.approx(plain, abs=1e-5)
 
 
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_weight_norm_is_that_of_the_saved_linear_weights(tmp_path, ema):
+    """weight_norm is ‖w‖₂ over the Linear weights of the evaluated model: recomputed from model.pt (the EMA's
+    weights where the run keeps one), and smaller under strong L2 than on the same seed without it."""
+    norms = {}
+    for l2 in (0.0, 0.1):
+        cfg = config(0, **{"regularize.l2": l2, "regularize.ema": ema, "optim.weight_decay": 0.0})
+        result = Trainer(cfg).fit(tmp_path / f"l2_{l2}")
+        saved = torch.load(tmp_path / f"l2_{l2}" / "model.pt", weights_only=True)
+        matrices = [v for k, v in saved.items() if k.endswith("weight") and v.ndim == 2]
+        assert len(matrices) == 3  # widths [64, 64] and the head
+        expected = torch.cat([m.flatten() for m in matrices]).double().norm().item()
+        assert result.final["weight_norm"] == pytest.approx(expected, rel=1e-5)
+        norms[l2] = [e["weight_norm"] for e in result.epochs]
+    assert all(a < b for a, b in zip(norms[0.1], norms[0.0], strict=True))
+
+
 @pytest.mark.parametrize("val_split", [0.0, 0.25])
 def test_plateau_schedule_follows_the_monitored_loss(val_split):
     """The plateau schedule follows the validation loss when there is a split, else the train-eval loss
@@ -120,9 +137,11 @@ def test_an_epoch_cut_short_by_max_steps_averages_the_steps_it_took(monkeypatch)
     norms = []
     total_norm = nn.utils.get_total_norm
 
-    def recorded(*args, **kwargs):
-        norms.append(total_norm(*args, **kwargs).item())
-        return norms[-1] * torch.ones(())
+    def recorded(tensors, *args, **kwargs):
+        norm = total_norm(tensors, *args, **kwargs)
+        if not any(isinstance(t, nn.Parameter) for t in tensors):  # gradients, not the epoch's weight norm
+            norms.append(norm.item())
+        return norm
 
     monkeypatch.setattr(nn.utils, "get_total_norm", recorded)
     result = Trainer(config(0, **{"train.max_steps": 3})).fit()

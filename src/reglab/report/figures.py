@@ -20,6 +20,7 @@ from reglab.study.results import Study
 
 CURVES = (("train_loss", "train loss (training mode)"), ("test_loss", "test loss"),
           ("train_eval_acc", "train accuracy (eval mode)"), ("test_acc", "test accuracy"))
+NORMS = (("weight_norm", "weight norm ‖w‖₂ (Linear/Conv weights)"), ("grad_norm", "mean gradient norm"))
 
 
 @dataclass
@@ -136,6 +137,25 @@ def gap_figure(study: Study) -> FigureData:
                       fig, pd.concat(tables, ignore_index=True))
 
 
+def norms_figure(study: Study) -> FigureData:
+    """‖w‖₂ of the Linear/Conv weights at each epoch's end and the epoch's mean gradient norm, by arm."""
+    epochs, colors = _finished_epochs(study), _colors(study.arms)
+    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    tables = []
+    for ax, (column, title) in zip(fig.subplots(1, 2), NORMS, strict=True):
+        stats = curve_stats(epochs.dropna(subset=[column]) if column in epochs else epochs, column)
+        tables.append(stats)
+        for arm in study.arms:
+            _band(ax, stats, arm, colors[arm], _label(study, arm))
+        ax.set(title=title, xlabel="epoch")
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=8)
+    caption = ("Left: the L2 norm of the Linear/Conv weights of the evaluated model (the EMA or SWA average where "
+               "a run keeps one), what weight decay and L2 shrink. Right: the mean over the epoch's steps of the "
+               "gradient's L2 norm before clipping. Mean ± std over seeds.")
+    return FigureData("norms", "Weight and gradient norms", caption, fig, pd.concat(tables, ignore_index=True))
+
+
 def stability_figure(study: Study) -> FigureData:
     stability, colors = study.stability(), _colors(study.arms)
     runs = study.runs[study.runs["status"] == "done"]
@@ -186,6 +206,8 @@ def all_figures(study: Study) -> list[FigureData]:
     epochs = _finished_epochs(study)
     if any(column in epochs and epochs[column].notna().any() for column in ("train_eval_acc", "train_eval_loss")):
         figures.append(gap_figure(study))  # runs with train.eval_train_samples = 0 have no gap
+    if "weight_norm" in epochs and epochs["weight_norm"].notna().any():  # runs stored before 2026-11-29 lack it
+        figures.append(norms_figure(study))
     figures.append(stability_figure(study))
     if any(c.startswith("effective_ratio/") for c in epochs.columns):
         figures.append(effective_ratio_figure(study))

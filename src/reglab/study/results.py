@@ -43,6 +43,7 @@ def run_record(row: RunRow, epochs: list[dict]) -> dict:
         record[f"final_{key}"] = _num(final.get(key))
     for key in ANALYSIS_COLUMNS:
         record[key] = _num(final.get(key))
+    record["final_weight_norm"] = _num(final.get("weight_norm"))  # absent from runs stored before 2026-11-29
     record["best_test_acc"] = _num(best.get("test_acc"))  # at best_epoch, the epoch of the highest test acc
     losses = [x for x in (_num(e.get("test_loss")) for e in epochs) if math.isfinite(x)]
     record["best_test_loss"] = min(losses) if losses else math.nan  # the lowest test loss of any epoch

@@ -57,6 +57,7 @@ METRICS = (
     Metric("gap_loss", "gap loss (test − train)", False),
     Metric("fluctuation", "fluctuation |Δ test loss|", False),
     Metric("macro_f1", "macro F1 (test)", True),
+    Metric("final_weight_norm", "final weight norm ‖w‖₂", None),  # a diagnostic: smaller is not better
 )
 ANALYSIS_METRICS = (
     Metric("hessian_top", "Hessian λ_max", False),

@@ -203,6 +203,12 @@ class Trainer:
         return self.model
 
     @torch.no_grad()
+    def weight_norm(self) -> float:
+        """‖w‖₂ over the Linear/Conv weights of the evaluated model (`penalized_parameters(…, "weights")`,
+        whatever the run penalizes, so that every arm reports one quantity): what weight decay and L2 shrink."""
+        return nn.utils.get_total_norm(penalized_parameters(self.evaluated_model, "weights")).item()
+
+    @torch.no_grad()
     def average_weights(self) -> None:
         """SWA at an epoch's end: from the first averaged epoch on, add the weights to the average and
         recompute its BatchNorm statistics on the training set, in order, cut as training cuts it
@@ -350,7 +356,7 @@ class Trainer:
         test = self.evaluate(data.x_test, data.y_test, confusion=True)
         self.confusion = test.pop("confusion", None)  # of the weights just evaluated: the run's, if it ends here
         metrics.update({f"test_{k}": v for k, v in test.items()})
-        metrics["lr"] = lr
+        metrics.update(lr=lr, weight_norm=self.weight_norm())
         monitored = metrics.get("val_loss", metrics.get("train_eval_loss", metrics["train_loss"]))
         if math.isfinite(monitored):
             self.schedule.epoch_end(monitored)
