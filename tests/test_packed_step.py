@@ -56,7 +56,7 @@ def pack_step_ops(configs) -> list[str]:
 @pytest.mark.parametrize("overrides", [
     {},
     {"model.norm": "batch", "regularize.ema": 0.99, "regularize.grad_clip": 1.0, "regularize.l1": 1e-4,
-     "regularize.dropout.p": 0.2, "regularize.label_smoothing": 0.1},
+     "regularize.dropout.p": 0.2, "regularize.label_smoothing": 0.1, "regularize.max_norm": 1.0},
     {"model.norm": "batch", "regularize.sam_rho": 0.05, "regularize.l2": 1e-4},  # SAM's second pass
 ])
 def test_ops_per_step_do_not_grow_with_the_pack(overrides):

@@ -194,6 +194,8 @@ class RegularizeConfig(_Section):
     mixup: float = Field(0.0, ge=0.0, description="Beta(α, α) of mixup (0: off)")
     cutmix: float = Field(0.0, ge=0.0, description="Beta(α, α) of cutmix (0: off)")
     grad_clip: float | None = Field(None, gt=0.0, description="clip the global gradient norm to this value")
+    max_norm: float | None = Field(None, gt=0.0, description="after every step, rescale each unit's incoming weights "
+                                   "(a Linear row, a Conv filter) to L2 norm ≤ max_norm (Srivastava et al. 2014)")
     sam_rho: float = Field(0.0, ge=0.0, description="sharpness-aware minimisation radius ρ (0: off)")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     swa: SWAConfig = Field(default_factory=SWAConfig)

@@ -39,6 +39,7 @@ def train(
     cutmix: Annotated[float | None, Opt(help="cutmix Beta(α, α)")] = None,
     sam: Annotated[float | None, Opt(help="sharpness-aware minimisation radius ρ")] = None,
     grad_clip: Annotated[float | None, Opt(help="clip the gradient norm")] = None,
+    max_norm: Annotated[float | None, Opt(help="max-norm constraint: each unit's incoming weights ‖w‖₂ ≤ c")] = None,
     patience: Annotated[int | None, Opt(help="early-stopping patience (needs --val-split)")] = None,
     val_split: Annotated[float | None, Opt(help="fraction of training data held out")] = None,
     norm: Annotated[str | None, Opt(help="none|batch|layer")] = None,

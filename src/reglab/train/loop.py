@@ -30,6 +30,7 @@ from reglab.models import build_model
 from reglab.provenance import record
 from reglab.regularize.early_stopping import EarlyStopping
 from reglab.regularize.ema import build_ema
+from reglab.regularize.max_norm import apply_max_norm
 from reglab.regularize.mixing import MixDraw, draw_mixing, mix_batch
 from reglab.regularize.optim import Schedule, build_optimizer
 from reglab.regularize.penalties import Penalty, penalized_parameters
@@ -176,6 +177,7 @@ class Trainer:
                                  total_steps=planned_steps(train, n), swa=reg.swa,
                                  swa_start=swa_start_step(reg.swa, train.epochs, self.steps_per_epoch))
         self.penalty = Penalty(penalized_parameters(self.model, reg.penalize), l1=reg.l1, l2=reg.l2)
+        self.max_norm_weights = penalized_parameters(self.model, "weights") if reg.max_norm else []
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.ema = build_ema(self.model, reg.ema) if reg.ema else None
         self.swa = build_swa(self.model) if reg.swa.epochs else None
@@ -306,6 +308,8 @@ class Trainer:
             else:
                 grad_norm = nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
             self.optimizer.step()
+            if self.max_norm_weights:
+                apply_max_norm(self.max_norm_weights, cfg.regularize.max_norm)
             self.schedule.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
