@@ -33,6 +33,7 @@ from reglab.study.packed import (
     solo_step_seconds,
 )
 from reglab.study.runner import plan
+from reglab.theory.training import build_trainer
 from reglab.train.loop import Trainer
 from reglab.train.packed import PackedTrainer, pack_key, packing_blocker
 
@@ -129,9 +130,9 @@ def test_batchnorm_statistics_are_kept_per_run():
 
 def test_condensation_is_tracked_per_packed_run_as_for_a_solo_run():
     configs = [config(seed, **{"train.track_condensation": True}) for seed in (0, 1)]
-    solo = [Trainer(c) for c in configs]
+    solo = [build_trainer(c) for c in configs]
     solo_epochs = [t.fit().epochs for t in solo]
-    packed = [Trainer(c) for c in configs]
+    packed = [build_trainer(c) for c in configs]
     for s, p, es, rp in zip(solo, packed, solo_epochs, PackedTrainer(packed).fit(), strict=True):
         assert_same_run(s, p, es, rp.epochs)
         assert [e["effective_ratio/0"] for e in rp.epochs] == pytest.approx([e["effective_ratio/0"] for e in es])
@@ -244,7 +245,7 @@ def test_what_can_share_a_pack():
     assert pack_key(config(0, **{"train.compile": True})) != pack_key(config(0))  # compiled packs apart
     assert packing_blocker(config(0, **{"train.objective": "rs"})) == "train.objective"
     with pytest.raises(ValueError, match="train.objective: run with seed 1 cannot be trained packed"):
-        PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"train.objective": "rs"}))])
+        PackedTrainer([Trainer(config(0)), build_trainer(config(1, **{"train.objective": "rs"}))])
     with pytest.raises(ValueError, match="differ in data, model, stochastic-depth form or training budget"):
         PackedTrainer([Trainer(config(0)), Trainer(config(1, **{"train.batch_size": 32}))])
 

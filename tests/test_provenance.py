@@ -11,6 +11,7 @@ import pytest
 
 from reglab import provenance
 from reglab.config import RunConfig
+from reglab.report import write_report
 from reglab.study import StudySpec, run_study
 from reglab.study.store import StudyStore
 from reglab.train import train_run
@@ -65,11 +66,11 @@ def test_a_study_records_every_invocation_and_its_report_shows_the_last(tmp_path
         invocations = store.invocations()
     assert [i["command"] for i in invocations] == ["reglab compare p.toml", "reglab compare p.toml --workers 1"]
     assert all(i["code"] == provenance.code_version() for i in invocations)
-    page = result.write_report()["html"].read_text()
+    page = write_report(result)["html"].read_text()
     assert "reglab compare p.toml --workers 1" in page and provenance.sources_sha256()[:16] in page
     assert "earlier commands" in page and "1, the first at" in page
     monkeypatch.setenv(provenance.COMMAND_VARIABLE, "reglab report p --correction bh")  # written again, later
-    page = result.write_report()["html"].read_text()
+    page = write_report(result)["html"].read_text()
     assert "report written by" in page and "reglab report p --correction bh (reglab " in page
 
 

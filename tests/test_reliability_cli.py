@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-import reglab.train
+import reglab.theory.training
 from conftest import TINY_STUDY as TINY
 from conftest import run_cli
 from reglab.cli.app import main
@@ -224,7 +224,7 @@ def test_internal_errors_are_not_user_errors_and_debug_shows_the_traceback(workd
     def broken(*args, **kwargs):
         raise KeyError("arm")
 
-    monkeypatch.setattr(reglab.train, "train_run", broken)
+    monkeypatch.setattr(reglab.theory.training, "train_run", broken)
     code, _, err = run_cli(monkeypatch, capsys, "train", *RUN)
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "internal error" in err and "KeyError: 'arm'" in err and "test_reliability_cli.py" in err
@@ -237,7 +237,7 @@ def test_interrupted_command_says_that_rerunning_resumes(workdir, monkeypatch, c
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(reglab.train, "train_run", interrupted)
+    monkeypatch.setattr(reglab.theory.training, "train_run", interrupted)
     code, _, err = run_cli(monkeypatch, capsys, "train", *RUN)
     assert code == 130 and "rerun the same command to resume" in err
 
@@ -252,7 +252,7 @@ def test_sigterm_during_a_command_ends_it_as_ctrl_c_does_and_the_handler_is_rest
         time.sleep(30)  # the handler interrupts this
         raise AssertionError("SIGTERM did not interrupt the command")
 
-    monkeypatch.setattr(reglab.train, "train_run", terminated)
+    monkeypatch.setattr(reglab.theory.training, "train_run", terminated)
     before = signal.getsignal(signal.SIGTERM)
     code, _, err = run_cli(monkeypatch, capsys, "train", *RUN)
     assert code == 130 and "rerun the same command to resume" in err

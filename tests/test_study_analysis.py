@@ -16,6 +16,7 @@ from torch import nn
 
 from reglab.config import ConfigError
 from reglab.report import format as fmt
+from reglab.report import write_report
 from reglab.report.export import export
 from reglab.report.tables import flatness_rows
 from reglab.study import StudySpec, run_study
@@ -74,7 +75,7 @@ def test_study_stores_analyses_and_reports_them_by_arm(tmp_path):
     assert list(top.index) == ["base", "wd"] and (top["n"] == 2).all()
     assert top.loc["base", "verdict"] == "baseline" and top.loc["wd", "verdict"] != "baseline"
     assert top.loc["wd", "mean"] == pytest.approx(runs.loc[["wd__s0", "wd__s1"], "hessian_top"].mean())
-    html = result.write_report()["html"].read_text()
+    html = write_report(result)["html"].read_text()
     assert "Flatness and condensation" in html and "estimator noise (per run)" in html
     assert "Hessian λ_max" in html and "loss rise at ±radius (1-D)" in html
     flatness = {(r["arm"], r["metric"]): r for r in flatness_rows(result, table)}

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from reglab.cli import app
 from reglab.config import ConfigError
+from reglab.report import write_report
 from reglab.study import StudySpec, load_study, make_executor, run_study
 from reglab.study.tracking import parse_sinks
 
@@ -92,7 +93,7 @@ def resumed(tmp_path_factory):
     assert not (out / "tensorboard").exists() and not (out / "mlflow.db").exists()  # off by default
     second = run_study(spec, out, progress=False, log="tensorboard,mlflow")
     third = run_study(spec, out, progress=False, log=["tensorboard", "mlflow"])
-    third.write_report()
+    third.tracker.log_report(write_report(third)["html"].parent)
     assert len(first.executed) == 4 and second.executed == third.executed == []
     return out
 

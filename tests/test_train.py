@@ -8,7 +8,9 @@ import json
 import pytest
 import torch
 
-from reglab.config import RunConfig
+import reglab
+from reglab.config import ConfigError, RunConfig
+from reglab.theory.training import build_trainer
 from reglab.train import Trainer, train_run
 from reglab.train.losses import make_criterion
 from reglab.train.rundir import load_checkpoint
@@ -126,3 +128,23 @@ def test_a_non_finite_loss_or_gradient_norm_ends_the_run_as_diverged(key):
     assert log.record(dict(finite)) and log.status == "done"
     assert not log.record({**finite, "epoch": 2, key: float("inf")})
     assert (log.status, log.diverged_epoch) == ("diverged", trainer.epoch)
+
+
+def test_the_theory_objective_and_tracker_are_handed_to_the_trainer():
+    """`Trainer` imports no theory: a config asking for a theory objective or condensation tracking it was
+    not handed is refused; `build_trainer` and `reglab.train_run` resolve both from the config."""
+    theory = tiny(**{"train.epochs": 1, "train.loss": "mse", "train.objective": "rs+r1",
+                     "train.track_condensation": True, "regularize.dropout.p": 0.2})
+    with pytest.raises(ConfigError, match="train.objective"):
+        Trainer(theory)
+    with pytest.raises(ConfigError, match="train.objective"):
+        Trainer(tiny(), objective=lambda *args, **kwargs: torch.zeros(()))
+    with pytest.raises(ConfigError, match="train.track_condensation"):
+        Trainer(tiny(**{"train.track_condensation": True}))
+    result = reglab.train_run(theory)
+    assert result.status == "done" and "effective_ratio/0" in result.final
+    assert _without_seconds(result.epochs) == _without_seconds(build_trainer(theory).fit().epochs)
+    plain = train_run(theory.override({"train.objective": "drop", "train.track_condensation": False}))
+    assert plain.final["train_loss"] != result.final["train_loss"]
+    with pytest.raises(ConfigError, match="train.objective"):
+        train_run(theory)  # the loop's own, handed nothing

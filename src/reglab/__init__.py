@@ -20,12 +20,13 @@ from reglab.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from reglab.study import Study, StudyResult, StudySpec, load_spec, load_study, run_study
-    from reglab.train import RunResult, load_trained, train_run
+    from reglab.theory.training import train_run
+    from reglab.train import RunResult, load_trained
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "RunResult": "reglab.train", "load_trained": "reglab.train", "train_run": "reglab.train",
+    "RunResult": "reglab.train", "load_trained": "reglab.train", "train_run": "reglab.theory.training",
     "Study": "reglab.study", "StudyResult": "reglab.study", "StudySpec": "reglab.study",
     "load_spec": "reglab.study", "load_study": "reglab.study", "run_study": "reglab.study",
 }

@@ -152,13 +152,14 @@ def run_and_report(spec: StudySpec, out: Path | None, runner: Executor, *, force
                    log: str | None = None, rebuild: bool = False) -> None:
     """Run (or resume) `spec` into `out` [studies/<name>], write the report, print the table; exit 1 if a
     run failed."""
-    from reglab.report import flatness_table, summary_table
+    from reglab.report import flatness_table, summary_table, write_report
     from reglab.study import run_study
     from reglab.study.spec import arm_slug
 
     result = run_study(spec, out or Path("studies") / arm_slug(spec.name), executor=runner, force=force,
                        progress=True, log=log, rebuild=rebuild)
-    paths = result.write_report()
+    paths = write_report(result)
+    result.tracker.log_report(paths["html"].parent)
     print_table(summary_table(result))
     if (flatness := flatness_table(result)) is not None:
         print_table(flatness)

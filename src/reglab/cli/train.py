@@ -62,7 +62,7 @@ def train(
     """Train one model and print its final metrics."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "out", "as_json", "extend")}
     from reglab.config import ConfigError
-    from reglab.train import train_run
+    from reglab.theory.training import train_run
     from reglab.train.loop import resolve_device
     from reglab.train.rundir import check_resumable, clean_json, read_run_config
 

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from reglab.config import RunConfig, deep_merge
 from reglab.reproduce.framework import Settings
+from reglab.theory.training import build_trainer
 from reglab.train.loop import EpochCallback, RunResult, Trainer
 
 #: what every reproduction run shares: no checkpoints, evaluation on at most 1000 training samples
@@ -28,7 +29,7 @@ def run_config(cfg: dict[str, Any], settings: Settings) -> RunConfig:
 
 def make_trainer(cfg: dict[str, Any], settings: Settings) -> Trainer:
     """A trainer of `cfg` (see `run_config`), its model initialised and not yet trained."""
-    return Trainer(run_config(cfg, settings))
+    return build_trainer(run_config(cfg, settings))
 
 
 def fit(cfg: dict[str, Any], settings: Settings, callbacks: Iterable[EpochCallback] = ()

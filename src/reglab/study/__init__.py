@@ -1,9 +1,10 @@
 """Studies: a base run plus named arms, each over several seeds, run, stored, compared honestly.
 
+    >>> from reglab.report import write_report
     >>> from reglab.study import load_spec, run_study
     >>> result = run_study(load_spec("quickstart", epochs=2), "studies/quick")
     >>> table = result.summary()            # per arm and metric: n, mean ± std, 95% CI, Δ vs baseline, p, verdict
-    >>> paths = result.write_report()       # HTML, Markdown and CSV under studies/quick/report/
+    >>> paths = write_report(result)        # HTML, Markdown and CSV under studies/quick/report/
 
 The names below are imported on first use, so a worker process that trains runs
 (`reglab.study.executors`) does not load the statistics and reporting stack (scipy, pandas).

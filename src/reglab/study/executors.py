@@ -73,7 +73,7 @@ def with_device(task: RunTask, device: str | None) -> RunTask:
 def run_task(task: RunTask, on_epoch: Callable[[dict], None]) -> RunResult:
     """Train one task into its run directory (resumes from a checkpoint left there), then analyse it."""
     from reglab.study.analysis import finish_analysis
-    from reglab.train import train_run
+    from reglab.theory.training import train_run
     from reglab.train.rundir import resume_or_restart
 
     def callback(_epoch: int, _model: object, metrics: dict) -> None:  # progress only: adds no metrics

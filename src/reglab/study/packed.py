@@ -37,6 +37,7 @@ from reglab.models import build_model
 from reglab.study.analysis import finish_analysis
 from reglab.study.executors import LocalExecutor, RunEvents, RunTask, run_in_pool, with_device
 from reglab.study.workers import report
+from reglab.theory.training import build_trainer
 from reglab.train.loop import RunResult, Trainer, cached_dataset, planned_steps, resolve_device, torch_threads
 from reglab.train.packed import PackedTrainer, pack_groups, packing_blocker, synchronize
 from reglab.train.rundir import resume_or_restart
@@ -118,7 +119,7 @@ def solo_step_seconds(cfg: RunConfig, steps: int = 5, *, threads: int | None = N
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or previous)
     try:
-        trainer = Trainer(cfg.override({"train.max_steps": 2}))
+        trainer = build_trainer(cfg.override({"train.max_steps": 2}))
         while trainer.step < 2:  # an epoch may be shorter than the steps asked for
             trainer._train_epoch()
         warm = trainer.step
@@ -182,7 +183,7 @@ def measured_pack_size(group: Sequence[RunTask], *, workers: int = 1,
     while size >= 1:
         torch.set_num_threads(threads or previous)
         try:
-            pack = PackedTrainer([Trainer(t.config) for t in group[:size]])
+            pack = PackedTrainer([build_trainer(t.config) for t in group[:size]])
             solo_times, pack_times = [], []
             for _ in range(2):  # alternating, so that a burst of load on a shared machine hits both sides
                 solo_times.append(mean_solo_step_seconds(kinds, MEASURE_STEPS, threads=threads))
@@ -503,7 +504,7 @@ def open_trainer(task: RunTask) -> Trainer:
     """A task's `Trainer` with its run directory opened (`Trainer.open_run_dir`): resumed from the
     checkpoint there, if any, or started afresh where that checkpoint is damaged (as `run_task` does)."""
     def attempt(resume: bool) -> Trainer:
-        trainer = Trainer(task.config)
+        trainer = build_trainer(task.config)
         trainer.open_run_dir(task.run_dir, resume=resume)
         return trainer
 

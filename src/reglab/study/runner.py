@@ -53,14 +53,6 @@ class StudyResult(Study):
     seconds: float = 0.0
     tracker: Tracker = field(default_factory=Tracker, repr=False)
 
-    def write_report(self, out_dir: str | Path | None = None) -> dict[str, Path]:
-        """Write the HTML / Markdown / CSV report (default `<study>/report/`); returns the paths."""
-        from reglab.report import write_report
-
-        paths = write_report(self, out_dir)
-        self.tracker.log_report(paths["html"].parent)
-        return paths
-
 
 def plan(spec: StudySpec, out_dir: Path) -> list[RunTask]:
     """Every run of the study, seed-major (all arms of seed 0 first) so partial results stay paired."""

@@ -51,7 +51,7 @@ _PLOTS = ("plot_cosine_similarity", "plot_effective_ratio", "plot_hessian_densit
           "plot_landscape_2d", "plot_neuron_features")
 
 
-def __getattr__(name: str):  # lazy plots: the trainer imports this package and needs no matplotlib
+def __getattr__(name: str):  # lazy plots: every run imports this package (`training`) and needs no matplotlib
     if name in _PLOTS:
         from reglab.theory import plots
 

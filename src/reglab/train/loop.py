@@ -1,9 +1,10 @@
 """The one training loop every reglab run goes through, so that the regularizer is the only difference.
 
 Read top to bottom: `Trainer.__init__` builds data, model, optimizer, schedule and regularizers
-from a `RunConfig`; `fit` runs epochs (`run_epoch`: `_train_epoch`, then `close_epoch`, which
-evaluates), appends each epoch's metrics to the run directory, checkpoints, and stops on
-divergence, early stopping or the step budget.
+from a `RunConfig`, and is handed what the config asks of the theory package above it (a theory
+objective's loss, the condensation tracker; `theory.training.build_trainer` resolves both); `fit` runs
+epochs (`run_epoch`: `_train_epoch`, then `close_epoch`, which evaluates), appends each epoch's metrics
+to the run directory, checkpoints, and stops on divergence, early stopping or the step budget.
 
 Determinism: ``torch.manual_seed(seed)`` right before the model is built fixes initialisation and
 every dropout / stochastic-depth mask; a separate generator on the training device, seeded with the
@@ -45,6 +46,10 @@ if TYPE_CHECKING:
 
 EpochCallback = Callable[[int, nn.Module, dict], dict | None]
 """Called after each epoch with (epoch, evaluated model, metrics); a returned dict joins the metrics."""
+
+ObjectiveLoss = Callable[..., torch.Tensor]
+"""The loss of a theory objective (``train.objective`` other than "drop"), called as
+``objective(forward, x, y, lr=..., loss_fn=...)``: the batch's mean loss."""
 
 
 @dataclass
@@ -150,8 +155,19 @@ def eval_batch_size(requested: int, channels_last_on_cpu: bool) -> int:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, *, data: TensorData | None = None):
-        self.cfg = cfg
+    def __init__(self, cfg: RunConfig, *, data: TensorData | None = None, objective: ObjectiveLoss | None = None,
+                 config_callbacks: Iterable[EpochCallback] = ()):
+        """`objective`: the loss of ``train.objective`` (None for "drop"); `config_callbacks`: the epoch
+        callbacks the config asks for (``train.track_condensation``), run before each `fit`'s own. A config
+        asking for one not handed in is refused; `theory.training.build_trainer` resolves both from `cfg`."""
+        if (objective is None) != (cfg.train.objective == "drop"):
+            raise ConfigError(f"train.objective = {cfg.train.objective!r}: Trainer(objective=...) is its loss, "
+                              "None for 'drop' (theory.training.build_trainer resolves it from the config)")
+        self.config_callbacks = list(config_callbacks)
+        if cfg.train.track_condensation and not self.config_callbacks:
+            raise ConfigError("train.track_condensation: Trainer(config_callbacks=...) needs the tracker "
+                              "(theory.training.build_trainer resolves it from the config)")
+        self.cfg, self.objective = cfg, objective
         self.device = resolve_device(cfg.train.device)
         self.data = data if data is not None else cached_dataset(cfg, self.device)
         reg, train = cfg.regularize, cfg.train
@@ -259,13 +275,10 @@ class Trainer:
 
     # --------------------------------------------------------------------------------- training
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Mean training loss of a batch (with mixing and the theory objectives) and its output."""
-        objective = self.cfg.train.objective
-        if objective != "drop":
-            from reglab.theory.dropout import objective_loss
-
+        """Mean training loss of a batch (with mixing, or the theory objective's) and its output."""
+        if self.objective is not None:
             lr = self.optimizer.param_groups[0]["lr"]
-            return objective_loss(objective, self.forward, x, y, lr=lr, loss_fn=self.train_criterion), None
+            return self.objective(self.forward, x, y, lr=lr, loss_fn=self.train_criterion), None
         if self.mix is not None:  # this step's mixing draws (same for SAM's second gradient)
             x, y_partner, lam = mix_batch(x, y, self.mix)
             out = self.forward(x).float()
@@ -414,14 +427,6 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
 
     # ------------------------------------------------------------------------------------- fit
-    def config_callbacks(self) -> list[EpochCallback]:
-        """The epoch callbacks the config asks for, run before the caller's: condensation tracking."""
-        if not self.cfg.train.track_condensation:
-            return []
-        from reglab.theory.condensation import CondensationTracker
-
-        return [CondensationTracker()]
-
     def open_run_dir(self, run_dir: Path, *, resume: bool = True, extend: bool = False) -> list[dict]:
         """Make `run_dir` this run's directory: with ``resume`` and a checkpoint there, load it and return
         the epochs it covers (metrics.jsonl cut to them; `rundir.resumed_metrics`); else start afresh (no
@@ -473,7 +478,7 @@ class Trainer:
 
     def _fit(self, run_dir: str | Path | None, callbacks: list[EpochCallback], *, resume: bool,
              extend: bool) -> RunResult:
-        callbacks = self.config_callbacks() + callbacks
+        callbacks = self.config_callbacks + callbacks
         run_dir = Path(run_dir) if run_dir is not None else None
         epochs: list[dict] = []
         pack = None  # the pack this run trained in, if it resumes alone from a packed checkpoint
@@ -557,8 +562,10 @@ def best_epoch(epochs: list[dict]) -> dict:
 
 def train_run(cfg: RunConfig, *, run_dir: str | Path | None = None, callbacks: Iterable[EpochCallback] = (),
               resume: bool = True, extend: bool = False, data: TensorData | None = None,
-              pack_of_one: bool | None = None) -> RunResult:
-    """Train one run described by `cfg` (the library's main entry point); see `Trainer.fit`.
+              pack_of_one: bool | None = None, objective: ObjectiveLoss | None = None,
+              config_callbacks: Iterable[EpochCallback] = ()) -> RunResult:
+    """Train one run described by `cfg`; see `Trainer.fit`. `objective` and `config_callbacks` are handed to
+    `Trainer`: ``reglab.train_run`` (`theory.training.train_run`) resolves them from the config.
 
     `data`: train and evaluate on these tensors instead of loading `cfg.data` (your own data set).
     `pack_of_one`: train through `PackedTrainer` as a pack of one (stacked state, batched optimizer,
@@ -568,14 +575,15 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path | None = None, callbacks: I
     """
     with rundir.locked(Path(run_dir)) if run_dir is not None else contextlib.nullcontext():
         return _train_run(cfg, run_dir, list(callbacks), resume=resume, extend=extend, data=data,
-                          pack_of_one=pack_of_one)
+                          pack_of_one=pack_of_one, objective=objective, config_callbacks=config_callbacks)
 
 
 def _train_run(cfg: RunConfig, run_dir: str | Path | None, callbacks: list[EpochCallback], *, resume: bool,
-               extend: bool, data: TensorData | None, pack_of_one: bool | None) -> RunResult:
+               extend: bool, data: TensorData | None, pack_of_one: bool | None, objective: ObjectiveLoss | None,
+               config_callbacks: Iterable[EpochCallback]) -> RunResult:
     if run_dir is not None and resume:  # refuse a mismatched directory before loading data
         rundir.check_resumable(Path(run_dir), cfg.to_dict(), extend=extend)
-    trainer = Trainer(cfg, data=data)
+    trainer = Trainer(cfg, data=data, objective=objective, config_callbacks=config_callbacks)
     if pack_of_one is None:  # where PackedTrainer captures its step as a CUDA graph
         pack_of_one = trainer.device.type == "cuda" and cfg.train.cuda_graphs
     if pack_of_one:

@@ -512,7 +512,7 @@ class PackedTrainer:
         pack = {"size": len(self.trainers)} | ({"runs": [d.name for d in dirs]} if all(dirs) else {})
         logs = [open_run_log(t, d, pack=pack | {"slot": i})
                 for i, (t, d) in enumerate(zip(self.trainers, dirs, strict=True))]
-        callbacks = [t.config_callbacks() for t in self.trainers]  # as `Trainer.fit`: before the caller's
+        callbacks = [t.config_callbacks for t in self.trainers]  # as `Trainer.fit`: before the caller's
         results: list[RunResult | None] = [None] * len(self.trainers)
 
         def end(runs: list[int]) -> None:

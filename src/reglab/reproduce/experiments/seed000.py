@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from reglab.config import ConfigError
 from reglab.data import get_dataset_info
-from reglab.report import has_finished_run
+from reglab.report import has_finished_run, write_report
 from reglab.reproduce.common import new_figure, pct
 from reglab.reproduce.framework import Claim, Outcome, Settings, preset
 from reglab.study import LocalExecutor, StudySpec, load_spec, run_study
@@ -65,7 +65,7 @@ def run(settings: Settings) -> Outcome:
         study_spec = study_spec.override({"data.data_dir": str(settings.data_dir)})
     study = run_study(study_spec, settings.out / "study", executor=LocalExecutor(1, device=settings.device),
                       progress=False)
-    study.write_report()
+    study.tracker.log_report(write_report(study)["html"].parent)
     if not has_finished_run(study):
         raise ConfigError(f"seed000: no run of the study finished; the first error: {study.runs['error'].iloc[0]}")
     summary = study.summary()
