@@ -98,7 +98,8 @@ def test_a_benchmark_run_with_out_stores_its_table_with_provenance(tmp_path, mon
     from bench import bench_sha256, stored
 
     monkeypatch.setenv("OUT", str(tmp_path))
-    monkeypatch.delenv(provenance.COMMAND_VARIABLE, raising=False)
+    monkeypatch.setenv(provenance.COMMAND_VARIABLE, "")  # recorded, so that what `stored` sets is undone after
+    monkeypatch.delenv(provenance.COMMAND_VARIABLE)
     monkeypatch.setattr(sys, "argv", ["bench/demo.py", "--device", "cpu"])
     stored(lambda: print("ratio reglab/reference: 1.23x"), "demo")
     assert capsys.readouterr().out == "ratio reglab/reference: 1.23x\n"  # still printed
