@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from conftest import assert_same_run
-from reglab.config import RunConfig
+from reglab.config import ConfigError, RunConfig
 from reglab.data import TensorData
-from reglab.regularize.max_norm import apply_max_norm, apply_max_norm_stacked
+from reglab.regularize.max_norm import apply_max_norm, apply_max_norm_stacked, max_norm_weights
 from reglab.train.loop import Trainer
 from reglab.train.packed import PackedTrainer
 
@@ -44,7 +44,7 @@ def test_projection_matches_the_unit_by_unit_rule_for_linear_and_conv_weights():
     c = 1.5
     expected = [projected_by_hand(w, c) for w in (linear, conv)]
     weights = [linear.clone(), conv.clone()]
-    apply_max_norm(weights, c)
+    apply_max_norm([(w, 0) for w in weights], c)
     for got, want, before in zip(weights, expected, (linear, conv), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
         lengths = got.flatten(1).norm(dim=1)
@@ -52,10 +52,35 @@ def test_projection_matches_the_unit_by_unit_rule_for_linear_and_conv_weights():
         short = before.flatten(1).norm(dim=1) <= c
         assert short.any() and (~short).any() and torch.equal(got[short], before[short])  # both kinds of unit
     stacked = [torch.stack([w, w]) for w in (linear, conv)]  # run 0 constrained, run 1 not (c = ∞)
-    apply_max_norm_stacked(stacked, torch.tensor([c, float("inf")]))
+    apply_max_norm_stacked([(w, 1) for w in stacked], torch.tensor([c, float("inf")]))
     for s, want, before in zip(stacked, expected, (linear, conv), strict=True):
         torch.testing.assert_close(s[0], want, rtol=1e-6, atol=0)
         assert torch.equal(s[1], before)
+
+
+def test_a_transposed_convolutions_units_are_its_output_channels():
+    """ConvTranspose weights are (in, out, k…): a unit's incoming weights are a column, constrained as such
+    (by hand: the norm over every input channel and kernel position of one output channel)."""
+    model = nn.Sequential(nn.ConvTranspose2d(16, 2, 3), nn.Flatten(), nn.Linear(50, 3))
+    with torch.no_grad():
+        model[0].weight.fill_(0.7)  # each output channel: ‖w‖₂ = 0.7·√(16·9) = 8.4
+    weights = max_norm_weights(model)
+    assert [axis for _, axis in weights] == [1, 0]
+    apply_max_norm(weights, 1.0)
+    per_output = model[0].weight.transpose(0, 1).flatten(1).norm(dim=1)
+    torch.testing.assert_close(per_output, torch.ones(2), rtol=1e-6, atol=0)
+    with pytest.raises(ConfigError, match="grouped ConvTranspose"):
+        max_norm_weights(nn.ConvTranspose2d(4, 4, 3, groups=2))
+
+
+def test_the_initial_weights_start_inside_the_ball_so_the_ema_stays_in_it():
+    """Projected when the run is built, before the EMA copies them: an average of points of the ball lies in
+    it, so the evaluated (EMA) network keeps every unit within c too (unprojected, its first epochs did not)."""
+    trainer = Trainer(config(**{"regularize.max_norm": 0.3, "regularize.ema": 0.99}))
+    for model in (trainer.model, trainer.ema.module):
+        assert max(float(w.detach().norm(dim=1).max()) for w, _ in max_norm_weights(model)) <= 0.3 * (1 + 1e-6)
+    trainer.fit()
+    assert max(float(w.detach().norm(dim=1).max()) for w, _ in max_norm_weights(trainer.ema.module)) <= 0.3 * (1 + 1e-6)
 
 
 def test_training_keeps_every_unit_within_the_radius_and_leaves_biases_alone():

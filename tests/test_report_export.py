@@ -77,6 +77,8 @@ def test_latex_table_escapes_every_special_character():
         assert escaped in cell, escaped
     assert r"1 $\pm$ 2 $-$ 3" in text and r"a\_b & $\Delta$" in text
     assert r"Hessian $\lambda$\_max $<$0.001" in latex_table([{"x": "Hessian λ_max <0.001"}], caption="c", label="t")
+    assert r"fluctuation \textbar{}$\Delta$ test loss\textbar{}" in latex_table(
+        [{"fluctuation |Δ test loss|": "1"}], caption="c", label="t")  # a text | would print as — in OT1
 
 
 def test_figures_are_valid_png_svg_and_pdf(exported):

@@ -6,7 +6,7 @@
 Each ``.tex`` file is a ``table`` float with a caption and a label ``tab:<study>-<table>``, rendered by
 pandas' `Styler.to_latex` with booktabs rules (``\\toprule``, ``\\midrule``, ``\\bottomrule``: add
 ``\\usepackage{booktabs}``); LaTeX's special characters in cells and headers are escaped, and the
-symbols the tables use (± Δ − — α ‖ ₂ …) are written as LaTeX commands, so the files compile with pdfLaTeX.
+symbols the tables use (± Δ − — α ‖ ₂ | …) are written as LaTeX commands, so the files compile with pdfLaTeX.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ UNDATED = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}
 
 _SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "—": "---", "–": "--", "α": r"$\alpha$",
             "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "λ": r"$\lambda$", "<": r"$<$", ">": r"$>$",
-            "‖": r"$\|$", "₂": r"\textsubscript{2}"}
+            "‖": r"$\|$", "₂": r"\textsubscript{2}", "|": r"\textbar{}"}  # pdfLaTeX's OT1 prints a text | as —
 _CAPTION_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 

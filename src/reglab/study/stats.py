@@ -279,7 +279,7 @@ def summarize(runs: pd.DataFrame, arms: Sequence[str], baseline: str, *,
                 correction=correction, interval=(row["diff_low"], row["diff_high"])))
             noise = noises.get(row["arm"])
             row.update(
-                detectable_diff=noise.detectable(min(row["n"], n_base), planning_alpha) if noise else math.nan,
+                detectable_diff=noise.detectable(row["n"], planning_alpha, n_base=n_base) if noise else math.nan,
                 seeds_needed=noise.seeds_needed(row["diff"], planning_alpha) if noise else math.nan)
         rows += of_metric
     return pd.DataFrame(rows, columns=None if rows else ["arm", "metric", "label", "n", "mean", "verdict"])

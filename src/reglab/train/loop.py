@@ -31,7 +31,7 @@ from reglab.models import build_model
 from reglab.provenance import record
 from reglab.regularize.early_stopping import EarlyStopping
 from reglab.regularize.ema import build_ema
-from reglab.regularize.max_norm import apply_max_norm
+from reglab.regularize.max_norm import apply_max_norm, max_norm_weights
 from reglab.regularize.mixing import MixDraw, draw_mixing, mix_batch
 from reglab.regularize.optim import Schedule, build_optimizer
 from reglab.regularize.penalties import Penalty, penalized_parameters
@@ -193,7 +193,9 @@ class Trainer:
                                  total_steps=planned_steps(train, n), swa=reg.swa,
                                  swa_start=swa_start_step(reg.swa, train.epochs, self.steps_per_epoch))
         self.penalty = Penalty(penalized_parameters(self.model, reg.penalize), l1=reg.l1, l2=reg.l2)
-        self.max_norm_weights = penalized_parameters(self.model, "weights") if reg.max_norm else []
+        self.max_norm_weights = max_norm_weights(self.model) if reg.max_norm else []
+        if self.max_norm_weights:  # start inside the ball, so that an EMA or SWA average stays in it too
+            apply_max_norm(self.max_norm_weights, reg.max_norm)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.ema = build_ema(self.model, reg.ema) if reg.ema else None
         self.swa = build_swa(self.model) if reg.swa.epochs else None

@@ -49,7 +49,7 @@ from reglab.config import RunConfig
 from reglab.data import AugmentDraw, apply_augmentation, draw_augmentation
 from reglab.errors import one_line
 from reglab.regularize.batched_optim import BatchedOptimizer, RunOptim
-from reglab.regularize.max_norm import apply_max_norm_stacked
+from reglab.regularize.max_norm import apply_max_norm_stacked, max_norm_weights
 from reglab.regularize.mixing import MixDraw, mix_batch
 from reglab.regularize.penalties import penalized_parameters
 from reglab.train import rundir
@@ -189,10 +189,11 @@ class PackedTrainer:
             names = {n for s in state for n, v in s.items() if isinstance(v, torch.Tensor) and v.dim()}
             self.optimizer.load_run_state(slot, {n: flat([s[n] for s in state]) for n in names})
         radii = [t.cfg.regularize.max_norm or float("inf") for t in runs]
-        constrained = {id(p) for p in penalized_parameters(runs[0].model, "weights")}
-        self.max_norm = None if all(r == float("inf") for r in radii) else (
-            torch.tensor(radii, device=self.device),
-            [name for name, p in zip(self.param_names, runs[0].params, strict=True) if id(p) in constrained])
+        self.max_norm = None
+        if any(t.cfg.regularize.max_norm for t in runs):  # each weight's unit axis, shifted by the run axis
+            axes = {id(p): axis + 1 for p, axis in max_norm_weights(runs[0].model)}
+            self.max_norm = (torch.tensor(radii, device=self.device), [
+                (name, axes[id(p)]) for name, p in zip(self.param_names, runs[0].params, strict=True) if id(p) in axes])
         classes = self.data.num_classes
         rho = [t.cfg.regularize.sam_rho for t in runs]  # `pack_key`: all runs of a pack use SAM, or none
         self.sam_rho = torch.tensor(rho, device=self.device).unsqueeze(1) if any(rho) else None
@@ -319,9 +320,9 @@ class PackedTrainer:
             self._sam_gradient(x, y, partner, lam)
         norms = self.optimizer.step(self.params, self.grad, penalties=self.sam_rho is None)
         if self.max_norm is not None:
-            radii, names = self.max_norm
+            radii, constrained = self.max_norm
             views = self.param_views()
-            apply_max_norm_stacked([views[name] for name in names], radii)
+            apply_max_norm_stacked([(views[name], axis) for name, axis in constrained], radii)
         with torch.no_grad():
             if any(self.ema_on):
                 self.ema_params.lerp_(self.params, self.ema_weight[""])
