@@ -17,6 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.mark.parametrize(("argv", "named"), [
     (["compare", "TOML", "--correction", "bonferroni", "--out", "s"], "--correction"),
+    (["compare", "TOML", "--baseline", "l3", "--out", "s"], "--baseline: 'l3' is not an arm of tiny (arms: base, l2)"),
     (["compare", "TOML", "--executor", "ray", "--pack", "2", "--out", "s"], "packing needs --executor local"),
 ])
 def test_compare_options_are_refused_naming_the_option(argv, named, tmp_path, monkeypatch, capsys):
@@ -95,3 +96,27 @@ def test_export_writes_the_chosen_table_to_its_own_file_by_default(tmp_path, mon
         assert code == 0, err
         assert out.strip() == str(study / f"{table}.csv")
         assert len(pd.read_csv(study / f"{table}.csv")) == rows  # one row per epoch, one per run
+
+
+def test_the_baseline_is_chosen_again_without_rerunning_anything(tmp_path, monkeypatch, capsys):
+    """The baseline is how a study is compared, not what it trains: `reglab report --baseline` compares with
+    another arm (each arm's Δ is the other way round), and a spec that names another baseline resumes
+    without --force, training nothing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "TOML").write_text(TINY)
+    code, _, err = run_cli(monkeypatch, capsys, "compare", "TOML", "--out", "s", "--workers", "1")
+    assert code == 0, err
+    before = pd.read_csv(tmp_path / "s" / "report" / "summary.csv").set_index(["metric", "arm"])
+    code, _, err = run_cli(monkeypatch, capsys, "report", "s", "--baseline", "l2")
+    assert code == 0, err
+    after = pd.read_csv(tmp_path / "s" / "report" / "summary.csv").set_index(["metric", "arm"])
+    assert after.loc[("final_test_acc", "l2"), "verdict"] == "baseline"
+    assert after.loc[("final_test_acc", "base"), "diff"] == pytest.approx(-before.loc[("final_test_acc", "l2"), "diff"])
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "s" / "runs").glob("*/metrics.jsonl")}
+    (tmp_path / "TOML").write_text(TINY.replace('name = "tiny"', 'name = "tiny"\nbaseline = "l2"\n'
+                                                'description = "l2 first"'))
+    code, _, err = run_cli(monkeypatch, capsys, "compare", "TOML", "--out", "s", "--workers", "1")
+    assert code == 0 and "running 0 runs" in err, err
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    assert pd.read_csv(tmp_path / "s" / "report" / "summary.csv").set_index(["metric", "arm"]).loc[
+        ("final_test_acc", "l2"), "verdict"] == "baseline"

@@ -20,15 +20,22 @@ Correction = Annotated[str | None, Opt(help="correction across arms vs the basel
                                             "[default: the spec's statistics.correction, holm]")]
 Target = Annotated[str | None, Opt(metavar="METRIC=VALUE", help="time to target, e.g. test_acc=0.9 "
                                    "(epoch metric; losses: reached when ≤) [default: the spec's statistics.target]")]
+Baseline = Annotated[str | None, Opt(metavar="ARM", help="the arm the others are compared with (re-runs nothing) "
+                                     "[default: the spec's baseline]")]
 
 
-def with_statistics(spec: StudySpec, correction: str | None, target: str | None) -> StudySpec:
-    """`spec` with `--correction` / `--target` applied (they change how it is compared, no run)."""
+def with_statistics(spec: StudySpec, correction: str | None, target: str | None,
+                    baseline: str | None = None) -> StudySpec:
+    """`spec` with `--correction` / `--target` / `--baseline` applied (they change how it is compared, no run)."""
     from reglab.study.target import parse_target
 
     if correction is not None and correction not in ("holm", "bh"):
         raise typer.BadParameter(f"expected holm or bh (got {correction!r})", param_hint="--correction")
-    return spec.with_statistics(correction=correction, target=parse_target(target) if target else None)
+    if baseline is not None and baseline not in spec.arms:
+        raise typer.BadParameter(f"{baseline!r} is not an arm of {spec.name} (arms: {', '.join(spec.arms)})",
+                                 param_hint="--baseline")
+    return spec.with_statistics(correction=correction, target=parse_target(target) if target else None,
+                                baseline=baseline)
 
 
 def with_assignments(spec: StudySpec, assignments: list[str] | None) -> StudySpec:
@@ -113,6 +120,7 @@ def compare(
                                             "run directories, then resume (a sound one is kept)")] = False,
     correction: Correction = None,
     target: Target = None,
+    baseline: Baseline = None,
     best_of: Annotated[Path | None, PathOpt(help="add an arm: the baseline with the best parameters of a "
                                              "`reglab tune` directory (on seeds the search did not use)")] = None,
 ) -> None:
@@ -124,7 +132,8 @@ def compare(
         start_server()  # its imports overlap this process's (a bad source fails first, with none to wait for)
     from reglab.study import load_spec, make_executor
 
-    spec = with_statistics(with_assignments(load_spec(source, seeds=seeds, epochs=epochs), set_), correction, target)
+    spec = with_statistics(with_assignments(load_spec(source, seeds=seeds, epochs=epochs), set_), correction, target,
+                           baseline)
     if best_of is not None:
         from reglab.study.tune import add_best_arm
 
@@ -185,6 +194,7 @@ def report(
                                       "and/or tables as latex (booktabs) into REPORT/export, e.g. svg,latex")] = None,
     correction: Correction = None,
     target: Target = None,
+    baseline: Baseline = None,
 ) -> None:
     """Rewrite a study's report (HTML, Markdown, CSV) from its store, e.g. of an interrupted study."""
     from reglab.report import summary_table, write_report
@@ -197,7 +207,7 @@ def report(
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--export") from None
     study = load_study(study_dir)
-    study.spec = with_statistics(study.spec, correction, target)
+    study.spec = with_statistics(study.spec, correction, target, baseline)
     paths = write_report(study, out)
     print_table(summary_table(study))
     console.print(f"report: {escape(str(paths['html']))}", highlight=False, soft_wrap=True)

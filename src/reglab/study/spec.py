@@ -178,11 +178,14 @@ class StudySpec(BaseModel):
     def with_seeds(self, seeds: int | list[int]) -> StudySpec:
         return StudySpec.from_dict({**self.to_dict(), "seeds": seeds})
 
-    def with_statistics(self, *, correction: str | None = None, target: dict[str, float] | None = None) -> StudySpec:
-        """The spec with its `statistics` settings replaced where given."""
+    def with_statistics(self, *, correction: str | None = None, target: dict[str, float] | None = None,
+                        baseline: str | None = None) -> StudySpec:
+        """The spec with how it is compared replaced where given: its `statistics` settings and its baseline
+        arm (none of them changes a run)."""
         statistics = self.statistics.model_dump()
         statistics.update({k: v for k, v in (("correction", correction), ("target", target)) if v is not None})
-        return StudySpec.from_dict({**self.to_dict(), "statistics": statistics})
+        return StudySpec.from_dict({**self.to_dict(), "statistics": statistics,
+                                    "baseline": self.baseline if baseline is None else baseline})
 
     def with_analysis(self) -> StudySpec:
         """This spec with its [analysis], or the default analyses when it has none (`--analyze`)."""
@@ -309,11 +312,11 @@ def run_id(arm: str, seed: int) -> str:
 
 
 def trained_part(data: dict[str, Any]) -> dict[str, Any]:
-    """A spec as `StudySpec.to_dict` gives it, reduced to what is trained: without its statistics settings,
-    tracking sinks and analyses, so changing them resumes the study (finished runs are analysed, not
-    retrained), and without the execution settings of its base and arms (`EXECUTION_FIELDS`), which
-    are not part of a run's identity either (`same_run`)."""
-    kept = {k: v for k, v in data.items() if k not in ("statistics", "log", "analysis")}
+    """A spec as `StudySpec.to_dict` gives it, reduced to what is trained: without how it is compared (its
+    statistics settings and baseline arm), its description, tracking sinks and analyses, so changing them
+    resumes the study (finished runs are analysed, not retrained), and without the execution settings of
+    its base and arms (`EXECUTION_FIELDS`), which are not part of a run's identity either (`same_run`)."""
+    kept = {k: v for k, v in data.items() if k not in ("statistics", "baseline", "description", "log", "analysis")}
     kept["base"] = _without_execution(kept.get("base", {}))
     kept["arms"] = {arm: _without_execution(table) for arm, table in kept.get("arms", {}).items()}
     return kept
