@@ -18,6 +18,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize(("argv", "named"), [
     (["compare", "TOML", "--correction", "bonferroni", "--out", "s"], "--correction"),
     (["compare", "TOML", "--baseline", "l3", "--out", "s"], "--baseline: 'l3' is not an arm of tiny (arms: base, l2)"),
+    (["compare", "TOML", "--set", "data.train_subset=9000", "--out", "s"],  # checked against the data, once
+     "arms.base.data.train_subset: 9000 exceeds the 4000 train samples of mnist1d"),
+    (["compare", "TOML", "--set", "data.augment.flip=true", "--out", "s"], "arms.base.data.augment: needs images"),
     (["compare", "TOML", "--executor", "ray", "--pack", "2", "--out", "s"], "packing needs --executor local"),
 ])
 def test_compare_options_are_refused_naming_the_option(argv, named, tmp_path, monkeypatch, capsys):
@@ -78,6 +81,7 @@ def test_a_search_whose_runs_all_failed_exits_1(tmp_path, monkeypatch, capsys):
     pytest.importorskip("optuna")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "FAIL").write_text(TINY.replace("train_subset = 128", "train_subset = 1, val_split = 0.5"))
+    monkeypatch.setattr("reglab.cli.options.fits_data", lambda data_json: None)  # let the runs fail, one by one
     code, _, err = run_cli(monkeypatch, capsys, "tune", "FAIL", "--param", "dropout=0,0.1", "--sampler", "grid",
                            "--workers", "1", "--out", "t")
     assert code == 1, err

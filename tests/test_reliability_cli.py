@@ -179,6 +179,7 @@ def test_analyze_on_device_auto_picks_one(finished_workdir, monkeypatch, capsys)
 
 def test_a_study_where_every_run_failed_lists_their_errors_and_exits_1(workdir, monkeypatch, capsys):
     (workdir / "FAIL").write_text(TINY.replace("train_subset = 128", "train_subset = 1, val_split = 0.5"))
+    monkeypatch.setattr("reglab.cli.options.fits_data", lambda data_json: None)  # the CLI would refuse it first
     code, out, err = run_cli(monkeypatch, capsys, "compare", "FAIL", "--workers", "1", "--pack", "off",
                              "--out", "s")
     assert code == 1, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,8 @@ def check_device(device: str | None) -> None:
 
 def check_data(cfg: RunConfig, prefix: str = "") -> None:
     """The data set a study's runs use must be on this machine (its registry probe finds it) unless they
-    may download it: refused once, before any run starts, rather than failing every run alike."""
+    may download it, and its subsets, validation split and augmentation must fit it (`fits_data`): refused
+    once, before any run starts, rather than failing every run alike."""
     from reglab.data import CorruptDataError, get_dataset_info
     from reglab.data.fetch import fetch_command
 
@@ -91,6 +93,21 @@ def check_data(cfg: RunConfig, prefix: str = "") -> None:
         raise ConfigError(f"{prefix}data.name: {name!r} is not on this machine; "
                           + (f"`{how}` gets it (or set data.download=true)" if how else
                              "`reglab datasets` says what it needs"))
+    try:
+        fits_data(cfg.data.model_dump_json())
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}{err}") from None
+
+
+@functools.cache
+def fits_data(data_json: str) -> None:
+    """Load the data set a `DataConfig` (as JSON) describes once, on the CPU, so that its own checks run
+    (subsets within the set, a split that leaves training samples, augmentation of images that fit)."""
+    from reglab.config import DataConfig
+    from reglab.data import CorruptDataError, load_dataset
+
+    with contextlib.suppress(CorruptDataError):  # a damaged file: the loader names it, run by run
+        load_dataset(DataConfig.model_validate_json(data_json))
 
 
 def check_paths(cfg: RunConfig, prefix: str = "") -> None:
