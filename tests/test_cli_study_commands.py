@@ -86,6 +86,7 @@ def test_a_search_whose_runs_all_failed_exits_1(tmp_path, monkeypatch, capsys):
                            "--workers", "1", "--out", "t")
     assert code == 1, err
     assert "internal error" not in err and "failed: ConfigError: data.val_split" in err
+    assert "note: --metric test_acc chooses on the test set" in err  # the default metric
 
 
 def test_export_writes_the_chosen_table_to_its_own_file_by_default(tmp_path, monkeypatch, capsys):

@@ -70,8 +70,10 @@ class DataConfig(_Section):
     name: str = Field("mnist1d", description="registered data set name (`reglab datasets` lists them)")
     data_dir: Path | None = Field(None, description="directory searched first for data files")
     download: bool = Field(False, description="fetch official files when absent (needs network)")
-    train_subset: int | None = Field(None, gt=0, description="keep the first N training samples")
-    test_subset: int | None = Field(None, gt=0, description="keep the first N test samples")
+    train_subset: int | None = Field(None, gt=0, description="keep the first N training samples (a validation "
+                                     "split is carved from these N)")
+    test_subset: int | None = Field(None, gt=0, description="keep the first N test samples (smoke runs: the first N "
+                                    "need not be a representative sample)")
     val_split: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of training samples held out")
     split_seed: int = Field(0, ge=0, lt=GENERATOR_SEED_LIMIT,
                             description="seed of the validation split (fixed across run seeds)")

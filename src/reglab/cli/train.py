@@ -45,7 +45,8 @@ def train(
     norm: Annotated[str | None, Opt(help="none|batch|layer")] = None,
     loss: Annotated[str | None, Opt(help="ce|mse")] = None,
     objective: Annotated[str | None, Opt(help="drop|rs|rs+r1|rs+r2|drop-r2|drop-r1")] = None,
-    train_subset: Annotated[int | None, Opt(help="keep the first N training samples")] = None,
+    train_subset: Annotated[int | None, Opt(help="keep the first N training samples (--val-split is carved "
+                                                 "from them)")] = None,
     data_dir: Annotated[Path | None, PathOpt(help="directory searched first for data files")] = None,
     seed: Annotated[int | None, Opt(help="the run's one seed")] = None,
     device: Annotated[str | None, Opt(help="auto|cpu|cuda|cuda:N")] = None,

@@ -37,6 +37,14 @@ Executor = Annotated[str, Opt(help="executor: local or ray (more may be register
 Epochs = Annotated[int | None, Opt(help="override every run's number of epochs")]
 
 
+def note_test_selection(metric: str) -> None:
+    """Say so when a search ranks its configurations on the test set."""
+    if metric.startswith("test_"):
+        err_console.print(f"note: --metric {metric} chooses on the test set, which then no longer measures the "
+                          "winner without bias; set data.val_split and use --metric val_acc (or val_loss), and "
+                          "confirm on fresh seeds with `reglab compare --best-of`", highlight=False, soft_wrap=True)
+
+
 def _report(result: TuneResult) -> None:
     """Write the report, print the summary and the best configuration; exit 1 if a run failed."""
     from reglab.report import summary_table, write_report
@@ -79,6 +87,7 @@ def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int |
         check_device(device or spec.arm_config(spec.baseline, 0).train.device)
     workers = workers or (default_workers() if executor == "local" else None)
     runner = make_executor(executor, workers=workers, device=device, **ray_options)
+    note_test_selection(settings.metric)
     result = run_tune(spec, settings, out or Path("studies") / arm_slug(default_out.format(name=spec.name)),
                       executor=runner, wave=workers if settings.pruner != "none" else None, force=force,
                       log=lambda line: err_console.print(escape(line), highlight=False, soft_wrap=True), sinks=log)

@@ -31,8 +31,8 @@ def _parse_header(head: bytes, path: Path, magic: int) -> tuple[int, ...]:
         raise CorruptDataError(f"{path}: truncated IDX header ({len(head)} bytes)")
     (found,) = struct.unpack(">I", head[:4])
     if found != magic:
-        kind = "label" if magic == LABELS else "image"
-        raise CorruptDataError(f"{path}: bad IDX magic number {found} (expected {magic} for an {kind} file)")
+        kind = "a label" if magic == LABELS else "an image"
+        raise CorruptDataError(f"{path}: bad IDX magic number {found} (expected {magic} for {kind} file)")
     return struct.unpack(f">{ndim}I", head[4 : 4 + 4 * ndim])
 
 

@@ -48,7 +48,7 @@ class Metric:
 
 METRICS = (
     Metric("final_test_acc", "final test acc", True),
-    Metric("best_test_acc", "best test acc", True),
+    Metric("best_test_acc", "best test acc (max over epochs: optimistic)", True),  # epochs chosen on test
     Metric("final_test_loss", "final test loss", False),
     # measured in training mode, with the arm's dropout / noise active: higher by construction for a
     # noisier arm, so neither direction is "better"
