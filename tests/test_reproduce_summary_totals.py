@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from reglab.reproduce.committed import full_run_time
 from reglab.reproduce.summary import code_line, markdown, rows, runs
 
@@ -64,3 +66,13 @@ def test_code_line_and_run_time_by_hand(tmp_path):
     _results(tmp_path, "gpu-cut", budget="reduced", seconds=30.0, device="cuda:1")
     assert full_run_time("gpu", tmp_path) == "3 min on cuda"
     assert full_run_time("gpu-cut", tmp_path) == "30 s on cuda:1 (reduced)"
+
+
+def test_a_folder_without_results_is_refused_not_summarised_as_empty(tmp_path, capsys):
+    """A mistyped path (or --help) must not print a plausible empty table over docs/reproduce.md."""
+    from reglab.reproduce.summary import main
+
+    for argv in ([str(tmp_path / "missing")], [str(tmp_path)], ["--help"]):
+        with pytest.raises(SystemExit, match="no reproduction results"):
+            main(argv)
+    assert capsys.readouterr().out == ""

@@ -267,8 +267,14 @@ def markdown(results_dir: Path = RESULTS_DIR) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Print the table of the results folder given (default docs/results); a folder without any
+    results.json is refused (a mistyped path must not print an empty table over docs/reproduce.md)."""
     argv = sys.argv[1:] if argv is None else argv
-    sys.stdout.write(markdown(Path(argv[0]) if argv else RESULTS_DIR))
+    folder = Path(argv[0]) if argv else RESULTS_DIR
+    if not any(folder.glob("*/results.json")):
+        raise SystemExit(f"error: {folder}: no reproduction results (<preset>/results.json) there; "
+                         "usage: python -m reglab.reproduce.summary [RESULTS_DIR] > docs/reproduce.md")
+    sys.stdout.write(markdown(folder))
 
 
 if __name__ == "__main__":
