@@ -235,3 +235,17 @@ def test_a_study_folder_without_its_index_points_to_the_rebuild(tmp_path, monkey
     assert code == 2 and "no study.db; its runs/ are here" in err and "--rebuild-index" in err
     code, err = run_main(monkeypatch, capsys, ["report", str(tmp_path / "runs")])
     assert code == 2 and "is it a reglab study directory?" in err
+
+
+def test_a_run_that_fails_before_writing_leaves_no_empty_directory(tmp_path, monkeypatch, capsys):
+    """`reglab train --out` whose data does not fit fails in one line and removes the directory it made
+    (one that existed before is kept)."""
+    from conftest import run_cli
+
+    argv = ["train", "--dataset", "mnist1d", "--set", "data.train_subset=99999", "--out"]
+    code, _, err = run_cli(monkeypatch, capsys, *argv, str(tmp_path / "new" / "run"))
+    assert code == 2 and "data.train_subset: 99999 exceeds" in err
+    assert not (tmp_path / "new" / "run").exists() and (tmp_path / "new").is_dir()
+    (tmp_path / "kept").mkdir()
+    code, _, _ = run_cli(monkeypatch, capsys, *argv, str(tmp_path / "kept"))
+    assert code == 2 and (tmp_path / "kept").is_dir()

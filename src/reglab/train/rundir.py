@@ -241,8 +241,10 @@ def make_directory(path: Path, what: str = "an output directory") -> Path:
 @contextmanager
 def locked(run_dir: Path) -> Iterator[None]:
     """One process at a time trains in `run_dir` (its lock released by the OS if the process dies): two
-    would interleave their epochs in metrics.jsonl. Creates the directory to lock it."""
+    would interleave their epochs in metrics.jsonl. Creates the directory to lock it, and removes it
+    again if it is still empty when the run fails (e.g. its data did not load)."""
     check_directory(run_dir, "a run directory")
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir, os.O_RDONLY)
     try:
@@ -251,6 +253,10 @@ def locked(run_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             raise ConfigError(f"{run_dir}: another reglab process is training this run") from None
         yield
+    except BaseException:
+        if created and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
     finally:
         os.close(fd)
 
