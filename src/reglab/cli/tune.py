@@ -45,8 +45,9 @@ def note_test_selection(metric: str) -> None:
                           "confirm on fresh seeds with `reglab compare --best-of`", highlight=False, soft_wrap=True)
 
 
-def _report(result: TuneResult) -> None:
-    """Write the report, print the summary and the best configuration; exit 1 if a run failed."""
+def _report(result: TuneResult, metric: str) -> None:
+    """Write the report, print the summary and the best configuration (with a note when `metric` ranked
+    on the test set); exit 1 if a run failed."""
     from reglab.report import summary_table, write_report
 
     paths = write_report(result.study)
@@ -59,6 +60,7 @@ def _report(result: TuneResult) -> None:
                       highlight=False, soft_wrap=True)
     else:
         err_console.print("[yellow]no trial completed[/]: each trial's note in the report says why")
+    note_test_selection(metric)
     console.print(f"ran {len(result.executed)} runs, kept {len(result.skipped)} finished ones\n"
                   f"report: {escape(str(paths['html']))}", highlight=False, soft_wrap=True)
     failed = result.study.runs[result.study.runs["status"] == "failed"]
@@ -87,11 +89,10 @@ def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int |
         check_device(device or spec.arm_config(spec.baseline, 0).train.device)
     workers = workers or (default_workers() if executor == "local" else None)
     runner = make_executor(executor, workers=workers, device=device, **ray_options)
-    note_test_selection(settings.metric)
     result = run_tune(spec, settings, out or Path("studies") / arm_slug(default_out.format(name=spec.name)),
                       executor=runner, wave=workers if settings.pruner != "none" else None, force=force,
                       log=lambda line: err_console.print(escape(line), highlight=False, soft_wrap=True), sinks=log)
-    _report(result)
+    _report(result, settings.metric)
 
 
 @app.command()
