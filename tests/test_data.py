@@ -74,6 +74,22 @@ def write_idx_set(folder: Path, *, gz: bool, n_train: int = 6, n_test: int = 4, 
     return arrays
 
 
+def test_the_other_sets_official_files_in_data_dir_are_refused(tmp_path, monkeypatch):
+    """MNIST and Fashion-MNIST share file names, and `data.data_dir` itself is searched for either: files
+    that are Fashion-MNIST's official ones (by SHA-256) do not load as `mnist` there."""
+    write_idx_set(tmp_path, gz=True)
+    fashion = tuple(Remote(p.name, (), hashlib.sha256(p.read_bytes()).hexdigest()) for p in tmp_path.glob("*.gz"))
+    monkeypatch.setitem(download_module.OFFICIAL, "fashion-mnist", fashion)  # these files play Fashion-MNIST's
+    with pytest.raises(ConfigError, match=r"^data.data_dir: .* is fashion-mnist's official file, not mnist's"):
+        load("mnist", data_dir=tmp_path)
+    assert load("fashion-mnist", data_dir=tmp_path).x_train.shape == (6, 1, 28, 28)
+    nested = tmp_path / "elsewhere"
+    write_idx_set(nested / "mnist", gz=True)
+    for p in (nested / "mnist").glob("*.gz"):
+        p.write_bytes((tmp_path / p.name).read_bytes())  # the same files in data_dir/mnist: named, so trusted
+    assert load("mnist", data_dir=nested).x_train.shape == (6, 1, 28, 28)
+
+
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_files_load_exactly(tmp_path, gz):
     arrays = write_idx_set(tmp_path / "mnist", gz=gz)  # found as data_dir/<name>

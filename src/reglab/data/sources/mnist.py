@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reglab.config import ConfigError
 from reglab.data.base import CorruptDataError, TensorData
-from reglab.data.download import download_official
+from reglab.data.download import OFFICIAL, download_official, file_sha256
 from reglab.data.idx import IMAGES, LABELS, read_idx, read_idx_header
 from reglab.data.paths import cache_dir, find, human_size, not_found
 from reglab.data.registry import Found, register_dataset
@@ -23,6 +24,8 @@ SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 STEMS = [stem for pair in SPLITS.values() for stem in pair]
 NUM_CLASSES = 10
+OTHER = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
+"""The two sets' files have the same names."""
 
 
 def idx_files(folder: Path) -> dict[str, Path] | None:
@@ -55,9 +58,20 @@ def _load(name: str, data_dir: Path | None, download: bool, how: str) -> TensorD
         files = idx_files(download_official(name, cache_dir(name)))
     if files is None:
         raise not_found(name, data_dir, [f"{s}[.gz]" for s in STEMS], how)
+    if data_dir is not None and files[STEMS[0]].parent == Path(data_dir):  # the one folder any set is sought in
+        _not_the_other_set(name, files)
     x_train, y_train = _read_split(*(files[s] for s in SPLITS["train"]))
     x_test, y_test = _read_split(*(files[s] for s in SPLITS["test"]))
     return TensorData(name, x_train, y_train, x_test, y_test, num_classes=NUM_CLASSES)
+
+
+def _not_the_other_set(name: str, files: dict[str, Path]) -> None:
+    """Refuse the other set's official (gzipped) files found under this set's file names."""
+    theirs = {remote.sha256 for remote in OFFICIAL[OTHER[name]]}
+    for path in files.values():
+        if path.suffix == ".gz" and file_sha256(path) in theirs:
+            raise ConfigError(f"data.data_dir: {path} is {OTHER[name]}'s official file, not {name}'s (the two sets "
+                              f"share file names); keep each set in its own folder, e.g. {path.parent / name}")
 
 
 def _probe(name: str):
