@@ -65,6 +65,22 @@ def run_quick_preset(name: str, tmp_path, **settings) -> dict:
     return data
 
 
+MLP_RUN = {
+    "data": {"name": "mnist1d", "train_subset": 256, "test_subset": 128},
+    "model": {"name": "mlp", "options": {"widths": [64, 64]}},
+    "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05},
+    "train": {"epochs": 2, "batch_size": 50, "device": "cpu", "eval_train_samples": 64},
+}
+"""An MLP 64-64 on 256 MNIST-1D samples, two epochs: the run the packing and metrics tests vary."""
+
+
+def mlp_config(seed: int = 0, **overrides):
+    """`MLP_RUN` with `seed` and dotted `overrides` (`RunConfig.override`)."""
+    from reglab.config import RunConfig
+
+    return RunConfig.from_dict({"seed": seed, **MLP_RUN}).override(overrides)
+
+
 def assert_same_run(solo, packed, solo_epochs: list[dict], packed_epochs: list[dict]) -> None:
     """A packed run equals its solo run up to float rounding: its epochs' metrics and its weights (1e-5)."""
     for a, b in zip(solo_epochs, packed_epochs, strict=True):

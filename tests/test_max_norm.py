@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_same_run
+from conftest import assert_same_run, mlp_config
 from reglab.config import ConfigError, RunConfig
 from reglab.data import TensorData
 from reglab.regularize.max_norm import apply_max_norm, apply_max_norm_stacked, max_norm_weights
@@ -14,16 +14,9 @@ from reglab.train.packed import PackedTrainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-BASE = {
-    "data": {"name": "mnist1d", "train_subset": 256, "test_subset": 128},
-    "model": {"name": "mlp", "options": {"widths": [64, 64]}},
-    "optim": {"name": "adamw", "lr": 3e-3, "weight_decay": 0.01},
-    "train": {"epochs": 2, "batch_size": 50, "device": "cpu", "eval_train_samples": 64},
-}
-
-
 def config(seed: int = 0, **overrides) -> RunConfig:
-    return RunConfig.from_dict({"seed": seed, **BASE}).override(overrides)
+    """`MLP_RUN` at a higher lr and a weaker decay, so that its units reach the radii below."""
+    return mlp_config(seed, **({"optim.lr": 3e-3, "optim.weight_decay": 0.01} | overrides))
 
 
 def projected_by_hand(w: torch.Tensor, c: float) -> torch.Tensor:

@@ -8,21 +8,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import assert_same_run
+from conftest import mlp_config as config
 from reglab.config import RunConfig
 from reglab.data import TensorData, draw_augmentation
 from reglab.train.loop import Trainer
 from reglab.train.packed import PackedTrainer
-
-BASE = {
-    "data": {"name": "mnist1d", "train_subset": 256, "test_subset": 128},
-    "model": {"name": "mlp", "options": {"widths": [64, 64]}},
-    "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05},
-    "train": {"epochs": 2, "batch_size": 50, "device": "cpu", "eval_train_samples": 64},
-}
-
-
-def config(seed: int = 0, **overrides) -> RunConfig:
-    return RunConfig.from_dict({"seed": seed, **BASE}).override(overrides)
 
 
 class OpCounter(TorchDispatchMode):

@@ -6,18 +6,12 @@ import pytest
 import torch
 
 from conftest import assert_same_run
-from reglab.config import RunConfig
+from conftest import mlp_config as config
 from reglab.train.loop import Trainer
 from reglab.train.packed import PackedTrainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-BASE = {
-    "data": {"name": "mnist1d", "train_subset": 256, "test_subset": 128},
-    "model": {"name": "mlp", "options": {"widths": [64, 64]}},
-    "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05},
-    "train": {"epochs": 2, "batch_size": 50, "device": "cpu", "eval_train_samples": 64},
-}
 
 # momentum SGD at lr 1.0: the monitored train_eval_loss rises after epoch 2 while the training loss falls,
 # so a plateau schedule with patience 0 halves the lr once (the wrong monitor would not)
@@ -25,8 +19,6 @@ PLATEAU = {"optim.name": "momentum", "optim.lr": 1.0, "optim.schedule.name": "pl
            "optim.schedule.patience": 0, "optim.schedule.gamma": 0.5, "train.epochs": 4}
 
 
-def config(seed: int = 0, **overrides) -> RunConfig:
-    return RunConfig.from_dict({"seed": seed, **BASE}).override(overrides)
 
 
 def plateau_lrs(monitored: list[float], lr: float, gamma: float, patience: int = 0) -> list[float]:
