@@ -98,3 +98,11 @@ def test_idx_images_other_than_28_by_28_are_corrupt_naming_the_file(tmp_path):
     (tmp_path / STEMS[0]).write_bytes(idx(np.zeros((3, 10, 12)), 2051))
     with pytest.raises(CorruptDataError, match=rf"{STEMS[0]}: images of 10×12 pixels, expected 28×28"):
         load(tmp_path)
+
+
+def test_a_short_label_file_where_the_images_belong_is_named_by_its_magic_number(tmp_path):
+    """A label file in the images' place is the wrong file, not a truncated one, whatever its length."""
+    write_set(tmp_path)
+    (tmp_path / STEMS[0]).write_bytes(struct.pack(">II", 2049, 2) + b"\x01\x02")  # 10 bytes < a 16-byte image header
+    with pytest.raises(CorruptDataError, match=r"bad IDX magic number 2049 \(expected 2051 for an image file\)"):
+        read_idx_header(tmp_path / STEMS[0], IMAGES)

@@ -27,12 +27,11 @@ def _open(path: Path):
 
 def _parse_header(head: bytes, path: Path, magic: int) -> tuple[int, ...]:
     ndim = _NDIM[magic]
+    if len(head) >= 4 and (found := struct.unpack(">I", head[:4])[0]) != magic:  # before the length: a short
+        kind = "a label" if magic == LABELS else "an image"  # label file where images belong is the wrong file
+        raise CorruptDataError(f"{path}: bad IDX magic number {found} (expected {magic} for {kind} file)")
     if len(head) < 4 + 4 * ndim:
         raise CorruptDataError(f"{path}: truncated IDX header ({len(head)} bytes)")
-    (found,) = struct.unpack(">I", head[:4])
-    if found != magic:
-        kind = "a label" if magic == LABELS else "an image"
-        raise CorruptDataError(f"{path}: bad IDX magic number {found} (expected {magic} for {kind} file)")
     return struct.unpack(f">{ndim}I", head[4 : 4 + 4 * ndim])
 
 
