@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from reglab.study.power import MAX_SEEDS
 from reglab.study.stats import format_p
 
 
@@ -72,8 +73,6 @@ def magnitude(metric: str, x: float) -> str:
 def seeds(n: float) -> str:
     """Seeds per arm from `reglab.study.power.SeedNoise.seeds_needed`: a count, "> 10,000" or "—"."""
     if n == math.inf:
-        from reglab.study.power import MAX_SEEDS
-
         return f"> {MAX_SEEDS:,}"
     return f"{int(n)}" if _ok(n) else "—"
 

@@ -188,9 +188,9 @@ class PackedTrainer:
             state = [t.optimizer.state.get(p, {}) for p in t.params]
             names = {n for s in state for n, v in s.items() if isinstance(v, torch.Tensor) and v.dim()}
             self.optimizer.load_run_state(slot, {n: flat([s[n] for s in state]) for n in names})
-        radii = [t.cfg.regularize.max_norm or float("inf") for t in runs]
         self.max_norm = None
         if any(t.cfg.regularize.max_norm for t in runs):  # each weight's unit axis, shifted by the run axis
+            radii = [t.cfg.regularize.max_norm or float("inf") for t in runs]
             axes = {id(p): axis + 1 for p, axis in max_norm_weights(runs[0].model)}
             self.max_norm = (torch.tensor(radii, device=self.device), [
                 (name, axes[id(p)]) for name, p in zip(self.param_names, runs[0].params, strict=True) if id(p) in axes])
