@@ -187,3 +187,25 @@ def test_export_of_the_robust_table_uses_the_headline_metric(tmp_path):
     robust = pd.read_csv(export_csv(study, tmp_path / "robust.csv", "robust")).set_index("arm")
     assert (robust["metric"] == "final_test_loss").all()
     assert robust.loc["wd", "iqm"] == pytest.approx(stats.trim_mean(losses["wd"], 0.25))
+
+
+def test_the_statistics_run_once_per_setting_and_follow_the_baseline(study_dir, tmp_path, monkeypatch):
+    """The table, the report and the flatness table share one pass of `summarize`; changing the
+    baseline (as `reglab report --baseline` does) computes a new one."""
+    import reglab.study.results as results
+
+    calls = []
+    real = results.summarize
+    monkeypatch.setattr(results, "summarize", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    study = load_study(study_dir)
+    write_report(study, tmp_path / "r")
+    summary_table(study)
+    first = study.summary()
+    assert calls == ["base"]
+    first.loc[:, "mean"] = -1.0  # a caller's edit does not reach the cached table
+    assert (study.summary()["mean"] != -1.0).any()
+    study.spec = study.spec.with_statistics(baseline=ARM)
+    study.summary()
+    study.spec = study.spec.with_statistics(correction="holm")
+    study.summary()
+    assert calls == ["base", ARM, ARM]

@@ -11,7 +11,7 @@ Reads only the store and the run directories; never writes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -62,12 +62,16 @@ def run_record(row: RunRow, epochs: list[dict]) -> dict:
 
 @dataclass
 class Study:
-    """A study directory read back: spec, per-run and per-epoch tables, and the analyses on them."""
+    """A study directory read back: spec, per-run and per-epoch tables, and the analyses on them.
+
+    A snapshot: `summary` is computed once per (alpha, baseline, arms, correction) and reused, so
+    the table, the report and an export cost one pass of the statistics."""
 
     path: Path
     spec: StudySpec
     runs: pd.DataFrame
     epochs: pd.DataFrame
+    _summaries: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def arms(self) -> list[str]:
@@ -80,8 +84,11 @@ class Study:
     def summary(self, alpha: float = ALPHA) -> pd.DataFrame:
         """Per (arm, metric): n, mean ± std, 95% CI, difference to the baseline, paired or Welch test,
         p adjusted across arms (the spec's `statistics.correction`), verdict."""
-        return summarize(self.runs, self.arms, self.baseline, metrics=(*METRICS, *ANALYSIS_METRICS), alpha=alpha,
-                         correction=self.spec.statistics.correction)
+        key = (alpha, self.baseline, tuple(self.arms), self.spec.statistics.correction)
+        if key not in self._summaries:
+            self._summaries[key] = summarize(self.runs, self.arms, self.baseline, metrics=(*METRICS, *ANALYSIS_METRICS),
+                                             alpha=alpha, correction=self.spec.statistics.correction)
+        return self._summaries[key].copy()
 
     def robust(self, metric: str = "final_test_acc") -> pd.DataFrame:
         """Per arm: IQM with its stratified bootstrap interval and the probability of improvement over
