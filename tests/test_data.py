@@ -152,6 +152,18 @@ def test_missing_data_lists_every_place_looked(tmp_path, monkeypatch, system):
     assert "\n" not in message
 
 
+def test_a_folder_missing_one_file_names_only_that_file(tmp_path):
+    """A folder with three of the four IDX files: the error names the folder and the missing file,
+    not the three that are there."""
+    write_idx_set(tmp_path / "mnist", gz=True)
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataNotFoundError) as err:
+        load("mnist", data_dir=tmp_path)
+    message = str(err.value)
+    assert f"{tmp_path / 'mnist'} lacks t10k-labels-idx1-ubyte[.gz] (" in message
+    assert "train-images" not in message and "reglab data fetch mnist" in message and "\n" not in message
+
+
 # ----------------------------------------------------------------------------------------- CIFAR
 def cifar_records(rng, n: int, label_bytes: int, classes: tuple[int, ...]) -> tuple[bytes, np.ndarray]:
     labels = np.stack([rng.integers(0, c, n) for c in classes], axis=1)

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from reglab.config import ConfigError
-from reglab.data.base import CorruptDataError, TensorData
+from reglab.data.base import CorruptDataError, DataNotFoundError, TensorData
 from reglab.data.download import OFFICIAL, download_official, file_sha256
 from reglab.data.idx import IMAGES, LABELS, read_idx, read_idx_header
-from reglab.data.paths import cache_dir, find, human_size, not_found
+from reglab.data.paths import cache_dir, find, human_size, not_found, search_dirs
 from reglab.data.registry import Found, register_dataset
 
 SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -28,15 +28,25 @@ OTHER = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
 """The two sets' files have the same names."""
 
 
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    return next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+
+
 def idx_files(folder: Path) -> dict[str, Path] | None:
     """The four IDX files in `folder` by stem (raw preferred over .gz), or None if any is missing."""
-    files = {}
-    for stem in STEMS:
-        path = next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
-        if path is None:
-            return None
-        files[stem] = path
-    return files
+    files = {stem: _idx_file(folder, stem) for stem in STEMS}
+    return None if None in files.values() else files
+
+
+def _incomplete(name: str, data_dir: Path | None, how: str) -> DataNotFoundError | None:
+    """The error for the first search folder that holds some of the four files but not all, naming
+    only the missing ones (None when no folder holds any)."""
+    for folder in search_dirs(name, data_dir):
+        missing = [f"{stem}[.gz]" for stem in STEMS if _idx_file(folder, stem) is None]
+        if 0 < len(missing) < len(STEMS):
+            return DataNotFoundError(f"{name}: {folder} lacks {' + '.join(missing)} (it has the set's other "
+                                     f"files). {how}")
+    return None
 
 
 def _read_split(images: Path, labels: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +67,7 @@ def _load(name: str, data_dir: Path | None, download: bool, how: str) -> TensorD
     if files is None and download:
         files = idx_files(download_official(name, cache_dir(name)))
     if files is None:
-        raise not_found(name, data_dir, [f"{s}[.gz]" for s in STEMS], how)
+        raise _incomplete(name, data_dir, how) or not_found(name, data_dir, [f"{s}[.gz]" for s in STEMS], how)
     if data_dir is not None and files[STEMS[0]].parent == Path(data_dir):  # the one folder any set is sought in
         _not_the_other_set(name, files)
     x_train, y_train = _read_split(*(files[s] for s in SPLITS["train"]))
