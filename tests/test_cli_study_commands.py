@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
     (["compare", "TOML", "--baseline", "l3", "--out", "s"], "--baseline: 'l3' is not an arm of tiny (arms: base, l2)"),
     (["compare", "TOML", "--set", "data.train_subset=9000", "--out", "s"],  # checked against the data, once
      "arms.base.data.train_subset: 9000 exceeds the 4000 train samples of mnist1d"),
-    (["compare", "TOML", "--set", "data.augment.flip=true", "--out", "s"], "arms.base.data.augment: needs images"),
+    (["compare", "TOML", "--set", "data.augment.flip=true", "--out", "s"], "arms.base.data.augment.flip: needs images"),
     (["compare", "TOML", "--executor", "ray", "--pack", "2", "--out", "s"], "packing needs --executor local"),
 ])
 def test_compare_options_are_refused_naming_the_option(argv, named, tmp_path, monkeypatch, capsys):

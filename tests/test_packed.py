@@ -100,13 +100,15 @@ def test_a_packed_runs_optimizer_state_is_the_one_torch_optim_keeps():
     assert packed[0].optimizer.state_dict()["state"] == {}
 
 
-def test_packed_conv_nets_with_augmentation_equal_solo_runs():
+@pytest.mark.parametrize("augment", [{"crop_padding": 2, "flip": True},
+                                     {"crop_padding": 2, "flip": True, "rotate": 30.0, "cutout": 6}],
+                         ids=["crop-flip", "rotate-cutout"])
+def test_packed_conv_nets_with_augmentation_equal_solo_runs(augment):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(96, 1, 12, 12, generator=g), torch.randint(0, 3, (96,), generator=g)
     data = TensorData("images", x[:64], y[:64], x[64:], y[64:], num_classes=3)
     cnn = {"model.name": "deeper_cnn", "model.norm": "batch", "train.batch_size": 16,
-           "model.options": {"channels": [4, 8, 8], "fc_widths": [16]},
-           "data.augment": {"crop_padding": 2, "flip": True}}
+           "model.options": {"channels": [4, 8, 8], "fc_widths": [16]}, "data.augment": augment}
     configs = [config(0, **cnn), config(1, **cnn, **{"optim.lr": 0.01})]
     solo = [Trainer(c, data=data) for c in configs]
     solo_epochs = [t.fit().epochs for t in solo]

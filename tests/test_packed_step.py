@@ -64,12 +64,15 @@ def test_a_mixed_optimizer_pack_still_takes_a_constant_number_of_ops():
     assert len(ops(16)) <= 1.3 * len(ops(4))
 
 
-def test_augmentation_is_drawn_per_epoch_so_a_step_takes_a_constant_number_of_ops():
+@pytest.mark.parametrize("options", [{"crop_padding": 2, "flip": True},
+                                     {"crop_padding": 2, "flip": True, "rotate": 30.0, "cutout": 4}],
+                         ids=["crop-flip", "rotate-cutout"])
+def test_augmentation_is_drawn_per_epoch_so_a_step_takes_a_constant_number_of_ops(options):
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(96, 1, 8, 8, generator=g), torch.randint(0, 3, (96,), generator=g)
     data = TensorData("images", x[:64], y[:64], x[64:], y[64:], num_classes=3)
-    augment = {"model.name": "deeper_cnn", "model.norm": "batch", "data.augment.crop_padding": 2,
-               "data.augment.flip": True, "model.options": {"channels": [4], "fc_widths": [8]}}
+    augment = {"model.name": "deeper_cnn", "model.norm": "batch", "data.augment": options,
+               "model.options": {"channels": [4], "fc_widths": [8]}}
 
     def ops(k):
         configs = [config(s, **augment) for s in range(k)]

@@ -62,6 +62,10 @@ class AugmentConfig(_Section):
 
     crop_padding: int = Field(0, ge=0, description="random crop after zero-padding by this many pixels (0: off)")
     flip: bool = Field(False, description="random horizontal flip with probability 1/2")
+    rotate: float = Field(0.0, ge=0.0, le=180.0, description="random rotation by an angle uniform in "
+                          "[-rotate, rotate] degrees, bilinear, about the image centre (0: off)")
+    cutout: int = Field(0, ge=0, description="zero one random square of this side per image, its centre "
+                        "uniform over the pixels (DeVries & Taylor 2017; 0: off)")
 
 
 class DataConfig(_Section):

@@ -78,12 +78,16 @@ def load_dataset(cfg: DataConfig, *, device: str | torch.device = "cpu") -> Tens
             raise
         raise CorruptDataError(f"{err}; replace the file, or delete it and run `{command}` (a verified copy "
                                "in reglab's cache)") from None
-    if (cfg.augment.crop_padding or cfg.augment.flip) and data.x_train.dim() != 4:
-        raise ConfigError(f"data.augment: needs images (N, C, H, W); {cfg.name} has inputs of shape "
+    used = [name for name, value in cfg.augment if value]  # the options switched on, in field order
+    if used and data.x_train.dim() != 4:
+        raise ConfigError(f"data.augment.{used[0]}: needs images (N, C, H, W); {cfg.name} has inputs of shape "
                           f"{data.input_shape}")
-    if cfg.augment.crop_padding > min(data.x_train.shape[2:], default=0):  # a wider pad crops only padding
-        raise ConfigError(f"data.augment.crop_padding: {cfg.augment.crop_padding} exceeds the "
-                          f"{'×'.join(map(str, data.x_train.shape[2:]))} images of {cfg.name}")
+    sizes = data.x_train.shape[2:]
+    images = f"{'×'.join(map(str, sizes))} images of {cfg.name}"
+    if cfg.augment.crop_padding > min(sizes, default=0):  # a wider pad crops only padding
+        raise ConfigError(f"data.augment.crop_padding: {cfg.augment.crop_padding} exceeds the {images}")
+    if cfg.augment.cutout > max(sizes, default=0):  # a larger square blanks more and more whole images
+        raise ConfigError(f"data.augment.cutout: {cfg.augment.cutout} exceeds the {images}")
     data = take_subsets(data, cfg.train_subset, cfg.test_subset)
     data = split_validation(data, cfg.val_split, cfg.split_seed)
     if cfg.normalize and info.normalize:

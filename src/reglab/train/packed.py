@@ -23,9 +23,9 @@ What is the same as a solo run: the data order (each run's permutation from its 
 per epoch), augmentation draws and every update rule — so without randomness from torch's global
 generator a packed run equals its solo run up to floating-point rounding. What is the same only in
 distribution: dropout, DropBlock and stochastic-depth masks and the mixup/CutMix ``lam`` (the global
-generator, drawn once for the whole pack). Augmentation (crop offsets, flips) and mixing (partners,
-CutMix boxes) are drawn once per epoch from each run's generator, as `Trainer` draws them, and
-applied to the pack's batch with O(1) ops per step. A run whose loss
+generator, drawn once for the whole pack). Augmentation (crop offsets, flips, rotation angles, cutout
+centres) and mixing (partners, CutMix boxes) are drawn once per epoch from each run's generator, as
+`Trainer` draws them, and applied to the pack's batch with O(1) ops per step. A run whose loss
 becomes non-finite is finished as diverged at the end of that epoch, and a run that early stopping
 ends (each run's own `EarlyStopping`, fed its epochs at the epoch boundary) finishes there with its
 best weights; the pack goes on without them (the runs do not interact: every computation stays
@@ -293,10 +293,10 @@ class PackedTrainer:
         return 0.5 * (out - target).pow(2).flatten(2).sum(2).mean(1)
 
     def _augment(self, x: torch.Tensor, draw: AugmentDraw) -> torch.Tensor:
-        """Crop and flip of the runs' batches ``(K, B, C, H, W)`` with their draws, in one gather."""
+        """Augmentation of the runs' batches ``(K, B, C, H, W)`` with their draws ``(K, …, B, 1)``, as one
+        batch of K·B images (the run axis moved next to the sample axis and merged with it)."""
         k, b = x.shape[:2]
-        merged = AugmentDraw(None if draw.offsets is None else draw.offsets.transpose(0, 1).reshape(2, k * b, 1),
-                             None if draw.flips is None else draw.flips.reshape(k * b, 1))
+        merged = AugmentDraw(*(None if t is None else t.movedim(0, -3).flatten(-3, -2) for t in draw))
         return apply_augmentation(x.flatten(0, 1), self.trainers[0].cfg.data.augment, merged).unflatten(0, (k, b))
 
     def _step(self, idx: torch.Tensor, draw: AugmentDraw | None = None, mix: MixDraw | None = None) -> None:
