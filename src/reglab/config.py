@@ -13,7 +13,8 @@ Conventions (see docs/regularizers.md):
   * ``l2 = λ`` adds ``(λ/2)·Σw²`` to the loss (gradient ``λ·w``), so SGD with ``l2=λ`` equals SGD
     with ``weight_decay=λ``, and so does Adam (its ``weight_decay`` is coupled, as torch's); AdamW's
     decoupled decay takes different steps;
-  * stochastic depth ``rate`` is the drop probability of the *last* block, ``1 − p_L``.
+  * stochastic depth ``rate`` is the drop probability of the *last* block, ``1 − p_L``;
+  * ``input_noise = σ`` trains on ``x + σ·ε``, ε ~ N(0, I), in the standardised units the model sees.
 """
 
 from __future__ import annotations
@@ -197,6 +198,9 @@ class RegularizeConfig(_Section):
     dropblock: DropBlockConfig = Field(default_factory=DropBlockConfig)
     ema: float | None = Field(None, gt=0.0, lt=1.0, description="decay of a weight EMA used for evaluation")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    input_noise: float = Field(0.0, ge=0.0, description="σ of Gaussian noise added to training inputs, x + σ·ε "
+                               "(Bishop 1995), in the units the model sees: training-set standard deviations "
+                               "where the data are standardised (0: off)")
     mixup: float = Field(0.0, ge=0.0, description="Beta(α, α) of mixup (0: off)")
     cutmix: float = Field(0.0, ge=0.0, description="Beta(α, α) of cutmix (0: off)")
     grad_clip: float | None = Field(None, gt=0.0, description="clip the global gradient norm to this value")

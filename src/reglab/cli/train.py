@@ -35,6 +35,8 @@ def train(
     swa: Annotated[int | None, Opt(help="stochastic weight averaging: evaluate the average of the last N "
                                         "epochs' weights (lr: --set regularize.swa.lr=…)")] = None,
     label_smoothing: Annotated[float | None, Opt(help="label smoothing ε")] = None,
+    input_noise: Annotated[float | None, Opt(metavar="SIGMA", help="Gaussian input noise: train on x + σ·ε "
+                                             "(σ in training-set standard deviations)")] = None,
     mixup: Annotated[float | None, Opt(help="mixup Beta(α, α)")] = None,
     cutmix: Annotated[float | None, Opt(help="cutmix Beta(α, α)")] = None,
     sam: Annotated[float | None, Opt(help="sharpness-aware minimisation radius ρ")] = None,

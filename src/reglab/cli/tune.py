@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 Params = Annotated[list[str], Opt(help="NAME=START:STOP:N (linear, ends included), NAME=log:START:STOP:N "
                                        "or NAME=V1,V2; NAME: dropout, l1, l2, weight_decay/wd, lr, "
-                                       "stochastic_depth, label_smoothing, ema, swa or a dotted config path; "
-                                       "repeat for several")]
+                                       "stochastic_depth, label_smoothing, ema, swa, input_noise or a dotted "
+                                       "config path; repeat for several")]
 Seeds = Annotated[int | None, Opt(help="seeds 0..N-1 per configuration instead of the spec's seeds")]
 Device = Annotated[str | None, Opt(help="override every run's device: auto|cpu|cuda|cuda:N")]
 Workers = Annotated[int | None, Opt(min=1, help="parallel runs [default: local: 2 with ≥ 2 cores, else 1]")]

@@ -21,7 +21,7 @@ SHORT_NAMES = {
     "dropout": "regularize.dropout.p", "l2": "regularize.l2", "l1": "regularize.l1",
     "weight_decay": "optim.weight_decay", "wd": "optim.weight_decay", "lr": "optim.lr",
     "stochastic_depth": "regularize.stochastic_depth.rate", "label_smoothing": "regularize.label_smoothing",
-    "ema": "regularize.ema", "swa": "regularize.swa.epochs",
+    "ema": "regularize.ema", "swa": "regularize.swa.epochs", "input_noise": "regularize.input_noise",
 }
 MAX_VALUES = 10_000  # values of one range: far more than any search trains, and a typo of a few digits is refused
 

@@ -6,10 +6,10 @@ objective's loss, the condensation tracker; `theory.training.build_trainer` reso
 epochs (`run_epoch`: `_train_epoch`, then `close_epoch`, which evaluates), appends each epoch's metrics
 to the run directory, checkpoints, and stops on divergence, early stopping or the step budget.
 
-Determinism: ``torch.manual_seed(seed)`` right before the model is built fixes initialisation and
-every dropout / stochastic-depth mask; a separate generator on the training device, seeded with the
-same integer, fixes data order, augmentation and mixing partners. Both states are checkpointed, so
-a resumed run ends bit-identical (CPU) to an uninterrupted one.
+Determinism: ``torch.manual_seed(seed)`` right before the model is built fixes initialisation,
+every dropout / stochastic-depth mask and the input noise; a separate generator on the training
+device, seeded with the same integer, fixes data order, augmentation and mixing partners. Both
+states are checkpointed, so a resumed run ends bit-identical (CPU) to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from reglab.regularize.early_stopping import EarlyStopping
 from reglab.regularize.ema import build_ema
 from reglab.regularize.max_norm import apply_max_norm, max_norm_weights
 from reglab.regularize.mixing import MixDraw, draw_mixing, mix_batch
+from reglab.regularize.noise import add_input_noise
 from reglab.regularize.optim import Schedule, build_optimizer
 from reglab.regularize.penalties import Penalty, penalized_parameters
 from reglab.regularize.sam import sam_gradients
@@ -310,6 +311,8 @@ class Trainer:
             x, y = data.x_train[idx], data.y_train[idx]
             if draw is not None:
                 x = apply_augmentation(x, cfg.data.augment, draw.rows(seen, seen + idx.shape[0]))
+            if cfg.regularize.input_noise:  # before mixing, which then blends two noisy samples
+                x = add_input_noise(x, cfg.regularize.input_noise)
             x = self.in_layout(x)
             self.mix = None if mixing is None else mixing.step(steps)
             total, loss, out = self._objective(x, y)

@@ -22,10 +22,11 @@ for evaluation, checkpoints (in `torch.optim`'s own state format, so a run resum
 What is the same as a solo run: the data order (each run's permutation from its own generator, drawn
 per epoch), augmentation draws and every update rule — so without randomness from torch's global
 generator a packed run equals its solo run up to floating-point rounding. What is the same only in
-distribution: dropout, DropBlock and stochastic-depth masks and the mixup/CutMix ``lam`` (the global
-generator, drawn once for the whole pack). Augmentation (crop offsets, flips, rotation angles, cutout
-centres) and mixing (partners, CutMix boxes) are drawn once per epoch from each run's generator, as
-`Trainer` draws them, and applied to the pack's batch with O(1) ops per step. A run whose loss
+distribution: dropout, DropBlock and stochastic-depth masks, the input noise (one ``randn`` for the
+pack's batch, scaled by each run's σ) and the mixup/CutMix ``lam`` (the global generator, drawn once
+for the whole pack). Augmentation (crop offsets, flips, rotation angles, cutout centres) and mixing
+(partners, CutMix boxes) are drawn once per epoch from each run's generator, as `Trainer` draws them,
+and applied to the pack's batch with O(1) ops per step. A run whose loss
 becomes non-finite is finished as diverged at the end of that epoch, and a run that early stopping
 ends (each run's own `EarlyStopping`, fed its epochs at the epoch boundary) finishes there with its
 best weights; the pack goes on without them (the runs do not interact: every computation stays
@@ -51,6 +52,7 @@ from reglab.errors import one_line
 from reglab.regularize.batched_optim import BatchedOptimizer, RunOptim
 from reglab.regularize.max_norm import apply_max_norm_stacked, max_norm_weights
 from reglab.regularize.mixing import MixDraw, mix_batch
+from reglab.regularize.noise import add_input_noise
 from reglab.regularize.penalties import penalized_parameters
 from reglab.train import rundir
 from reglab.train.loop import EpochLog, RunResult, Trainer
@@ -199,6 +201,9 @@ class PackedTrainer:
         self.sam_rho = torch.tensor(rho, device=self.device).unsqueeze(1) if any(rho) else None
         self.smoothing = torch.tensor([t.cfg.regularize.label_smoothing for t in runs], device=self.device)
         self.smoothing_any = any(t.cfg.regularize.label_smoothing for t in runs)
+        sigma = [t.cfg.regularize.input_noise for t in runs]  # (K, 1, …) against the (K, B, …) batch; None: no draw
+        self.input_noise = torch.tensor(sigma, device=self.device).view(
+            k, 1, *[1] * len(self.data.input_shape)) if any(sigma) else None
         self.loss_name = runs[0].cfg.train.loss
         self.ema_on = [t.ema is not None for t in runs]
         if any(self.ema_on):
@@ -305,6 +310,8 @@ class PackedTrainer:
         x, y = self.data.x_train[idx], self.data.y_train[idx]
         if draw is not None:
             x = self._augment(x, draw)
+        if self.input_noise is not None:  # as Trainer: after augmentation, before mixing
+            x = add_input_noise(x, self.input_noise)
         partner = lam = None
         if mix is not None:
             dims = MixDraw(0, 0, None if mix.box is None else 0)

@@ -28,8 +28,8 @@ from reglab.models.deeper_cnn import ReplaceSkip, replace_or_skip
 from reglab.regularize.dropout import dropout_mask
 from reglab.regularize.stochastic_depth import StochasticDepth, gate_branch
 
-PER_RUN_OPTIONS = ("l1", "l2", "penalize", "ema", "label_smoothing", "mixup", "cutmix", "grad_clip", "max_norm",
-                   "dropout", "early_stopping", "swa")
+PER_RUN_OPTIONS = ("l1", "l2", "penalize", "ema", "label_smoothing", "input_noise", "mixup", "cutmix", "grad_clip",
+                   "max_norm", "dropout", "early_stopping", "swa")
 """`regularize` fields that may differ inside a pack (besides `seed`, the whole `optim` section, the
 stochastic-depth rate, rule and blocks, and the SAM radius)."""
 
