@@ -117,3 +117,13 @@ def test_sweep_where_every_run_diverges_writes_its_report(tmp_path):
     again = CliRunner().invoke(app, ["report", str(out)])
     assert again.exit_code == 0, again.output
     assert "no trial completed" in (out / "report" / "report.html").read_text()
+
+
+def test_docs_list_every_short_name():
+    """docs/studies.md lists each `SHORT_NAMES` key a `--param` accepts."""
+    from pathlib import Path
+
+    from reglab.study.sweep import SHORT_NAMES
+
+    text = (Path(__file__).parents[1] / "docs" / "studies.md").read_text()
+    assert [name for name in SHORT_NAMES if f"`{name}`" not in text] == []
