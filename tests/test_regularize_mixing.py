@@ -165,3 +165,15 @@ def test_cutmix_1d_segment_has_length_one_minus_lam():
         assert length * (1 - lam[i].item()) - 2 < n <= length * (1 - lam[i].item()) + 1e-9
         checked += 1
     assert checked > 50
+
+
+@pytest.mark.parametrize("mixing", ["mixup", "cutmix"])
+def test_mixing_with_a_theory_objective_is_refused_naming_the_field(mixing):
+    """A theory objective defines the loss of a batch itself, so it would train without the mixing
+    asked for: the config refuses the pair in one line instead."""
+    from reglab.config import ConfigError, RunConfig
+
+    with pytest.raises(ConfigError, match=rf"regularize\.{mixing}: not with train\.objective = 'rs'") as err:
+        RunConfig.from_dict({"regularize": {mixing: 0.2}, "train": {"objective": "rs"}})
+    assert "\n" not in str(err.value)
+    RunConfig.from_dict({"regularize": {mixing: 0.2}, "train": {"objective": "drop"}})

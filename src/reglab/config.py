@@ -293,6 +293,10 @@ class RunConfig(_Section):
             raise ValueError("regularize.early_stopping.monitor uses the validation split; set data.val_split > 0")
         if self.regularize.mixup and self.regularize.cutmix:
             raise ValueError("regularize.mixup and regularize.cutmix are exclusive; choose one")
+        if (self.regularize.mixup or self.regularize.cutmix) and self.train.objective != "drop":
+            mixing = "mixup" if self.regularize.mixup else "cutmix"
+            raise ValueError(f"regularize.{mixing}: not with train.objective = {self.train.objective!r}, whose "
+                             "loss of a batch is the theory's (mixing needs objective 'drop')")
         swa = self.regularize.swa
         if swa.epochs:
             if swa.epochs > self.train.epochs:

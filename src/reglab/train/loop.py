@@ -349,9 +349,10 @@ class Trainer:
         return metrics
 
     def draw_mixing(self) -> MixDraw | None:
-        """This epoch's mixup/CutMix draws (None without mixing or with a theory objective)."""
+        """This epoch's mixup/CutMix draws (None without mixing; a theory objective never mixes: the
+        config refuses the pair)."""
         reg = self.cfg.regularize
-        if not (reg.mixup or reg.cutmix) or self.cfg.train.objective != "drop":
+        if not (reg.mixup or reg.cutmix):
             return None
         return draw_mixing(self.steps_per_epoch, self.batch_size, self.data.input_shape, mixup=reg.mixup,
                            cutmix=reg.cutmix, generator=self.generator)
