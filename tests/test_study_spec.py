@@ -84,7 +84,8 @@ def test_unknown_source_lists_presets():
 
 
 def test_every_preset_loads_and_validates():
-    assert {"quickstart", "seed000", "l2-vs-weight-decay", "norm-and-ema", "weight-averaging"} <= set(preset_names())
+    assert {"quickstart", "seed000", "l2-vs-weight-decay", "norm-and-ema", "weight-averaging",
+            "augmentation"} <= set(preset_names())
     for name in preset_names():
         spec = load_spec(name)
         assert spec.name == name and spec.baseline in spec.arms and len(spec.seed_list) >= 3
@@ -94,6 +95,13 @@ def test_every_preset_loads_and_validates():
     assert (sd.rate, sd.rule, sd.blocks) == (0.2, "constant", [0])
     assert seed000.arm_config("Dropout 0.3 (FC layers)", 0).regularize.dropout.p == 0.3
     assert seed000.arm_config("Weight decay 0.001", 0).optim.weight_decay == 0.001
+    augmentation = load_spec("augmentation")  # one input regularizer per arm, no flip (digits)
+    assert augmentation.arm_config("none", 0).data.augment == augmentation.arm_config("noise", 0).data.augment
+    assert augmentation.arm_config("crop", 0).data.augment.crop_padding == 2
+    assert augmentation.arm_config("rotate", 0).data.augment.rotate == 15
+    assert augmentation.arm_config("cutout", 0).data.augment.cutout == 10
+    assert augmentation.arm_config("noise", 0).regularize.input_noise == 0.5
+    assert not any(augmentation.arm_config(arm, 0).data.augment.flip for arm in augmentation.arms)
 
 
 def test_run_ids_are_safe_directory_names():
