@@ -1,6 +1,7 @@
 """Running studies: store rows, diverged and failed runs, resume, changed specs, custom executors.
 
-Tiny runs on CPU: mnist1d (256 training samples), a one-hidden-layer MLP of width 16, 3 epochs.
+Tiny runs on CPU: mnist1d (256 training samples), a one-hidden-layer MLP of width 16, 3 epochs; and the
+augmentation preset shrunk to 200 mnist-5k digits and 1 epoch.
 """
 
 import json
@@ -10,7 +11,7 @@ import pytest
 
 from reglab.config import ConfigError
 from reglab.report.tables import headline_rows
-from reglab.study import LocalExecutor, RunTask, StudySpec, load_study, make_executor, run_study
+from reglab.study import LocalExecutor, RunTask, StudySpec, load_spec, load_study, make_executor, run_study
 from reglab.study.executors import run_task
 
 BASE = {
@@ -142,3 +143,14 @@ def test_any_executor_can_drive_a_study(tmp_path):
     assert isinstance(make_executor("local", workers=2, device=None), LocalExecutor)
     with pytest.raises(ValueError, match="unknown 'nope'"):
         make_executor("nope")
+
+
+def test_the_augmentation_preset_trains_every_arm_in_a_tiny_version(tmp_path):
+    """Crop, rotation, cutout and input noise in one study on real digits (mnist-5k, offline): every run
+    finishes, and the augmented arms train on other inputs than the baseline (another training loss)."""
+    spec = load_spec("augmentation", seeds=2, epochs=1).override(
+        {"data.train_subset": 200, "data.test_subset": 100, "train.device": "cpu", "train.eval_train_samples": 100})
+    result = run_study(spec, tmp_path, progress=False)
+    assert set(result.runs["status"]) == {"done"} and len(result.runs) == 10
+    train_loss = result.runs.groupby("arm")["final_train_loss"].mean()
+    assert all(train_loss[arm] != train_loss["none"] for arm in ("crop", "rotate", "cutout", "noise"))
