@@ -72,11 +72,11 @@ def cluster(tmp_path_factory):
     logs, port = tmp_path_factory.mktemp("ray"), free_port()
     address = f"127.0.0.1:{port}"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # a local test cluster
-    ray_cli = str(Path(sys.executable).with_name("ray"))
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]  # its `ray` script may be elsewhere (pip --target)
     common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1"]
-    nodes = [("head", [ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={logs}",
+    nodes = [("head", [*ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={logs}",
                        f"--ray-client-server-port={free_port()}", *common]),
-             ("worker", [ray_cli, "start", f"--address={address}", *common])]
+             ("worker", [*ray_cli, "start", f"--address={address}", *common])]
     procs = []
     try:
         for name, command in nodes:
