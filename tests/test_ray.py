@@ -196,6 +196,41 @@ def test_a_lost_progress_mailbox_loses_no_run(cluster, reference, tmp_path):
     assert_same_study(result, reference)
 
 
+def timing_hook(folder: Path):
+    """A Ray worker setup hook: each run writes into `folder` when its training started and ended."""
+
+    def hook() -> None:
+        import reglab.study.executors as executors
+
+        plain = executors.run_task
+
+        def timed(task, on_epoch):
+            start = time.monotonic()  # one clock for every process of the machine
+            try:
+                return plain(task, on_epoch)
+            finally:
+                (folder / f"{task.run_id}.{os.getpid()}").write_text(f"{start} {time.monotonic()}")
+
+        executors.run_task = timed
+
+    return hook
+
+
+@needs_ray
+def test_runs_train_no_more_at_once_than_the_cpus_allow(cluster, tmp_path):
+    """Until 2026-11-29 a run waited for each of its progress messages to arrive, and Ray lends the CPU of a
+    task that waits to the next task: the two 1-CPU nodes trained three or four runs at once."""
+    from reglab.study.ray_executor import RayExecutor
+
+    folder = tmp_path / "times"
+    folder.mkdir()
+    executor = RayExecutor(address=cluster, runtime_env={"worker_process_setup_hook": timing_hook(folder)})
+    run_study(SPEC, tmp_path / "study", executor=executor, progress=False)
+    spans = [tuple(map(float, path.read_text().split())) for path in folder.iterdir()]
+    assert len(spans) == len(SPEC.arms) * 2
+    assert max(sum(start <= t < end for start, end in spans) for t, _ in spans) <= 2
+
+
 @needs_ray
 def test_a_run_size_no_node_has_is_refused_naming_the_options(cluster, tmp_path):
     from reglab.study.ray_executor import RayExecutor
@@ -238,8 +273,11 @@ def test_a_killed_worker_is_retried_and_its_run_resumes(cluster, reference, prog
     result = run_study(SPEC, tmp_path / "study", executor=executor, progress=False)
     assert marker.exists()  # the worker did die mid-run
     assert_same_study(result, reference)  # none lost, none duplicated, metrics as if never killed
-    # epoch 2 was reported, then the worker died before its checkpoint; the retry resumed after epoch 1
-    assert [e for run, e in progress if run == VICTIM] == [1, 2, 2, 3]
+    # the worker died in epoch 2, before its checkpoint: the retry resumed after epoch 1 (a resume is recorded
+    # with its epoch), and reported epochs 2 and 3 (what the dead worker had sent last may be lost)
+    lines = (tmp_path / "study" / "runs" / VICTIM / "provenance.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
+    assert [e for run, e in progress if run == VICTIM][-2:] == [2, 3]
 
 
 @needs_ray

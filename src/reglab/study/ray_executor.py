@@ -60,23 +60,23 @@ def run_remote(task: RunTask, mailbox: Any, command: str) -> tuple[bool, Any]:
     import ray
 
     os.environ[provenance.COMMAND_VARIABLE] = command
-
-    def post(item: tuple[str, str, Any]) -> None:  # progress only: a lost mailbox must not fail the run
-        with contextlib.suppress(ray.exceptions.RayActorError):
-            ray.get(mailbox.put.remote(item))
-
-    post(("started", task.run_id, None))
+    # Sent without waiting: Ray lends the CPUs of a task that waits in `ray.get` to other tasks, so a run
+    # waiting for each message let more runs train at once than their CPUs allow. They are awaited at the
+    # end, so that they reach the mailbox before the result reaches the driver.
+    sent = [mailbox.put.remote(("started", task.run_id, None))]
     if not task.run_dir.parent.is_dir():  # the driver created it: this node does not share the study's disk
-        return False, (f"run_dir: {task.run_dir.parent} does not exist on node {socket.gethostname()}; "
-                       "a study on several nodes needs its directory on a shared filesystem")
-
-    def report(metrics: dict) -> None:
-        post(("epoch", task.run_id, metrics))
-
-    try:
-        return True, executors.run_task(task, report)
-    except Exception as err:  # an application error: recorded as failed, never retried
-        return False, one_line(err)
+        outcome = False, (f"run_dir: {task.run_dir.parent} does not exist on node {socket.gethostname()}; "
+                          "a study on several nodes needs its directory on a shared filesystem")
+    else:
+        try:
+            outcome = True, executors.run_task(
+                task, lambda metrics: sent.append(mailbox.put.remote(("epoch", task.run_id, metrics))))
+        except Exception as err:  # an application error: recorded as failed, never retried
+            outcome = False, one_line(err)
+    for ref in sent:  # progress only: a lost mailbox must not fail the run
+        with contextlib.suppress(ray.exceptions.RayActorError):
+            ray.get(ref)
+    return outcome
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
