@@ -23,6 +23,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import TINY_STUDY, run_cli
 from reglab import provenance
 from reglab.cli import app
 from reglab.cli.app import main
@@ -278,6 +279,24 @@ def test_a_killed_worker_is_retried_and_its_run_resumes(cluster, reference, prog
     lines = (tmp_path / "study" / "runs" / VICTIM / "provenance.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
     assert [e for run, e in progress if run == VICTIM][-2:] == [2, 3]
+
+
+@needs_ray
+def test_sigterm_ends_a_study_on_ray_as_ctrl_c_does(cluster, monkeypatch, capsys, tmp_path):
+    """`ray.init` replaces the SIGTERM handler with an exit of its own: until 2026-11-29 SIGTERM ended
+    `reglab compare --executor ray` with exit code 1, a stack dump and no word on resuming."""
+    from reglab.study.ray_executor import RayExecutor
+
+    def terminated(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler interrupts this
+        raise AssertionError("SIGTERM did not interrupt the study")
+
+    monkeypatch.setattr(RayExecutor, "_run", terminated)  # the driver, connected to Ray, is waiting for runs
+    (tmp_path / "tiny.toml").write_text(TINY_STUDY)
+    code, _, err = run_cli(monkeypatch, capsys, "compare", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "s"),
+                           "--executor", "ray", "--address", cluster)
+    assert code == 130 and "interrupted; rerun the same command to resume" in err, err
 
 
 @needs_ray

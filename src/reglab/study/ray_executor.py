@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import socket
 from collections.abc import Sequence
 from dataclasses import replace
@@ -141,10 +142,14 @@ class RayExecutor:
                                    "runtime_env": self.runtime_env}
         if self.address is None:  # "local": a new Ray of our own, even where another one runs
             options |= {"num_cpus": usable_cores(), "include_dashboard": False}
+        handler = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(address=self.address or "local", **options)
         except ConnectionError as err:
             raise ConfigError(f"address: cannot connect to Ray at {self.address!r} ({one_line(err)})") from None
+        finally:  # ray.init replaces it with an exit of its own; the caller's (the CLI's: as Ctrl-C) is kept
+            if callable(handler) and signal.getsignal(signal.SIGTERM) is not handler:
+                signal.signal(signal.SIGTERM, handler)
 
     def _check_fits(self, ray: Any) -> None:
         """Refuse a run size no live node of the cluster has (Ray would wait for one for ever)."""
