@@ -317,6 +317,18 @@ def test_sweep_on_the_cluster_from_the_command_line(cluster, tmp_path):
         assert [json.loads(line)["command"] for line in lines] == [provenance.command()]
 
 
+@pytest.mark.parametrize("command", [["compare"], ["sweep", "--param", "dropout=0.0,0.2"]])
+def test_a_local_ray_checks_the_data_before_anything_is_written(command, monkeypatch, capsys, tmp_path):
+    """Without --address the runs train on this machine, so its data is checked first, as for the local
+    executor (until 2026-11-29 Ray started and every run failed alike)."""
+    (tmp_path / "mnist.toml").write_text(TINY_STUDY.replace('"mnist1d"', '"mnist"'))  # not here: a newcomer's cache
+    code, _, err = run_cli(monkeypatch, capsys, *command[:1], str(tmp_path / "mnist.toml"), *command[1:], "--out",
+                           str(tmp_path / "s"), "--executor", "ray")
+    assert code == 2 and err.strip().endswith("data.name: 'mnist' is not on this machine; `reglab data fetch mnist` "
+                                              "gets it (or set data.download=true)"), err
+    assert not (tmp_path / "s").exists()
+
+
 def test_without_ray_the_executor_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
     message = "executor ray: needs the ray package: pip install 'reglab[ray]'"

@@ -60,6 +60,11 @@ def default_workers() -> int:
     return 2 if usable_cores() >= 2 else 1
 
 
+def runs_start_here(executor: str, address: str | None) -> bool:
+    """Whether the runs train on this machine: with every executor but Ray on a cluster (`--address`)."""
+    return executor != "ray" or address in (None, "local")
+
+
 def spec_source_exists(source: str) -> bool:
     """Whether `source` names a TOML file or a preset (what `load_spec` checks first), without importing torch."""
     from reglab.presets import preset_names
@@ -145,7 +150,7 @@ def compare(
     from reglab.cli.options import check_data, check_device, check_paths
 
     check_device(device)
-    if executor != "ray":  # the runs start here: the paths, data and devices their configs name must be here
+    if runs_start_here(executor, address):  # the paths, data and devices their configs name must be here
         for arm in spec.arms:
             check_paths(spec.arm_config(arm, 0), prefix=f"arms.{arm}.")
             check_data(spec.arm_config(arm, 0), prefix=f"arms.{arm}.")

@@ -20,6 +20,7 @@ from reglab.cli.study import (
     Sets,
     default_workers,
     print_table,
+    runs_start_here,
     with_assignments,
 )
 
@@ -83,7 +84,7 @@ def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int |
     params = [parse_param(p) for p in settings_kwargs.pop("param")]
     settings = TuneSettings(params, **settings_kwargs)
     check_device(device)
-    if executor != "ray":  # the runs start here: the paths, data and device the base config names must be here
+    if runs_start_here(executor, ray_options["address"]):  # its paths, data and device must be here
         check_paths(spec.arm_config(spec.baseline, 0))
         check_data(spec.arm_config(spec.baseline, 0))
         check_device(device or spec.arm_config(spec.baseline, 0).train.device)
