@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -342,9 +343,28 @@ def test_without_ray_the_executor_says_how_to_install_it(monkeypatch, capsys):
 
 
 @needs_ray
-def test_executor_options_are_checked():
+def test_address_auto_where_no_ray_answers_is_refused_before_anything_is_written(monkeypatch, capsys, tmp_path):
+    """`auto` is the address `ray.init` would take ($RAY_ADDRESS here), checked as HOST:PORT is: until
+    2026-11-29 a head that had gone kept `ray.init` retrying for minutes, after study.db was written."""
     from reglab.study.ray_executor import RayExecutor
 
+    port = free_port()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    message = rf"^address: cannot connect to Ray at 'auto', that is [\d.]+:{port} \(ConnectionRefusedError: "
+    with pytest.raises(ConfigError, match=message):
+        RayExecutor(address="auto")
+    (tmp_path / "tiny.toml").write_text(TINY_STUDY)
+    code, _, err = run_cli(monkeypatch, capsys, "compare", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "s"),
+                           "--executor", "ray", "--address", "auto")
+    assert code == 2 and re.match(message, err.removeprefix("error: ")), err
+    assert not (tmp_path / "s").exists()
+
+
+@needs_ray
+def test_executor_options_are_checked(cluster, monkeypatch):
+    from reglab.study.ray_executor import RayExecutor
+
+    monkeypatch.setenv("RAY_ADDRESS", cluster)  # what auto stands for
     ray = make_executor("ray", address="auto", cpus_per_run=2, gpus_per_run=0.25, workers=None)
     assert isinstance(ray, RayExecutor) and (ray.address, ray.cpus_per_run, ray.gpus_per_run) == ("auto", 2, 0.25)
     with pytest.raises(ValueError, match=r"^executor local: does not take address \(it takes: workers, device\)$"):

@@ -80,16 +80,30 @@ def run_remote(task: RunTask, mailbox: Any, command: str) -> tuple[bool, Any]:
     return outcome
 
 
+def auto_address() -> str:
+    """The address ``ray.init(address="auto")`` connects to: $RAY_ADDRESS, else the cluster ``ray start``
+    last started on this machine, else a Ray running here; a one-line error where there is none."""
+    from ray._private.services import canonicalize_bootstrap_address_or_die  # how ray.init resolves it
+
+    try:
+        return canonicalize_bootstrap_address_or_die("auto")
+    except (ConnectionError, ValueError) as err:
+        raise ConfigError(f"address: cannot connect to Ray at 'auto' ({one_line(err)})") from None
+
+
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Refuse a ``HOST:PORT`` (or ``ray://HOST:PORT``) address nothing listens at, before anything is
-    written: `ray.init` would retry it for minutes."""
+    """Refuse a ``HOST:PORT`` (or ``ray://HOST:PORT``) address nothing listens at, or ``auto`` where
+    the address it stands for (`auto_address`) is one, before anything is written: `ray.init` would
+    retry it for minutes."""
+    given, address = address, auto_address() if address == "auto" else address
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError(f"address: expected auto or HOST:PORT (got {address!r})")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as err:
-        raise ConfigError(f"address: cannot connect to Ray at {address!r} ({one_line(err)})") from None
+        where = repr(given) if given == address else f"{given!r}, that is {address}"
+        raise ConfigError(f"address: cannot connect to Ray at {where} ({one_line(err)})") from None
 
 
 class RayExecutor:
@@ -118,7 +132,7 @@ class RayExecutor:
                 raise ConfigError(f"{name}: Ray shares resources in steps of 0.0001 (got {value})")
         if gpus_per_run > 1 and gpus_per_run != int(gpus_per_run):
             raise ConfigError(f"gpus_per_run: above 1 must be a whole number (got {gpus_per_run})")
-        if address not in (None, "auto", "local"):
+        if address not in (None, "local"):
             check_reachable(address)
         self.workers, self.device, self.address = workers, device, address
         self.cpus_per_run, self.gpus_per_run = cpus_per_run, gpus_per_run
