@@ -301,7 +301,13 @@ def test_sigterm_ends_a_study_on_ray_as_ctrl_c_does(cluster, monkeypatch, capsys
 
 
 @needs_ray
-def test_sweep_on_the_cluster_from_the_command_line(cluster, tmp_path):
+def test_sweep_on_the_cluster_from_the_command_line(cluster, monkeypatch, tmp_path):
+    """A search connects to Ray once for all its trials (until 2026-11-29 once per trial, each a new Ray
+    job whose workers imported torch again; a local Ray was started again for each trial)."""
+    import ray
+
+    inits, plain = [], ray.init
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: inits.append(args) or plain(*args, **kwargs))
     path = tmp_path / "tiny.toml"
     path.write_text('name = "tiny"\nseeds = 1\n[base]\ndata = { name = "mnist1d", train_subset = 256, '
                     'test_subset = 256 }\nmodel.options.widths = [16]\ntrain = { epochs = 1, batch_size = 64, '
@@ -310,6 +316,7 @@ def test_sweep_on_the_cluster_from_the_command_line(cluster, tmp_path):
             "--address", cluster, "--cpus-per-run", "1", "--gpus-per-run", "0", "--workers", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert len(inits) == 1 and not ray.is_initialized()
     rows = store_rows(tmp_path / "out")
     assert sorted((r["run_id"], r["status"]) for r in rows) == [("dropout_0.0__s0", "done"),
                                                                   ("dropout_0.2__s0", "done")]

@@ -15,6 +15,7 @@ import queue
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,6 +62,12 @@ class Probe(Protocol):
 
     def measure(self) -> Any: ...
     def plan(self, result: Any, events: RunEvents) -> list[list[RunTask]]: ...
+
+
+def held(executor: Executor | None) -> AbstractContextManager:
+    """`executor` itself where it is a context manager, which keeps what its `execute` calls share (Ray's
+    connection) until the block ends; else a block that does nothing."""
+    return executor if isinstance(executor, AbstractContextManager) else nullcontext()
 
 
 def with_device(task: RunTask, device: str | None) -> RunTask:

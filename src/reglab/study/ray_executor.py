@@ -109,10 +109,11 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
 class RayExecutor:
     """Runs each task as a Ray task declaring `cpus_per_run` CPUs and `gpus_per_run` GPUs (may be fractional).
 
-    `address`: a running cluster ("auto" or "HOST:PORT"); without it a local Ray is
-    started with this machine's cores and stopped afterwards. `workers`: at most that many runs in
-    flight (default: as many as the cluster's resources allow). `device` overrides every task's
-    ``train.device``. `runtime_env` is passed to `ray.init` (e.g. ``{"env_vars": {...}}``).
+    `address`: a running cluster ("auto" or "HOST:PORT"); without it a local Ray is started with this
+    machine's cores and stopped afterwards (inside ``with executor:``, when the block ends). `workers`:
+    at most that many runs in flight (default: as many as the cluster's resources allow). `device`
+    overrides every task's ``train.device``. `runtime_env` is passed to `ray.init` (e.g.
+    ``{"env_vars": {...}}``).
     """
 
     def __init__(self, workers: int | None = None, *, device: str | None = None, address: str | None = None,
@@ -137,19 +138,37 @@ class RayExecutor:
         self.workers, self.device, self.address = workers, device, address
         self.cpus_per_run, self.gpus_per_run = cpus_per_run, gpus_per_run
         self.max_retries, self.runtime_env = max_retries, runtime_env
+        self.held = self.connected = False  # within `with executor:`; Ray connected by this executor
+        self.mailbox: Any = None  # the progress mailbox, kept while held
+
+    def __enter__(self) -> RayExecutor:
+        """Keep the connection that `execute` makes, and its progress mailbox, until the block ends: a
+        search executes once per trial, and each would start Ray again (or a new job, whose workers
+        import torch again)."""
+        self.held = True
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.held, self.mailbox = False, None
+        self._disconnect()
 
     def execute(self, tasks: Sequence[RunTask], events: RunEvents) -> None:
         if not tasks:
             return
         ray = import_ray()
-        owner = not ray.is_initialized()
-        if owner:
+        if not ray.is_initialized():
             self._connect(ray)
+            self.connected = True
         try:
             self._run(ray, [with_device(t, self.device) for t in tasks], events)
         finally:
-            if owner:
-                ray.shutdown()
+            if not self.held:
+                self._disconnect()
+
+    def _disconnect(self) -> None:
+        if self.connected:
+            import_ray().shutdown()
+            self.connected = False
 
     def _connect(self, ray: Any) -> None:
         options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True,
@@ -178,8 +197,11 @@ class RayExecutor:
         remote = ray.remote(run_remote).options(
             num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=self.max_retries,
             retry_exceptions=False)
-        # restarted (empty) if its process dies: progress messages may be lost, runs never
-        mailbox = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Mailbox).remote()
+        # restarted (empty) if its process dies: progress messages may be lost, runs never; kept while
+        # held, as it takes seconds to start (its process imports torch)
+        mailbox = self.mailbox or ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Mailbox).remote()
+        if self.held:
+            self.mailbox = mailbox
         queued, in_flight = list(reversed(tasks)), {}
         by_id, started, done_ids = {t.run_id: t for t in tasks}, set(), set()
         limit = self.workers or len(tasks)
@@ -190,6 +212,8 @@ class RayExecutor:
             except ray.exceptions.RayActorError:  # its process died: messages lost, the runs go on
                 return
             for kind, run_id, payload in items:
+                if run_id not in by_id:  # a late message of an earlier execute's run
+                    continue
                 if kind == "started" and run_id not in started:
                     started.add(run_id)
                     events.started(by_id[run_id])

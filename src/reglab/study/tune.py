@@ -29,7 +29,7 @@ import pandas as pd
 
 from reglab import provenance
 from reglab.config import ConfigError, apply_overrides, deep_merge, identity_changes, run_identity
-from reglab.study.executors import Executor, LocalExecutor, RunTask
+from reglab.study.executors import Executor, LocalExecutor, RunTask, held
 from reglab.study.progress import StudyProgress
 from reglab.study.results import Study, load_study
 from reglab.study.robust import iqm, iqm_interval
@@ -376,7 +376,7 @@ def run_tune(spec: StudySpec, settings: TuneSettings, out_dir: str | Path, *, ex
     described = json.dumps({"settings": settings.to_dict(), "base": run_identity(baseline),
                             "seeds": spec.seed_list}, sort_keys=True, default=str)
     check_index_present(out_dir, "restore it, or search into another --out")
-    with study_lock(out_dir), StudyStore(out_dir) as store:
+    with study_lock(out_dir), StudyStore(out_dir) as store, held(executor):  # one Ray for every trial
         _claim_directory(store, out_dir, settings, described, force=force)
         store.add_invocation(provenance.record())
         study = open_study(out_dir, settings)
