@@ -75,7 +75,7 @@ def cluster(tmp_path_factory):
     address = f"127.0.0.1:{port}"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # a local test cluster
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]  # its `ray` script may be elsewhere (pip --target)
-    common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1"]
+    common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0"]
     nodes = [("head", [*ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={logs}",
                        f"--ray-client-server-port={free_port()}", *common]),
              ("worker", [*ray_cli, "start", f"--address={address}", *common])]
@@ -196,6 +196,19 @@ def test_a_lost_progress_mailbox_loses_no_run(cluster, reference, tmp_path):
     result = run_study(SPEC, tmp_path / "study", executor=executor, progress=False)
     assert marker.exists()
     assert_same_study(result, reference)
+
+
+@needs_ray
+def test_device_of_a_cluster_run_is_left_to_its_node(cluster, monkeypatch, capsys, tmp_path):
+    """`--device cuda` on a cluster is judged by its nodes, not by the driver's machine (until 2026-11-29 a
+    driver without a GPU refused it): here no node has a GPU, which Ray's resources say."""
+    (tmp_path / "tiny.toml").write_text(TINY_STUDY)
+    code, _, err = run_cli(monkeypatch, capsys, "compare", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "s"),
+                           "--executor", "ray", "--address", cluster, "--device", "cuda", "--gpus-per-run", "1")
+    assert code == 2 and "error: cpus_per_run, gpus_per_run: no node of the Ray cluster has 1 CPUs and 1 GPUs" in err
+    code, _, err = run_cli(monkeypatch, capsys, "compare", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "s"),
+                           "--executor", "ray", "--address", cluster, "--device", "gpu")
+    assert code == 2 and err.startswith("error: train.device: "), err  # its spelling is still checked
 
 
 def timing_hook(folder: Path):

@@ -66,13 +66,17 @@ def build_run_config(config: Path | None, flags: dict[str, Any], assignments: li
     return cfg
 
 
-def check_device(device: str | None) -> None:
-    """A `--device` override this machine cannot run is refused before any run starts, not once per run."""
+def check_device(device: str | None, *, here: bool = True) -> None:
+    """A `--device` override this machine cannot run is refused before any run starts, not once per run;
+    `here`: whether the runs train on this machine (else, e.g. on a Ray cluster's GPU nodes, only the
+    value is checked)."""
     if device is not None:
         from reglab.config import TrainConfig, validate
         from reglab.train.loop import resolve_device
 
-        resolve_device(validate(TrainConfig, {"device": device}, prefix="train").device)
+        device = validate(TrainConfig, {"device": device}, prefix="train").device
+        if here:
+            resolve_device(device)
 
 
 def check_data(cfg: RunConfig, prefix: str = "") -> None:

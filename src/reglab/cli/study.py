@@ -149,8 +149,9 @@ def compare(
         spec = spec.with_analysis()
     from reglab.cli.options import check_data, check_device, check_paths
 
-    check_device(device)
-    if runs_start_here(executor, address):  # the paths, data and devices their configs name must be here
+    here = runs_start_here(executor, address)
+    check_device(device, here=here)
+    if here:  # the paths, data and devices their configs name must be here
         for arm in spec.arms:
             check_paths(spec.arm_config(arm, 0), prefix=f"arms.{arm}.")
             check_data(spec.arm_config(arm, 0), prefix=f"arms.{arm}.")

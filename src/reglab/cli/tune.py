@@ -83,8 +83,9 @@ def _run(source: str, settings_kwargs: dict, *, seeds: int | None, epochs: int |
     spec = with_assignments(load_spec(source, seeds=seeds, epochs=epochs), sets)
     params = [parse_param(p) for p in settings_kwargs.pop("param")]
     settings = TuneSettings(params, **settings_kwargs)
-    check_device(device)
-    if runs_start_here(executor, ray_options["address"]):  # its paths, data and device must be here
+    here = runs_start_here(executor, ray_options["address"])
+    check_device(device, here=here)
+    if here:  # the paths, data and device the base config names must be here
         check_paths(spec.arm_config(spec.baseline, 0))
         check_data(spec.arm_config(spec.baseline, 0))
         check_device(device or spec.arm_config(spec.baseline, 0).train.device)
