@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 TINY_STUDY = """
 name = "tiny"
@@ -79,6 +80,34 @@ def mlp_config(seed: int = 0, **overrides):
     from reglab.config import RunConfig
 
     return RunConfig.from_dict({"seed": seed, **MLP_RUN}).override(overrides)
+
+
+class OpCounter(TorchDispatchMode):
+    """The aten ops dispatched inside the block, by name (`ops`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+def pack_step_ops(configs) -> list[str]:
+    """Ops dispatched by one packed step of the runs of `configs` (after one step of warm-up)."""
+    from reglab.train.loop import Trainer
+    from reglab.train.packed import PackedTrainer
+
+    k = len(configs)
+    pack = PackedTrainer([Trainer(c) for c in configs])
+    pack.module.train()
+    pack.optimizer.set_lr_table(pack._lr_table(10))
+    idx = torch.randint(0, 256, (k, 50))
+    pack._step(idx)
+    with OpCounter() as counter:
+        pack._step(idx)
+    return counter.ops
 
 
 def assert_same_run(solo, packed, solo_epochs: list[dict], packed_epochs: list[dict]) -> None:

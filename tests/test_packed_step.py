@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import assert_same_run
+from conftest import OpCounter, assert_same_run, pack_step_ops
 from conftest import mlp_config as config
 from reglab.config import RunConfig
 from reglab.data import TensorData, draw_augmentation
@@ -15,32 +15,9 @@ from reglab.train.loop import Trainer
 from reglab.train.packed import PackedTrainer
 
 
-class OpCounter(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(str(func.overloadpacket))
-        return func(*args, **(kwargs or {}))
-
-
 def step_ops(k: int, **overrides) -> list[str]:
     """Ops dispatched by one packed step of `k` runs (after one step of warm-up)."""
     return pack_step_ops([config(seed, **overrides) for seed in range(k)])
-
-
-def pack_step_ops(configs) -> list[str]:
-    """Ops dispatched by one packed step of the runs of `configs` (after one step of warm-up)."""
-    k = len(configs)
-    pack = PackedTrainer([Trainer(c) for c in configs])
-    pack.module.train()
-    pack.optimizer.set_lr_table(pack._lr_table(10))
-    idx = torch.randint(0, 256, (k, 50))
-    pack._step(idx)
-    with OpCounter() as counter:
-        pack._step(idx)
-    return counter.ops
 
 
 @pytest.mark.parametrize("overrides", [

@@ -8,9 +8,8 @@ import json
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import assert_same_run, mlp_config, run_cli
+from conftest import assert_same_run, mlp_config, pack_step_ops, run_cli
 from reglab.config import identity_changes
 from reglab.data import TensorData
 from reglab.regularize.noise import add_input_noise
@@ -240,26 +239,9 @@ def test_runs_that_differ_in_sigma_share_a_pack():
     assert len({pack_key(c) for c in configs}) == 1 and pack_groups(configs) == [[0, 1, 2]]
 
 
-class OpCounter(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(str(func.overloadpacket))
-        return func(*args, **(kwargs or {}))
-
-
 def step_ops(sigmas: list[float]) -> list[str]:
     """Ops dispatched by one packed step of runs with input noise `sigmas` (after a step of warm-up)."""
-    pack = PackedTrainer([Trainer(mlp_config(seed, **{"regularize.input_noise": s})) for seed, s in enumerate(sigmas)])
-    pack.module.train()
-    pack.optimizer.set_lr_table(pack._lr_table(10))
-    idx = torch.randint(0, 256, (len(sigmas), 50))
-    pack._step(idx)
-    with OpCounter() as counter:
-        pack._step(idx)
-    return counter.ops
+    return pack_step_ops([mlp_config(seed, **{"regularize.input_noise": s}) for seed, s in enumerate(sigmas)])
 
 
 def test_the_noise_of_a_pack_takes_the_same_few_ops_whatever_its_size_and_no_host_sync():
