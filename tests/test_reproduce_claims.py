@@ -228,6 +228,27 @@ def test_seed000_verdicts_recomputed_when_judged(tmp_path, monkeypatch):
     assert verdicts(data) == [WORD[e] for e in expected]
 
 
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_seed000_budget_depends_on_the_flags_and_the_data_never_on_the_device(tmp_path, monkeypatch, device):
+    """Without --reduced the preset's 15 epochs × 3 seeds run on whichever real digits are found (mnist-5k
+    is marked reduced for its data); --reduced is 1 epoch on 1000 images; the device changes neither."""
+    from reglab.reproduce import Settings
+    from reglab.reproduce.experiments import seed000
+
+    chosen = []
+
+    def capture(s, data):
+        chosen.append((data, s["epochs"], s["seeds"], s["train_subset"]))
+        raise KeyboardInterrupt  # stop before training
+
+    monkeypatch.setattr(seed000, "spec", capture)
+    for data, reduced in (("mnist-5k", False), ("mnist", False), ("mnist-5k", True)):
+        monkeypatch.setattr(seed000, "_data", lambda settings, data=data: (data, "Data: stand-in"))
+        with pytest.raises(KeyboardInterrupt):
+            seed000.run(Settings(reduced=reduced, device=device, out=tmp_path))
+    assert chosen == [("mnist-5k", 15, 3, None), ("mnist", 15, 3, None), ("mnist-5k", 1, 3, 1000)]
+
 # ---------------------------------------------------------------- both sides of inline rules, on injected counts
 
 def _fake_condensation(counts):
