@@ -24,7 +24,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import TINY_STUDY, run_cli
+from conftest import TINY_STUDY, fake_cifar10, run_cli
 from reglab import provenance
 from reglab.cli import app
 from reglab.cli.app import main
@@ -209,6 +209,24 @@ def test_device_of_a_cluster_run_is_left_to_its_node(cluster, monkeypatch, capsy
     code, _, err = run_cli(monkeypatch, capsys, "compare", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "s"),
                            "--executor", "ray", "--address", cluster, "--device", "gpu")
     assert code == 2 and err.startswith("error: train.device: "), err  # its spelling is still checked
+
+
+@needs_ray
+def test_workers_find_the_data_where_the_drivers_reglab_data_says(cluster, monkeypatch, tmp_path):
+    """The nodes were started without $REGLAB_DATA; the driver's reaches their runs (until 2026-11-29 a
+    run on a `ray start` cluster searched only its node's own environment and failed: data not found)."""
+    from reglab.study.ray_executor import RayExecutor
+
+    fake_cifar10(tmp_path / "shared" / "cifar10", per_file=8)
+    monkeypatch.setenv("REGLAB_DATA", str(tmp_path / "shared"))
+    spec = StudySpec.from_dict({
+        "name": "shared-data", "seeds": 1,
+        "base": {"data": {"name": "cifar10", "train_subset": 32, "test_subset": 8},
+                 "model": {"name": "mlp", "options": {"widths": [8]}},
+                 "train": {"epochs": 1, "batch_size": 16, "device": "cpu"}},
+        "arms": {"base": {}}})
+    result = run_study(spec, tmp_path / "study", executor=RayExecutor(address=cluster), progress=False)
+    assert result.runs[["status", "error"]].fillna("").to_dict("records") == [{"status": "done", "error": ""}]
 
 
 def timing_hook(folder: Path):

@@ -29,6 +29,9 @@ from reglab.study.executors import RunEvents, RunTask, deliver, with_device
 from reglab.study.workers import usable_cores
 
 POLL_SECONDS = 0.2
+FORWARDED = ("REGLAB_DATA",)
+"""The driver's environment variables a worker adopts where its own environment lacks them: a worker of
+a cluster started by ``ray start`` has that command's environment, not the driver's."""
 
 
 def import_ray() -> Any:
@@ -54,13 +57,15 @@ class Mailbox:
         return items
 
 
-def run_remote(task: RunTask, mailbox: Any, command: str) -> tuple[bool, Any]:
+def run_remote(task: RunTask, mailbox: Any, command: str, environ: dict[str, str]) -> tuple[bool, Any]:
     """The body of a Ray task: train one run (with its own ``train.threads``), reporting progress to
     `mailbox` (runs on a worker). `command`: the driver's command line, which the run records as its
-    own (a worker of a cluster started by ``ray start`` never inherits the driver's environment)."""
+    own; `environ`: the driver's `FORWARDED` variables, each adopted unless the worker sets its own."""
     import ray
 
     os.environ[provenance.COMMAND_VARIABLE] = command
+    for name, value in environ.items():
+        os.environ.setdefault(name, value)
     # Sent without waiting: Ray lends the CPUs of a task that waits in `ray.get` to other tasks, so a run
     # waiting for each message let more runs train at once than their CPUs allow. They are awaited at the
     # end, so that they reach the mailbox before the result reaches the driver.
@@ -203,6 +208,7 @@ class RayExecutor:
         if self.held:
             self.mailbox = mailbox
         queued, in_flight = list(reversed(tasks)), {}
+        environ = {name: os.environ[name] for name in FORWARDED if os.environ.get(name)}
         by_id, started, done_ids = {t.run_id: t for t in tasks}, set(), set()
         limit = self.workers or len(tasks)
 
@@ -227,7 +233,7 @@ class RayExecutor:
                     # absolute, so that a worker whatever its working directory trains into the same place
                     shipped = replace(task, run_dir=task.run_dir.absolute())
                     shipped.run_dir.parent.mkdir(parents=True, exist_ok=True)
-                    in_flight[remote.remote(shipped, mailbox, provenance.command())] = task
+                    in_flight[remote.remote(shipped, mailbox, provenance.command(), environ)] = task
                 ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=POLL_SECONDS)
                 drain()
                 for ref in ready:
