@@ -229,6 +229,21 @@ def test_workers_find_the_data_where_the_drivers_reglab_data_says(cluster, monke
     assert result.runs[["status", "error"]].fillna("").to_dict("records") == [{"status": "done", "error": ""}]
 
 
+@needs_ray
+def test_a_node_running_other_reglab_sources_fails_its_runs_saying_so(cluster, monkeypatch, tmp_path):
+    """One study, one code: a run on a node whose reglab differs from the driver's fails with a one-line
+    error naming both hashes (here the driver's hash is changed; until 2026-11-29 the run trained)."""
+    from reglab.study.ray_executor import RayExecutor
+
+    monkeypatch.setattr(provenance, "sources_sha256", lambda: "0123456789ab" + "0" * 52)
+    spec = StudySpec.from_dict({**SPEC.to_dict(), "seeds": 1, "arms": {"base": {}}})
+    result = run_study(spec, tmp_path, executor=RayExecutor(address=cluster), progress=False)
+    (status, error), = result.runs[["status", "error"]].itertuples(index=False)
+    assert status == "failed" and re.fullmatch(
+        r"code: node \S+ runs other reglab sources than the driver \(sha256 [0-9a-f]{12} vs 0123456789ab\); "
+        r"install the same reglab on every node", error), error
+
+
 def timing_hook(folder: Path):
     """A Ray worker setup hook: each run writes into `folder` when its training started and ended."""
 

@@ -57,10 +57,11 @@ class Mailbox:
         return items
 
 
-def run_remote(task: RunTask, mailbox: Any, command: str, environ: dict[str, str]) -> tuple[bool, Any]:
+def run_remote(task: RunTask, mailbox: Any, command: str, environ: dict[str, str], sources: str) -> tuple[bool, Any]:
     """The body of a Ray task: train one run (with its own ``train.threads``), reporting progress to
     `mailbox` (runs on a worker). `command`: the driver's command line, which the run records as its
-    own; `environ`: the driver's `FORWARDED` variables, each adopted unless the worker sets its own."""
+    own; `environ`: the driver's `FORWARDED` variables, each adopted unless the worker sets its own;
+    `sources`: the driver's `provenance.sources_sha256`, which the worker's reglab must match."""
     import ray
 
     os.environ[provenance.COMMAND_VARIABLE] = command
@@ -73,6 +74,9 @@ def run_remote(task: RunTask, mailbox: Any, command: str, environ: dict[str, str
     if not task.run_dir.parent.is_dir():  # the driver created it: this node does not share the study's disk
         outcome = False, (f"run_dir: {task.run_dir.parent} does not exist on node {socket.gethostname()}; "
                           "a study on several nodes needs its directory on a shared filesystem")
+    elif (own := provenance.sources_sha256()) != sources:  # one study, one code: Ray ships runs, not code
+        outcome = False, (f"code: node {socket.gethostname()} runs other reglab sources than the driver (sha256 "
+                          f"{own[:12]} vs {sources[:12]}); install the same reglab on every node")
     else:
         try:
             outcome = True, executors.run_task(
@@ -209,6 +213,7 @@ class RayExecutor:
             self.mailbox = mailbox
         queued, in_flight = list(reversed(tasks)), {}
         environ = {name: os.environ[name] for name in FORWARDED if os.environ.get(name)}
+        sources = provenance.sources_sha256()
         by_id, started, done_ids = {t.run_id: t for t in tasks}, set(), set()
         limit = self.workers or len(tasks)
 
@@ -233,7 +238,7 @@ class RayExecutor:
                     # absolute, so that a worker whatever its working directory trains into the same place
                     shipped = replace(task, run_dir=task.run_dir.absolute())
                     shipped.run_dir.parent.mkdir(parents=True, exist_ok=True)
-                    in_flight[remote.remote(shipped, mailbox, provenance.command(), environ)] = task
+                    in_flight[remote.remote(shipped, mailbox, provenance.command(), environ, sources)] = task
                 ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=POLL_SECONDS)
                 drain()
                 for ref in ready:
