@@ -138,15 +138,8 @@ CHANGED_SINCE_RUN = {
                 "they are not run; its choices now also state the input standardisation and which loss fig. (b) "
                 "plots; they now also say how its inputs, initialisation and output bias differ from l1-l4's "
                 "(audit of 2026-11-28)",
-    "dropout-1d": "its 'Checked' text now says the dropout net fits the points less closely (the committed text says "
-                  "it does not interpolate them, although its R_S interval includes 0); its choices now also state "
-                  "that the output layer has no bias (audit of 2026-11-28)",
-    "teacher-student": "its choices now also state that the output layer has no bias and which neurons count as "
-                       "non-zero (audit of 2026-11-28)",
     "sample-size": "its choices now also state that the output layer has no bias, and its 'generalizes well' "
                    "threshold as 1.4% (not 1%) of the target's ½-variance, 0.70 (audit of 2026-11-28)",
-    "escape": "its choices now also state that the output layer has no bias and which neurons count as non-zero "
-              "(audit of 2026-11-28)",
     "dropout-table": "its choices now also state the initialisation and which networks carry BatchNorm "
                      "(audit of 2026-11-28)",
 }
