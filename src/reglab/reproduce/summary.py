@@ -130,10 +130,6 @@ CHANGED_SINCE_RUN = {
              "verdict used mean(L4 − R_S) < ½ mean(R_drop − R_S), which means nothing when dropout gains nothing); "
              "its choices now also state the network's activation and biases; its input choice now says which "
              "objectives standardised pixels upset at its step size (audit of 2026-11-28)",
-    "seed000": "its Weight decay arm now decays every parameter, as the source's weight_decay in the optimizer "
-               "does (the committed run decayed the conv and linear weights only); its choices now also state the "
-               "network's activation, BatchNorm placement and conv biases, the input standardisation, what "
-               "the skipped Conv1 is, the loss and the dropout scaling",
     "r1-mnist": "its absolute accuracies (79%, > 88%) are now judged only on MNIST's first 1000 images; on mnist-5k "
                 "they are not run; its choices now also state the input standardisation and which loss fig. (b) "
                 "plots; they now also say how its inputs, initialisation and output bias differ from l1-l4's "
@@ -147,16 +143,11 @@ CHANGED_SINCE_RUN = {
 
 _ABSOLUTE = ("absolute accuracies are now judged only on MNIST's first 1000 images, which are not available here "
              "(the committed run used mnist-5k's)")
-_WEIGHT_DECAY = ("it compares the Weight decay arm, which now decays every parameter (the committed run's decayed the "
-                 "conv and linear weights only)")
 SUPERSEDED_VERDICTS = {
     ("r1-mnist", "R_S alone reaches only about 79%"): ("not run", _ABSOLUTE),
     ("r1-mnist", "R_drop and R_S + R1 exceed 88%, well above R_S alone"): ("not run", _ABSOLUTE),
     ("l1-l4", "without R1, dropout keeps little of its benefit: L4 near R_S (fig. 1.10b)"):
         ("pending rerun", "today's is |mean over seeds of acc(L4) − acc(R_S)| ≤ 1 point"),
-    **{("seed000", claim): ("pending rerun", _WEIGHT_DECAY) for claim in (
-        "stochastic depth gives the best test accuracy", "stochastic depth gives the lowest test loss",
-        "weight decay's test loss is slightly above the baseline's")},
 }
 """Committed claims whose criterion or arms changed since their run (`CHANGED_SINCE_RUN`): (preset, claim) -> the
 verdict to count today and why. Its row keeps the committed numbers and verdict in the text; remove an
