@@ -119,10 +119,6 @@ CHANGED_SINCE_RUN = {
     "effective-ratio": "its choices now also state the loss, schedule, weight decay and data preprocessing it "
                        "used (what it runs is unchanged); its choices now also state ResNet-18's CIFAR form "
                        "(audit of 2026-11-28)",
-    "condensation": "its choices now also state which layer the 3-layer scatter shows and how its amplitude is "
-                    "read (what it runs is unchanged); where two means are equal its 'Checked' text now says so (the "
-                    "committed text calls 10 ± 0 vs 10 ± 0 'the opposite order'); its choices now also state that the "
-                    "output layer has no bias and which neurons count as non-zero (audit of 2026-11-28)",
     "interpolation": "its choices now also state the network's activation and biases (what it runs is unchanged); "
                      "its input choice now says which objectives standardised pixels upset at its step size "
                      "(audit of 2026-11-28)",
