@@ -119,9 +119,6 @@ CHANGED_SINCE_RUN = {
     "effective-ratio": "its choices now also state the loss, schedule, weight decay and data preprocessing it "
                        "used (what it runs is unchanged); its choices now also state ResNet-18's CIFAR form "
                        "(audit of 2026-11-28)",
-    "interpolation": "its choices now also state the network's activation and biases (what it runs is unchanged); "
-                     "its input choice now says which objectives standardised pixels upset at its step size "
-                     "(audit of 2026-11-28)",
     "l1-l4": "its L4 claim is now judged as |acc(L4) − acc(R_S)| ≤ 1 point, like L3 against R_drop (the committed "
              "verdict used mean(L4 − R_S) < ½ mean(R_drop − R_S), which means nothing when dropout gains nothing); "
              "its choices now also state the network's activation and biases; its input choice now says which "
@@ -132,8 +129,6 @@ CHANGED_SINCE_RUN = {
                 "(audit of 2026-11-28)",
     "sample-size": "its choices now also state that the output layer has no bias, and its 'generalizes well' "
                    "threshold as 1.4% (not 1%) of the target's ½-variance, 0.70 (audit of 2026-11-28)",
-    "dropout-table": "its choices now also state the initialisation and which networks carry BatchNorm "
-                     "(audit of 2026-11-28)",
 }
 """Presets whose code changed since their committed run, and how; remove an entry when its run is redone."""
 
