@@ -23,7 +23,7 @@ from reglab.train.loop import Trainer
 
 
 @torch.no_grad()
-def test_accuracy_with_clean_statistics(trainer: Trainer) -> float:
+def accuracy_with_clean_statistics(trainer: Trainer) -> float:
     model, data = copy.deepcopy(trainer.model), trainer.data
     update_bn([trainer.in_layout(b) for b in data.x_train.split(trainer.batch_size)], model)
     model.eval()
@@ -42,7 +42,7 @@ def main() -> None:
             trainer = Trainer(spec.arm_config(arm, seed))
             trainer.fit()
             trained = trainer.evaluate(trainer.data.x_test, trainer.data.y_test)["acc"]
-            clean = test_accuracy_with_clean_statistics(trainer)
+            clean = accuracy_with_clean_statistics(trainer)
             gains.append(clean - trained)
             print(f"{arm} seed {seed}: test accuracy {trained:.4f} as trained, {clean:.4f} with clean statistics")
         gain = 100 * np.array(gains)
