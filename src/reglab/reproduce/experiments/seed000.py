@@ -14,7 +14,7 @@ baseline, reglab.study): an accuracy agrees when the source's value is within 0.
 (only for a run of the full preset on full MNIST — a reduced run reports "not run"); a ranking claim
 agrees when the means are in the source's order (only with the preset's 15 epochs, on MNIST or mnist-5k).
 Without full MNIST the preset's budget (15 epochs, 3 seeds) runs on mnist-5k's 4000 training images
-(about 20 minutes on two CPU cores; marked reduced: the data differ). ``--reduced`` trains 1 epoch on the
+(26 min on two shared CPU cores; marked reduced: the data differ). ``--reduced`` trains 1 epoch on the
 first 1000 images (rankings not judged). The full preset on a GPU:
 ``reglab reproduce seed000 --device cuda --data-dir <MNIST IDX folder>``.
 """
