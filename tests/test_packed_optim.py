@@ -23,7 +23,8 @@ RUNS = [  # (RunOptim, base lr, schedule)
     (RunOptim("rmsprop", alpha=0.95, eps=1e-6, weight_decay=1e-3), 1e-3, {"name": "cosine"}),
     (RunOptim("adam", betas=(0.8, 0.99), weight_decay=1e-2, l1=1e-4), 3e-3, {"name": "cosine", "warmup_epochs": 1}),
     (RunOptim("adamw", weight_decay=0.1, grad_clip=0.3), 1e-2, {"name": "step", "step_size": 5, "gamma": 0.5}),
-    (RunOptim("adamw", betas=(0.95, 0.9), eps=1e-6, weight_decay=0.05, l2=1e-3), 2e-3, {"name": "constant"}),
+    (RunOptim("adamw", betas=(0.95, 0.9), eps=1e-6, weight_decay=0.05, l2=1e-3), 2e-3,
+     {"name": "linear", "warmup_epochs": 1, "min_lr": 1e-4}),
 ]
 
 

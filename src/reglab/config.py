@@ -110,12 +110,12 @@ class ModelConfig(_Section):
 class ScheduleConfig(_Section):
     """Learning-rate schedule; warm-up is linear over the first `warmup_epochs` epochs."""
 
-    name: Literal["constant", "step", "cosine", "plateau"] = "constant"
+    name: Literal["constant", "step", "cosine", "linear", "plateau"] = "constant"
     warmup_epochs: float = Field(0.0, ge=0.0)
     step_size: int = Field(10, gt=0, description="step: epochs between decays")
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="step/plateau: decay factor")
     patience: int = Field(3, ge=0, description="plateau: epochs without improvement before decay")
-    min_lr: float = Field(0.0, ge=0.0, description="cosine/plateau: floor of the learning rate")
+    min_lr: float = Field(0.0, ge=0.0, description="cosine/linear/plateau: floor of the learning rate")
 
 
 class OptimConfig(_Section):

@@ -25,7 +25,7 @@ def train(
     lr: Annotated[float | None, Opt(help="learning rate")] = None,
     optimizer: Annotated[str | None, Opt(help="sgd|momentum|nesterov|rmsprop|adam|adamw")] = None,
     weight_decay: Annotated[float | None, Opt(help="optimizer weight decay (decoupled for adamw)")] = None,
-    schedule: Annotated[str | None, Opt(help="constant|step|cosine|plateau")] = None,
+    schedule: Annotated[str | None, Opt(help="constant|step|cosine|linear|plateau")] = None,
     warmup: Annotated[float | None, Opt(help="linear warm-up epochs")] = None,
     l1: Annotated[float | None, Opt(help="adds l1·Σ|w| to the loss")] = None,
     l2: Annotated[float | None, Opt(help="adds (l2/2)·Σw² to the loss")] = None,

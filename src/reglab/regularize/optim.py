@@ -9,6 +9,8 @@ Schedules (factor of the base lr after `step` optimizer steps, W = warm-up steps
   warm-up (Goyal et al. 2017)      min(1, (step + 1) / W) for step < W
   step                             gamma ** (step // (step_size · steps_per_epoch)), counted from 0
   cosine (Loshchilov & Hutter 2017) f + (1 − f)·½(1 + cos(π·min(1, (step − W)/(T − W)))), f = min_lr/lr
+  linear (Devlin et al. 2019)      f + (1 − f)·(1 − min(1, (step − W)/(T − W))): warm-up, then a straight
+                                   line to min_lr at the last step
   plateau                          `ReduceLROnPlateau` once per epoch: × gamma after more than
                                    `patience` epochs without improvement (torch's convention)
 """
@@ -63,9 +65,11 @@ def lr_factor(step: int, *, optim: OptimConfig, steps_per_epoch: int, total_step
     floor = sched.min_lr / optim.lr
     if sched.name == "step":
         return sched.gamma ** (step // (sched.step_size * steps_per_epoch))
+    progress = min(1.0, (step - warmup) / max(1.0, total_steps - warmup))
     if sched.name == "cosine":
-        progress = min(1.0, (step - warmup) / max(1.0, total_steps - warmup))
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if sched.name == "linear":
+        return floor + (1.0 - floor) * (1.0 - progress)
     return 1.0
 
 
