@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The dropout-chapter reproductions slow on a small CPU, in their full setting on one CUDA GPU (a few
 # minutes on an H100), written into docs/results/. On one thread of a 2-core Xeon (2026-11-29):
-# condensation 17 min and teacher-student 4 min (both stored from CPU runs now); sample-size did not
-# finish in 50 min; r1-mnist (12 nets 784-1000-10, 20,000 full-batch steps each) would take hours. Usage: tools/reproduce_theory_gpu.sh [MNIST_IDX_FOLDER]   (from the repository
+# condensation 17 min, teacher-student 4 min and sample-size 71 min (all three stored from CPU runs now);
+# r1-mnist (12 nets 784-1000-10, 20,000 full-batch steps each) would take hours. Usage: tools/reproduce_theory_gpu.sh [MNIST_IDX_FOLDER]   (from the repository
 # root; without the folder r1-mnist uses mnist-5k's real digits and says so in its results).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}

@@ -119,16 +119,10 @@ CHANGED_SINCE_RUN = {
     "effective-ratio": "its choices now also state the loss, schedule, weight decay and data preprocessing it "
                        "used (what it runs is unchanged); its choices now also state ResNet-18's CIFAR form "
                        "(audit of 2026-11-28)",
-    "l1-l4": "its L4 claim is now judged as |acc(L4) − acc(R_S)| ≤ 1 point, like L3 against R_drop (the committed "
-             "verdict used mean(L4 − R_S) < ½ mean(R_drop − R_S), which means nothing when dropout gains nothing); "
-             "its choices now also state the network's activation and biases; its input choice now says which "
-             "objectives standardised pixels upset at its step size (audit of 2026-11-28)",
     "r1-mnist": "its absolute accuracies (79%, > 88%) are now judged only on MNIST's first 1000 images; on mnist-5k "
                 "they are not run; its choices now also state the input standardisation and which loss fig. (b) "
                 "plots; they now also say how its inputs, initialisation and output bias differ from l1-l4's "
                 "(audit of 2026-11-28)",
-    "sample-size": "its choices now also state that the output layer has no bias, and its 'generalizes well' "
-                   "threshold as 1.4% (not 1%) of the target's ½-variance, 0.70 (audit of 2026-11-28)",
 }
 """Presets whose code changed since their committed run, and how; remove an entry when its run is redone."""
 
@@ -137,8 +131,6 @@ _ABSOLUTE = ("absolute accuracies are now judged only on MNIST's first 1000 imag
 SUPERSEDED_VERDICTS = {
     ("r1-mnist", "R_S alone reaches only about 79%"): ("not run", _ABSOLUTE),
     ("r1-mnist", "R_drop and R_S + R1 exceed 88%, well above R_S alone"): ("not run", _ABSOLUTE),
-    ("l1-l4", "without R1, dropout keeps little of its benefit: L4 near R_S (fig. 1.10b)"):
-        ("pending rerun", "today's is |mean over seeds of acc(L4) − acc(R_S)| ≤ 1 point"),
 }
 """Committed claims whose criterion or arms changed since their run (`CHANGED_SINCE_RUN`): (preset, claim) -> the
 verdict to count today and why. Its row keeps the committed numbers and verdict in the text; remove an
