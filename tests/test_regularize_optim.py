@@ -45,31 +45,32 @@ def test_cosine_with_min_lr_and_warmup():
     assert got[10:] == pytest.approx([0.5 * (1 + math.cos(math.pi * (k - 10) / 90)) for k in range(10, 101)])
 
 
+def _torch_factors(opt: torch.optim.Optimizer, scheduler, steps: int) -> list[float]:
+    """The lr factor a torch scheduler sets before each of `steps` optimizer steps (base lr 0.1)."""
+    factors = []
+    for _ in range(steps):
+        factors.append(opt.param_groups[0]["lr"] / 0.1)
+        opt.step()
+        scheduler.step()
+    return factors
+
+
 def test_linear_decay_matches_torchs_linear_lr_with_and_without_warmup():
     """Against torch's own schedulers: `LinearLR` from 1 to f over T steps; with warm-up, `SequentialLR`
     of a `LinearLR` from 1/W to 1 over the W warm-up steps, then one from 1 to f over T − W."""
-    cfg = _optim(name="linear", min_lr=0.02)  # floor f = 0.2
+    LinearLR = torch.optim.lr_scheduler.LinearLR
     opt = _sgd()
-    ref = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=0.2, total_iters=100)
-    expected = []
-    for _ in range(110):
-        expected.append(opt.param_groups[0]["lr"] / 0.1)
-        opt.step()
-        ref.step()
-    assert _factors(cfg, 110, spe=10, total=100) == pytest.approx(expected)
+    expected = _torch_factors(opt, LinearLR(opt, start_factor=1.0, end_factor=0.2, total_iters=100), 110)
+    assert _factors(_optim(name="linear", min_lr=0.02), 110, spe=10, total=100) == pytest.approx(expected)
     assert expected[50] == pytest.approx(0.6) and expected[100:] == pytest.approx([0.2] * 10)
 
-    warm = _optim(name="linear", warmup_epochs=2)  # W = 20, then 1 → 0 over 80 steps
-    opt = _sgd()
-    ref = torch.optim.lr_scheduler.SequentialLR(opt, [
-        torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / 20, end_factor=1.0, total_iters=19),
-        torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=0.0, total_iters=80)], milestones=[20])
-    expected = []
-    for _ in range(101):
-        expected.append(opt.param_groups[0]["lr"] / 0.1)
-        opt.step()
-        ref.step()
-    assert _factors(warm, 101, spe=10, total=100) == pytest.approx(expected, abs=1e-12)
+    opt = _sgd()  # W = 20, then 1 → 0 over 80 steps
+    warmup_then_decay = torch.optim.lr_scheduler.SequentialLR(opt, [
+        LinearLR(opt, start_factor=1 / 20, end_factor=1.0, total_iters=19),
+        LinearLR(opt, start_factor=1.0, end_factor=0.0, total_iters=80)], milestones=[20])
+    expected = _torch_factors(opt, warmup_then_decay, 101)
+    got = _factors(_optim(name="linear", warmup_epochs=2), 101, spe=10, total=100)
+    assert got == pytest.approx(expected, abs=1e-12)
 
 
 def _sgd(lr: float = 0.1) -> torch.optim.Optimizer:
