@@ -19,6 +19,7 @@ from scipy import stats
 from torch.optim.swa_utils import update_bn
 
 from reglab.study import load_spec
+from reglab.study.stats import describe
 from reglab.train.loop import Trainer
 
 
@@ -46,10 +47,9 @@ def main() -> None:
             gains.append(clean - trained)
             print(f"{arm} seed {seed}: test accuracy {trained:.4f} as trained, {clean:.4f} with clean statistics")
         gain = 100 * np.array(gains)
-        half = stats.t.ppf(0.975, seeds - 1) * gain.std(ddof=1) / np.sqrt(seeds)
-        p = stats.ttest_1samp(gain, 0).pvalue
-        print(f"{arm}: clean statistics change test accuracy by {gain.mean():+.2f} pp "
-              f"(95% CI {gain.mean() - half:+.2f} to {gain.mean() + half:+.2f}, paired t p = {p:.2g}, {seeds} seeds)")
+        ci, p = describe(gain), stats.ttest_1samp(gain, 0).pvalue
+        print(f"{arm}: clean statistics change test accuracy by {ci.mean:+.2f} pp "
+              f"(95% CI {ci.ci_low:+.2f} to {ci.ci_high:+.2f}, paired t p = {p:.2g}, {seeds} seeds)")
 
 
 if __name__ == "__main__":
